@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+import '../dist/p2p/cli/index.js';
