@@ -1,0 +1,49 @@
+/**
+ * Why an event was refused. Every rejection leaves the hashgraph exactly as it was.
+ */
+export type RejectReason =
+  | 'malformed'
+  | 'duplicate'
+  | 'unknown-creator'
+  | 'not-a-member'
+  | 'unknown-parent'
+  | 'self-parent-creator-mismatch'
+  | 'other-parent-same-creator'
+  | 'timestamp-not-after-self-parent'
+  | 'bad-signature'
+  | 'too-large'
+  | 'too-many-transactions'
+  | 'ancient'
+
+export class EventRejectedError extends Error {
+  override readonly name = 'EventRejectedError'
+  readonly code = 'ERR_EVENT_REJECTED'
+  constructor (readonly reason: RejectReason, readonly eventId: string, detail: string) {
+    super(`event ${eventId} rejected (${reason}): ${detail}`)
+  }
+}
+
+/** The event's parents are not known (yet); the live engine parks such events until they arrive. */
+export class MissingParentsError extends EventRejectedError {
+  constructor (eventId: string, readonly missing: string[]) {
+    super('unknown-parent', eventId, `unknown parent${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`)
+  }
+}
+
+/** A consensus invariant was broken: a bug, or more than a third of the stake is faulty. */
+export class ConsensusInvariantError extends Error {
+  override readonly name = 'ConsensusInvariantError'
+  readonly code = 'ERR_CONSENSUS_INVARIANT'
+}
+
+/** Invalid input to the replay command (or to any other whole-graph import). */
+export class ReplayInputError extends Error {
+  override readonly name = 'ReplayInputError'
+  readonly code = 'ERR_REPLAY_INPUT'
+}
+
+/** The persisted event log does not match what this engine expects (other swarm, corrupt file). */
+export class EventLogError extends Error {
+  override readonly name = 'EventLogError'
+  readonly code = 'ERR_EVENT_LOG'
+}

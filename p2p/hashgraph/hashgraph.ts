@@ -1,0 +1,346 @@
+/**
+ * The live hashgraph of one member: validates and inserts signed events, parks events whose
+ * parents have not arrived, creates this member's own events (durably stored before they are
+ * returned for gossip), persists everything to the event log and emits the consensus order.
+ * Knows nothing of the network: the swarm hands it bytes and asks it for events.
+ */
+import { createHash } from 'node:crypto'
+import type { PrivateKey, PublicKey } from '@libp2p/interface'
+import { Consensus, genesisMembership, type ConsensusEvent, type EventStatus, type ForkEvidence } from './consensus.js'
+import { EventLogError, EventRejectedError, MissingParentsError } from './errors.js'
+import { DEFAULT_LIMITS, decodeEvent, ed25519Signer, fromHex, signEvent, toHex, Verifier, type EventLimits, type SignedEvent, type Signer } from './event.js'
+import type { ConsensusSnapshot, EventLog } from './event-log.js'
+
+export interface OrderedTransaction {
+  transaction: Uint8Array
+  consensusTimestamp: bigint
+  roundReceived: number
+  /** Index of this transaction in the swarm's total order of transactions (0-based). */
+  position: number
+  eventId: string
+  creator: number
+}
+
+export interface HashgraphInit {
+  /** Member public keys (Ed25519); a member's index is its creator id. */
+  members: readonly PublicKey[]
+  /** This member's creator id and key; omit for an observer that only receives. */
+  self?: { creator: number, key: PrivateKey }
+  coinRoundFrequency?: number
+  staleAfterRounds?: number
+  /** Off only for trusted replays and benchmarks of the bookkeeping. */
+  verifySignatures?: boolean
+  limits?: Partial<EventLimits>
+  /** Events waiting for a parent: at most this many, and this many bytes; the oldest go first. */
+  maxParkedEvents?: number
+  maxParkedBytes?: number
+  log?: EventLog
+  /** Nanoseconds since the Unix epoch. */
+  clock?: () => bigint
+  onTransactions?: (transactions: OrderedTransaction[]) => void
+  onStaleTransactions?: (transactions: Array<{ transaction: Uint8Array, eventId: string }>) => void
+  onFork?: (evidence: ForkEvidence) => void
+  onAnomaly?: (message: string) => void
+}
+
+export type ReceiveResult =
+  | { status: 'inserted', event: SignedEvent, released: SignedEvent[] }
+  | { status: 'parked', event: SignedEvent, missing: string[] }
+
+interface Parked { event: SignedEvent, missing: Set<string> }
+
+const wallClockBase = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint()
+/** Wall-clock nanoseconds that never go backwards within the process. */
+export function monotonicWallClock (): bigint {
+  return wallClockBase + process.hrtime.bigint()
+}
+
+export class Hashgraph {
+  private readonly consensus: Consensus<SignedEvent>
+  private readonly verifier: Verifier | null
+  private readonly signer: Signer | null
+  private readonly selfCreator: number | null
+  private readonly limits: EventLimits
+  private readonly log: EventLog | null
+  private readonly clock: () => bigint
+  private readonly maxParkedEvents: number
+  private readonly maxParkedBytes: number
+  private readonly parked = new Map<string, Parked>()
+  private readonly waitingOn = new Map<string, Set<string>>()
+  private parkedBytes = 0
+  private readonly queue: Uint8Array[] = []
+  private transactionPosition = 0
+  private runningHash: Uint8Array = new Uint8Array(32)
+  private replaying = false
+  private started = false
+  private readonly init: HashgraphInit
+  readonly memberCount: number
+
+  constructor (init: HashgraphInit) {
+    this.init = init
+    this.memberCount = init.members.length
+    this.verifier = init.verifySignatures === false ? null : new Verifier(init.members)
+    this.signer = init.self === undefined ? null : ed25519Signer(init.self.key)
+    this.selfCreator = init.self?.creator ?? null
+    if (this.selfCreator !== null && (this.selfCreator < 0 || this.selfCreator >= this.memberCount)) {
+      throw new RangeError(`self creator ${this.selfCreator} is not a member index (0..${this.memberCount - 1})`)
+    }
+    this.limits = { ...DEFAULT_LIMITS, ...init.limits }
+    this.log = init.log ?? null
+    this.clock = init.clock ?? monotonicWallClock
+    this.maxParkedEvents = init.maxParkedEvents ?? 10_000
+    this.maxParkedBytes = init.maxParkedBytes ?? 64 * 1024 * 1024
+    this.consensus = new Consensus<SignedEvent>({
+      membership: genesisMembership(this.memberCount),
+      coinRoundFrequency: init.coinRoundFrequency,
+      staleAfterRounds: init.staleAfterRounds,
+      onOrdered: (events, round) => { this.emitOrdered(events, round) },
+      onStale: (events) => {
+        if (this.replaying) return
+        init.onStaleTransactions?.(events.flatMap((e) => e.payload.transactions.map((transaction) => ({ transaction, eventId: e.id }))))
+      },
+      onFork: init.onFork,
+      onAnomaly: init.onAnomaly
+    })
+  }
+
+  /** Fingerprint of the swarm's genesis: the member keys and consensus parameters. */
+  get genesisId (): string {
+    const h = createHash('sha256')
+    for (const key of this.init.members) h.update(key.raw)
+    h.update(`c=${this.init.coinRoundFrequency ?? 'default'};stale=${this.init.staleAfterRounds ?? 'default'}`)
+    return h.digest('hex')
+  }
+
+  /** Replays the event log (if any) to the state the member had before it stopped. */
+  start (): void {
+    if (this.started) return
+    this.started = true
+    const log = this.log
+    if (log === null) return
+    const genesis = log.getMeta('genesis')
+    if (genesis === undefined) log.setMeta('genesis', this.genesisId)
+    else if (genesis !== this.genesisId) throw new EventLogError(`event log ${log.path} belongs to another swarm genesis (${genesis.slice(0, 12)}…, expected ${this.genesisId.slice(0, 12)}…)`)
+    this.replaying = true
+    try {
+      let index = 0
+      for (const { hash, bytes } of log.events()) {
+        const event = decodeEvent(bytes, { maxEventBytes: Infinity, maxTransactions: Infinity })
+        if (event.id !== toHex(hash)) throw new EventLogError(`event log ${log.path}: entry ${index} does not hash to its recorded id ${toHex(hash)}`)
+        this.consensus.insert(toInput(event))
+        index++
+      }
+    } catch (err) {
+      if (err instanceof EventRejectedError) throw new EventLogError(`event log ${log.path} holds an event the engine refuses: ${err.message}`)
+      throw err
+    } finally {
+      this.replaying = false
+    }
+  }
+
+  /** Writes anything queued to the log. The log itself is closed by whoever opened it. */
+  stop (): void {
+    this.log?.flush()
+    this.started = false
+  }
+
+  /** Queues a transaction for this member's next event. */
+  submit (transaction: Uint8Array): void {
+    if (transaction.byteLength > this.limits.maxEventBytes - 1024) {
+      throw new RangeError(`transaction of ${transaction.byteLength} bytes cannot fit in an event (limit ${this.limits.maxEventBytes} bytes)`)
+    }
+    this.queue.push(transaction)
+  }
+
+  get pendingTransactions (): number { return this.queue.length }
+
+  /**
+   * Creates, signs, stores (durably, before returning) and inserts this member's next event, with
+   * as many queued transactions as fit. Returns it for gossip.
+   */
+  createEvent (options: { otherParent?: string | null } = {}): SignedEvent {
+    if (this.signer === null || this.selfCreator === null) throw new Error('this hashgraph has no member key: it can only receive')
+    const selfParent = this.consensus.lastEventOf(this.selfCreator)
+    const otherParent = options.otherParent ?? null
+    if (otherParent !== null && !this.consensus.has(otherParent)) {
+      throw new EventRejectedError('unknown-parent', '(own event)', `other-parent ${otherParent} is not in this hashgraph`)
+    }
+    const taken = this.takeTransactions()
+    const now = this.clock()
+    const timestamp = selfParent !== undefined && now <= selfParent.timestamp ? selfParent.timestamp + 1n : now
+    const event = signEvent({
+      creator: this.selfCreator,
+      selfParent: selfParent === undefined ? null : selfParent.payload.hash,
+      otherParent: otherParent === null ? null : fromHex(otherParent),
+      timestamp,
+      transactions: taken
+    }, this.signer)
+    try {
+      this.consensus.insert(toInput(event), () => { this.log?.appendOwn(event.hash, event.creator, event.bytes) })
+    } catch (err) {
+      this.queue.unshift(...taken)
+      throw err
+    }
+    this.release(event.id, [])
+    return event
+  }
+
+  private takeTransactions (): Uint8Array[] {
+    const budget = this.limits.maxEventBytes - 1024
+    let bytes = 0
+    let count = 0
+    while (count < this.queue.length && count < this.limits.maxTransactions) {
+      const size = this.queue[count]!.byteLength + 9
+      if (bytes + size > budget) break
+      bytes += size
+      count++
+    }
+    return this.queue.splice(0, count)
+  }
+
+  /**
+   * Validates and inserts an event received from another member. Throws EventRejectedError (the
+   * graph unchanged) for an invalid event; parks one whose parents are missing.
+   */
+  receive (input: Uint8Array | SignedEvent): ReceiveResult {
+    const event = input instanceof Uint8Array ? decodeEvent(input, this.limits) : input
+    if (this.parked.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already waiting for its parents')
+    if (event.creator >= this.memberCount) {
+      throw new EventRejectedError('unknown-creator', event.id, `creator ${event.creator} is not a member (members are 0..${this.memberCount - 1})`)
+    }
+    if (this.verifier !== null && !this.verifier.verify(event)) {
+      throw new EventRejectedError('bad-signature', event.id, `signature does not verify with member ${event.creator}'s key`)
+    }
+    const missing = this.consensus.missing([parentId(event.selfParent), parentId(event.otherParent)])
+    if (missing.length > 0) {
+      if (this.consensus.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already in the hashgraph')
+      this.park(event, missing)
+      return { status: 'parked', event, missing }
+    }
+    this.insertReceived(event)
+    const released: SignedEvent[] = []
+    this.release(event.id, released)
+    return { status: 'inserted', event, released }
+  }
+
+  private insertReceived (event: SignedEvent): void {
+    this.consensus.insert(toInput(event), () => { this.log?.appendReceived(event.hash, event.creator, event.bytes) })
+  }
+
+  private park (event: SignedEvent, missing: string[]): void {
+    this.parked.set(event.id, { event, missing: new Set(missing) })
+    this.parkedBytes += event.bytes.byteLength
+    for (const id of missing) {
+      let waiting = this.waitingOn.get(id)
+      if (waiting === undefined) this.waitingOn.set(id, waiting = new Set())
+      waiting.add(event.id)
+    }
+    while (this.parked.size > this.maxParkedEvents || this.parkedBytes > this.maxParkedBytes) {
+      const oldest = this.parked.keys().next().value as string
+      this.unpark(oldest)
+    }
+  }
+
+  private unpark (id: string): Parked | undefined {
+    const entry = this.parked.get(id)
+    if (entry === undefined) return undefined
+    this.parked.delete(id)
+    this.parkedBytes -= entry.event.bytes.byteLength
+    for (const parent of entry.missing) {
+      const waiting = this.waitingOn.get(parent)
+      waiting?.delete(id)
+      if (waiting?.size === 0) this.waitingOn.delete(parent)
+    }
+    return entry
+  }
+
+  /** Inserts parked events that were waiting only for `arrived` (and, in turn, their children). */
+  private release (arrived: string, released: SignedEvent[]): void {
+    const ready = [arrived]
+    while (ready.length > 0) {
+      const id = ready.pop()!
+      const waiting = this.waitingOn.get(id)
+      if (waiting === undefined) continue
+      this.waitingOn.delete(id)
+      for (const childId of waiting) {
+        const child = this.parked.get(childId)
+        if (child === undefined) continue
+        child.missing.delete(id)
+        if (child.missing.size > 0) continue
+        this.unpark(childId)
+        try {
+          this.insertReceived(child.event)
+          released.push(child.event)
+          ready.push(childId)
+        } catch (err) {
+          // A parked event that turns out invalid is dropped, as it would have been on arrival.
+          if (!(err instanceof EventRejectedError)) throw err
+          if (err instanceof MissingParentsError) this.park(child.event, err.missing)
+        }
+      }
+    }
+  }
+
+  private emitOrdered (events: ReadonlyArray<ConsensusEvent<SignedEvent>>, round: number): void {
+    const out: OrderedTransaction[] = []
+    for (const e of events) {
+      this.runningHash = createHash('sha256').update(this.runningHash).update(e.payload.hash).digest()
+      for (const transaction of e.payload.transactions) {
+        out.push({ transaction, consensusTimestamp: e.consensusTimestamp!, roundReceived: round, position: this.transactionPosition++, eventId: e.id, creator: e.creator })
+      }
+    }
+    const snapshot = this.snapshot()
+    if (this.log !== null) {
+      if (this.replaying) {
+        const recorded = this.log.snapshotAt(round)
+        if (recorded !== undefined && recorded.runningHash !== snapshot.runningHash) {
+          throw new EventLogError(`replay of ${this.log.path} diverged at round ${round}: running hash ${snapshot.runningHash.slice(0, 16)}…, recorded ${recorded.runningHash.slice(0, 16)}…`)
+        }
+      } else {
+        this.log.saveSnapshot(snapshot)
+      }
+    }
+    if (out.length > 0) this.init.onTransactions?.(out)
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  snapshot (): ConsensusSnapshot {
+    return {
+      round: this.consensus.lastOrderedRound,
+      members: this.memberCount,
+      eventPosition: this.consensus.orderedEvents,
+      transactionPosition: this.transactionPosition,
+      runningHash: toHex(this.runningHash)
+    }
+  }
+
+  status (id: string): EventStatus | undefined { return this.consensus.status(id) }
+  has (id: string): boolean { return this.consensus.has(id) || this.parked.has(id) }
+  /** The signed event, if still in memory (recent rounds). */
+  event (id: string): SignedEvent | undefined { return this.consensus.event(id)?.payload }
+  lastEventOf (creator: number): SignedEvent | undefined { return this.consensus.lastEventOf(creator)?.payload }
+  get parkedCount (): number { return this.parked.size }
+  get lastRound (): number { return this.consensus.lastRound }
+  get lastOrderedRound (): number { return this.consensus.lastOrderedRound }
+  get orderedEvents (): number { return this.consensus.orderedEvents }
+  get eventsInMemory (): number { return this.consensus.size }
+  get forks (): readonly ForkEvidence[] { return this.consensus.forks }
+  recentEvents (): Iterable<ConsensusEvent<SignedEvent>> { return this.consensus.recentEvents() }
+}
+
+function parentId (hash: Uint8Array | null): string | null {
+  return hash === null ? null : toHex(hash)
+}
+
+function toInput (event: SignedEvent): { id: string, creator: number, selfParent: string | null, otherParent: string | null, timestamp: bigint, signature: Uint8Array, payload: SignedEvent } {
+  return {
+    id: event.id,
+    creator: event.creator,
+    selfParent: parentId(event.selfParent),
+    otherParent: parentId(event.otherParent),
+    timestamp: event.timestamp,
+    signature: event.signature,
+    payload: event
+  }
+}
