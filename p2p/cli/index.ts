@@ -4,15 +4,14 @@ import '../polyfills.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { defaultDataDir } from './data-dir.js';
+import * as consensus from './commands/consensus.js';
 
 // Subcommand modules: each exports `register(program: Command): void`.
-// To add one, create p2p/cli/commands/<name>.ts and list it here, e.g.
-//   import * as consensus from './commands/consensus.js';
-//   const commands: CommandModule[] = [consensus];
+// To add one, create p2p/cli/commands/<name>.ts and list it here.
 export interface CommandModule {
   register(program: Command): void;
 }
-const commands: CommandModule[] = [];
+const commands: CommandModule[] = [consensus];
 
 /** Options every subcommand can read via `program.opts<GlobalOptions>()`. */
 export interface GlobalOptions {
