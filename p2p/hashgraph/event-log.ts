@@ -20,17 +20,19 @@ export interface ConsensusSnapshot {
 /** Each entry upgrades the schema by one version; never edit a released entry, append. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-   CREATE TABLE events (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, creator INTEGER NOT NULL, bytes BLOB NOT NULL);
+   CREATE TABLE events (seq INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, creator INTEGER NOT NULL,
+     creator_seq INTEGER NOT NULL, bytes BLOB NOT NULL);
+   CREATE INDEX events_by_creator ON events (creator, creator_seq);
    CREATE TABLE snapshots (round INTEGER PRIMARY KEY, members INTEGER NOT NULL, event_position INTEGER NOT NULL,
      transaction_position INTEGER NOT NULL, running_hash TEXT NOT NULL);`
 ]
 
 export class EventLog {
   private readonly db: Database.Database
-  private readonly insertEvent: Database.Statement<[Uint8Array, number, Uint8Array]>
+  private readonly insertEvent: Database.Statement<LogRow>
   private readonly insertSnapshot: Database.Statement<[number, number, number, number, string]>
-  private pending: Array<[Uint8Array, number, Uint8Array]> = []
-  private readonly writeBatch: (rows: Array<[Uint8Array, number, Uint8Array]>) => void
+  private pending: LogRow[] = []
+  private readonly writeBatch: (rows: LogRow[]) => void
 
   /** Opens (creating if needed) the log at `path`; ':memory:' is allowed for tests and benchmarks. */
   constructor (readonly path: string) {
@@ -43,9 +45,9 @@ export class EventLog {
     // FULL: a committed event survives power loss, which own events need before they are gossiped.
     this.db.pragma('synchronous = FULL')
     this.migrate()
-    this.insertEvent = this.db.prepare('INSERT INTO events (hash, creator, bytes) VALUES (?, ?, ?)')
+    this.insertEvent = this.db.prepare('INSERT INTO events (hash, creator, creator_seq, bytes) VALUES (?, ?, ?, ?)')
     this.insertSnapshot = this.db.prepare('INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)')
-    this.writeBatch = this.db.transaction((rows: Array<[Uint8Array, number, Uint8Array]>) => {
+    this.writeBatch = this.db.transaction((rows: LogRow[]) => {
       for (const row of rows) this.insertEvent.run(...row)
     })
   }
@@ -73,14 +75,14 @@ export class EventLog {
   }
 
   /** Queues a received event; it is written with the next flush (at the latest before any own event). */
-  appendReceived (hash: Uint8Array, creator: number, bytes: Uint8Array): void {
-    this.pending.push([hash, creator, bytes])
+  appendReceived (hash: Uint8Array, creator: number, creatorSeq: number, bytes: Uint8Array): void {
+    this.pending.push([hash, creator, creatorSeq, bytes])
     if (this.pending.length >= 512) this.flush()
   }
 
   /** Writes everything queued, then this member's own event, and returns once it is on disk. */
-  appendOwn (hash: Uint8Array, creator: number, bytes: Uint8Array): void {
-    this.pending.push([hash, creator, bytes])
+  appendOwn (hash: Uint8Array, creator: number, creatorSeq: number, bytes: Uint8Array): void {
+    this.pending.push([hash, creator, creatorSeq, bytes])
     this.flush()
   }
 
@@ -114,6 +116,22 @@ export class EventLog {
     }
   }
 
+  /**
+   * Stored events a peer lacks, in insertion (topological) order: those of creator c with a
+   * sequence number at or above known[c] (creators beyond the vector: all).
+   */
+  * eventsAfter (known: readonly number[], limit = Infinity): Iterable<Uint8Array> {
+    this.flush()
+    const clauses = known.map((_, creator) => `(creator = ${creator} AND creator_seq >= ?)`)
+    clauses.push(`creator >= ${known.length}`)
+    const statement = this.db.prepare(`SELECT bytes FROM events WHERE ${clauses.join(' OR ')} ORDER BY seq`).pluck()
+    let sent = 0
+    for (const bytes of statement.iterate(...known) as Iterable<Buffer>) {
+      if (sent++ >= limit) return
+      yield new Uint8Array(bytes)
+    }
+  }
+
   eventBytes (hash: Uint8Array): Uint8Array | undefined {
     const row = this.db.prepare('SELECT bytes FROM events WHERE hash = ?').get(hash) as { bytes: Buffer } | undefined
     return row === undefined ? undefined : new Uint8Array(row.bytes)
@@ -125,6 +143,8 @@ export class EventLog {
     this.db.close()
   }
 }
+
+type LogRow = [hash: Uint8Array, creator: number, creatorSeq: number, bytes: Uint8Array]
 
 interface SnapshotRow { round: number, members: number, event_position: number, transaction_position: number, running_hash: string }
 

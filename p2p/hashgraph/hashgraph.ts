@@ -69,6 +69,8 @@ export class Hashgraph {
   private readonly waitingOn = new Map<string, Set<string>>()
   private parkedBytes = 0
   private readonly queue: Uint8Array[] = []
+  /** Events carrying transactions that are neither ordered nor stale yet. */
+  private readonly unordered = new Set<string>()
   private transactionPosition = 0
   private runningHash: Uint8Array = new Uint8Array(32)
   private replaying = false
@@ -96,6 +98,7 @@ export class Hashgraph {
       staleAfterRounds: init.staleAfterRounds,
       onOrdered: (events, round) => { this.emitOrdered(events, round) },
       onStale: (events) => {
+        for (const e of events) this.unordered.delete(e.id)
         if (this.replaying) return
         init.onStaleTransactions?.(events.flatMap((e) => e.payload.transactions.map((transaction) => ({ transaction, eventId: e.id }))))
       },
@@ -127,7 +130,7 @@ export class Hashgraph {
       for (const { hash, bytes } of log.events()) {
         const event = decodeEvent(bytes, { maxEventBytes: Infinity, maxTransactions: Infinity })
         if (event.id !== toHex(hash)) throw new EventLogError(`event log ${log.path}: entry ${index} does not hash to its recorded id ${toHex(hash)}`)
-        this.consensus.insert(toInput(event))
+        this.insert(event, 'no')
         index++
       }
     } catch (err) {
@@ -176,7 +179,7 @@ export class Hashgraph {
       transactions: taken
     }, this.signer)
     try {
-      this.consensus.insert(toInput(event), () => { this.log?.appendOwn(event.hash, event.creator, event.bytes) })
+      this.insert(event, 'own')
     } catch (err) {
       this.queue.unshift(...taken)
       throw err
@@ -224,7 +227,19 @@ export class Hashgraph {
   }
 
   private insertReceived (event: SignedEvent): void {
-    this.consensus.insert(toInput(event), () => { this.log?.appendReceived(event.hash, event.creator, event.bytes) })
+    this.insert(event, 'received')
+  }
+
+  /** Inserts into consensus; the log write happens after validation and before any state changes. */
+  private insert (event: SignedEvent, persist: 'own' | 'received' | 'no'): void {
+    const inserted = this.consensus.insert(toInput(event), () => {
+      if (this.log === null || persist === 'no') return
+      const selfParent = event.selfParent === null ? undefined : this.consensus.event(toHex(event.selfParent))
+      const seq = selfParent === undefined ? 0 : selfParent.seq + 1
+      if (persist === 'own') this.log.appendOwn(event.hash, event.creator, seq, event.bytes)
+      else this.log.appendReceived(event.hash, event.creator, seq, event.bytes)
+    })
+    if (inserted.payload.transactions.length > 0 && inserted.roundReceived === null && !inserted.stale) this.unordered.add(inserted.id)
   }
 
   private park (event: SignedEvent, missing: string[]): void {
@@ -284,6 +299,7 @@ export class Hashgraph {
   private emitOrdered (events: ReadonlyArray<ConsensusEvent<SignedEvent>>, round: number): void {
     const out: OrderedTransaction[] = []
     for (const e of events) {
+      this.unordered.delete(e.id)
       this.runningHash = createHash('sha256').update(this.runningHash).update(e.payload.hash).digest()
       for (const transaction of e.payload.transactions) {
         out.push({ transaction, consensusTimestamp: e.consensusTimestamp!, roundReceived: round, position: this.transactionPosition++, eventId: e.id, creator: e.creator })
@@ -320,6 +336,32 @@ export class Hashgraph {
   /** The signed event, if still in memory (recent rounds). */
   event (id: string): SignedEvent | undefined { return this.consensus.event(id)?.payload }
   lastEventOf (creator: number): SignedEvent | undefined { return this.consensus.lastEventOf(creator)?.payload }
+  /** True while some event carrying transactions awaits its place in the order: keep gossiping. */
+  get hasUnorderedTransactions (): boolean { return this.unordered.size > 0 || this.queue.length > 0 }
+  /** Per creator, how many of its events this member holds (the next sequence number it expects). */
+  knownCounts (): number[] {
+    return Array.from({ length: this.memberCount }, (_, c) => {
+      const last = this.consensus.lastEventOf(c)
+      return last === undefined ? 0 : last.seq + 1
+    })
+  }
+
+  /** Events a peer with `known` (see knownCounts) lacks, in a topological order, as wire bytes. */
+  * eventsAfter (known: readonly number[], limit = Infinity): Iterable<Uint8Array> {
+    if (this.log !== null) {
+      yield * this.log.eventsAfter(known, limit)
+      return
+    }
+    const events = [...this.consensus.recentEvents()]
+      .filter((e) => e.seq >= (known[e.creator] ?? 0))
+      .sort((a, b) => a.generation - b.generation)
+    let sent = 0
+    for (const e of events) {
+      if (sent++ >= limit) return
+      yield e.payload.bytes
+    }
+  }
+
   get parkedCount (): number { return this.parked.size }
   get lastRound (): number { return this.consensus.lastRound }
   get lastOrderedRound (): number { return this.consensus.lastOrderedRound }

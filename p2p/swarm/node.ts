@@ -1,0 +1,82 @@
+/**
+ * The libp2p host of a site: TCP, noise, yamux, identify, ping, gossipsub, mDNS and bootstrap
+ * discovery, all behind a private-network (pnet) pre-shared swarm key, so that a node without the
+ * key cannot even complete a connection handshake.
+ *
+ * Gossip is @libp2p/gossipsub: @chainsafe/libp2p-gossipsub, which the design card names, is built on
+ * the libp2p 2 interfaces and fails at run time with libp2p 3; its code continues as @libp2p/gossipsub.
+ */
+import '../polyfills.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
+import type { PrivateKey } from '@libp2p/interface'
+import { mdns } from '@libp2p/mdns'
+import { ping, type Ping } from '@libp2p/ping'
+import { preSharedKey, generateKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { SwarmConfigError } from './errors.js'
+
+// A type alias, not an interface: libp2p's ServiceMap needs an index signature.
+export type SwarmServices = {
+  identify: Identify
+  ping: Ping
+  pubsub: GossipSub
+}
+
+export type SwarmNode = Libp2p<SwarmServices>
+
+export interface SwarmNodeInit {
+  privateKey: PrivateKey
+  /** pnet pre-shared key in its text form (see createSwarmKey). */
+  swarmKey: Uint8Array
+  listen: string[]
+  bootstrap?: string[]
+  /** Discover peers on the LAN by multicast DNS; the tag keeps different swarms apart. */
+  mdns?: false | { serviceTag: string, interval?: number }
+  /** Largest gossip message accepted, in bytes. */
+  maxMessageBytes?: number
+}
+
+/** A new pnet swarm key ("/key/swarm/psk/1.0.0/" + base16 of 32 random bytes). */
+export function createSwarmKey (): Uint8Array {
+  const key = new Uint8Array(95)
+  generateKey(key)
+  return key
+}
+
+export function parseSwarmKey (text: string): Uint8Array {
+  const normalized = text.trim().split(/\r?\n/).map((l) => l.trim())
+  if (normalized.length !== 3 || normalized[0] !== '/key/swarm/psk/1.0.0/' || normalized[1] !== '/base16/' || !/^[0-9a-f]{64}$/i.test(normalized[2]!)) {
+    throw new SwarmConfigError('swarm key must be "/key/swarm/psk/1.0.0/", "/base16/" and 64 hex digits on three lines')
+  }
+  return new TextEncoder().encode(normalized.join('\n'))
+}
+
+export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> {
+  const discovery: Array<ReturnType<typeof bootstrap> | ReturnType<typeof mdns>> = []
+  if (init.bootstrap !== undefined && init.bootstrap.length > 0) discovery.push(bootstrap({ list: init.bootstrap }))
+  if (init.mdns !== undefined && init.mdns !== false) discovery.push(mdns({ serviceTag: init.mdns.serviceTag, interval: init.mdns.interval ?? 1000 }))
+  return await createLibp2p({
+    privateKey: init.privateKey,
+    addresses: { listen: init.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: preSharedKey({ psk: init.swarmKey }),
+    peerDiscovery: discovery,
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        emitSelf: false,
+        // A swarm of one site still orders its own transactions.
+        allowPublishToZeroTopicPeers: true,
+        maxInboundDataLength: init.maxMessageBytes ?? 1024 * 1024 + 4096
+      })
+    }
+  })
+}
