@@ -305,7 +305,8 @@ export class Hashgraph {
         out.push({ transaction, consensusTimestamp: e.consensusTimestamp!, roundReceived: round, position: this.transactionPosition++, eventId: e.id, creator: e.creator })
       }
     }
-    const snapshot = this.snapshot()
+    // Called while round `round` is being ordered, before the engine counts it as ordered.
+    const snapshot = { ...this.snapshot(), round }
     if (this.log !== null) {
       if (this.replaying) {
         const recorded = this.log.snapshotAt(round)

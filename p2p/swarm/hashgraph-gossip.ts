@@ -1,0 +1,193 @@
+/**
+ * Runs a member's hashgraph over the swarm: new events go out on a gossipsub topic, received ones
+ * are validated by the engine before gossipsub forwards them (invalid ones lower the sender's
+ * score), and a request/response sync protocol fetches what a member lacks (missing ancestors, or
+ * everything after a restart). Events are created only while there is something to order:
+ * pending or unordered transactions. An idle swarm sends nothing but libp2p's own keep-alives.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import { EventRejectedError, type Hashgraph } from '../hashgraph/index.js'
+import type { SwarmNode } from './node.js'
+
+export interface HashgraphGossipInit {
+  node: SwarmNode
+  hashgraph: Hashgraph
+  swarmId: string
+  /** Creator index of each member's libp2p peer id (members are the peers allowed to sync). */
+  members: readonly PeerId[]
+  self: number
+  /** Lower bound between two own events: bounds the event rate under load. */
+  minEventIntervalMs?: number
+  /** While something awaits ordering, create an event at least this often even if nothing arrives. */
+  heartbeatMs?: number
+  /** Events per sync response; a member that lacks more asks again. */
+  syncBatch?: number
+  onError?: (err: Error) => void
+}
+
+const MAX_MESSAGE_BYTES = 1024 * 1024 + 4096
+
+export class HashgraphGossip {
+  readonly topic: string
+  readonly syncProtocol: string
+  private readonly init: Required<Omit<HashgraphGossipInit, 'onError'>> & Pick<HashgraphGossipInit, 'onError'>
+  private readonly memberByPeer = new Map<string, number>()
+  /** Newest event received from another member: the next own event's other-parent. */
+  private latestFromOthers: string | null = null
+  private lastCreated = 0
+  private timer: NodeJS.Timeout | null = null
+  private readonly syncing = new Set<string>()
+  private running = false
+  private readonly onSubscriptionChange = (): void => { this.schedule(0) }
+
+  constructor (init: HashgraphGossipInit) {
+    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, ...init }
+    this.topic = `/hgmig/${init.swarmId}/events/1.0.0`
+    this.syncProtocol = `/hgmig/${init.swarmId}/sync/1.0.0`
+    init.members.forEach((peer, index) => this.memberByPeer.set(peer.toString(), index))
+  }
+
+  async start (): Promise<void> {
+    if (this.running) return
+    this.running = true
+    const { node } = this.init
+    const pubsub = node.services.pubsub
+    pubsub.topicValidators.set(this.topic, (peer, message) => this.validate(peer, message.data))
+    pubsub.subscribe(this.topic)
+    pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
+    await node.handle(this.syncProtocol, (stream, connection) => {
+      this.serveSync(stream, connection.remotePeer).catch((err: Error) => { stream.abort(err) })
+    }, { maxInboundStreams: 8 })
+    this.schedule(0)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    const pubsub = this.init.node.services.pubsub
+    pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
+    pubsub.topicValidators.delete(this.topic)
+    pubsub.unsubscribe(this.topic)
+    await this.init.node.unhandle(this.syncProtocol)
+  }
+
+  /** Queues a transaction and makes sure an event carrying it is created soon. */
+  submit (transaction: Uint8Array): void {
+    this.init.hashgraph.submit(transaction)
+    this.schedule(0)
+  }
+
+  /** Asks every connected member for the events we lack (after a start or a partition). */
+  async syncWithAll (): Promise<void> {
+    const peers = this.init.node.getPeers().filter((p) => this.memberByPeer.has(p.toString()))
+    await Promise.all(peers.map(async (peer) => { await this.syncFrom(peer) }))
+  }
+
+  private validate (peer: PeerId, data: Uint8Array): TopicValidatorResult {
+    const { hashgraph } = this.init
+    try {
+      const result = hashgraph.receive(data)
+      if (result.status === 'parked') {
+        void this.syncFrom(peer)
+      } else {
+        this.noteReceived(result.event.id, result.event.creator)
+        for (const released of result.released) this.noteReceived(released.id, released.creator)
+      }
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      if (err instanceof EventRejectedError) {
+        // A duplicate is normal in gossip; anything else is the sender's fault.
+        return err.reason === 'duplicate' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+      }
+      this.init.onError?.(err as Error)
+      return TopicValidatorResult.Ignore
+    }
+  }
+
+  private noteReceived (id: string, creator: number): void {
+    if (creator === this.init.self) return
+    this.latestFromOthers = id
+    this.schedule(this.init.minEventIntervalMs)
+  }
+
+  /** Creates an own event now or after `delayMs`, if anything awaits ordering. */
+  private schedule (delayMs: number): void {
+    if (!this.running || this.timer !== null) return
+    const wait = Math.max(delayMs, this.lastCreated + this.init.minEventIntervalMs - Date.now(), 0)
+    this.timer = setTimeout(() => {
+      this.timer = null
+      this.tick()
+    }, wait)
+  }
+
+  private tick (): void {
+    const { hashgraph } = this.init
+    if (!this.running || !hashgraph.hasUnorderedTransactions) return
+    try {
+      const event = hashgraph.createEvent({ otherParent: this.latestFromOthers })
+      this.lastCreated = Date.now()
+      this.init.node.services.pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
+    } catch (err) {
+      this.init.onError?.(err as Error)
+    }
+    if (hashgraph.hasUnorderedTransactions) this.schedule(this.init.heartbeatMs)
+  }
+
+  private async syncFrom (peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    if (this.syncing.has(key) || !this.memberByPeer.has(key)) return
+    this.syncing.add(key)
+    try {
+      for (;;) {
+        const stream = await this.init.node.dialProtocol(peer, this.syncProtocol, { signal: AbortSignal.timeout(10_000) })
+        const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
+        await lp.write(dagCbor.encode({ known: this.init.hashgraph.knownCounts() }))
+        let received = 0
+        for (;;) {
+          const chunk = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray()
+          if (chunk.byteLength === 0) break
+          received++
+          this.acceptSynced(chunk)
+        }
+        await stream.close()
+        if (received < this.init.syncBatch) break
+      }
+    } catch (err) {
+      this.init.onError?.(err as Error)
+    } finally {
+      this.syncing.delete(key)
+      this.schedule(0)
+    }
+  }
+
+  private acceptSynced (bytes: Uint8Array): void {
+    try {
+      const result = this.init.hashgraph.receive(bytes)
+      if (result.status === 'inserted') this.noteReceived(result.event.id, result.event.creator)
+    } catch (err) {
+      if (!(err instanceof EventRejectedError) || err.reason !== 'duplicate') throw err
+    }
+  }
+
+  private async serveSync (stream: Parameters<Parameters<SwarmNode['handle']>[1]>[0], peer: PeerId): Promise<void> {
+    if (!this.memberByPeer.has(peer.toString())) {
+      stream.abort(new Error('not a member of this swarm'))
+      return
+    }
+    const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
+    const request = dagCbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as { known?: unknown }
+    const known = Array.isArray(request.known) && request.known.every((n) => Number.isSafeInteger(n) && n >= 0) ? request.known as number[] : null
+    if (known === null) {
+      stream.abort(new Error('malformed sync request'))
+      return
+    }
+    for (const bytes of this.init.hashgraph.eventsAfter(known, this.init.syncBatch)) await lp.write(bytes)
+    await lp.write(new Uint8Array(0))
+    await stream.close()
+  }
+}

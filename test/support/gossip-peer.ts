@@ -1,0 +1,62 @@
+/**
+ * One swarm member in its own OS process, for multi-process tests of the swarm layer. Driven by
+ * JSON lines on stdin; answers with JSON lines on stdout.
+ *   argv: <genesis.json> <member index> <data dir>
+ *   genesis: { swarmId, swarmKey (text), keys: [hex protobuf private keys] }  (test-only: every key in one file)
+ *   commands: {"cmd":"addr"} {"cmd":"dial","addr"} {"cmd":"submit","tx"} {"cmd":"status"} {"cmd":"sync"}
+ */
+import '../../p2p/polyfills.js'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { EventLog, Hashgraph } from '../../p2p/hashgraph/index.js'
+import { createSwarmNode, HashgraphGossip, parseSwarmKey } from '../../p2p/swarm/index.js'
+
+const [genesisPath, indexArg, dataDir] = process.argv.slice(2)
+const genesis = JSON.parse(readFileSync(genesisPath!, 'utf8')) as { swarmId: string, swarmKey: string, keys: string[] }
+const self = Number(indexArg)
+const keys = genesis.keys.map((hex) => privateKeyFromProtobuf(Buffer.from(hex, 'hex')))
+const log = new EventLog(join(dataDir!, 'hashgraph.sqlite'))
+const ordered: string[] = []
+const hashgraph = new Hashgraph({
+  members: keys.map((k) => k.publicKey),
+  self: { creator: self, key: keys[self]! },
+  log,
+  onTransactions: (txs) => { for (const t of txs) ordered.push(Buffer.from(t.transaction).toString()) }
+})
+hashgraph.start()
+const node = await createSwarmNode({ privateKey: keys[self]!, swarmKey: parseSwarmKey(genesis.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
+const errors: string[] = []
+const gossip = new HashgraphGossip({
+  node,
+  hashgraph,
+  swarmId: genesis.swarmId,
+  members: keys.map((k) => peerIdFromPrivateKey(k)),
+  self,
+  onError: (err) => { errors.push(err.message) }
+})
+await gossip.start()
+
+const reply = (value: unknown): void => { process.stdout.write(JSON.stringify(value) + '\n') }
+for await (const line of createInterface({ input: process.stdin })) {
+  const command = JSON.parse(line) as { cmd: string, addr?: string, tx?: string }
+  try {
+    switch (command.cmd) {
+      case 'addr': reply({ addr: node.getMultiaddrs()[0]!.toString() }); break
+      case 'dial': await node.dial(multiaddr(command.addr!)); reply({ ok: true }); break
+      case 'submit': gossip.submit(Buffer.from(command.tx!)); reply({ ok: true }); break
+      case 'sync': await gossip.syncWithAll(); reply({ ok: true }); break
+      case 'status': reply({ ordered, snapshot: hashgraph.snapshot(), peers: node.getPeers().length, forks: hashgraph.forks.length, errors }); break
+      default: reply({ error: `unknown command ${command.cmd}` })
+    }
+  } catch (err) {
+    reply({ error: (err as Error).message })
+  }
+}
+await gossip.stop()
+await node.stop()
+hashgraph.stop()
+log.close()

@@ -1,0 +1,96 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { createSwarmKey } from '../p2p/swarm/index.js'
+import { eventually, PeerProcess } from './support/peer-process.js'
+
+const peerScript = fileURLToPath(new URL('./support/gossip-peer.js', import.meta.url))
+
+interface Status { ordered: string[], snapshot: { eventPosition: number, runningHash: string }, peers: number, forks: number, errors: string[] }
+
+async function makeSwarm (members: number): Promise<{ dir: string, genesis: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'hgmig-swarm-'))
+  const keys = await Promise.all(Array.from({ length: members }, async () => await generateKeyPair('Ed25519')))
+  const genesis = join(dir, 'genesis.json')
+  writeFileSync(genesis, JSON.stringify({
+    swarmId: 'test-swarm',
+    swarmKey: new TextDecoder().decode(createSwarmKey()),
+    keys: keys.map((k) => Buffer.from(privateKeyToProtobuf(k)).toString('hex'))
+  }))
+  return { dir, genesis }
+}
+
+function startPeer (swarm: { dir: string, genesis: string }, index: number): PeerProcess {
+  const data = join(swarm.dir, `site-${index}`)
+  mkdirSync(data, { recursive: true })
+  return new PeerProcess(peerScript, [swarm.genesis, String(index), data])
+}
+
+async function connectAll (peers: PeerProcess[]): Promise<void> {
+  const addrs = await Promise.all(peers.map(async (p) => (await p.call<{ addr: string }>({ cmd: 'addr' })).addr))
+  for (let i = 0; i < peers.length; i++) {
+    for (let j = i + 1; j < peers.length; j++) await peers[i]!.call({ cmd: 'dial', addr: addrs[j] })
+  }
+}
+
+async function allOrdered (peers: PeerProcess[], expected: number): Promise<Status[]> {
+  return await eventually(`${expected} transactions ordered at ${peers.length} sites`, async () => {
+    const statuses = await Promise.all(peers.map(async (p) => await p.call<Status>({ cmd: 'status' })))
+    return statuses.every((s) => s.ordered.length >= expected) ? statuses : undefined
+  }, 120_000)
+}
+
+test('separate processes on loopback gossip a hashgraph and agree on one order; a killed member catches up after restart', async () => {
+  const swarm = await makeSwarm(4)
+  const peers = [0, 1, 2, 3].map((i) => startPeer(swarm, i))
+  try {
+    await connectAll(peers)
+    for (let k = 0; k < 5; k++) {
+      for (let i = 0; i < peers.length; i++) await peers[i]!.call({ cmd: 'submit', tx: `site${i}-tx${k}` })
+    }
+    const first = await allOrdered(peers, 20)
+    const order = first[0]!.ordered.slice(0, 20)
+    assert.deepEqual(new Set(order).size, 20, 'every transaction ordered once')
+    for (const s of first) assert.deepEqual(s.ordered.slice(0, 20), order, 'the same order at every site')
+    for (const s of first) assert.equal(s.forks, 0)
+
+    // Kill -9 one site: three of four remain (3 > 2·4/3), so ordering continues without it.
+    await peers[3]!.kill()
+    for (let k = 0; k < 3; k++) await peers[k]!.call({ cmd: 'submit', tx: `while-down-${k}` })
+    const during = await allOrdered(peers.slice(0, 3), 23)
+    assert.deepEqual(during[1]!.ordered.slice(0, 23), during[0]!.ordered.slice(0, 23))
+
+    // Restart it on the same data directory: it replays its log, syncs the rest, and agrees.
+    peers[3] = startPeer(swarm, 3)
+    await connectAll(peers)
+    await peers[3].call({ cmd: 'sync' })
+    await peers[3].call({ cmd: 'submit', tx: 'after-restart' })
+    const after = await allOrdered(peers, 24)
+    const reference = after[0]!.ordered.slice(0, 24)
+    for (const s of after) assert.deepEqual(s.ordered.slice(0, 24), reference, 'the restarted site holds the same order')
+    for (const s of after) assert.equal(s.forks, 0, 'the restarted site did not fork itself')
+    assert.ok(reference.includes('after-restart'))
+  } finally {
+    await Promise.all(peers.map(async (p) => { await p.stop() }))
+  }
+})
+
+test('a node with a wrong swarm key cannot connect', async () => {
+  const swarm = await makeSwarm(2)
+  const other = await makeSwarm(2)
+  const member = startPeer(swarm, 0)
+  const outsider = startPeer(other, 1)
+  try {
+    const { addr } = await member.call<{ addr: string }>({ cmd: 'addr' })
+    await assert.rejects(outsider.call({ cmd: 'dial', addr }), /failed/)
+    const status = await member.call<Status>({ cmd: 'status' })
+    assert.equal(status.peers, 0, 'no connection was established')
+  } finally {
+    await member.stop()
+    await outsider.stop()
+  }
+})
