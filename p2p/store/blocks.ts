@@ -1,0 +1,54 @@
+import { createHash } from 'node:crypto'
+import * as dagPb from '@ipld/dag-pb'
+import { UnixFS } from 'ipfs-unixfs'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
+
+/** How leaves and the DAG are encoded: the project's format, or `ipfs add`'s (kubo) defaults. */
+export type DagProfile = 'hgmig' | 'ipfs'
+
+/**
+ * SHA-256 through node:crypto directly: synchronous, so a leaf's CID costs no promise round trip
+ * (multiformats' sha256.digest is async and the importer would await it per block).
+ */
+export function sha256Digest (block: Uint8Array): Uint8Array {
+  return createHash('sha256').update(block).digest()
+}
+
+export function cidOf (block: Uint8Array, version: 0 | 1, codec: number): CID {
+  return CID.create(version, codec, createDigest(sha256.code, sha256Digest(block)))
+}
+
+/** The block a leaf's file data becomes: the data itself (raw leaves), or a UnixFS 'file' node (kubo). */
+export function encodeLeaf (data: Uint8Array, profile: DagProfile): { block: Uint8Array, unixfs?: UnixFS } {
+  if (profile === 'hgmig') return { block: data }
+  const unixfs = new UnixFS({ type: 'file', data })
+  return { block: dagPb.encode({ Data: unixfs.marshal(), Links: [] }), unixfs }
+}
+
+export function leafCid (block: Uint8Array, profile: DagProfile): CID {
+  return profile === 'hgmig' ? cidOf(block, 1, raw.code) : cidOf(block, 0, dagPb.code)
+}
+
+/** True when the block's bytes hash to the CID's SHA-256 digest. */
+export function blockMatches (cid: CID, block: Uint8Array): boolean {
+  if (cid.multihash.code !== sha256.code) return false
+  return Buffer.from(sha256Digest(block)).equals(cid.multihash.digest)
+}
+
+let zeros = new Uint8Array(0)
+
+export function isAllZero (data: Uint8Array): boolean {
+  // memcmp against a buffer of zeros: zero regions of disk images run to gigabytes, and a
+  // byte loop in JS is ~10x slower than this.
+  if (zeros.byteLength < data.byteLength) zeros = new Uint8Array(data.byteLength)
+  return Buffer.compare(data, zeros.subarray(0, data.byteLength)) === 0
+}
+
+/** Rebuilds the block of an all-zero leaf (never stored) from its CID's codec and its data length. */
+export function zeroLeafBlock (cid: CID, dataLength: number): Uint8Array {
+  const data = new Uint8Array(dataLength)
+  return cid.code === raw.code ? data : encodeLeaf(data, 'ipfs').block
+}

@@ -1,0 +1,728 @@
+import { randomBytes } from 'node:crypto'
+import { createWriteStream, mkdirSync } from 'node:fs'
+import { open, rename, rm, stat } from 'node:fs/promises'
+import { basename, join, resolve } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import Database from 'better-sqlite3'
+import { exporter, type ReadableStorage } from 'ipfs-unixfs-exporter'
+import { importer } from 'ipfs-unixfs-importer'
+import { fixedSize } from 'ipfs-unixfs-importer/chunker'
+import { CID } from 'multiformats/cid'
+import { blockMatches, zeroLeafBlock, type DagProfile } from './blocks.js'
+import {
+  AbortError, AmbiguousImageError, CorruptChunkError, ImageExistsError, ImageInUseError, ImageNotFoundError,
+  ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFullError
+} from './errors.js'
+import { ImportSession } from './import-session.js'
+import { DirectoryLock } from './lock.js'
+import { PackFiles } from './packs.js'
+import { ProgressTracker, type ProgressOptions } from './progress.js'
+import { migrate } from './schema.js'
+import {
+  BASE_LAYER, LAYERS, type AbortOptions, type AddImageOptions, type CorruptChunk, type ExportOptions, type ExportResult,
+  type GcResult, type ImageDetails, type ImageInfo, type ImageStoreClient, type ImportSource, type Layer,
+  type LayerSimilarity, type PresenceReport, type RemoveResult, type SimilarityMatrix, type SimilarityReport,
+  type StoreStats, type VerifyReport
+} from './types.js'
+
+/** Chunk size of a new store unless told otherwise; see README ("Choosing the chunk size") for the measurements. */
+export const DEFAULT_CHUNK_SIZE = 64 * 1024
+/** kubo's `ipfs add` default (and the only size the 'ipfs' profile allows). */
+export const IPFS_CHUNK_SIZE = 256 * 1024
+const MIN_CHUNK_SIZE = 1024
+const MAX_CHUNK_SIZE = 1024 * 1024
+/** Blocks handed to the file writer but not yet written, at most: the exporter itself does not wait for its reader. */
+const EXPORT_READ_AHEAD_BYTES = 32 << 20
+/** A pack whose dead bytes reach this share is rewritten by gc. */
+const COMPACT_DEAD_SHARE = 0.25
+
+export interface ImageStoreInit {
+  /** The store's own directory (the CLI uses `<data>/store`). Created if missing. */
+  directory: string
+  /**
+   * Chunk size of a new store, in bytes (a power of two, 1 KiB to 1 MiB). A swarm-wide setting:
+   * images chunked differently share nothing. An existing store keeps the size it was created with.
+   */
+  chunkSize?: number
+}
+
+interface ImageRow {
+  id: number
+  ref: string
+  name: string
+  layer: Layer
+  base: number | null
+  root_cid: string
+  size: number
+  chunk_size: number
+  profile: DagProfile
+  public: number
+  created: number
+  chunk_count: number
+  zero_bytes: number
+}
+
+interface ChunkRow {
+  id: number
+  cid: Uint8Array
+  length: number
+  zero_data_length: number | null
+  pack: number | null
+  offset: number | null
+}
+
+/** js-libp2p style factory: the store is created closed; `open()` it, `close()` it when done. */
+export function createImageStore (init: ImageStoreInit): ImageStore {
+  return new ImageStore(init)
+}
+
+/**
+ * The content-addressed image store: VM images as UnixFS DAGs over one deduplicated, reference-
+ * counted block store (append-only pack files indexed in SQLite). Knows nothing of the network.
+ */
+export class ImageStore implements ImageStoreClient {
+  readonly directory: string
+  private readonly requestedChunkSize: number | undefined
+  private db: Database.Database | undefined
+  private packs: PackFiles | undefined
+  private lock: DirectoryLock | undefined
+  /** Operations that write (add, remove, gc) run one at a time, in call order. */
+  private writeQueue: Promise<unknown> = Promise.resolve()
+  private chunkSizeSetting = DEFAULT_CHUNK_SIZE
+
+  constructor (init: ImageStoreInit) {
+    this.directory = resolve(init.directory)
+    if (init.chunkSize !== undefined) validateChunkSize(init.chunkSize)
+    this.requestedChunkSize = init.chunkSize
+  }
+
+  get isOpen (): boolean {
+    return this.db !== undefined
+  }
+
+  /** The swarm-wide chunk size this store imports with. */
+  get chunkSize (): number {
+    return this.chunkSizeSetting
+  }
+
+  async open (): Promise<void> {
+    if (this.db !== undefined) return
+    mkdirSync(this.directory, { recursive: true })
+    const lock = DirectoryLock.acquire(this.directory)
+    try {
+      const db = new Database(join(this.directory, 'index.sqlite'))
+      try {
+        db.pragma('journal_mode = WAL')
+        // FULL: a committed transaction (an image registered, a batch of chunks indexed) survives power loss.
+        db.pragma('synchronous = FULL')
+        db.pragma('foreign_keys = ON')
+        migrate(db)
+        const stored = db.prepare("SELECT value FROM settings WHERE key = 'chunk_size'").pluck().get() as string | undefined
+        if (stored === undefined) {
+          this.chunkSizeSetting = this.requestedChunkSize ?? DEFAULT_CHUNK_SIZE
+          db.prepare("INSERT INTO settings (key, value) VALUES ('chunk_size', ?)").run(String(this.chunkSizeSetting))
+        } else {
+          this.chunkSizeSetting = Number(stored)
+        }
+        // Imports that were running when a process died: their manifests go, their chunks stay (refcount 0) for reuse.
+        db.prepare('DELETE FROM pending_imports').run()
+        const packs = new PackFiles(this.directory, db)
+        packs.recover()
+        this.db = db
+        this.packs = packs
+        this.lock = lock
+      } catch (err) {
+        db.close()
+        throw err
+      }
+    } catch (err) {
+      lock.release()
+      throw err
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.db === undefined) return
+    await this.writeQueue.catch(() => {})
+    this.packs?.close()
+    this.db.close()
+    this.lock?.release()
+    this.db = undefined
+    this.packs = undefined
+    this.lock = undefined
+  }
+
+  // ---------------------------------------------------------------- import
+
+  async add (source: ImportSource, options: AddImageOptions): Promise<ImageInfo> {
+    return await this.exclusive(async () => await this.importImage(source, options))
+  }
+
+  private async importImage (source: ImportSource, options: AddImageOptions): Promise<ImageInfo> {
+    const db = this.openDb()
+    const packs = this.packs as PackFiles
+    const profile = options.profile ?? 'hgmig'
+    if (profile !== 'hgmig' && profile !== 'ipfs') throw new InvalidOptionError(`unknown profile "${String(profile)}" (hgmig or ipfs)`)
+    const chunkSize = profile === 'ipfs' ? IPFS_CHUNK_SIZE : this.chunkSizeSetting
+    const name = options.name ?? (typeof source === 'string' ? basename(source) : source.description)
+    const base = this.checkLayerRules(options.layer, options.base)
+    this.checkNameFree(name)
+    throwIfAborted(options.signal, 'import cancelled')
+
+    const { content, size, description, closeSource } = await openSource(source, options.signal)
+    const importId = Number(db.prepare('INSERT INTO pending_imports (source, started) VALUES (?, ?)').run(description, Date.now()).lastInsertRowid)
+    const tracker = new ProgressTracker('import', size, options.onProgress)
+    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal)
+    try {
+      let root: CID | undefined
+      const entries = importer([{ content }], session, {
+        chunker: fixedSize({ chunkSize }),
+        bufferImporter: session.bufferImporter(),
+        ...(profile === 'ipfs' ? { profile: 'unixfs-v0-2015' as const } : { cidVersion: 1 as const, rawLeaves: true })
+      })
+      for await (const entry of entries) root = entry.cid
+      await session.flush()
+      if (root === undefined || session.bytesRead === 0) throw new ImportSourceError(`${description} is empty (0 bytes): a VM disk image is never empty`)
+      // The last chance to cancel: after this the image exists.
+      throwIfAborted(options.signal, 'import cancelled')
+      return this.register({ importId, name, layer: options.layer, base, root, size: session.bytesRead, chunkSize, profile, isPublic: options.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes })
+    } catch (err) {
+      await packs.abandon()
+      db.prepare('DELETE FROM pending_imports WHERE id = ?').run(importId)
+      throw translateImportError(err, description)
+    } finally {
+      await closeSource()
+    }
+  }
+
+  private register (image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number }): ImageInfo {
+    const db = this.openDb()
+    const ref = this.newImageRef()
+    const id = db.transaction(() => {
+      // Checked again inside the transaction: the rules held at the start, but another API call could have run meanwhile.
+      this.checkNameFree(image.name)
+      const rowid = Number(db.prepare(`INSERT INTO images (ref, name, layer, base, root_cid, size, chunk_size, profile, public, created, chunk_count, zero_bytes)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(ref, image.name, image.layer, image.base?.id ?? null, image.root.toString(), image.size,
+        image.chunkSize, image.profile, image.isPublic ? 1 : 0, Date.now(), image.chunkCount, image.zeroBytes).lastInsertRowid)
+      db.prepare('INSERT INTO image_chunks (image, position, chunk) SELECT ?, position, chunk FROM pending_chunks WHERE import = ?').run(rowid, image.importId)
+      db.prepare('INSERT INTO image_nodes (image, chunk) SELECT ?, chunk FROM pending_nodes WHERE import = ?').run(rowid, image.importId)
+      db.prepare(`UPDATE chunks SET refcount = refcount + 1 WHERE id IN (
+        SELECT chunk FROM image_chunks WHERE image = ? UNION SELECT chunk FROM image_nodes WHERE image = ?)`).run(rowid, rowid)
+      db.prepare('DELETE FROM pending_imports WHERE id = ?').run(image.importId)
+      const positions = db.prepare('SELECT count(*) FROM image_chunks WHERE image = ?').pluck().get(rowid) as number
+      if (positions !== image.chunkCount) throw new ImageStoreError(`internal error: ${positions} manifest entries recorded for ${image.chunkCount} chunks`)
+      return rowid
+    }).immediate()
+    return toInfo(this.imageRow(id), this.refOf.bind(this))
+  }
+
+  private checkLayerRules (layer: Layer, baseRef: string | undefined): ImageRow | undefined {
+    if (!LAYERS.includes(layer)) throw new LayerRuleError(`unknown layer "${String(layer)}": use os, we or ud`)
+    const wanted = BASE_LAYER[layer]
+    if (wanted === undefined) {
+      if (baseRef !== undefined) throw new LayerRuleError('an OS image has no base: drop --base')
+      return undefined
+    }
+    if (baseRef === undefined) throw new LayerRuleError(`a ${layer.toUpperCase()} image needs --base: the ${wanted.toUpperCase()} image it is built on`)
+    const base = this.resolveRow(baseRef)
+    if (base.layer !== wanted) {
+      throw new LayerRuleError(`the base of a ${layer.toUpperCase()} image must be an ${wanted.toUpperCase()} image, but ${base.name} (${base.ref}) is a${base.layer === 'os' ? 'n' : ''} ${base.layer.toUpperCase()} image`)
+    }
+    return base
+  }
+
+  private checkNameFree (name: string): void {
+    if (name.trim() === '') throw new InvalidOptionError('an image name cannot be empty')
+    const taken = this.openDb().prepare('SELECT ref FROM images WHERE name = ?').pluck().get(name) as string | undefined
+    if (taken !== undefined) throw new ImageExistsError(`an image named "${name}" already exists (${taken}); choose another --name`)
+  }
+
+  private newImageRef (): string {
+    const db = this.openDb()
+    for (;;) {
+      const ref = randomBytes(6).toString('hex')
+      if (db.prepare('SELECT 1 FROM images WHERE ref = ?').get(ref) === undefined) return ref
+    }
+  }
+
+  // ---------------------------------------------------------------- lookup
+
+  async list (): Promise<ImageInfo[]> {
+    const rows = this.openDb().prepare('SELECT * FROM images ORDER BY created, id').all() as ImageRow[]
+    return rows.map((row) => toInfo(row, this.refOf.bind(this)))
+  }
+
+  /** Finds an image by name, id (or a unique prefix of at least 4 characters) or root CID. */
+  async resolve (reference: string): Promise<ImageInfo> {
+    return toInfo(this.resolveRow(reference), this.refOf.bind(this))
+  }
+
+  async show (reference: string): Promise<ImageDetails> {
+    const db = this.openDb()
+    const row = this.resolveRow(reference)
+    const dependents = db.prepare('SELECT name FROM images WHERE base = ? ORDER BY name').pluck().all(row.id) as string[]
+    const distinctChunks = db.prepare('SELECT count(DISTINCT chunk) FROM image_chunks WHERE image = ?').pluck().get(row.id) as number
+    const exclusiveStoredBytes = db.prepare(`SELECT coalesce(sum(length), 0) FROM chunks WHERE refcount = 1 AND pack IS NOT NULL AND id IN (
+      SELECT chunk FROM image_chunks WHERE image = ? UNION SELECT chunk FROM image_nodes WHERE image = ?)`).pluck().get(row.id, row.id) as number
+    const presence = this.presenceOf(row)
+    return {
+      ...toInfo(row, this.refOf.bind(this)),
+      baseName: row.base === null ? null : this.imageRow(row.base).name,
+      dependents,
+      distinctChunks,
+      sharedBytes: presence.presentBytes,
+      exclusiveStoredBytes
+    }
+  }
+
+  private resolveRow (reference: string): ImageRow {
+    const db = this.openDb()
+    const exact = db.prepare('SELECT * FROM images WHERE ref = ? OR name = ?').all(reference, reference) as ImageRow[]
+    if (exact.length === 1) return exact[0] as ImageRow
+    let matches = exact
+    if (matches.length === 0) matches = db.prepare('SELECT * FROM images WHERE root_cid = ?').all(normaliseCid(reference)) as ImageRow[]
+    if (matches.length === 0 && /^[0-9a-f]{4,}$/.test(reference)) {
+      matches = db.prepare("SELECT * FROM images WHERE substr(ref, 1, length(?)) = ?").all(reference, reference) as ImageRow[]
+    }
+    if (matches.length === 1) return matches[0] as ImageRow
+    if (matches.length > 1) throw new AmbiguousImageError(reference, matches.map(describe))
+    const all = db.prepare('SELECT * FROM images ORDER BY name LIMIT 50').all() as ImageRow[]
+    throw new ImageNotFoundError(reference, all.map(describe))
+  }
+
+  private imageRow (id: number): ImageRow {
+    return this.openDb().prepare('SELECT * FROM images WHERE id = ?').get(id) as ImageRow
+  }
+
+  private refOf (id: number): string {
+    return this.openDb().prepare('SELECT ref FROM images WHERE id = ?').pluck().get(id) as string
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  /**
+   * A read-only blockstore over the local blocks, for ipfs-unixfs-exporter (and, later, for serving
+   * blocks to peers). Every block is checked against its CID: a corrupt block throws, it is never returned.
+   */
+  blockstore (): { get: (cid: CID, options?: AbortOptions) => Generator<Uint8Array>, has: (cid: CID) => boolean } {
+    return {
+      get: (cid) => (function * (store) { yield store.readBlock(cid) })(this),
+      has: (cid) => this.findChunk(cid.bytes) !== undefined
+    }
+  }
+
+  /** The checked bytes of one block. */
+  readBlock (cid: CID): Uint8Array {
+    const row = this.findChunk(cid.bytes)
+    if (row === undefined) throw new CorruptChunkError(cid.toString(), 'missing from the store')
+    return this.readChunk(cid, row)
+  }
+
+  private findChunk (cid: Uint8Array): ChunkRow | undefined {
+    return this.openDb().prepare('SELECT id, cid, length, zero_data_length, pack, offset FROM chunks WHERE cid = ? AND present = 1').get(cid) as ChunkRow | undefined
+  }
+
+  private readChunk (cid: CID, row: ChunkRow): Uint8Array {
+    if (row.zero_data_length !== null) {
+      const block = zeroLeafBlock(cid, row.zero_data_length)
+      if (!blockMatches(cid, block)) throw new CorruptChunkError(cid.toString(), 'recorded as an all-zero chunk, but zeros do not hash to its CID')
+      return block
+    }
+    const block = (this.packs as PackFiles).read(row.pack as number, row.offset as number, row.length)
+    if (block.byteLength !== row.length) throw new CorruptChunkError(cid.toString(), `pack ${row.pack as number} is truncated: read ${block.byteLength} of ${row.length} bytes`)
+    if (!blockMatches(cid, block)) throw new CorruptChunkError(cid.toString(), 'its bytes do not hash to its CID')
+    return block
+  }
+
+  /** The image's bytes, streamed through ipfs-unixfs-exporter, with bounded memory. */
+  async * read (reference: string, options: AbortOptions = {}): AsyncGenerator<Uint8Array> {
+    const row = this.resolveRow(reference)
+    yield * this.readRow(row, options, undefined)
+  }
+
+  private async * readRow (row: ImageRow, options: AbortOptions, tracker: ProgressTracker | undefined): AsyncGenerator<Uint8Array> {
+    // The exporter fetches blocks ahead of its reader without limit; this gate holds its block
+    // reads while more than EXPORT_READ_AHEAD_BYTES wait to be consumed.
+    let fetched = 0
+    let consumed = 0
+    let waiting: Array<() => void> = []
+    const gatedStore: ReadableStorage = {
+      get: (cid: CID) => (async function * (store: ImageStore) {
+        while (fetched - consumed > EXPORT_READ_AHEAD_BYTES) await new Promise<void>((resolve) => { waiting.push(resolve) })
+        if (options.signal?.aborted === true) throw new AbortError('export cancelled')
+        const block = store.readBlock(cid)
+        fetched += block.byteLength
+        yield block
+      })(this)
+    }
+    try {
+      const entry = await exporter(CID.parse(row.root_cid), gatedStore, { signal: options.signal })
+      if (entry.type !== 'file' && entry.type !== 'raw') throw new ImageStoreError(`image ${row.name}: root ${row.root_cid} is not a file`)
+      for await (const data of entry.content({ signal: options.signal, blockReadConcurrency: 4 })) {
+        consumed += data.byteLength
+        if (waiting.length > 0 && fetched - consumed <= EXPORT_READ_AHEAD_BYTES) {
+          for (const wake of waiting) wake()
+          waiting = []
+        }
+        tracker?.advance(data.byteLength)
+        yield data
+      }
+    } catch (err) {
+      throw this.locateCorruption(err, row)
+    }
+  }
+
+  /** Adds image, chunk index and byte offset to a CorruptChunkError raised while reading an image. */
+  private locateCorruption (err: unknown, row: ImageRow): unknown {
+    if (!(err instanceof CorruptChunkError) || err.location !== undefined) return err
+    const position = this.openDb().prepare(`SELECT ic.position FROM image_chunks ic JOIN chunks c ON c.id = ic.chunk
+      WHERE ic.image = ? AND c.cid = ? ORDER BY ic.position LIMIT 1`).pluck().get(row.id, CID.parse(err.cid).bytes) as number | undefined
+    if (position === undefined) return new CorruptChunkError(err.cid, `${err.detail} (an inner DAG node of image ${row.name})`)
+    return new CorruptChunkError(err.cid, err.detail, { image: row.name, chunkIndex: position, byteOffset: position * row.chunk_size })
+  }
+
+  async export (reference: string, out: string, options: ExportOptions = {}): Promise<ExportResult> {
+    const row = this.resolveRow(reference)
+    const target = resolve(out)
+    if (options.overwrite !== true && await exists(target)) throw new InvalidOptionError(`${out} already exists; remove it or choose another path`)
+    // Written beside the target and renamed at the end: a failed export never leaves a partial OUT.
+    const partial = `${target}.hgmig-partial-${process.pid}`
+    const tracker = new ProgressTracker('export', row.size, options.onProgress)
+    try {
+      await pipeline(this.readRow(row, options, tracker), createWriteStream(partial), { signal: options.signal })
+      const handle = await open(partial, 'r')
+      try { await handle.sync() } finally { await handle.close() }
+      await rename(partial, target)
+    } catch (err) {
+      await rm(partial, { force: true })
+      if (isAbort(err)) throw new AbortError('export cancelled')
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new StoreFullError(`no space left to write ${out}; nothing was written`)
+      throw err
+    }
+    return { image: row.ref, path: target, bytes: row.size }
+  }
+
+  // ---------------------------------------------------------------- verify
+
+  async verify (reference: string, options: ProgressOptions & AbortOptions = {}): Promise<VerifyReport> {
+    const db = this.openDb()
+    const row = this.resolveRow(reference)
+    const tracker = new ProgressTracker('verify', row.size, options.onProgress)
+    const corrupt: CorruptChunk[] = []
+    const zeroVerdicts = new Map<number, string | undefined>()
+    let chunksChecked = 0
+    const leaves = db.prepare(`SELECT ic.position, c.id, c.cid, c.length, c.zero_data_length, c.pack, c.offset
+      FROM image_chunks ic JOIN chunks c ON c.id = ic.chunk WHERE ic.image = ? ORDER BY ic.position`)
+    for (const leaf of leaves.iterate(row.id) as Iterable<ChunkRow & { position: number }>) {
+      const cid = CID.decode(leaf.cid)
+      // All-zero chunks repeat by the thousand: their verdict is the same each time.
+      let reason: string | undefined
+      if (leaf.zero_data_length !== null && zeroVerdicts.has(leaf.id)) {
+        reason = zeroVerdicts.get(leaf.id)
+      } else {
+        reason = this.checkChunk(cid, leaf)
+        if (leaf.zero_data_length !== null) zeroVerdicts.set(leaf.id, reason)
+      }
+      if (reason !== undefined) corrupt.push({ image: row.name, chunkIndex: leaf.position, byteOffset: leaf.position * row.chunk_size, cid: cid.toString(), reason })
+      chunksChecked++
+      tracker.advance(Math.min(row.chunk_size, row.size - leaf.position * row.chunk_size))
+      if (chunksChecked % 256 === 0) await yieldToEventLoop(options.signal, 'verify cancelled')
+    }
+    const corruptNodes: VerifyReport['corruptNodes'] = []
+    const nodes = db.prepare(`SELECT c.id, c.cid, c.length, c.zero_data_length, c.pack, c.offset FROM image_nodes n JOIN chunks c ON c.id = n.chunk WHERE n.image = ?`).all(row.id) as ChunkRow[]
+    for (const node of nodes) {
+      const cid = CID.decode(node.cid)
+      const reason = this.checkChunk(cid, node)
+      if (reason !== undefined) corruptNodes.push({ cid: cid.toString(), reason })
+    }
+    return { image: row.ref, name: row.name, chunksChecked, bytesChecked: tracker.bytesDone, innerNodesChecked: nodes.length, corrupt, corruptNodes }
+  }
+
+  private checkChunk (cid: CID, row: ChunkRow): string | undefined {
+    try {
+      this.readChunk(cid, row)
+      return undefined
+    } catch (err) {
+      if (err instanceof CorruptChunkError) return err.detail
+      return `unreadable: ${(err as Error).message}`
+    }
+  }
+
+  // ---------------------------------------------------------------- similarity
+
+  async similarity (a: string, b: string): Promise<SimilarityReport> {
+    const rowA = this.resolveRow(a)
+    const rowB = this.resolveRow(b)
+    const layers: LayerSimilarity[] = []
+    const chainA = this.baseChain(rowA)
+    const chainB = this.baseChain(rowB)
+    for (const layer of LAYERS) {
+      const x = chainA.get(layer)
+      const y = chainB.get(layer)
+      if (x !== undefined && y !== undefined) layers.push(this.pairSimilarity(x, y))
+    }
+    return { ...this.pairSimilarity(rowA, rowB), chunkSize: rowA.chunk_size, layers }
+  }
+
+  async similarityMatrix (references?: string[]): Promise<SimilarityMatrix> {
+    const rows = references === undefined
+      ? this.openDb().prepare('SELECT * FROM images ORDER BY created, id').all() as ImageRow[]
+      : references.map((ref) => this.resolveRow(ref))
+    const ratios = rows.map((x) => rows.map((y) => x.id === y.id ? 1 : this.sharedBytes(x, y) / x.size))
+    return { images: rows.map((r) => ({ id: r.ref, name: r.name, layer: r.layer })), ratios }
+  }
+
+  /** How much of a local image is already here in other local images (or is zeros): the neighbourhood reuse. */
+  async presence (reference: string): Promise<PresenceReport> {
+    return this.presenceOf(this.resolveRow(reference))
+  }
+
+  private presenceOf (row: ImageRow): PresenceReport {
+    const db = this.openDb()
+    const totals = db.prepare(`SELECT
+        coalesce(sum(CASE WHEN c.refcount > 1 OR c.zero_data_length IS NOT NULL THEN min(@chunkSize, @size - ic.position * @chunkSize) END), 0) AS present,
+        coalesce(sum(CASE WHEN c.zero_data_length IS NOT NULL THEN min(@chunkSize, @size - ic.position * @chunkSize) END), 0) AS zero
+      FROM image_chunks ic JOIN chunks c ON c.id = ic.chunk WHERE ic.image = @image`).get({ chunkSize: row.chunk_size, size: row.size, image: row.id }) as { present: number, zero: number }
+    return { image: row.ref, size: row.size, presentBytes: totals.present, zeroBytes: totals.zero, ratio: totals.present / row.size }
+  }
+
+  private baseChain (row: ImageRow): Map<Layer, ImageRow> {
+    const chain = new Map<Layer, ImageRow>()
+    for (let current: ImageRow | undefined = row; current !== undefined; current = current.base === null ? undefined : this.imageRow(current.base)) {
+      chain.set(current.layer, current)
+    }
+    return chain
+  }
+
+  private pairSimilarity (a: ImageRow, b: ImageRow): LayerSimilarity {
+    const sharedBytes = this.sharedBytes(a, b)
+    return { layer: a.layer, a: a.ref, b: b.ref, sharedBytes, ratio: sharedBytes / a.size, reverseRatio: this.sharedBytes(b, a) / b.size }
+  }
+
+  /** Bytes of a whose chunk also occurs in b (cached by root CIDs: images never change). */
+  private sharedBytes (a: ImageRow, b: ImageRow): number {
+    const db = this.openDb()
+    if (a.chunk_size !== b.chunk_size || a.profile !== b.profile) return 0
+    const cached = db.prepare('SELECT shared_bytes FROM similarity_cache WHERE a = ? AND b = ?').pluck().get(a.root_cid, b.root_cid) as number | undefined
+    if (cached !== undefined) return cached
+    const shared = db.prepare(`SELECT coalesce(sum(min(@chunkSize, @size - position * @chunkSize)), 0) FROM image_chunks
+      WHERE image = @a AND chunk IN (SELECT chunk FROM image_chunks WHERE image = @b)`).pluck().get({ chunkSize: a.chunk_size, size: a.size, a: a.id, b: b.id }) as number
+    db.prepare('INSERT OR REPLACE INTO similarity_cache (a, b, shared_bytes, computed) VALUES (?, ?, ?, ?)').run(a.root_cid, b.root_cid, shared, Date.now())
+    return shared
+  }
+
+  // ---------------------------------------------------------------- removal and space
+
+  async remove (reference: string): Promise<RemoveResult> {
+    return await this.exclusive(async () => {
+      const db = this.openDb()
+      const row = this.resolveRow(reference)
+      const dependents = db.prepare('SELECT name FROM images WHERE base = ? ORDER BY name').pluck().all(row.id) as string[]
+      if (dependents.length > 0) throw new ImageInUseError(row.name, dependents)
+      return db.transaction(() => {
+        db.prepare(`UPDATE chunks SET refcount = refcount - 1 WHERE id IN (
+          SELECT chunk FROM image_chunks WHERE image = @image UNION SELECT chunk FROM image_nodes WHERE image = @image)`).run({ image: row.id })
+        db.prepare('DELETE FROM images WHERE id = ?').run(row.id)
+        const freed = this.deleteUnreferencedChunks()
+        const rootStillUsed = db.prepare('SELECT 1 FROM images WHERE root_cid = ?').get(row.root_cid) !== undefined
+        if (!rootStillUsed) db.prepare('DELETE FROM similarity_cache WHERE a = @root OR b = @root').run({ root: row.root_cid })
+        return { image: row.ref, name: row.name, freedChunks: freed.chunks, freedBytes: freed.bytes }
+      }).immediate()
+    })
+  }
+
+  /** Deletes every chunk no image uses (inside the caller's transaction); their pack bytes become dead. */
+  private deleteUnreferencedChunks (): { chunks: number, bytes: number } {
+    const db = this.openDb()
+    const perPack = db.prepare('SELECT pack, count(*) AS n, coalesce(sum(length), 0) AS bytes FROM chunks WHERE refcount = 0 AND pack IS NOT NULL GROUP BY pack').all() as Array<{ pack: number, n: number, bytes: number }>
+    for (const { pack, bytes } of perPack) db.prepare('UPDATE packs SET dead_bytes = dead_bytes + ? WHERE id = ?').run(bytes, pack)
+    const deleted = db.prepare('DELETE FROM chunks WHERE refcount = 0').run().changes
+    return { chunks: deleted, bytes: perPack.reduce((sum, p) => sum + p.bytes, 0) }
+  }
+
+  /**
+   * Deletes chunks left by imports that never finished, then rewrites pack files whose dead share
+   * is at least 25 %, so that removed images give their disk space back.
+   */
+  async gc (options: AbortOptions = {}): Promise<GcResult> {
+    return await this.exclusive(async () => {
+      const db = this.openDb()
+      const packs = this.packs as PackFiles
+      const orphans = db.transaction(() => this.deleteUnreferencedChunks()).immediate()
+      let packsCompacted = 0
+      let bytesReclaimed = 0
+      await packs.closeActive()
+      const candidates = db.prepare('SELECT id, bytes, dead_bytes FROM packs WHERE dead_bytes > 0 ORDER BY id').all() as Array<{ id: number, bytes: number, dead_bytes: number }>
+      for (const pack of candidates) {
+        if (pack.dead_bytes < pack.bytes * COMPACT_DEAD_SHARE) continue
+        await yieldToEventLoop(options.signal, 'gc cancelled')
+        bytesReclaimed += await this.compactPack(pack.id, pack.bytes)
+        packsCompacted++
+      }
+      return { orphansDeleted: orphans.chunks, packsCompacted, bytesReclaimed }
+    })
+  }
+
+  /** Copies a pack's live blocks to the pack being appended to, repoints them, deletes the old file. */
+  private async compactPack (pack: number, packBytes: number): Promise<number> {
+    const db = this.openDb()
+    const packs = this.packs as PackFiles
+    const live = db.prepare('SELECT id, cid, length, zero_data_length, pack, offset FROM chunks WHERE pack = ? ORDER BY offset').all(pack) as ChunkRow[]
+    const moves: Array<{ id: number, pack: number, offset: number }> = []
+    let liveBytes = 0
+    for (const row of live) {
+      // readChunk checks the hash: a corrupt block is not copied as if it were good; it stays where verify can report it.
+      const block = this.readChunk(CID.decode(row.cid), row)
+      const location = packs.append(block)
+      moves.push({ id: row.id, ...location })
+      liveBytes += row.length
+      if (packs.congested) await packs.drain()
+    }
+    await packs.sync()
+    db.transaction(() => {
+      const move = db.prepare('UPDATE chunks SET pack = ?, offset = ? WHERE id = ?')
+      const ends = new Map<number, number>()
+      for (const m of moves) {
+        move.run(m.pack, m.offset, m.id)
+        const length = (live.find((r) => r.id === m.id) as ChunkRow).length
+        ends.set(m.pack, Math.max(ends.get(m.pack) ?? 0, m.offset + length))
+      }
+      for (const [id, end] of ends) db.prepare('UPDATE packs SET bytes = max(bytes, ?) WHERE id = ?').run(end, id)
+      db.prepare('DELETE FROM packs WHERE id = ?').run(pack)
+    }).immediate()
+    packs.remove(pack)
+    return packBytes - liveBytes
+  }
+
+  async stats (): Promise<StoreStats> {
+    const db = this.openDb()
+    const chunks = db.prepare(`SELECT count(*) AS chunks, count(zero_data_length) AS zero, coalesce(sum(CASE WHEN pack IS NOT NULL THEN length END), 0) AS stored FROM chunks`).get() as { chunks: number, zero: number, stored: number }
+    const packs = db.prepare('SELECT count(*) AS files, coalesce(sum(dead_bytes), 0) AS dead FROM packs').get() as { files: number, dead: number }
+    const images = db.prepare('SELECT count(*) FROM images').pluck().get() as number
+    return { images, chunks: chunks.chunks, zeroChunks: chunks.zero, storedBytes: chunks.stored, deadBytes: packs.dead, packFiles: packs.files, chunkSize: this.chunkSizeSetting }
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private openDb (): Database.Database {
+    if (this.db === undefined) throw new StoreClosedError(`the image store in ${this.directory} is not open`)
+    return this.db
+  }
+
+  private async exclusive<T> (operation: () => Promise<T>): Promise<T> {
+    this.openDb()
+    const run = this.writeQueue.catch(() => {}).then(operation)
+    this.writeQueue = run
+    return await run
+  }
+}
+
+function validateChunkSize (size: number): void {
+  if (!Number.isInteger(size) || size < MIN_CHUNK_SIZE || size > MAX_CHUNK_SIZE || (size & (size - 1)) !== 0) {
+    throw new InvalidOptionError(`chunk size ${size} is not a power of two between ${MIN_CHUNK_SIZE} and ${MAX_CHUNK_SIZE} bytes`)
+  }
+}
+
+function toInfo (row: ImageRow, refOf: (id: number) => string): ImageInfo {
+  return {
+    id: row.ref,
+    name: row.name,
+    layer: row.layer,
+    base: row.base === null ? null : refOf(row.base),
+    rootCid: row.root_cid,
+    size: row.size,
+    chunkSize: row.chunk_size,
+    profile: row.profile,
+    public: row.public === 1,
+    created: new Date(row.created).toISOString(),
+    chunkCount: row.chunk_count,
+    zeroBytes: row.zero_bytes
+  }
+}
+
+function describe (row: ImageRow): string {
+  return `${row.name} (${row.ref}, ${row.layer}, ${row.root_cid})`
+}
+
+function normaliseCid (text: string): string {
+  try {
+    return CID.parse(text).toString()
+  } catch {
+    return text
+  }
+}
+
+interface OpenedSource {
+  content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>
+  size: number
+  description: string
+  closeSource: () => Promise<void>
+}
+
+async function openSource (source: ImportSource, signal: AbortSignal | undefined): Promise<OpenedSource> {
+  if (typeof source !== 'string') {
+    if (!(source.size > 0)) throw new ImportSourceError(`${source.description} is empty (0 bytes): a VM disk image is never empty`)
+    return { content: source.content, size: source.size, description: source.description, closeSource: async () => {} }
+  }
+  let handle
+  try {
+    handle = await open(source, 'r')
+  } catch (err) {
+    throw new ImportSourceError(`cannot read ${source}: ${describeFsError(err)}`)
+  }
+  const info = await handle.stat()
+  if (!info.isFile()) {
+    await handle.close()
+    throw new ImportSourceError(`${source} is not a regular file${info.isDirectory() ? ' (it is a directory)' : ''}`)
+  }
+  if (info.size === 0) {
+    await handle.close()
+    throw new ImportSourceError(`${source} is empty (0 bytes): a VM disk image is never empty`)
+  }
+  const stream = handle.createReadStream({ highWaterMark: 4 << 20, autoClose: false, ...(signal === undefined ? {} : { signal }) })
+  return { content: stream, size: info.size, description: source, closeSource: async () => { stream.destroy(); await handle.close() } }
+}
+
+function translateImportError (err: unknown, description: string): unknown {
+  if (err instanceof ImageStoreError) return err
+  if (isAbort(err)) return new AbortError('import cancelled')
+  const code = (err as { code?: string }).code
+  if (code === 'ENOSPC' || code === 'SQLITE_FULL' || code === 'EDQUOT') {
+    return new StoreFullError('no space left on the store\'s disk: the import was rolled back (chunks stored before stay for the next attempt); free space and run it again')
+  }
+  if (code === 'EIO' || code === 'EISDIR' || code === 'EACCES') return new ImportSourceError(`cannot read ${description}: ${describeFsError(err)}`)
+  return err
+}
+
+function describeFsError (err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code
+  switch (code) {
+    case 'ENOENT': return 'no such file'
+    case 'EACCES': case 'EPERM': return 'permission denied'
+    case 'EISDIR': return 'it is a directory'
+    case 'EIO': return 'I/O error reading it'
+    default: return (err as Error).message
+  }
+}
+
+function isAbort (err: unknown): boolean {
+  return (err as { name?: string }).name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR'
+}
+
+async function exists (path: string): Promise<boolean> {
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
+  }
+}
+
+function throwIfAborted (signal: AbortSignal | undefined, message: string): void {
+  if (signal?.aborted === true) throw new AbortError(message)
+}
+
+async function yieldToEventLoop (signal: AbortSignal | undefined, message: string): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve))
+  throwIfAborted(signal, message)
+}

@@ -1,0 +1,221 @@
+import { closeSync, existsSync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, write } from 'node:fs'
+import { join } from 'node:path'
+import type Database from 'better-sqlite3'
+import { StoreFormatError } from './errors.js'
+
+async function writeAt (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    write(fd, buffer, offset, length, position, (err, written) => { if (err === null) resolve(written); else reject(err) })
+  })
+}
+
+async function fsyncFd (fd: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => { fsync(fd, (err) => { if (err === null) resolve(); else reject(err) }) })
+}
+
+/** A pack file is closed for appends at this size, so that compaction rewrites bounded files. */
+export const PACK_LIMIT_BYTES = 1 << 30
+/** Blocks are gathered into writes of this size: few syscalls, whatever the chunk size. */
+const WRITE_BYTES = 8 << 20
+/** At most this much written but not yet on disk per store: the importer waits beyond it. */
+const MAX_WRITES_IN_FLIGHT_BYTES = 64 << 20
+
+export interface BlockLocation {
+  pack: number
+  offset: number
+}
+
+interface WritablePack {
+  id: number
+  fd: number
+  /** File offset where the next block goes. */
+  end: number
+  /** Blocks appended but not yet handed to write(): they start at `end - bufferedBytes`. */
+  buffer: Uint8Array[]
+  bufferedBytes: number
+  dirty: boolean
+}
+
+/**
+ * Append-only pack files under `<store>/packs/`. A block is appended (a buffered positional write)
+ * and gets its (pack, offset) at once; `sync()` makes everything appended so far durable. The
+ * store records a block in SQLite only after a `sync()` that covered it, so the index never points
+ * at bytes that a crash could lose. Bytes written after the last indexed block are garbage from an
+ * interrupted import: `recover()` truncates them.
+ */
+export class PackFiles {
+  private readonly directory: string
+  private active: WritablePack | undefined
+  /** Packs closed for appends whose last writes still need an fsync. */
+  private readonly retired: WritablePack[] = []
+  private readonly inFlight = new Set<Promise<unknown>>()
+  private inFlightBytes = 0
+  private writeFailure: unknown
+  private readonly readFds = new Map<number, number>()
+
+  constructor (storeDirectory: string, private readonly db: Database.Database) {
+    this.directory = join(storeDirectory, 'packs')
+  }
+
+  path (pack: number): string {
+    return join(this.directory, `${String(pack).padStart(6, '0')}.pack`)
+  }
+
+  /** Cuts every pack back to its last indexed byte and forgets pack files the index does not know. */
+  recover (): void {
+    mkdirSync(this.directory, { recursive: true })
+    const known = new Set<number>()
+    const packs = this.db.prepare('SELECT id FROM packs').pluck().all() as number[]
+    const indexedEnd = this.db.prepare('SELECT coalesce(max(offset + length), 0) FROM chunks WHERE pack = ?').pluck()
+    for (const pack of packs) {
+      known.add(pack)
+      const file = this.path(pack)
+      if (!existsSync(file)) {
+        const referenced = indexedEnd.get(pack) as number
+        if (referenced > 0) throw new StoreFormatError(`pack file ${file} is missing but ${referenced} bytes of chunks are recorded in it; 'hgmig image verify' lists the images affected`)
+        closeSync(openSync(file, 'w'))
+      }
+      const end = indexedEnd.get(pack) as number
+      const fd = openSync(file, 'r+')
+      try {
+        if (fstatSync(fd).size > end) ftruncateSync(fd, end)
+      } finally {
+        closeSync(fd)
+      }
+      this.db.prepare('UPDATE packs SET bytes = ? WHERE id = ?').run(end, pack)
+    }
+    for (const name of readdirSync(this.directory)) {
+      const match = /^(\d+)\.pack$/.exec(name)
+      // Created, but its row was never committed (crash between the two): nothing points into it.
+      if (match !== null && !known.has(Number(match[1]))) unlinkSync(join(this.directory, name))
+    }
+  }
+
+  /** Appends a block; its bytes are durable after the next `sync()`. */
+  append (block: Uint8Array): BlockLocation {
+    if (this.writeFailure !== undefined) throw this.writeFailure
+    let pack = this.active
+    if (pack === undefined || (pack.end > 0 && pack.end + block.byteLength > PACK_LIMIT_BYTES)) pack = this.openNextPack()
+    const location = { pack: pack.id, offset: pack.end }
+    pack.buffer.push(block)
+    pack.bufferedBytes += block.byteLength
+    pack.end += block.byteLength
+    if (pack.bufferedBytes >= WRITE_BYTES) this.startWrite(pack)
+    return location
+  }
+
+  /** True when the caller should `await drain()` before appending more (bounded memory). */
+  get congested (): boolean {
+    return this.inFlightBytes >= MAX_WRITES_IN_FLIGHT_BYTES
+  }
+
+  async drain (): Promise<void> {
+    while (this.congested) await Promise.race(this.inFlight)
+    if (this.writeFailure !== undefined) throw this.writeFailure
+  }
+
+  /** Writes and fsyncs everything appended so far. */
+  async sync (): Promise<void> {
+    if (this.active !== undefined) this.startWrite(this.active)
+    await Promise.all(this.inFlight)
+    if (this.writeFailure !== undefined) throw this.writeFailure
+    const dirty = [...this.retired, ...(this.active?.dirty === true ? [this.active] : [])]
+    await Promise.all(dirty.map(async (pack) => { await fsyncFd(pack.fd); pack.dirty = false }))
+    for (const pack of this.retired.splice(0)) closeSync(pack.fd)
+  }
+
+  /**
+   * Forgets what was appended since the last indexed block (after a failed import): the write side
+   * is closed and the next `recover()` or append starts from the index again.
+   */
+  async abandon (): Promise<void> {
+    await Promise.allSettled(this.inFlight)
+    for (const pack of [...this.retired.splice(0), ...(this.active === undefined ? [] : [this.active])]) closeSync(pack.fd)
+    this.active = undefined
+    this.writeFailure = undefined
+    this.inFlightBytes = 0
+    this.recover()
+  }
+
+  /** Reads `length` bytes at `offset` of a pack; a short read (truncated file) returns fewer. */
+  read (pack: number, offset: number, length: number): Uint8Array {
+    let fd = this.readFds.get(pack)
+    if (fd === undefined) {
+      fd = openSync(this.path(pack), 'r')
+      this.readFds.set(pack, fd)
+    }
+    const bytes = Buffer.allocUnsafe(length)
+    let done = 0
+    while (done < length) {
+      const n = readSync(fd, bytes, done, length - done, offset + done)
+      if (n === 0) break
+      done += n
+    }
+    return done === length ? bytes : bytes.subarray(0, done)
+  }
+
+  /** Deletes a pack file (after compaction moved its live blocks). */
+  remove (pack: number): void {
+    const fd = this.readFds.get(pack)
+    if (fd !== undefined) closeSync(fd)
+    this.readFds.delete(pack)
+    unlinkSync(this.path(pack))
+  }
+
+  /** Syncs and closes the pack being appended to, so that compaction may rewrite it too. */
+  async closeActive (): Promise<void> {
+    await this.sync()
+    if (this.active === undefined) return
+    closeSync(this.active.fd)
+    this.active = undefined
+  }
+
+  close (): void {
+    for (const pack of [...this.retired.splice(0), ...(this.active === undefined ? [] : [this.active])]) closeSync(pack.fd)
+    this.active = undefined
+    for (const fd of this.readFds.values()) closeSync(fd)
+    this.readFds.clear()
+  }
+
+  private openNextPack (): WritablePack {
+    if (this.active !== undefined) {
+      this.startWrite(this.active)
+      this.retired.push(this.active)
+      this.active = undefined
+    }
+    // Reuse the newest pack while it has room (a store that imports small images keeps few files).
+    // A pack with dead bytes is not reused: compaction may be about to rewrite and delete it.
+    const newest = this.db.prepare('SELECT id, bytes, dead_bytes FROM packs ORDER BY id DESC LIMIT 1').get() as { id: number, bytes: number, dead_bytes: number } | undefined
+    let pack: WritablePack
+    if (newest !== undefined && newest.bytes < PACK_LIMIT_BYTES / 2 && newest.dead_bytes === 0 && !this.retired.some((p) => p.id === newest.id)) {
+      const fd = openSync(this.path(newest.id), 'r+')
+      pack = { id: newest.id, fd, end: fstatSync(fd).size, buffer: [], bufferedBytes: 0, dirty: false }
+    } else {
+      const id = Number(this.db.prepare('INSERT INTO packs DEFAULT VALUES').run().lastInsertRowid)
+      pack = { id, fd: openSync(this.path(id), 'w+'), end: 0, buffer: [], bufferedBytes: 0, dirty: false }
+    }
+    this.active = pack
+    return pack
+  }
+
+  private startWrite (pack: WritablePack): void {
+    if (pack.bufferedBytes === 0) return
+    const bytes = pack.buffer.length === 1 ? pack.buffer[0] as Uint8Array : Buffer.concat(pack.buffer)
+    const position = pack.end - pack.bufferedBytes
+    pack.buffer = []
+    pack.bufferedBytes = 0
+    pack.dirty = true
+    this.inFlightBytes += bytes.byteLength
+    const done = writeAll(pack.fd, bytes, position)
+      .catch((err: unknown) => { this.writeFailure ??= err })
+      .finally(() => { this.inFlight.delete(done); this.inFlightBytes -= bytes.byteLength })
+    this.inFlight.add(done)
+  }
+}
+
+async function writeAll (fd: number, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0
+  while (done < bytes.byteLength) {
+    done += await writeAt(fd, bytes, done, bytes.byteLength - done, position + done)
+  }
+}
