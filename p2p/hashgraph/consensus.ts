@@ -4,7 +4,8 @@
  * beyond what the caller hands in. The live engine (hashgraph.ts) and the replay command both run
  * this code; the choices the paper leaves open are written down in ./README.md.
  */
-import { ConsensusInvariantError, EventRejectedError, MissingParentsError } from './errors.js'
+import { ConsensusInvariantError, EventRejectedError, MembershipPendingError, MissingParentsError } from './errors.js'
+import { MEMBERSHIP_DELAY_ROUNDS, MembershipSchedule, type Membership } from './membership.js'
 
 export interface ConsensusEventInput<P = undefined> {
   readonly id: string
@@ -19,27 +20,14 @@ export interface ConsensusEventInput<P = undefined> {
   readonly payload: P
 }
 
-/**
- * Who may create events, and whose events count, in a given round. Creator ids are dense
- * 0..slots-1 and never reused, so a later membership change only changes these answers per round.
- */
-export interface Membership {
-  readonly slots: number
-  isMember: (creator: number, round: number) => boolean
-  count: (round: number) => number
-}
-
-export function genesisMembership (memberCount: number): Membership {
-  if (!Number.isInteger(memberCount) || memberCount < 1) throw new RangeError(`member count must be a positive integer, got ${memberCount}`)
-  return {
-    slots: memberCount,
-    isMember: (creator) => creator >= 0 && creator < memberCount,
-    count: () => memberCount
-  }
-}
-
 export interface ConsensusOptions<P> {
-  membership: Membership
+  /** Members at genesis (creator ids 0..n-1); later changes through addMember / removeMember. */
+  members: number
+  /**
+   * Wait (MembershipPendingError) rather than compute for a round whose member set is not final
+   * yet. Only a whole-graph replay, where membership never changes, turns this off.
+   */
+  holdForMembership?: boolean
   /** Every c-th voting round is a coin round (paper's c). */
   coinRoundFrequency?: number
   /**
@@ -210,7 +198,10 @@ interface RoundState<P> {
 }
 
 export class Consensus<P = undefined> {
-  private readonly membership: Membership
+  private readonly schedule: MembershipSchedule
+  private readonly holdForMembership: boolean
+  /** The round whose events are being handed to onOrdered, while they are. */
+  private orderingRound: number | null = null
   private readonly coinRoundFrequency: number
   private readonly staleAfterRounds: number
   private readonly ancientWindowRounds: number
@@ -235,7 +226,8 @@ export class Consensus<P = undefined> {
   private readonly onAnomaly: ConsensusOptions<P>['onAnomaly']
 
   constructor (options: ConsensusOptions<P>) {
-    this.membership = options.membership
+    this.schedule = new MembershipSchedule(options.members)
+    this.holdForMembership = options.holdForMembership ?? true
     this.coinRoundFrequency = options.coinRoundFrequency ?? DEFAULT_COIN_ROUND_FREQUENCY
     if (!Number.isInteger(this.coinRoundFrequency) || this.coinRoundFrequency < 2) {
       throw new RangeError(`coinRoundFrequency must be an integer >= 2, got ${this.coinRoundFrequency}`)
@@ -243,8 +235,8 @@ export class Consensus<P = undefined> {
     this.staleAfterRounds = options.staleAfterRounds ?? DEFAULT_STALE_AFTER_ROUNDS
     if (!(this.staleAfterRounds >= 2)) throw new RangeError(`staleAfterRounds must be >= 2, got ${this.staleAfterRounds}`)
     this.ancientWindowRounds = options.ancientWindowRounds ?? this.staleAfterRounds
-    this.chains = Array.from({ length: this.membership.slots }, () => new Chain<P>())
-    this.creatorTip = new Array(this.membership.slots).fill(undefined)
+    this.chains = Array.from({ length: this.schedule.slots }, () => new Chain<P>())
+    this.creatorTip = new Array(this.schedule.slots).fill(undefined)
     this.onOrdered = options.onOrdered
     this.onStale = options.onStale
     this.onFork = options.onFork
@@ -298,6 +290,43 @@ export class Consensus<P = undefined> {
     this.prepare(input)
   }
 
+  // ---------------------------------------------------------------- membership
+
+  get membership (): Membership { return this.schedule }
+
+  /** Highest round whose member set is final: changes ordered from now on govern later rounds. */
+  get membershipFinalThrough (): number {
+    return this.nextRoundToOrder - 1 + MEMBERSHIP_DELAY_ROUNDS
+  }
+
+  /**
+   * Adds a member by consensus. Only callable while an ordered round is being handed out
+   * (onOrdered), so that every site makes the change at the same point of the order; it takes
+   * effect MEMBERSHIP_DELAY_ROUNDS after that round. Returns the new creator id and first round.
+   */
+  addMember (): { creator: number, fromRound: number } {
+    const fromRound = this.changeRound('addMember')
+    const creator = this.schedule.add(fromRound)
+    this.chains.push(new Chain<P>())
+    this.creatorTip.push(undefined)
+    return { creator, fromRound }
+  }
+
+  /** Removes a member by consensus (same rule as addMember). Returns the first round without it. */
+  removeMember (creator: number): number {
+    const fromRound = this.changeRound('removeMember')
+    if (!this.schedule.isMember(creator, fromRound)) throw new RangeError(`creator ${creator} is not a member in round ${fromRound}`)
+    this.schedule.remove(creator, fromRound)
+    return fromRound
+  }
+
+  private changeRound (operation: string): number {
+    if (this.orderingRound === null) {
+      throw new ConsensusInvariantError(`${operation} must be called while ordered events are handed out, so that every site applies it at the same point`)
+    }
+    return this.orderingRound + MEMBERSHIP_DELAY_ROUNDS
+  }
+
   // ---------------------------------------------------------------- insertion
 
   /**
@@ -333,8 +362,8 @@ export class Consensus<P = undefined> {
       throw new EventRejectedError(reason, id, detail)
     }
     if (this.has(id)) reject('duplicate', 'already in the hashgraph')
-    if (!Number.isInteger(creator) || creator < 0 || creator >= this.membership.slots) {
-      reject('unknown-creator', `creator ${creator} is not a member (members are 0..${this.membership.slots - 1})`)
+    if (!Number.isInteger(creator) || creator < 0 || creator >= this.schedule.slots) {
+      reject('unknown-creator', `creator ${creator} is not a member (members are 0..${this.schedule.slots - 1})`)
     }
     if (input.selfParent !== null && input.selfParent === input.otherParent) {
       reject('other-parent-same-creator', 'self-parent and other-parent are the same event')
@@ -359,14 +388,22 @@ export class Consensus<P = undefined> {
       reject('ancient', `its parents are in round ${parentRound}, older than the rounds still undecided (pruned through ${this.prunedThrough})`)
     }
 
+    // Nothing is computed for a round whose member set could still change: that is what makes
+    // membership changes by consensus safe. Such an event waits (the caller parks it).
+    const highestRound = parentRound + 1
+    if (this.holdForMembership && highestRound > this.membershipFinalThrough) {
+      throw new MembershipPendingError(id, highestRound, this.membershipFinalThrough)
+    }
+
     const seq = selfParent === null ? 0 : selfParent.seq + 1
     const generation = 1 + Math.max(selfParent?.generation ?? 0, otherParent?.generation ?? 0)
-    const slots = this.membership.slots
+    const slots = this.schedule.slots
     const lastSeq = new Int32Array(slots).fill(-1)
-    if (selfParent !== null) lastSeq.set(selfParent.lastSeq.subarray(0, slots))
+    // Parents created before a member joined have shorter vectors: the rest stays -1.
+    if (selfParent !== null) lastSeq.set(selfParent.lastSeq)
     if (otherParent !== null) {
       const theirs = otherParent.lastSeq
-      for (let m = 0; m < slots; m++) if (theirs[m]! > lastSeq[m]!) lastSeq[m] = theirs[m]!
+      for (let m = 0; m < theirs.length; m++) if (theirs[m]! > lastSeq[m]!) lastSeq[m] = theirs[m]!
     }
     if (seq > lastSeq[creator]!) lastSeq[creator] = seq
 
@@ -387,7 +424,7 @@ export class Consensus<P = undefined> {
       const seen = this.stronglySeenWitnesses(node, state.witnesses, forkers)
       // x strongly sees at most one witness per creator (it must see it, so that creator's events
       // in its ancestry form one chain, which holds one witness per round): count = creators.
-      if (isSupermajority(seen.length, this.membership.count(parentRound))) {
+      if (isSupermajority(seen.length, this.schedule.count(parentRound))) {
         round = parentRound + 1
         stronglySeen = seen
       }
@@ -404,7 +441,7 @@ export class Consensus<P = undefined> {
     if (round <= this.nextRoundToOrder - 1 - this.staleAfterRounds) {
       reject('ancient', `its round ${round} is stale: consensus has ordered through round ${this.nextRoundToOrder - 1}`)
     }
-    if (!this.membership.isMember(creator, round)) reject('not-a-member', `creator ${creator} is not a member in round ${round}`)
+    if (!this.schedule.isMember(creator, round)) reject('not-a-member', `creator ${creator} is not a member in round ${round}`)
     return node
   }
 
@@ -465,7 +502,7 @@ export class Consensus<P = undefined> {
   private isAncestor (a: EventNode<P>, b: EventNode<P>, forkers: ReadonlySet<number> = this.forkers): boolean {
     if (a === b) return true
     if (b.generation <= a.generation) return false
-    if (b.lastSeq[a.creator]! < a.seq) return false
+    if (lastSeqOf(b, a.creator) < a.seq) return false
     if (!forkers.has(a.creator)) return true
     // a's creator forked: sequence numbers no longer identify events, search b's ancestry.
     const stack: Array<EventNode<P>> = [b]
@@ -473,7 +510,7 @@ export class Consensus<P = undefined> {
     while (stack.length > 0) {
       const e = stack.pop()!
       if (e === a) return true
-      if (visited.has(e) || e.generation <= a.generation || e.lastSeq[a.creator]! < a.seq || e.pruned) continue
+      if (visited.has(e) || e.generation <= a.generation || lastSeqOf(e, a.creator) < a.seq || e.pruned) continue
       visited.add(e)
       if (e.selfParent !== null) stack.push(e.selfParent)
       if (e.otherParent !== null) stack.push(e.otherParent)
@@ -493,7 +530,7 @@ export class Consensus<P = undefined> {
    */
   private tip (x: EventNode<P>, m: number, forkers: ReadonlySet<number>): EventNode<P> | undefined {
     if (x.creator === m) return x
-    const seq = x.lastSeq[m]!
+    const seq = lastSeqOf(x, m)
     if (seq < 0) return undefined
     const chain = this.chains[m]!
     if (!forkers.has(m)) return chain.at(seq)
@@ -543,13 +580,13 @@ export class Consensus<P = undefined> {
     const seen: Array<EventNode<P>> = []
     if (witnesses.length === 0) return seen
     const round = witnesses[0]!.round
-    const slots = this.membership.slots
+    const slots = this.schedule.slots
     // The tips are shared by every witness tested: compute them once.
     const tips: Array<EventNode<P> | undefined> = new Array(slots)
     for (let m = 0; m < slots; m++) {
-      tips[m] = (x.forkSeen?.has(m) === true || !this.membership.isMember(m, round)) ? undefined : this.tip(x, m, forkers)
+      tips[m] = (x.forkSeen?.has(m) === true || !this.schedule.isMember(m, round)) ? undefined : this.tip(x, m, forkers)
     }
-    const needed = this.membership.count(round)
+    const needed = this.schedule.count(round)
     for (const w of witnesses) {
       if (!this.sees(x, w, forkers)) continue
       let count = 0
@@ -583,7 +620,7 @@ export class Consensus<P = undefined> {
     }
     const majority = yes >= no
     const tally = majority ? yes : no
-    const decisive = isSupermajority(tally, this.membership.count(voter.round - 1))
+    const decisive = isSupermajority(tally, this.schedule.count(voter.round - 1))
     if (distance % this.coinRoundFrequency !== 0) {
       votes.set(voter, majority)
       if (decisive) this.decide(candidate, majority)
@@ -646,7 +683,12 @@ export class Consensus<P = undefined> {
       compareUnsignedBigEndian(whitened.get(a)!, whitened.get(b)!) ||
       (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     for (const x of received) x.position = this.orderedCount++
-    this.onOrdered?.(received, state.round)
+    this.orderingRound = state.round
+    try {
+      this.onOrdered?.(received, state.round)
+    } finally {
+      this.orderingRound = null
+    }
   }
 
   /** Median over the unique famous witnesses w of: the time of w's earliest self-ancestor that has x as an ancestor. */
@@ -720,6 +762,11 @@ export class Consensus<P = undefined> {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** Highest sequence number of creator m among e's ancestors; -1 for none (or m joined after e). */
+function lastSeqOf (e: { readonly lastSeq: Int32Array }, m: number): number {
+  return m < e.lastSeq.length ? e.lastSeq[m]! : -1
+}
 
 /** 3k > 2n, the paper's "more than two thirds". */
 export function isSupermajority (k: number, n: number): boolean {

@@ -14,6 +14,7 @@ export type RejectReason =
   | 'too-large'
   | 'too-many-transactions'
   | 'ancient'
+  | 'membership-pending'
 
 export class EventRejectedError extends Error {
   override readonly name = 'EventRejectedError'
@@ -27,6 +28,16 @@ export class EventRejectedError extends Error {
 export class MissingParentsError extends EventRejectedError {
   constructor (eventId: string, readonly missing: string[]) {
     super('unknown-parent', eventId, `unknown parent${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`)
+  }
+}
+
+/**
+ * The event's round lies beyond the rounds whose member set is final; the live engine parks it
+ * until consensus has ordered far enough (see MEMBERSHIP_DELAY_ROUNDS).
+ */
+export class MembershipPendingError extends EventRejectedError {
+  constructor (eventId: string, readonly round: number, readonly finalThrough: number) {
+    super('membership-pending', eventId, `round ${round} is beyond the last round with a final member set (${finalThrough})`)
   }
 }
 

@@ -146,12 +146,15 @@ export function ed25519Signer (key: PrivateKey): Signer {
 }
 
 export class Verifier {
-  private readonly keys: KeyObject[]
+  private readonly keys: KeyObject[] = []
   constructor (publicKeys: readonly PublicKey[]) {
-    this.keys = publicKeys.map((key) => {
-      if (key.type !== 'Ed25519') throw new TypeError(`member keys must be Ed25519, got ${key.type}`)
-      return createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(key.raw).toString('base64url') } })
-    })
+    for (const key of publicKeys) this.add(key)
+  }
+
+  /** Adds the key of the next creator id. */
+  add (key: PublicKey): void {
+    if (key.type !== 'Ed25519') throw new TypeError(`member keys must be Ed25519, got ${key.type}`)
+    this.keys.push(createPublicKey({ format: 'jwk', key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(key.raw).toString('base64url') } }))
   }
 
   verify (event: SignedEvent): boolean {

@@ -6,8 +6,8 @@
  */
 import { createHash } from 'node:crypto'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
-import { Consensus, genesisMembership, type ConsensusEvent, type EventStatus, type ForkEvidence } from './consensus.js'
-import { EventLogError, EventRejectedError, MissingParentsError } from './errors.js'
+import { Consensus, type ConsensusEvent, type EventStatus, type ForkEvidence } from './consensus.js'
+import { EventLogError, EventRejectedError, MembershipPendingError, MissingParentsError } from './errors.js'
 import { DEFAULT_LIMITS, decodeEvent, ed25519Signer, fromHex, signEvent, toHex, Verifier, type EventLimits, type SignedEvent, type Signer } from './event.js'
 import type { ConsensusSnapshot, EventLog } from './event-log.js'
 
@@ -22,10 +22,14 @@ export interface OrderedTransaction {
 }
 
 export interface HashgraphInit {
-  /** Member public keys (Ed25519); a member's index is its creator id. */
+  /** Genesis member public keys (Ed25519); a member's index is its creator id. */
   members: readonly PublicKey[]
-  /** This member's creator id and key; omit for an observer that only receives. */
-  self?: { creator: number, key: PrivateKey }
+  /**
+   * This site's key; omit for an observer that only receives. Its creator id is its key's index
+   * among the members (given or found); a site that is not a member yet can create events once
+   * addMember has added its key and the change has taken effect.
+   */
+  self?: { creator?: number, key: PrivateKey }
   coinRoundFrequency?: number
   staleAfterRounds?: number
   /** Off only for trusted replays and benchmarks of the bookkeeping. */
@@ -59,7 +63,7 @@ export class Hashgraph {
   private readonly consensus: Consensus<SignedEvent>
   private readonly verifier: Verifier | null
   private readonly signer: Signer | null
-  private readonly selfCreator: number | null
+  private selfCreator: number | null
   private readonly limits: EventLimits
   private readonly log: EventLog | null
   private readonly clock: () => bigint
@@ -76,16 +80,21 @@ export class Hashgraph {
   private replaying = false
   private started = false
   private readonly init: HashgraphInit
-  readonly memberCount: number
+  /** Public keys by creator id, genesis members first, then members added by consensus. */
+  private readonly memberKeys: PublicKey[]
+  /** Events whose round's member set is not final yet, waiting for consensus to advance. */
+  private readonly deferred = new Map<string, SignedEvent>()
+  private retrying = false
 
   constructor (init: HashgraphInit) {
     this.init = init
-    this.memberCount = init.members.length
+    this.memberKeys = [...init.members]
     this.verifier = init.verifySignatures === false ? null : new Verifier(init.members)
     this.signer = init.self === undefined ? null : ed25519Signer(init.self.key)
-    this.selfCreator = init.self?.creator ?? null
-    if (this.selfCreator !== null && (this.selfCreator < 0 || this.selfCreator >= this.memberCount)) {
-      throw new RangeError(`self creator ${this.selfCreator} is not a member index (0..${this.memberCount - 1})`)
+    this.selfCreator = init.self === undefined ? null : this.memberKeys.findIndex((k) => k.equals(init.self!.key.publicKey))
+    if (this.selfCreator === -1) this.selfCreator = null
+    if (init.self?.creator !== undefined && init.self.creator !== this.selfCreator) {
+      throw new RangeError(`self creator ${init.self.creator} does not hold this site's key (its key is ${this.selfCreator === null ? 'not a member' : `member ${this.selfCreator}`})`)
     }
     this.limits = { ...DEFAULT_LIMITS, ...init.limits }
     this.log = init.log ?? null
@@ -93,7 +102,7 @@ export class Hashgraph {
     this.maxParkedEvents = init.maxParkedEvents ?? 10_000
     this.maxParkedBytes = init.maxParkedBytes ?? 64 * 1024 * 1024
     this.consensus = new Consensus<SignedEvent>({
-      membership: genesisMembership(this.memberCount),
+      members: init.members.length,
       coinRoundFrequency: init.coinRoundFrequency,
       staleAfterRounds: init.staleAfterRounds,
       onOrdered: (events, round) => { this.emitOrdered(events, round) },
@@ -162,7 +171,8 @@ export class Hashgraph {
    * as many queued transactions as fit. Returns it for gossip.
    */
   createEvent (options: { otherParent?: string | null } = {}): SignedEvent {
-    if (this.signer === null || this.selfCreator === null) throw new Error('this hashgraph has no member key: it can only receive')
+    if (this.signer === null) throw new Error('this hashgraph has no key: it can only receive')
+    if (this.selfCreator === null) throw new Error('this site is not a member of the swarm (yet): it can only receive')
     const selfParent = this.consensus.lastEventOf(this.selfCreator)
     const otherParent = options.otherParent ?? null
     if (otherParent !== null && !this.consensus.has(otherParent)) {
@@ -185,6 +195,7 @@ export class Hashgraph {
       throw err
     }
     this.release(event.id, [])
+    this.retryDeferred([])
     return event
   }
 
@@ -207,7 +218,7 @@ export class Hashgraph {
    */
   receive (input: Uint8Array | SignedEvent): ReceiveResult {
     const event = input instanceof Uint8Array ? decodeEvent(input, this.limits) : input
-    if (this.parked.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already waiting for its parents')
+    if (this.parked.has(event.id) || this.deferred.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already waiting')
     if (event.creator >= this.memberCount) {
       throw new EventRejectedError('unknown-creator', event.id, `creator ${event.creator} is not a member (members are 0..${this.memberCount - 1})`)
     }
@@ -220,10 +231,50 @@ export class Hashgraph {
       this.park(event, missing)
       return { status: 'parked', event, missing }
     }
-    this.insertReceived(event)
+    try {
+      this.insertReceived(event)
+    } catch (err) {
+      if (!(err instanceof MembershipPendingError)) throw err
+      this.defer(event)
+      return { status: 'parked', event, missing: [] }
+    }
     const released: SignedEvent[] = []
     this.release(event.id, released)
+    this.retryDeferred(released)
     return { status: 'inserted', event, released }
+  }
+
+  private defer (event: SignedEvent): void {
+    this.deferred.set(event.id, event)
+    while (this.deferred.size > this.maxParkedEvents) this.deferred.delete(this.deferred.keys().next().value as string)
+  }
+
+  /** Inserts deferred events whose rounds now have a final member set (and what waited on them). */
+  private retryDeferred (released: SignedEvent[]): void {
+    if (this.retrying || this.deferred.size === 0) return
+    this.retrying = true
+    try {
+      let progress = true
+      while (progress) {
+        progress = false
+        for (const [id, event] of this.deferred) {
+          try {
+            this.insertReceived(event)
+          } catch (err) {
+            if (err instanceof MembershipPendingError) continue
+            this.deferred.delete(id)
+            if (!(err instanceof EventRejectedError)) throw err
+            continue
+          }
+          this.deferred.delete(id)
+          released.push(event)
+          this.release(id, released)
+          progress = true
+        }
+      }
+    } finally {
+      this.retrying = false
+    }
   }
 
   private insertReceived (event: SignedEvent): void {
@@ -291,6 +342,7 @@ export class Hashgraph {
           // A parked event that turns out invalid is dropped, as it would have been on arrival.
           if (!(err instanceof EventRejectedError)) throw err
           if (err instanceof MissingParentsError) this.park(child.event, err.missing)
+          if (err instanceof MembershipPendingError) this.defer(child.event)
         }
       }
     }
@@ -320,12 +372,47 @@ export class Hashgraph {
     if (out.length > 0) this.init.onTransactions?.(out)
   }
 
+  // ---------------------------------------------------------------- membership
+
+  /** Creator slots so far (genesis members plus those added); creator ids are 0..memberCount-1. */
+  get memberCount (): number { return this.consensus.membership.slots }
+
+  /** Members whose events count in `round` (default: the last ordered round). */
+  membersIn (round = Math.max(1, this.consensus.lastOrderedRound)): number[] {
+    const members: number[] = []
+    for (let c = 0; c < this.memberCount; c++) if (this.consensus.membership.isMember(c, round)) members.push(c)
+    return members
+  }
+
+  publicKeyOf (creator: number): PublicKey | undefined { return this.memberKeys[creator] }
+
+  /**
+   * Adds a member by consensus: call it from onTransactions while applying the ordered transaction
+   * that approves it, so every site adds it at the same point. Returns its creator id and the
+   * first round in which its events count.
+   */
+  addMember (key: PublicKey): { creator: number, fromRound: number } {
+    if (this.memberKeys.some((k) => k.equals(key))) throw new RangeError('that key is already a member')
+    const added = this.consensus.addMember()
+    this.memberKeys.push(key)
+    this.verifier?.add(key)
+    if (this.signer !== null && this.selfCreator === null && this.init.self?.key.publicKey.equals(key) === true) this.selfCreator = added.creator
+    return added
+  }
+
+  /** Removes a member by consensus (same rule as addMember); returns the first round without it. */
+  removeMember (creator: number): number {
+    return this.consensus.removeMember(creator)
+  }
+
+  get selfId (): number | null { return this.selfCreator }
+
   // ---------------------------------------------------------------- queries
 
   snapshot (): ConsensusSnapshot {
     return {
       round: this.consensus.lastOrderedRound,
-      members: this.memberCount,
+      members: this.membersIn().length,
       eventPosition: this.consensus.orderedEvents,
       transactionPosition: this.transactionPosition,
       runningHash: toHex(this.runningHash)
@@ -363,7 +450,7 @@ export class Hashgraph {
     }
   }
 
-  get parkedCount (): number { return this.parked.size }
+  get parkedCount (): number { return this.parked.size + this.deferred.size }
   get lastRound (): number { return this.consensus.lastRound }
   get lastOrderedRound (): number { return this.consensus.lastOrderedRound }
   get orderedEvents (): number { return this.consensus.orderedEvents }

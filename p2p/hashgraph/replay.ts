@@ -3,7 +3,7 @@
  * off), for audits and cross-checks against other implementations. Format in ./README.md.
  */
 import { createHash } from 'node:crypto'
-import { Consensus, genesisMembership, type ConsensusEvent } from './consensus.js'
+import { Consensus, type ConsensusEvent } from './consensus.js'
 import { EventRejectedError, MissingParentsError, ReplayInputError } from './errors.js'
 
 export interface ReplayInputEvent {
@@ -99,7 +99,9 @@ export function parseReplayInput (text: string): ReplayInput {
 export function replay (input: ReplayInput): ReplayOutput {
   const order: string[] = []
   const consensus = new Consensus<undefined>({
-    membership: genesisMembership(input.members),
+    members: input.members,
+    // A replay's member set never changes, and it cannot wait for anything: nothing to hold for.
+    holdForMembership: false,
     coinRoundFrequency: input.coinRoundFrequency,
     onOrdered: (events) => { for (const e of events) order.push(e.id) }
   })
