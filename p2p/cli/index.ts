@@ -5,13 +5,14 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { defaultDataDir } from './data-dir.js';
 import * as consensus from './commands/consensus.js';
+import * as image from './commands/image.js';
 
 // Subcommand modules: each exports `register(program: Command): void`.
 // To add one, create p2p/cli/commands/<name>.ts and list it here.
 export interface CommandModule {
   register(program: Command): void;
 }
-const commands: CommandModule[] = [consensus];
+const commands: CommandModule[] = [consensus, image];
 
 /** Options every subcommand can read via `program.opts<GlobalOptions>()`. */
 export interface GlobalOptions {

@@ -223,10 +223,10 @@ export class ImageStore implements ImageStoreClient {
       if (baseRef !== undefined) throw new LayerRuleError('an OS image has no base: drop --base')
       return undefined
     }
-    if (baseRef === undefined) throw new LayerRuleError(`a ${layer.toUpperCase()} image needs --base: the ${wanted.toUpperCase()} image it is built on`)
+    if (baseRef === undefined) throw new LayerRuleError(`${layerArticle(layer)} image needs a base (--base): the ${wanted.toUpperCase()} image it is built on`)
     const base = this.resolveRow(baseRef)
     if (base.layer !== wanted) {
-      throw new LayerRuleError(`the base of a ${layer.toUpperCase()} image must be an ${wanted.toUpperCase()} image, but ${base.name} (${base.ref}) is a${base.layer === 'os' ? 'n' : ''} ${base.layer.toUpperCase()} image`)
+      throw new LayerRuleError(`the base of ${layerArticle(layer)} image must be ${layerArticle(wanted)} image, but ${base.name} (${base.ref}) is ${layerArticle(base.layer)} image`)
     }
     return base
   }
@@ -599,7 +599,8 @@ export class ImageStore implements ImageStoreClient {
     const chunks = db.prepare(`SELECT count(*) AS chunks, count(zero_data_length) AS zero, coalesce(sum(CASE WHEN pack IS NOT NULL THEN length END), 0) AS stored FROM chunks`).get() as { chunks: number, zero: number, stored: number }
     const packs = db.prepare('SELECT count(*) AS files, coalesce(sum(dead_bytes), 0) AS dead FROM packs').get() as { files: number, dead: number }
     const images = db.prepare('SELECT count(*) FROM images').pluck().get() as number
-    return { images, chunks: chunks.chunks, zeroChunks: chunks.zero, storedBytes: chunks.stored, deadBytes: packs.dead, packFiles: packs.files, chunkSize: this.chunkSizeSetting }
+    const storedLeafBytes = db.prepare('SELECT coalesce(sum(length), 0) FROM chunks WHERE pack IS NOT NULL AND id IN (SELECT chunk FROM image_chunks)').pluck().get() as number
+    return { images, chunks: chunks.chunks, zeroChunks: chunks.zero, storedBytes: chunks.stored, storedLeafBytes, deadBytes: packs.dead, packFiles: packs.files, chunkSize: this.chunkSizeSetting }
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -615,6 +616,11 @@ export class ImageStore implements ImageStoreClient {
     this.writeQueue = run
     return await run
   }
+}
+
+/** "an OS", "a WE", "a UD": the article goes by how the letters are spoken. */
+function layerArticle (layer: Layer): string {
+  return `${layer === 'os' ? 'an' : 'a'} ${layer.toUpperCase()}`
 }
 
 function validateChunkSize (size: number): void {

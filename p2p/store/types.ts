@@ -139,7 +139,11 @@ export interface StoreStats {
   images: number
   chunks: number
   zeroChunks: number
+  /** Bytes of all blocks stored on disk (leaves and inner nodes; all-zero leaves are not stored). */
   storedBytes: number
+  /** The leaves' share of storedBytes: the file data actually kept (the dedup benchmark compares it with the optimum). */
+  storedLeafBytes: number
+  /** Bytes in pack files that belong to deleted chunks, until gc compacts them. */
   deadBytes: number
   packFiles: number
   chunkSize: number

@@ -1,0 +1,96 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { ImageDetails, ImageInfo, RemoveResult, SimilarityReport, VerifyReport } from '../p2p/store/index.js'
+
+const bin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
+const child = fileURLToPath(new URL('./support/store-child.js', import.meta.url))
+
+function hgmig (data: string, args: string[]): { status: number | null, stdout: string, stderr: string } {
+  return spawnSync(process.execPath, [bin, '--data', data, ...args], { encoding: 'utf8', env: { ...process.env, HGMIG_DEBUG: '' } })
+}
+
+function json<T> (data: string, args: string[]): T {
+  const r = hgmig(data, [...args, '--json'])
+  assert.equal(r.status, 0, `hgmig ${args.join(' ')}: ${r.stderr}`)
+  return JSON.parse(r.stdout) as T
+}
+
+test('image commands: add, list, show, similarity, export, verify, rm, with --json and by name, id or root CID', () => {
+  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-'))
+  const os = join(data, 'debian.img')
+  const shared = randomBytes(256 * 1024)
+  writeFileSync(os, Buffer.concat([shared, randomBytes(256 * 1024)]))
+  const we = join(data, 'web.img')
+  writeFileSync(we, Buffer.concat([shared, Buffer.alloc(256 * 1024)]))
+
+  const debian = json<ImageInfo>(data, ['image', 'add', '--layer', 'os', os])
+  assert.equal(debian.name, 'debian.img')
+  const web = json<ImageInfo>(data, ['image', 'add', '--layer', 'we', '--base', debian.rootCid, '--name', 'web', '--private', we])
+  assert.equal(web.base, debian.id)
+  assert.equal(web.public, false)
+  assert.deepEqual(json<ImageInfo[]>(data, ['image', 'list']).map((i) => i.name), ['debian.img', 'web'])
+
+  const details = json<ImageDetails>(data, ['image', 'show', web.id])
+  assert.equal(details.baseName, 'debian.img')
+  assert.equal(details.zeroBytes, 256 * 1024)
+  const similarity = json<SimilarityReport>(data, ['image', 'similarity', 'web', 'debian.img'])
+  assert.equal(similarity.sharedBytes, 256 * 1024, 'the shared half')
+  assert.equal(similarity.reverseRatio, 0.5)
+
+  const out = join(data, 'web-out.img')
+  assert.equal(hgmig(data, ['image', 'export', 'web', out]).status, 0)
+  assert.ok(readFileSync(out).equals(readFileSync(we)))
+  assert.deepEqual(json<VerifyReport>(data, ['image', 'verify', 'web']).corrupt, [])
+
+  const human = hgmig(data, ['image', 'list'])
+  assert.match(human.stdout, /^ID +NAME +LAYER/)
+  assert.match(human.stdout, /web +WE +debian\.img/)
+
+  const refused = hgmig(data, ['image', 'rm', 'debian.img'])
+  assert.equal(refused.status, 1)
+  assert.match(refused.stderr, /debian\.img is the base of web; remove that first/)
+  assert.equal(json<RemoveResult>(data, ['image', 'rm', 'web']).name, 'web')
+  assert.equal(json<RemoveResult>(data, ['image', 'rm', debian.id]).name, 'debian.img')
+  assert.deepEqual(json<ImageInfo[]>(data, ['image', 'list']), [])
+})
+
+test('image commands refuse bad input with a clear message and exit status 1', () => {
+  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-bad-'))
+  const file = join(data, 'disk.img')
+  writeFileSync(file, randomBytes(1000))
+  const empty = join(data, 'empty.img')
+  writeFileSync(empty, '')
+  const cases: Array<[string[], RegExp]> = [
+    [['image', 'add', '--layer', 'we', file], /a WE image needs a base/],
+    [['image', 'add', '--layer', 'xx', file], /argument 'xx' is invalid/],
+    [['image', 'add', '--layer', 'os', empty], /empty \(0 bytes\)/],
+    [['image', 'add', '--layer', 'os', join(data, 'nope')], /cannot read .*nope: no such file/],
+    [['image', 'show', 'nope'], /no image matches "nope"; the store holds no images/]
+  ]
+  for (const [args, message] of cases) {
+    const r = hgmig(data, args)
+    assert.equal(r.status, 1, `exit status of ${args.join(' ')}`)
+    assert.match(r.stderr, message)
+  }
+})
+
+test('a second process gets a clear error while another one holds the store', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-lock-'))
+  const holder = spawn(process.execPath, [child, 'hold', data], { stdio: ['ignore', 'pipe', 'inherit'] })
+  try {
+    await new Promise<void>((resolve) => { holder.stdout.once('data', () => { resolve() }) })
+    const r = hgmig(data, ['image', 'list'])
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, new RegExp(`in use by process ${holder.pid ?? 0}`))
+  } finally {
+    holder.kill('SIGKILL')
+    await new Promise((resolve) => holder.on('exit', resolve))
+  }
+  assert.equal(hgmig(data, ['image', 'list']).status, 0, 'usable again once the holder is gone')
+})

@@ -1,0 +1,312 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  AbortError, AmbiguousImageError, CorruptChunkError, createImageStore, ImageExistsError, ImageInUseError, ImageNotFoundError,
+  ImportSourceError, LayerRuleError, StoreLockedError, type ImageStore
+} from '../p2p/store/index.js'
+import { distinctNonZeroBytes, generateSitePair, randomImage, sharedBytes, writePlan, zeroBytes, type ImagePlan } from './support/image-generator.js'
+
+const KiB = 1024
+
+function tempDir (label: string): string {
+  return mkdtempSync(join(tmpdir(), `hgmig-store-${label}-`))
+}
+
+async function openStore (directory: string, chunkSize = 64 * KiB): Promise<ImageStore> {
+  const store = createImageStore({ directory: join(directory, 'store'), chunkSize })
+  await store.open()
+  return store
+}
+
+async function planFile (dir: string, plan: ImagePlan): Promise<string> {
+  const path = join(dir, `${plan.name}.img`)
+  await writePlan(plan, path)
+  return path
+}
+
+/** Bytes of the pack files on disk (what the store really occupies, garbage included). */
+function packBytes (directory: string): number {
+  const packs = join(directory, 'store', 'packs')
+  return readdirSync(packs).reduce((sum, name) => sum + statSync(join(packs, name)).size, 0)
+}
+
+test('round trip is byte-identical for 1, chunk-1, chunk, chunk+1 and many chunks; a zero-length file is refused', async () => {
+  const dir = tempDir('roundtrip')
+  const chunk = 16 * KiB
+  const store = await openStore(dir, chunk)
+  try {
+    for (const size of [1, chunk - 1, chunk, chunk + 1, 37 * chunk + 123]) {
+      const data = randomBytes(size)
+      const file = join(dir, `in-${size}`)
+      writeFileSync(file, data)
+      const info = await store.add(file, { layer: 'os' })
+      assert.equal(info.size, size)
+      assert.equal(info.chunkCount, Math.ceil(size / chunk), `chunks of a ${size}-byte file`)
+      const out = join(dir, `out-${size}`)
+      const result = await store.export(info.id, out)
+      assert.equal(result.bytes, size)
+      assert.ok(readFileSync(out).equals(data), `export of ${size} bytes is byte-identical`)
+      const streamed = []
+      for await (const piece of store.read(info.name)) streamed.push(piece)
+      assert.ok(Buffer.concat(streamed).equals(data), `read() of ${size} bytes is byte-identical`)
+    }
+    const before = await store.stats()
+    const empty = join(dir, 'empty')
+    writeFileSync(empty, '')
+    await assert.rejects(store.add(empty, { layer: 'os' }), (err: unknown) => err instanceof ImportSourceError && /empty \(0 bytes\)/.test(err.message))
+    await assert.rejects(store.add(join(dir, 'missing'), { layer: 'os' }), (err: unknown) => err instanceof ImportSourceError && /no such file/.test(err.message))
+    await assert.rejects(store.add(dir, { layer: 'os' }), (err: unknown) => err instanceof ImportSourceError && /directory/.test(err.message))
+    assert.deepEqual(await store.stats(), before, 'refused imports change nothing')
+    await assert.rejects(store.export('in-1', join(dir, 'out-1')), /already exists/, 'export does not overwrite unless told')
+  } finally {
+    await store.close()
+  }
+})
+
+test('dedup: shared units are stored once, a second copy of a file stores nothing new', async () => {
+  const dir = tempDir('dedup')
+  const { a, b } = generateSitePair({ seed: 7, osUnits: 40, weUnits: 20, udUnits: 10, zeroShare: 0.1, similarity: { os: 0.4, we: 0.4 } })
+  const store = await openStore(dir)
+  try {
+    const plans = [a.os, b.os]
+    for (const plan of plans) await store.add(await planFile(dir, plan), { layer: 'os' })
+    const stats = await store.stats()
+    assert.equal(stats.storedLeafBytes, distinctNonZeroBytes(plans), 'stored leaf bytes equal the exact optimum')
+    // 64 KiB units = 64 KiB chunks: one chunk row per distinct unit (the zero unit included) plus one root each.
+    const distinctKeys = new Set([...a.os.units, ...b.os.units]).size
+    assert.equal(stats.chunks, distinctKeys + 2)
+    assert.equal(stats.zeroChunks, 1)
+    const packsBefore = packBytes(dir)
+    await store.add(join(dir, 'a-os.img'), { layer: 'os', name: 'a-os-again' })
+    const after = await store.stats()
+    assert.equal(after.chunks, stats.chunks, 'no new chunk rows for an identical file')
+    assert.equal(packBytes(dir), packsBefore, 'no new bytes in the pack files')
+    assert.equal(after.images, 3)
+  } finally {
+    await store.close()
+  }
+})
+
+test('refcounts: removing an image frees exactly the chunks no other image uses; gc gives the space back', async () => {
+  const dir = tempDir('refcount')
+  const { a, b } = generateSitePair({ seed: 11, osUnits: 30, weUnits: 10, udUnits: 5, zeroShare: 0.2, similarity: { os: 0.5, we: 0.5 } })
+  const store = await openStore(dir)
+  try {
+    const first = await store.add(await planFile(dir, a.os), { layer: 'os' })
+    const second = await store.add(await planFile(dir, b.os), { layer: 'os' })
+    const keysA = new Set(a.os.units)
+    const keysB = new Set(b.os.units)
+    const onlyA = [...keysA].filter((k) => !keysB.has(k))
+    const exclusive = (await store.show(first.id)).exclusiveStoredBytes
+    const removed = await store.remove(first.id)
+    // Blocks only a-os used: its unique units (the zero unit is shared), plus its root node.
+    assert.equal(removed.freedChunks, onlyA.length + 1)
+    assert.equal(removed.freedBytes, exclusive)
+    const rootNodeBytes = removed.freedBytes - onlyA.filter((k) => k !== 0).length * a.os.unitSize
+    assert.ok(rootNodeBytes > 0 && rootNodeBytes < 4 * KiB, `the rest is the root node (${rootNodeBytes} bytes)`)
+    const stats = await store.stats()
+    assert.equal(stats.storedLeafBytes, distinctNonZeroBytes([b.os]), 'what b-os needs is all still there')
+    assert.ok(stats.deadBytes > 0)
+    const out = join(dir, 'b-out')
+    await store.export(second.id, out)
+    assert.ok(readFileSync(out).equals(readFileSync(join(dir, 'b-os.img'))), 'the other image still exports intact')
+    const gc = await store.gc()
+    assert.equal(gc.bytesReclaimed, stats.deadBytes)
+    assert.equal(packBytes(dir), stats.storedBytes, 'after gc the pack files hold exactly the live blocks')
+    assert.equal((await store.verify(second.id)).corrupt.length, 0, 'compaction moved blocks intact')
+    await store.remove(second.id)
+    const empty = await store.stats()
+    assert.equal(empty.chunks, 0)
+    assert.equal(empty.storedBytes, 0)
+  } finally {
+    await store.close()
+  }
+})
+
+test('zero chunks are recorded, never stored, and exported as zeros', async () => {
+  const dir = tempDir('zero')
+  const plan = randomImage('sparse', 50, 0.6, 5)
+  const store = await openStore(dir)
+  try {
+    const info = await store.add(await planFile(dir, plan), { layer: 'os' })
+    assert.equal(info.zeroBytes, zeroBytes(plan))
+    assert.equal(info.zeroBytes, 30 * plan.unitSize)
+    const stats = await store.stats()
+    assert.equal(stats.zeroChunks, 1)
+    assert.equal(stats.storedLeafBytes, 20 * plan.unitSize, 'only the 20 non-zero chunks take space')
+    const out = join(dir, 'sparse-out')
+    await store.export(info.id, out)
+    assert.ok(readFileSync(out).equals(readFileSync(join(dir, 'sparse.img'))))
+    const presence = await store.presence(info.id)
+    assert.equal(presence.zeroBytes, info.zeroBytes)
+  } finally {
+    await store.close()
+  }
+})
+
+test('layer rules: WE needs an OS base, UD a WE base, OS none; references are resolved or refused with candidates', async () => {
+  const dir = tempDir('layers')
+  const store = await openStore(dir, 4 * KiB)
+  try {
+    const file = join(dir, 'disk.img')
+    writeFileSync(file, randomBytes(10 * KiB))
+    const os = await store.add(file, { layer: 'os', name: 'debian' })
+    await assert.rejects(store.add(file, { layer: 'os', base: 'debian', name: 'x' }), LayerRuleError)
+    await assert.rejects(store.add(file, { layer: 'we', name: 'x' }), (err: unknown) => err instanceof LayerRuleError && /needs a base/.test(err.message))
+    await assert.rejects(store.add(file, { layer: 'ud', base: 'debian', name: 'x' }), (err: unknown) => err instanceof LayerRuleError && /must be a WE image, but debian .* is an OS image/.test(err.message))
+    await assert.rejects(store.add(file, { layer: 'we', base: 'nothing', name: 'x' }), (err: unknown) => err instanceof ImageNotFoundError && err.candidates.some((c) => c.startsWith('debian ')))
+    await assert.rejects(store.add(file, { layer: 'os', name: 'debian' }), ImageExistsError)
+    const we = await store.add(file, { layer: 'we', base: os.rootCid, name: 'web' })
+    assert.equal(we.base, os.id)
+    await assert.rejects(store.add(file, { layer: 'we', base: 'web', name: 'x' }), LayerRuleError)
+    const ud = await store.add(file, { layer: 'ud', base: we.id.slice(0, 6), name: 'user', private: true })
+    assert.equal(ud.base, we.id)
+    assert.equal(ud.public, false)
+    // The same file three times: its root CID names three images.
+    await assert.rejects(store.resolve(os.rootCid), (err: unknown) => err instanceof AmbiguousImageError && err.candidates.length === 3)
+    await assert.rejects(store.remove('debian'), (err: unknown) => err instanceof ImageInUseError && err.dependents.includes('web'))
+    assert.equal((await store.list()).length, 3, 'refused operations registered nothing')
+  } finally {
+    await store.close()
+  }
+})
+
+test('corruption: verify reports image, chunk index and byte offset; reads of a corrupt chunk fail', async () => {
+  const dir = tempDir('corrupt')
+  const chunk = 16 * KiB
+  const store = await openStore(dir, chunk)
+  const file = join(dir, 'disk.img')
+  writeFileSync(file, randomBytes(10 * chunk))
+  const info = await store.add(file, { layer: 'os', name: 'disk' })
+  await store.close()
+  // Flip one byte of the 4th chunk: blocks are appended in file order into the first pack.
+  const pack = join(dir, 'store', 'packs', '000001.pack')
+  const fd = openSync(pack, 'r+')
+  const byte = Buffer.alloc(1)
+  readSync(fd, byte, 0, 1, 3 * chunk + 100)
+  byte[0] = (byte[0] as number) ^ 0xff
+  writeSync(fd, byte, 0, 1, 3 * chunk + 100)
+  closeSync(fd)
+  const reopened = await openStore(dir, chunk)
+  try {
+    const report = await reopened.verify('disk')
+    assert.equal(report.chunksChecked, 10)
+    assert.equal(report.corrupt.length, 1)
+    assert.deepEqual({ ...report.corrupt[0], cid: undefined, reason: undefined }, { image: 'disk', chunkIndex: 3, byteOffset: 3 * chunk, cid: undefined, reason: undefined })
+    const out = join(dir, 'out')
+    await assert.rejects(reopened.export(info.id, out), (err: unknown) => err instanceof CorruptChunkError && err.location?.chunkIndex === 3 && err.location.byteOffset === 3 * chunk)
+    assert.equal(existsSync(out), false, 'a failed export leaves no file behind')
+  } finally {
+    await reopened.close()
+  }
+})
+
+test('similarity on generated site pairs matches the generator\'s ground truth, per layer', async () => {
+  const dir = tempDir('similarity')
+  const store = await openStore(dir, 16 * KiB)
+  try {
+    for (const [m, n] of [[0.05, 0.05], [0.4, 0.4]] as const) {
+      const { a, b } = generateSitePair({ seed: Math.round(m * 100), osUnits: 40, weUnits: 30, udUnits: 10, zeroShare: 0.1, similarity: { os: m, we: n } })
+      const ids = new Map<ImagePlan, string>()
+      for (const site of [a, b]) {
+        const os = await store.add(await planFile(dir, site.os), { layer: 'os', name: `${m}-${site.os.name}` })
+        const we = await store.add(await planFile(dir, site.we), { layer: 'we', base: os.id, name: `${m}-${site.we.name}` })
+        const ud = await store.add(await planFile(dir, site.ud), { layer: 'ud', base: we.id, name: `${m}-${site.ud.name}` })
+        ids.set(site.os, os.id).set(site.we, we.id).set(site.ud, ud.id)
+      }
+      const report = await store.similarity(ids.get(a.ud) as string, ids.get(b.ud) as string)
+      assert.equal(report.sharedBytes, sharedBytes(a.ud, b.ud))
+      assert.deepEqual(report.layers.map((l) => [l.layer, l.sharedBytes, l.ratio]), [
+        ['os', sharedBytes(a.os, b.os), sharedBytes(a.os, b.os) / a.os.size],
+        ['we', sharedBytes(a.we, b.we), sharedBytes(a.we, b.we) / a.we.size],
+        ['ud', sharedBytes(a.ud, b.ud), sharedBytes(a.ud, b.ud) / a.ud.size]
+      ])
+      // The generator's OS similarity is over non-zero units; zero units are shared on top.
+      const nonZeroShared = sharedBytes(a.os, b.os) - zeroBytes(a.os)
+      assert.equal(nonZeroShared, Math.round(m * (a.os.units.length - zeroBytes(a.os) / a.os.unitSize)) * a.os.unitSize)
+      const matrix = await store.similarityMatrix([ids.get(a.we) as string, ids.get(b.we) as string])
+      assert.deepEqual(matrix.ratios, [[1, sharedBytes(a.we, b.we) / a.we.size], [sharedBytes(b.we, a.we) / b.we.size, 1]])
+    }
+  } finally {
+    await store.close()
+  }
+})
+
+test('the store directory is locked: a second store on it is refused until the first closes', async () => {
+  const dir = tempDir('lock')
+  const first = await openStore(dir)
+  const second = createImageStore({ directory: join(dir, 'store') })
+  await assert.rejects(second.open(), StoreLockedError)
+  await first.close()
+  await second.open()
+  await second.close()
+  // A lock left by a dead process is taken over.
+  mkdirSync(join(dir, 'store'), { recursive: true })
+  writeFileSync(join(dir, 'store', 'LOCK'), '999999999\n')
+  const third = await openStore(dir)
+  await third.close()
+})
+
+test('an aborted import registers nothing and the store stays usable', async () => {
+  const dir = tempDir('abort')
+  const plan = randomImage('big', 200, 0, 3)
+  const file = await planFile(dir, plan)
+  const store = await openStore(dir)
+  try {
+    const controller = new AbortController()
+    await assert.rejects(store.add(file, {
+      layer: 'os',
+      signal: controller.signal,
+      // The first progress event comes with the first chunk: cancel right there, mid-import.
+      onProgress: () => { controller.abort() }
+    }), AbortError)
+    assert.equal((await store.list()).length, 0)
+    const info = await store.add(file, { layer: 'os' })
+    assert.equal(info.size, plan.size)
+    assert.equal((await store.verify(info.id)).corrupt.length, 0)
+    assert.equal((await store.stats()).storedLeafBytes, plan.size)
+  } finally {
+    await store.close()
+  }
+})
+
+test('IPFS profile: root CIDs equal `ipfs add` output (kubo defaults) for known vectors', async () => {
+  // Vectors: "hello world\n" from kubo's README ("ipfs add hello" prints it). The all-zero files are
+  // the test vectors of solc's IPFS hash (ethereum/solidity test/libsolutil/IpfsHash.cpp), which
+  // reimplements go-ipfs's default importer (256 KiB chunks, balanced DAG of 174 links, dag-pb
+  // 'file' leaves, CIDv0) and checked its results against `ipfs add`. They cover one leaf, one
+  // level, a full level (174 leaves) and the first two-level tree, and every leaf is all zero, so
+  // they also prove that rebuilt zero leaves hash right.
+  const vectors: Array<[string, Buffer, string]> = [
+    ['hello world\\n', Buffer.from('hello world\n'), 'QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o'],
+    ['"x"', Buffer.from('x'), 'QmULKig5Fxrs2sC4qt9nNduucXfb92AFYQ6Hi3YRqDmrYC'],
+    ['200 zeros', Buffer.alloc(200), 'QmSXR1N23uWzsANi8wpxMPw5dmmhqBVUAb4hUrHVLpNaMr'],
+    ['256 KiB - 1 zeros', Buffer.alloc(256 * KiB - 1), 'QmbNDspMkzkMFKyS3eCJGedG7GWRQHSCzJCZLjxP7wyVAx'],
+    ['256 KiB + 1 zeros', Buffer.alloc(256 * KiB + 1), 'QmbVuw4C4vcmVKqxoWtgDVobvcHrSn51qsmQmyxjk4sB2Q'],
+    ['1310710 zeros', Buffer.alloc(1310710), 'QmNg7BJo8gEMDK8yGQbHEwPtycesnE6FUULX5iVd5TAL9f'],
+    ['174 chunks of zeros', Buffer.alloc(174 * 256 * KiB), 'QmY4HSz1oVGdUzb8poVYPLsoqBZjH6LZrtgnme9wWn2Qko'],
+    ['174 chunks + 1 byte', Buffer.alloc(174 * 256 * KiB + 1), 'QmehMASWcBsX7VcEQqs6rpR5AHoBfKyBVEgmkJHjpPg8jq'],
+    ['46661632 zeros', Buffer.alloc(46661632), 'QmaTb1sT9hrSXJLmf8bxJ9NuwndiHuMLsgNLgkS2eXu3Xj']
+  ]
+  const dir = tempDir('ipfs')
+  const store = await openStore(dir)
+  try {
+    for (const [label, data, expected] of vectors) {
+      const file = join(dir, 'vector')
+      writeFileSync(file, data)
+      const info = await store.add(file, { layer: 'os', profile: 'ipfs', name: label })
+      assert.equal(info.rootCid, expected, label)
+      assert.equal(info.chunkSize, 256 * KiB)
+      const out = join(dir, 'vector-out')
+      await store.export(info.id, out, { overwrite: true })
+      assert.ok(readFileSync(out).equals(data), `${label} exports byte-identical`)
+    }
+    assert.equal(statSync(join(dir, 'store', 'packs')).isDirectory(), true)
+  } finally {
+    await store.close()
+  }
+})
