@@ -4,15 +4,18 @@ import '../polyfills.js';
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { defaultDataDir } from './data-dir.js';
+import * as agent from './commands/agent.js';
 import * as consensus from './commands/consensus.js';
 import * as image from './commands/image.js';
+import * as status from './commands/status.js';
+import * as swarm from './commands/swarm.js';
 
 // Subcommand modules: each exports `register(program: Command): void`.
 // To add one, create p2p/cli/commands/<name>.ts and list it here.
 export interface CommandModule {
   register(program: Command): void;
 }
-const commands: CommandModule[] = [consensus, image];
+const commands: CommandModule[] = [consensus, image, swarm, agent, status];
 
 /** Options every subcommand can read via `program.opts<GlobalOptions>()`. */
 export interface GlobalOptions {

@@ -1,0 +1,469 @@
+/**
+ * The Migration Agent of one site: loads the site's key and the swarm's genesis, replays the
+ * event log into the hashgraph and the replicated state, joins the swarm, gossips, applies the
+ * consensus order, and serves the local API. `createAgent(init)` → `start()` … `stop()`.
+ */
+import '../polyfills.js'
+import { createHash, randomBytes } from 'node:crypto'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type LatencySample, type MetricsText, type PingRequest, type PingResponse } from '../api/index.js'
+import { EventLog, Hashgraph, type OrderedTransaction } from '../hashgraph/index.js'
+import { createSwarmNode, HashgraphGossip, parseSwarmKey, type SwarmNode } from '../swarm/index.js'
+import { dataDirLayout, loadGenesis, loadIdentity } from './data-dir.js'
+import { AgentConfigError, ListenAddressError } from './errors.js'
+import { memberPublicKeys, type Genesis } from './genesis.js'
+import { ConsensusLatency } from './latency.js'
+import { DataDirLock } from './lock.js'
+import { createAgentMetrics, type AgentMetrics } from './metrics.js'
+import { siteNameProblem } from './site-name.js'
+import { encodeTransaction, SwarmState, type AppliedTransaction } from './state.js'
+
+export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
+
+export interface AgentInit {
+  dataDir: string
+  /** Announce this site name (a site-name transaction) if the replicated state has another. */
+  siteName?: string
+  /** libp2p listen multiaddrs; default loopback only, so a first try exposes nothing. */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<peer id>) of members to connect to. */
+  bootstrap?: string[]
+  /** 0 (default): any free port. */
+  apiPort?: number
+  /** One line per significant event (start, stop, peers, names, rejections, errors). */
+  log?: (line: string) => void
+  /** How often connected members are pinged for their round-trip time. */
+  rttIntervalMs?: number
+}
+
+export interface Agent extends AgentBackend {
+  start: () => Promise<void>
+  stop: () => Promise<void>
+  /** Valid after start. */
+  readonly apiOrigin: string
+}
+
+export function createAgent (init: AgentInit): Agent {
+  return new MigrationAgent(init)
+}
+
+/** What exists from the replay on: the site's place in the swarm and the consensus state. */
+interface Core {
+  genesis: Genesis
+  self: number
+  peerId: string
+  memberPeers: PeerId[]
+  state: SwarmState
+  eventLog: EventLog
+  hashgraph: Hashgraph
+  metrics: AgentMetrics
+  lock: DataDirLock
+  startedAt: Date
+}
+
+/** What is started after the replay. */
+interface Network {
+  node: SwarmNode
+  gossip: HashgraphGossip
+  api: ApiServer
+}
+
+const SAMPLE_INTERVAL_MS = 250
+
+class MigrationAgent implements Agent {
+  private core: Core | null = null
+  private network: Network | null = null
+  private readonly listeners = new Set<(event: AgentEvent) => void>()
+  private readonly latency: ConsensusLatency
+  private readonly rtt = new Map<string, number | null>()
+  private readonly timers: NodeJS.Timeout[] = []
+  private readonly eventCountSamples: Array<{ at: number, events: number }> = []
+  private lastReportedRound = 0
+  private replaying = false
+  private stopping: Promise<void> | null = null
+  private readonly say: (line: string) => void
+
+  constructor (private readonly init: AgentInit) {
+    this.say = init.log ?? (() => {})
+    this.latency = new ConsensusLatency({
+      onSample: (sample) => {
+        this.core?.metrics.consensusLatency.observe(sample.latencyMs / 1000)
+        this.emit({ type: 'latency', sample })
+      }
+    })
+  }
+
+  get apiOrigin (): string { return this.needNetwork().api.origin }
+
+  async start (): Promise<void> {
+    if (this.core !== null) return
+    const layout = dataDirLayout(this.init.dataDir)
+    const listen = checkAddresses('--listen', this.init.listen ?? DEFAULT_LISTEN, false)
+    const bootstrap = checkAddresses('--bootstrap', this.init.bootstrap ?? [], true)
+    if (this.init.siteName !== undefined) {
+      const problem = siteNameProblem(this.init.siteName)
+      if (problem !== undefined) throw new AgentConfigError(`--site: ${problem}`)
+    }
+    const genesis = await loadGenesis(layout)
+    // Undo stack: a start that fails half-way leaves nothing running and nothing locked.
+    const undo: Array<() => unknown> = []
+    try {
+      const lock = DataDirLock.acquire(layout.root)
+      undo.push(() => { lock.release() })
+      const key = await loadIdentity(layout)
+      const peerId = peerIdFromPrivateKey(key).toString()
+      const self = genesis.members.findIndex((m) => m.peerId === peerId)
+      if (self === -1) {
+        throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" (members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
+      }
+      const state = new SwarmState(genesis.members)
+      const eventLog = new EventLog(layout.eventLog)
+      undo.push(() => { eventLog.close() })
+      const hashgraph = new Hashgraph({
+        members: memberPublicKeys(genesis),
+        self: { creator: self, key },
+        coinRoundFrequency: genesis.coinRoundFrequency,
+        log: eventLog,
+        onTransactions: (transactions) => { this.applyOrdered(transactions) },
+        onStaleTransactions: (transactions) => { this.resubmitStale(transactions) },
+        onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
+        onAnomaly: (message) => { this.say(`consensus anomaly: ${message}`) }
+      })
+      const memberPeers = genesis.members.map((m) => peerIdFromString(m.peerId))
+      const metrics = createAgentMetrics({
+        members: () => genesis.members.length,
+        connectedMembers: () => memberPeers.filter((p, i) => i !== self && this.isConnected(p)).length,
+        lastDecidedRound: () => hashgraph.lastOrderedRound,
+        hashgraphEvents: () => countEvents(hashgraph),
+        eventsPerSecond: () => this.eventsPerSecond(),
+        pendingTransactions: () => this.latency.pendingCount
+      })
+      // The state is rebuilt from the replay (Hashgraph.start emits the whole order again).
+      const core: Core = { genesis, self, peerId, memberPeers, state, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
+      this.core = core
+      undo.push(() => { this.core = null })
+      this.replaying = true
+      try {
+        hashgraph.start()
+      } finally {
+        this.replaying = false
+      }
+      undo.push(() => { hashgraph.stop() })
+      this.lastReportedRound = hashgraph.lastOrderedRound
+      this.say(`replayed ${countEvents(hashgraph)} events from ${layout.eventLog}: ${state.applied + state.rejected} transactions, last decided round ${hashgraph.lastOrderedRound}, state hash ${state.stateHash}`)
+
+      const node = await startNode({
+        privateKey: key,
+        swarmKey: parseSwarmKey(genesis.swarmKey),
+        listen,
+        bootstrap,
+        // Multicast discovery only where the site listens beyond loopback.
+        mdns: listen.some((a) => !isLoopback(a)) ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
+      })
+      undo.push(async () => { await node.stop() })
+      const gossip = new HashgraphGossip({
+        node,
+        hashgraph,
+        swarmId: genesis.swarmId,
+        members: memberPeers,
+        self,
+        onError: (err) => { this.say(`gossip: ${err.message}`) }
+      })
+      await gossip.start()
+      undo.push(async () => { await gossip.stop() })
+
+      const api = createApiServer({ backend: this, port: this.init.apiPort, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
+      await api.start()
+      undo.push(async () => { await api.stop() })
+      this.network = { node, gossip, api }
+      undo.push(() => { this.network = null })
+      this.watchPeers(node)
+      await writeApiFile(layout.root, { port: api.port, token: api.token, pid: process.pid })
+      undo.push(async () => { await removeApiFile(layout.root, process.pid) })
+
+      this.timers.push(setInterval(() => { this.sample() }, SAMPLE_INTERVAL_MS))
+      this.timers.push(setInterval(() => { void this.measureRtt() }, this.init.rttIntervalMs ?? 5000))
+      this.say(`agent started: site ${state.member(self)!.name} (member ${self} of ${genesis.members.length}), peer id ${peerId}, swarm "${genesis.swarmName}" ${genesis.swarmId}`)
+      for (const addr of node.getMultiaddrs()) this.say(`listening on ${addr.toString()}`)
+      this.say(`local API on ${api.origin} (token in ${layout.root}/api.json)`)
+      this.announceSiteName()
+      void gossip.syncWithAll()
+    } catch (err) {
+      for (const step of undo.reverse()) {
+        try { await step() } catch { /* keep undoing: the original error is what matters */ }
+      }
+      this.core = null
+      this.network = null
+      throw err
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.stopping ??= this.shutdown()
+    await this.stopping
+  }
+
+  private async shutdown (): Promise<void> {
+    const { core, network } = this
+    if (core === null || network === null) return
+    for (const timer of this.timers.splice(0)) clearInterval(timer)
+    // API first: clients see the agent go away before anything else does.
+    await this.attempt('stopping the API', async () => { await network.api.stop() })
+    await removeApiFile(this.init.dataDir, process.pid)
+    await this.attempt('stopping gossip', async () => { await network.gossip.stop() })
+    await this.attempt('stopping libp2p', async () => { await network.node.stop() })
+    this.network = null
+    // Flushes the received events still queued, so the next start replays everything this run saw.
+    core.hashgraph.stop()
+    core.eventLog.close()
+    this.core = null
+    this.listeners.clear()
+    core.lock.release()
+    this.say(`agent stopped: state hash ${core.state.stateHash}`)
+  }
+
+  private async attempt (what: string, step: () => Promise<void>): Promise<void> {
+    try {
+      await step()
+    } catch (err) {
+      this.say(`${what}: ${(err as Error).message}`)
+    }
+  }
+
+  // ------------------------------------------------------------ consensus
+
+  private applyOrdered (transactions: OrderedTransaction[]): void {
+    const core = this.needCore()
+    for (const ordered of transactions) {
+      const applied = core.state.apply(ordered)
+      core.metrics.orderedTransactions.inc({ outcome: applied.outcome })
+      // During replay nothing is live: no latency (the submissions belong to an earlier run), no stream.
+      if (this.replaying) continue
+      if (ordered.creator === core.self) this.latency.ordered(transactionKey(ordered.transaction), ordered.position, applied.kind)
+      this.report(applied)
+    }
+  }
+
+  private report (applied: AppliedTransaction): void {
+    const site = this.needCore().state.member(applied.creator)?.name ?? `member ${applied.creator}`
+    if (applied.outcome === 'rejected') {
+      this.say(`transaction ${applied.position} from ${site} rejected (${applied.reason}): ${applied.detail ?? ''}`)
+    } else if (applied.transaction?.type === 'site-name') {
+      this.say(`member ${applied.creator} is now named ${applied.transaction.name}`)
+    }
+    this.emit({
+      type: 'transaction',
+      position: applied.position,
+      round: applied.round,
+      creator: applied.creator,
+      site,
+      kind: applied.kind,
+      outcome: applied.outcome,
+      ...(applied.reason === undefined ? {} : { reason: applied.reason }),
+      stateHash: applied.stateHash
+    })
+  }
+
+  /** The engine gave up on an event (stale): own transactions in it are submitted again. */
+  private resubmitStale (transactions: Array<{ transaction: Uint8Array }>): void {
+    const network = this.network
+    if (network === null) return
+    for (const { transaction } of transactions) {
+      if (!this.latency.isPending(transactionKey(transaction))) continue
+      this.say('an own transaction landed in a stale event: submitting it again')
+      network.gossip.submit(transaction)
+    }
+  }
+
+  private announceSiteName (): void {
+    const wanted = this.init.siteName
+    const { state, self } = this.needCore()
+    if (wanted === undefined || state.member(self)!.name === wanted) return
+    const holder = state.memberByName(wanted)
+    if (holder !== undefined && holder.index !== self) {
+      this.say(`not announcing site name ${wanted}: it is the name of member ${holder.index} (${holder.peerId})`)
+      return
+    }
+    this.say(`announcing site name ${wanted}`)
+    this.submit(encodeTransaction({ type: 'site-name', name: wanted }))
+  }
+
+  private submit (transaction: Uint8Array): string {
+    const key = transactionKey(transaction)
+    this.latency.submitted(key)
+    this.needNetwork().gossip.submit(transaction)
+    return key
+  }
+
+  // ------------------------------------------------------------ peers and sampling
+
+  private watchPeers (node: SwarmNode): void {
+    const memberIndex = (peer: PeerId): number | null => {
+      const index = this.core?.memberPeers.findIndex((p) => p.equals(peer)) ?? -1
+      return index === -1 ? null : index
+    }
+    node.addEventListener('peer:connect', (evt) => {
+      const member = memberIndex(evt.detail)
+      this.say(`connected to ${member === null ? 'non-member' : `member ${member} (${this.core?.state.member(member)?.name})`} ${evt.detail.toString()}`)
+      this.emit({ type: 'peer', peerId: evt.detail.toString(), member, connected: true })
+      if (member !== null) {
+        void this.network?.gossip.syncWithAll()
+        void this.pingMember(evt.detail)
+      }
+    })
+    node.addEventListener('peer:disconnect', (evt) => {
+      const member = memberIndex(evt.detail)
+      this.say(`disconnected from ${member === null ? 'non-member' : `member ${member}`} ${evt.detail.toString()}`)
+      this.rtt.delete(evt.detail.toString())
+      this.emit({ type: 'peer', peerId: evt.detail.toString(), member, connected: false })
+    })
+  }
+
+  private isConnected (peer: PeerId): boolean {
+    return (this.network?.node.getConnections(peer).length ?? 0) > 0
+  }
+
+  private async measureRtt (): Promise<void> {
+    const core = this.core
+    if (core === null) return
+    await Promise.all(core.memberPeers.filter((p, i) => i !== core.self && this.isConnected(p)).map(async (p) => { await this.pingMember(p) }))
+  }
+
+  private async pingMember (peer: PeerId): Promise<void> {
+    const network = this.network
+    if (network === null) return
+    try {
+      this.rtt.set(peer.toString(), await network.node.services.ping.ping(peer, { signal: AbortSignal.timeout(5000) }))
+    } catch {
+      this.rtt.set(peer.toString(), null)
+    }
+  }
+
+  /** Events/s over the last second, and a `rounds` event when consensus has advanced. */
+  private sample (): void {
+    const core = this.core
+    if (core === null) return
+    const now = performance.now()
+    this.eventCountSamples.push({ at: now, events: countEvents(core.hashgraph) })
+    while (this.eventCountSamples.length > 1 && now - this.eventCountSamples[0]!.at > 1000 + SAMPLE_INTERVAL_MS / 2) this.eventCountSamples.shift()
+    const round = core.hashgraph.lastOrderedRound
+    if (round !== this.lastReportedRound) {
+      this.lastReportedRound = round
+      this.emit({ type: 'rounds', lastDecidedRound: round, orderedEvents: core.hashgraph.orderedEvents })
+    }
+  }
+
+  private eventsPerSecond (): number {
+    const first = this.eventCountSamples[0]
+    const last = this.eventCountSamples[this.eventCountSamples.length - 1]
+    if (first === undefined || last === undefined || last.at === first.at) return 0
+    return (last.events - first.events) * 1000 / (last.at - first.at)
+  }
+
+  // ------------------------------------------------------------ AgentBackend (the local API)
+
+  status (): AgentStatus {
+    const core = this.needCore()
+    const network = this.needNetwork()
+    const { genesis, state, hashgraph, self } = core
+    return {
+      site: state.member(self)!.name,
+      peerId: core.peerId,
+      swarm: { id: genesis.swarmId, name: genesis.swarmName },
+      members: state.memberList().map((m) => {
+        const peer = core.memberPeers[m.index]!
+        const isSelf = m.index === self
+        return { index: m.index, name: m.name, peerId: m.peerId, self: isSelf, connected: isSelf || this.isConnected(peer), rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null }
+      }),
+      lastDecidedRound: hashgraph.lastOrderedRound,
+      stateHash: state.stateHash,
+      transactions: { ordered: state.applied + state.rejected, applied: state.applied, rejected: state.rejected, pending: this.latency.pendingCount },
+      latency: this.latency.summary(),
+      eventsPerSecond: Math.round(this.eventsPerSecond() * 10) / 10,
+      listen: network.node.getMultiaddrs().map((a) => a.toString()),
+      startedAt: core.startedAt.toISOString(),
+      pid: process.pid
+    }
+  }
+
+  latencySeries (): LatencySample[] {
+    return this.latency.series()
+  }
+
+  submitPing (request: PingRequest): PingResponse {
+    if (this.network === null || this.stopping !== null) throw new ApiRequestError(503, 'the agent is stopping')
+    const submitted: string[] = []
+    for (let i = 0; i < (request.count ?? 1); i++) {
+      submitted.push(this.submit(encodeTransaction({ type: 'ping', nonce: randomBytes(16), submittedAt: Date.now() })))
+    }
+    return { submitted }
+  }
+
+  async metrics (): Promise<MetricsText> {
+    const { registry } = this.needCore().metrics
+    return { contentType: registry.contentType, text: await registry.metrics() }
+  }
+
+  subscribe (listener: (event: AgentEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  private emit (event: AgentEvent): void {
+    for (const listener of this.listeners) {
+      try { listener(event) } catch (err) { this.say(`event listener failed: ${(err as Error).message}`) }
+    }
+  }
+
+  private needCore (): Core {
+    if (this.core === null) throw new ApiRequestError(503, 'the agent is not running')
+    return this.core
+  }
+
+  private needNetwork (): Network {
+    if (this.network === null) throw new ApiRequestError(503, 'the agent is not running')
+    return this.network
+  }
+}
+
+/** Identifies a submitted transaction when it comes back in the order. */
+function transactionKey (transaction: Uint8Array): string {
+  return createHash('sha256').update(transaction).digest('hex')
+}
+
+/** Events the hashgraph holds: per creator, its next sequence number. */
+function countEvents (hashgraph: Hashgraph): number {
+  return hashgraph.knownCounts().reduce((a, b) => a + b, 0)
+}
+
+function checkAddresses (option: string, addresses: string[], needPeerId: boolean): string[] {
+  for (const address of addresses) {
+    let components: Array<{ name: string }>
+    try {
+      components = multiaddr(address).getComponents()
+    } catch (err) {
+      throw new AgentConfigError(`${option} ${address}: not a multiaddr (${(err as Error).message})`)
+    }
+    if (needPeerId && !components.some((c) => c.name === 'p2p')) throw new AgentConfigError(`${option} ${address}: must end in /p2p/<peer id> (the member's peer id)`)
+  }
+  return addresses
+}
+
+function isLoopback (address: string): boolean {
+  return address.startsWith('/ip4/127.') || address.startsWith('/ip6/::1/') || address.startsWith('/dns/localhost/')
+}
+
+async function startNode (init: Parameters<typeof createSwarmNode>[0]): Promise<SwarmNode> {
+  try {
+    return await createSwarmNode(init)
+  } catch (err) {
+    const message = (err as Error).message
+    const inUse = /^\s*(\S+): Error: listen EADDRINUSE/m.exec(message)
+    if (inUse !== null) throw new ListenAddressError(`listen address ${inUse[1]} is already in use (pick another with --listen, e.g. /ip4/127.0.0.1/tcp/0 for any free port)`)
+    const failed = /^\s*(\/\S+): Error: (.*)$/m.exec(message)
+    if (failed !== null) throw new ListenAddressError(`cannot listen on ${failed[1]}: ${failed[2]}`)
+    throw err
+  }
+}

@@ -1,0 +1,26 @@
+/** The data directory or the command line does not describe a usable agent (no swarm, bad genesis, not a member). */
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError'
+  readonly code = 'ERR_AGENT_CONFIG'
+}
+
+/** Another agent process holds the data directory. */
+export class AgentAlreadyRunningError extends Error {
+  override readonly name = 'AgentAlreadyRunningError'
+  readonly code = 'ERR_AGENT_ALREADY_RUNNING'
+  constructor (readonly dataDir: string, readonly pid: number | undefined) {
+    super(`another agent${pid === undefined ? '' : ` (pid ${pid})`} is already running on data directory ${dataDir}; stop it first, or use another --data`)
+  }
+}
+
+/** `hgmig swarm create` on a data directory that already has a swarm. */
+export class SwarmExistsError extends Error {
+  override readonly name = 'SwarmExistsError'
+  readonly code = 'ERR_SWARM_EXISTS'
+}
+
+/** The libp2p host could not listen (address in use or not available). */
+export class ListenAddressError extends Error {
+  override readonly name = 'ListenAddressError'
+  readonly code = 'ERR_LISTEN_ADDRESS'
+}

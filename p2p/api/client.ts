@@ -1,0 +1,115 @@
+/**
+ * Typed client of the local API, for the CLI and the tests. `ApiClient.forDataDir(dir)` finds the
+ * running agent through the data directory's api.json.
+ */
+import WebSocket from 'ws'
+import { API_HOST } from './server.js'
+import { readApiFile } from './api-file.js'
+import { AgentNotRunningError, ApiRequestError } from './errors.js'
+import type { AgentEvent, AgentStatus, LatencySample, PingRequest, PingResponse } from './types.js'
+
+export interface ApiClientInit {
+  /** e.g. http://127.0.0.1:41234 */
+  origin: string
+  token: string
+}
+
+export class ApiClient {
+  readonly origin: string
+  private readonly token: string
+
+  constructor (init: ApiClientInit) {
+    this.origin = init.origin
+    this.token = init.token
+  }
+
+  static async forDataDir (dataDir: string): Promise<ApiClient> {
+    const file = await readApiFile(dataDir)
+    return new ApiClient({ origin: `http://${API_HOST}:${file.port}`, token: file.token })
+  }
+
+  async status (options: { signal?: AbortSignal } = {}): Promise<AgentStatus> {
+    return await this.request<AgentStatus>('GET', '/v1/status', undefined, options.signal)
+  }
+
+  async latencySeries (options: { signal?: AbortSignal } = {}): Promise<LatencySample[]> {
+    return (await this.request<{ samples: LatencySample[] }>('GET', '/v1/latency', undefined, options.signal)).samples
+  }
+
+  async ping (request: PingRequest = {}, options: { signal?: AbortSignal } = {}): Promise<PingResponse> {
+    return await this.request<PingResponse>('POST', '/v1/transactions/ping', request, options.signal)
+  }
+
+  /** Prometheus text exposition. */
+  async metrics (options: { signal?: AbortSignal } = {}): Promise<string> {
+    const response = await this.fetch('GET', '/metrics', undefined, options.signal)
+    return await response.text()
+  }
+
+  /**
+   * The event stream: the first event is `hello` with the current status. Ends when the agent
+   * stops or `signal` aborts.
+   */
+  async * events (options: { signal?: AbortSignal } = {}): AsyncGenerator<AgentEvent> {
+    const socket = new WebSocket(`${this.origin.replace(/^http/, 'ws')}/v1/events`, { headers: { Authorization: `Bearer ${this.token}` } })
+    const queue: AgentEvent[] = []
+    let wake: (() => void) | null = null
+    let ended = false
+    let failure: Error | null = null
+    const notify = (): void => { wake?.(); wake = null }
+    socket.on('message', (data) => { queue.push(JSON.parse(String(data)) as AgentEvent); notify() })
+    socket.on('unexpected-response', (_request, response) => {
+      failure = new ApiRequestError(response.statusCode ?? 0, `event stream refused: HTTP ${response.statusCode ?? '?'}`)
+      socket.terminate()
+    })
+    socket.on('error', (err) => { failure ??= this.translate(err); notify() })
+    socket.on('close', () => { ended = true; notify() })
+    const abort = (): void => { socket.close() }
+    options.signal?.addEventListener('abort', abort, { once: true })
+    try {
+      for (;;) {
+        const next = queue.shift()
+        if (next !== undefined) { yield next; continue }
+        if (failure !== null) throw failure
+        if (ended) return
+        await new Promise<void>((resolve) => { wake = resolve })
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', abort)
+      socket.terminate()
+    }
+  }
+
+  private async request<T> (method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<T> {
+    const response = await this.fetch(method, path, body, signal)
+    return await response.json() as T
+  }
+
+  private async fetch (method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
+    let response: Response
+    try {
+      response = await fetch(`${this.origin}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal
+      })
+    } catch (err) {
+      throw this.translate(err as Error)
+    }
+    if (!response.ok) {
+      const text = await response.text()
+      let message = text
+      try { message = (JSON.parse(text) as { error?: string }).error ?? text } catch { /* not JSON: keep the text */ }
+      throw new ApiRequestError(response.status, `${method} ${path}: ${message}`)
+    }
+    return response
+  }
+
+  private translate (err: Error): Error {
+    const code = (err.cause as NodeJS.ErrnoException | undefined)?.code ?? (err as NodeJS.ErrnoException).code
+    if (code === 'ECONNREFUSED') return new AgentNotRunningError(`no agent answers at ${this.origin} (it may have stopped)`)
+    if (err.name === 'TimeoutError') return new AgentNotRunningError(`the agent at ${this.origin} did not answer in time (it may be hung: see its log)`)
+    return err
+  }
+}

@@ -1,0 +1,11 @@
+/**
+ * Public entry of the local API: the server the agent runs, the client the CLI uses, and the
+ * request/response types they share. Knows nothing of libp2p or the hashgraph: the agent hands it
+ * an AgentBackend.
+ */
+export { createApiServer, API_HOST, WS_TOKEN_PROTOCOL_PREFIX, type ApiServer, type ApiServerInit } from './server.js'
+export { ApiClient, type ApiClientInit } from './client.js'
+export { API_FILE_NAME, apiFilePath, readApiFile, writeApiFile, removeApiFile, processExists } from './api-file.js'
+export { parsePingRequest, MAX_PINGS_PER_REQUEST } from './requests.js'
+export { ApiRequestError, ApiListenError, AgentNotRunningError } from './errors.js'
+export type { AgentBackend, AgentEvent, AgentStatus, ApiFile, LatencySample, LatencySummary, MemberStatus, MetricsText, PingRequest, PingResponse, TransactionOutcome } from './types.js'

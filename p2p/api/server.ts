@@ -1,0 +1,248 @@
+/**
+ * The agent's local API: HTTP + WebSocket on 127.0.0.1 only. Every request needs the per-start
+ * bearer token (which only local users who can read the data directory's api.json know), and a
+ * request a browser sends on behalf of another web origin is refused, so a web page cannot drive
+ * the agent even if it guessed the port. Handler failures answer 4xx/5xx; they never reach the
+ * agent's process.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { ApiListenError, ApiRequestError } from './errors.js'
+import { parsePingRequest } from './requests.js'
+import type { AgentBackend, AgentEvent } from './types.js'
+
+export const API_HOST = '127.0.0.1'
+/**
+ * Browsers cannot set headers on a WebSocket; they may send the token as this subprotocol prefix
+ * instead (`new WebSocket(url, ['hgmig.bearer.' + token])`), which the server echoes back.
+ */
+export const WS_TOKEN_PROTOCOL_PREFIX = 'hgmig.bearer.'
+
+export interface ApiServerInit {
+  backend: AgentBackend
+  /** TCP port on 127.0.0.1; 0 (default) picks a free one. */
+  port?: number
+  /** Defaults to 32 random bytes in hex, new at every start. */
+  token?: string
+  maxBodyBytes?: number
+  /** A client that lags this many bytes behind the event stream is disconnected. */
+  maxStreamBacklogBytes?: number
+  /** Unexpected handler failures (answered with 500), for the agent's log. */
+  onError?: (err: Error) => void
+}
+
+export interface ApiServer {
+  readonly token: string
+  /** Valid after start. */
+  readonly port: number
+  readonly origin: string
+  start: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+type Handler = (request: IncomingMessage) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string }>
+
+export function createApiServer (init: ApiServerInit): ApiServer {
+  return new LocalApiServer(init)
+}
+
+class LocalApiServer implements ApiServer {
+  readonly token: string
+  private readonly tokenBytes: Buffer
+  private readonly server: Server
+  private readonly sockets: WebSocketServer
+  private readonly routes: Map<string, Map<string, Handler>>
+  private readonly maxBodyBytes: number
+  private readonly maxStreamBacklogBytes: number
+  private listeningPort = 0
+
+  constructor (private readonly init: ApiServerInit) {
+    this.token = init.token ?? randomBytes(32).toString('hex')
+    this.tokenBytes = Buffer.from(this.token)
+    this.maxBodyBytes = init.maxBodyBytes ?? 64 * 1024
+    this.maxStreamBacklogBytes = init.maxStreamBacklogBytes ?? 8 * 1024 * 1024
+    const { backend } = init
+    const routes: Array<[path: string, method: string, handler: Handler]> = [
+      ['/v1/status', 'GET', async () => ({ body: backend.status() })],
+      ['/v1/latency', 'GET', async () => ({ body: { samples: backend.latencySeries() } })],
+      ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
+      ['/v1/events', 'GET', async () => { throw new ApiRequestError(426, '/v1/events is a WebSocket stream: send an Upgrade: websocket request') }],
+      ['/metrics', 'GET', async () => { const m = await backend.metrics(); return { text: m.text, contentType: m.contentType } }]
+    ]
+    this.routes = new Map()
+    for (const [path, method, handler] of routes) {
+      const methods = this.routes.get(path) ?? new Map<string, Handler>()
+      methods.set(method, handler)
+      this.routes.set(path, methods)
+    }
+    this.server = createServer((request, response) => { void this.serve(request, response) })
+    this.sockets = new WebSocketServer({
+      noServer: true,
+      maxPayload: 4096,
+      // Echo the token subprotocol a browser offered, as the WebSocket handshake requires.
+      handleProtocols: (protocols) => [...protocols].find((p) => p.startsWith(WS_TOKEN_PROTOCOL_PREFIX)) ?? false
+    })
+    this.server.on('upgrade', (request, socket, head) => { this.upgrade(request, socket, head) })
+  }
+
+  get port (): number { return this.listeningPort }
+  get origin (): string { return `http://${API_HOST}:${this.listeningPort}` }
+
+  async start (): Promise<void> {
+    const port = this.init.port ?? 0
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new ApiListenError(err.code === 'EADDRINUSE'
+          ? `API port ${port} on ${API_HOST} is already in use (pick another with --api-port, or 0 for any free port)`
+          : `cannot listen on ${API_HOST}:${port} for the API: ${err.message}`))
+      }
+      this.server.once('error', onError)
+      this.server.listen(port, API_HOST, () => {
+        this.server.off('error', onError)
+        resolve()
+      })
+    })
+    const address = this.server.address()
+    if (address === null || typeof address === 'string') throw new ApiListenError('API server has no TCP address')
+    this.listeningPort = address.port
+  }
+
+  async stop (): Promise<void> {
+    for (const client of this.sockets.clients) client.close(1001, 'agent stopping')
+    await new Promise<void>((resolve) => { this.sockets.close(() => { resolve() }) })
+    if (!this.server.listening) return
+    const closed = new Promise<void>((resolve) => { this.server.close(() => { resolve() }) })
+    this.server.closeAllConnections()
+    await closed
+    for (const client of this.sockets.clients) client.terminate()
+  }
+
+  // ------------------------------------------------------------------ HTTP
+
+  private async serve (request: IncomingMessage, response: ServerResponse): Promise<void> {
+    try {
+      this.checkAccess(request, false)
+      const path = new URL(request.url ?? '/', this.origin).pathname
+      const methods = this.routes.get(path)
+      if (methods === undefined) throw new ApiRequestError(404, `no such endpoint: ${path}`)
+      const handler = methods.get(request.method ?? '')
+      if (handler === undefined) {
+        response.setHeader('Allow', [...methods.keys()].join(', '))
+        throw new ApiRequestError(405, `${path} does not support ${request.method ?? 'that method'} (use ${[...methods.keys()].join(' or ')})`)
+      }
+      const result = await handler(request)
+      if ('text' in result) send(response, result.status ?? 200, result.text, result.contentType)
+      else send(response, result.status ?? 200, JSON.stringify(result.body), 'application/json')
+    } catch (err) {
+      if (err instanceof ApiRequestError) {
+        if (err.status === 401) response.setHeader('WWW-Authenticate', 'Bearer realm="hgmig"')
+        // Node discards an unread request body after the response; one announced as too large is not worth reading.
+        if (err.status === 413) response.setHeader('Connection', 'close')
+        send(response, err.status, JSON.stringify({ error: err.message }), 'application/json')
+      } else {
+        this.init.onError?.(err as Error)
+        send(response, 500, JSON.stringify({ error: `internal error: ${(err as Error).message}` }), 'application/json')
+      }
+    }
+  }
+
+  /** Origin, Host and token checks shared by HTTP requests and WebSocket upgrades. */
+  private checkAccess (request: IncomingMessage, webSocket: boolean): void {
+    const origin = request.headers.origin
+    if (origin !== undefined && origin !== this.origin) {
+      throw new ApiRequestError(403, `origin ${origin} is not allowed (only ${this.origin})`)
+    }
+    // A page on a DNS-rebound name reaches 127.0.0.1 with a foreign Host: refuse it before the token check.
+    const host = request.headers.host
+    if (host !== `${API_HOST}:${this.listeningPort}` && host !== `localhost:${this.listeningPort}`) {
+      throw new ApiRequestError(403, `host ${host ?? '(none)'} is not allowed (only ${API_HOST}:${this.listeningPort})`)
+    }
+    const presented = bearerToken(request.headers.authorization) ?? (webSocket ? protocolToken(request.headers['sec-websocket-protocol']) : undefined)
+    if (presented === undefined) throw new ApiRequestError(401, 'missing "Authorization: Bearer <token>" (the token is in api.json in the agent\'s data directory)')
+    const bytes = Buffer.from(presented)
+    if (bytes.length !== this.tokenBytes.length || !timingSafeEqual(bytes, this.tokenBytes)) throw new ApiRequestError(401, 'wrong API token')
+  }
+
+  private async readJson (request: IncomingMessage): Promise<unknown> {
+    const length = Number(request.headers['content-length'] ?? 0)
+    if (length > this.maxBodyBytes) throw new ApiRequestError(413, `request body of ${length} bytes is larger than ${this.maxBodyBytes}`)
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of request) {
+      size += (chunk as Buffer).length
+      if (size > this.maxBodyBytes) throw new ApiRequestError(413, `request body is larger than ${this.maxBodyBytes} bytes`)
+      chunks.push(chunk as Buffer)
+    }
+    const text = Buffer.concat(chunks).toString('utf8')
+    // An empty body means "all defaults", so `curl -X POST` works.
+    if (text.trim() === '') return {}
+    const type = request.headers['content-type'] ?? ''
+    if (!/^application\/json\s*(;|$)/i.test(type)) throw new ApiRequestError(415, `request body must be sent as Content-Type: application/json (got ${type === '' ? 'none' : type})`)
+    try {
+      return JSON.parse(text)
+    } catch (err) {
+      throw new ApiRequestError(400, `request body is not valid JSON: ${(err as Error).message}`)
+    }
+  }
+
+  // ------------------------------------------------------------- WebSocket
+
+  private upgrade (request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => { socket.destroy() })
+    try {
+      this.checkAccess(request, true)
+      const path = new URL(request.url ?? '/', this.origin).pathname
+      if (path !== '/v1/events') throw new ApiRequestError(404, `no WebSocket stream at ${path} (use /v1/events)`)
+    } catch (err) {
+      const status = err instanceof ApiRequestError ? err.status : 500
+      const body = JSON.stringify({ error: (err as Error).message })
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      return
+    }
+    this.sockets.handleUpgrade(request, socket, head, (client) => { this.stream(client) })
+  }
+
+  private stream (client: WebSocket): void {
+    const sendEvent = (event: AgentEvent): void => {
+      if (client.readyState !== client.OPEN) return
+      if (client.bufferedAmount > this.maxStreamBacklogBytes) {
+        // A reader this far behind would hold ever more memory: drop it; it can reconnect and get a fresh hello.
+        client.terminate()
+        return
+      }
+      client.send(JSON.stringify(event))
+    }
+    try {
+      sendEvent({ type: 'hello', status: this.init.backend.status() })
+    } catch (err) {
+      this.init.onError?.(err as Error)
+      client.close(1011, 'status unavailable')
+      return
+    }
+    const unsubscribe = this.init.backend.subscribe(sendEvent)
+    client.on('close', unsubscribe)
+    client.on('error', () => { client.terminate() })
+    // The stream is one-way; anything a client sends is ignored.
+  }
+}
+
+function send (response: ServerResponse, status: number, body: string, contentType: string): void {
+  response.writeHead(status, {
+    'Content-Type': contentType.includes('charset') ? contentType : `${contentType}; charset=utf-8`,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff'
+  })
+  response.end(body)
+}
+
+function bearerToken (header: string | undefined): string | undefined {
+  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
+  return match?.[1]
+}
+
+function protocolToken (header: string | undefined): string | undefined {
+  return header?.split(',').map((p) => p.trim()).find((p) => p.startsWith(WS_TOKEN_PROTOCOL_PREFIX))?.slice(WS_TOKEN_PROTOCOL_PREFIX.length)
+}

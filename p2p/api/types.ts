@@ -1,0 +1,103 @@
+/**
+ * The local API's contract: what the agent answers and streams, and what the CLI, the UI and the
+ * tests send. Plain data only (JSON), so neither side needs the other's libraries.
+ */
+
+export interface MemberStatus {
+  /** Creator id in the hashgraph (index in the swarm's member list). */
+  index: number
+  /** The site's name as the replicated state has it (genesis name until a site-name transaction). */
+  name: string
+  peerId: string
+  self: boolean
+  /** Whether this agent has an open connection to the member (always true for itself). */
+  connected: boolean
+  /** Last round-trip time measured by the libp2p ping service, in milliseconds; null if unknown. */
+  rttMs: number | null
+}
+
+export interface LatencySummary {
+  /** Own transactions ordered since the agent started. */
+  count: number
+  /** Quantiles over the most recent samples, in milliseconds; null until there is a sample. */
+  p50Ms: number | null
+  p95Ms: number | null
+  p99Ms: number | null
+}
+
+export interface AgentStatus {
+  site: string
+  peerId: string
+  swarm: { id: string, name: string }
+  members: MemberStatus[]
+  /** Last round whose events all have their place in the consensus order (0: none yet). */
+  lastDecidedRound: number
+  /** Running SHA-256 over the replicated state's history: equal at sites that applied the same order. */
+  stateHash: string
+  transactions: {
+    /** Transactions in the consensus order so far (applied + rejected). */
+    ordered: number
+    applied: number
+    rejected: number
+    /** Own transactions submitted and not ordered yet. */
+    pending: number
+  }
+  latency: LatencySummary
+  /** Hashgraph events added per second (own and received), over the last second. */
+  eventsPerSecond: number
+  listen: string[]
+  startedAt: string
+  pid: number
+}
+
+/** One own transaction's consensus latency at this site. */
+export interface LatencySample {
+  /** Milliseconds since the Unix epoch when it was ordered here. */
+  at: number
+  latencyMs: number
+  position: number
+  kind: string
+}
+
+export type TransactionOutcome = 'applied' | 'rejected'
+
+/** Everything the event stream (GET /v1/events, WebSocket) carries, one JSON object per message. */
+export type AgentEvent =
+  | { type: 'hello', status: AgentStatus }
+  | { type: 'transaction', position: number, round: number, creator: number, site: string, kind: string, outcome: TransactionOutcome, reason?: string, stateHash: string }
+  | { type: 'rounds', lastDecidedRound: number, orderedEvents: number }
+  | { type: 'latency', sample: LatencySample }
+  | { type: 'peer', peerId: string, member: number | null, connected: boolean }
+  | { type: 'progress', task: string, done: number, total: number | null, message?: string }
+
+export interface PingRequest {
+  /** How many latency-probe transactions to submit (1 to 1000, default 1). */
+  count?: number
+}
+
+export interface PingResponse {
+  /** Hex ids (SHA-256 of the transaction bytes) of the submitted probes. */
+  submitted: string[]
+}
+
+export interface MetricsText {
+  contentType: string
+  text: string
+}
+
+/** What the API server needs from the agent; the agent implements it. */
+export interface AgentBackend {
+  status: () => AgentStatus
+  latencySeries: () => LatencySample[]
+  submitPing: (request: PingRequest) => PingResponse
+  metrics: () => Promise<MetricsText>
+  /** Registers a listener for the event stream; returns the function that removes it. */
+  subscribe: (listener: (event: AgentEvent) => void) => () => void
+}
+
+/** Contents of `api.json` in the data directory (mode 0600): how local clients reach the running agent. */
+export interface ApiFile {
+  port: number
+  token: string
+  pid: number
+}
