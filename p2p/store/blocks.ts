@@ -28,8 +28,9 @@ export function encodeLeaf (data: Uint8Array, profile: DagProfile): { block: Uin
   return { block: dagPb.encode({ Data: unixfs.marshal(), Links: [] }), unixfs }
 }
 
-export function leafCid (block: Uint8Array, profile: DagProfile): CID {
-  return profile === 'hgmig' ? cidOf(block, 1, raw.code) : cidOf(block, 0, dagPb.code)
+export function leafCid (block: Uint8Array, profile: DagProfile, sha256Precomputed?: Uint8Array): CID {
+  if (profile === 'ipfs') return cidOf(block, 0, dagPb.code)
+  return CID.create(1, raw.code, createDigest(sha256.code, sha256Precomputed ?? sha256Digest(block)))
 }
 
 /** True when the block's bytes hash to the CID's SHA-256 digest. */

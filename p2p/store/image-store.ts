@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { createWriteStream, mkdirSync } from 'node:fs'
-import { open, rename, rm, stat } from 'node:fs/promises'
+import { createWriteStream, mkdirSync, type ReadStream } from 'node:fs'
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import Database from 'better-sqlite3'
@@ -13,6 +13,7 @@ import {
   AbortError, AmbiguousImageError, CorruptChunkError, ImageExistsError, ImageInUseError, ImageNotFoundError,
   ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFullError
 } from './errors.js'
+import { HashedFileReader } from './hashed-file-reader.js'
 import { ImportSession } from './import-session.js'
 import { DirectoryLock } from './lock.js'
 import { PackFiles } from './packs.js'
@@ -44,6 +45,8 @@ export interface ImageStoreInit {
    * images chunked differently share nothing. An existing store keeps the size it was created with.
    */
   chunkSize?: number
+  /** Read and hash imported files on a worker thread (default true); false keeps to one thread (benchmarks compare both). */
+  hashInWorker?: boolean
 }
 
 interface ImageRow {
@@ -89,11 +92,13 @@ export class ImageStore implements ImageStoreClient {
   /** Operations that write (add, remove, gc) run one at a time, in call order. */
   private writeQueue: Promise<unknown> = Promise.resolve()
   private chunkSizeSetting = DEFAULT_CHUNK_SIZE
+  private readonly hashInWorker: boolean
 
   constructor (init: ImageStoreInit) {
     this.directory = resolve(init.directory)
     if (init.chunkSize !== undefined) validateChunkSize(init.chunkSize)
     this.requestedChunkSize = init.chunkSize
+    this.hashInWorker = init.hashInWorker ?? true
   }
 
   get isOpen (): boolean {
@@ -169,10 +174,15 @@ export class ImageStore implements ImageStoreClient {
     this.checkNameFree(name)
     throwIfAborted(options.signal, 'import cancelled')
 
-    const { content, size, description, closeSource } = await openSource(source, options.signal)
+    const opened = await openSource(source, options.signal)
+    const { size, description, closeSource } = opened
+    // Raw leaves from a file: a worker thread reads and hashes, so that two cores share the work.
+    // (kubo's dag-pb leaves hash the wrapped block, which the main thread builds: no worker then.)
+    const hashedReader = opened.handle !== undefined && profile === 'hgmig' && this.hashInWorker ? new HashedFileReader(opened.handle, chunkSize) : undefined
+    const content = hashedReader?.content() ?? opened.content()
     const importId = Number(db.prepare('INSERT INTO pending_imports (source, started) VALUES (?, ?)').run(description, Date.now()).lastInsertRowid)
     const tracker = new ProgressTracker('import', size, options.onProgress)
-    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal)
+    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal, hashedReader)
     try {
       let root: CID | undefined
       const entries = importer([{ content }], session, {
@@ -183,6 +193,7 @@ export class ImageStore implements ImageStoreClient {
       for await (const entry of entries) root = entry.cid
       await session.flush()
       if (root === undefined || session.bytesRead === 0) throw new ImportSourceError(`${description} is empty (0 bytes): a VM disk image is never empty`)
+      if (session.bytesRead !== size) throw new ImportSourceError(`${description}: read ${session.bytesRead} bytes, but it has ${size}; was it changed during the import?`)
       // The last chance to cancel: after this the image exists.
       throwIfAborted(options.signal, 'import cancelled')
       return this.register({ importId, name, layer: options.layer, base, root, size: session.bytesRead, chunkSize, profile, isPublic: options.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes })
@@ -191,6 +202,7 @@ export class ImageStore implements ImageStoreClient {
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(importId)
       throw translateImportError(err, description)
     } finally {
+      await hashedReader?.close()
       await closeSource()
     }
   }
@@ -468,7 +480,7 @@ export class ImageStore implements ImageStoreClient {
     const rows = references === undefined
       ? this.openDb().prepare('SELECT * FROM images ORDER BY created, id').all() as ImageRow[]
       : references.map((ref) => this.resolveRow(ref))
-    const ratios = rows.map((x) => rows.map((y) => x.id === y.id ? 1 : this.sharedBytes(x, y) / x.size))
+    const ratios = rows.map((x) => rows.map((y) => x.id === y.id ? 1 : this.sharedBytes(x, y).all / x.size))
     return { images: rows.map((r) => ({ id: r.ref, name: r.name, layer: r.layer })), ratios }
   }
 
@@ -495,19 +507,32 @@ export class ImageStore implements ImageStoreClient {
   }
 
   private pairSimilarity (a: ImageRow, b: ImageRow): LayerSimilarity {
-    const sharedBytes = this.sharedBytes(a, b)
-    return { layer: a.layer, a: a.ref, b: b.ref, sharedBytes, ratio: sharedBytes / a.size, reverseRatio: this.sharedBytes(b, a) / b.size }
+    const shared = this.sharedBytes(a, b)
+    const dataBytes = a.size - a.zero_bytes
+    return {
+      layer: a.layer,
+      a: a.ref,
+      b: b.ref,
+      sharedBytes: shared.all,
+      ratio: shared.all / a.size,
+      reverseRatio: this.sharedBytes(b, a).all / b.size,
+      sharedDataBytes: shared.data,
+      dataRatio: dataBytes === 0 ? 0 : shared.data / dataBytes
+    }
   }
 
-  /** Bytes of a whose chunk also occurs in b (cached by root CIDs: images never change). */
-  private sharedBytes (a: ImageRow, b: ImageRow): number {
+  /** Bytes of a whose chunk also occurs in b, all and non-zero only (cached by root CIDs: images never change). */
+  private sharedBytes (a: ImageRow, b: ImageRow): { all: number, data: number } {
     const db = this.openDb()
-    if (a.chunk_size !== b.chunk_size || a.profile !== b.profile) return 0
-    const cached = db.prepare('SELECT shared_bytes FROM similarity_cache WHERE a = ? AND b = ?').pluck().get(a.root_cid, b.root_cid) as number | undefined
-    if (cached !== undefined) return cached
-    const shared = db.prepare(`SELECT coalesce(sum(min(@chunkSize, @size - position * @chunkSize)), 0) FROM image_chunks
-      WHERE image = @a AND chunk IN (SELECT chunk FROM image_chunks WHERE image = @b)`).pluck().get({ chunkSize: a.chunk_size, size: a.size, a: a.id, b: b.id }) as number
-    db.prepare('INSERT OR REPLACE INTO similarity_cache (a, b, shared_bytes, computed) VALUES (?, ?, ?, ?)').run(a.root_cid, b.root_cid, shared, Date.now())
+    if (a.chunk_size !== b.chunk_size || a.profile !== b.profile) return { all: 0, data: 0 }
+    const cached = db.prepare('SELECT shared_bytes AS "all", shared_data_bytes AS data FROM similarity_cache WHERE a = ? AND b = ?').get(a.root_cid, b.root_cid) as { all: number, data: number | null } | undefined
+    if (cached !== undefined && cached.data !== null) return { all: cached.all, data: cached.data }
+    const shared = db.prepare(`SELECT
+        coalesce(sum(min(@chunkSize, @size - ic.position * @chunkSize)), 0) AS "all",
+        coalesce(sum(CASE WHEN c.zero_data_length IS NULL THEN min(@chunkSize, @size - ic.position * @chunkSize) END), 0) AS data
+      FROM image_chunks ic JOIN chunks c ON c.id = ic.chunk
+      WHERE ic.image = @a AND ic.chunk IN (SELECT chunk FROM image_chunks WHERE image = @b)`).get({ chunkSize: a.chunk_size, size: a.size, a: a.id, b: b.id }) as { all: number, data: number }
+    db.prepare('INSERT OR REPLACE INTO similarity_cache (a, b, shared_bytes, shared_data_bytes, computed) VALUES (?, ?, ?, ?, ?)').run(a.root_cid, b.root_cid, shared.all, shared.data, Date.now())
     return shared
   }
 
@@ -659,7 +684,9 @@ function normaliseCid (text: string): string {
 }
 
 interface OpenedSource {
-  content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>
+  /** The open file, when the source is one. */
+  handle?: FileHandle
+  content: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>
   size: number
   description: string
   closeSource: () => Promise<void>
@@ -668,7 +695,7 @@ interface OpenedSource {
 async function openSource (source: ImportSource, signal: AbortSignal | undefined): Promise<OpenedSource> {
   if (typeof source !== 'string') {
     if (!(source.size > 0)) throw new ImportSourceError(`${source.description} is empty (0 bytes): a VM disk image is never empty`)
-    return { content: source.content, size: source.size, description: source.description, closeSource: async () => {} }
+    return { content: () => source.content, size: source.size, description: source.description, closeSource: async () => {} }
   }
   let handle
   try {
@@ -685,8 +712,12 @@ async function openSource (source: ImportSource, signal: AbortSignal | undefined
     await handle.close()
     throw new ImportSourceError(`${source} is empty (0 bytes): a VM disk image is never empty`)
   }
-  const stream = handle.createReadStream({ highWaterMark: 4 << 20, autoClose: false, ...(signal === undefined ? {} : { signal }) })
-  return { content: stream, size: info.size, description: source, closeSource: async () => { stream.destroy(); await handle.close() } }
+  let stream: ReadStream | undefined
+  const content = (): ReadStream => {
+    stream = handle.createReadStream({ highWaterMark: 4 << 20, autoClose: false, ...(signal === undefined ? {} : { signal }) })
+    return stream
+  }
+  return { handle, content, size: info.size, description: source, closeSource: async () => { stream?.destroy(); await handle.close() } }
 }
 
 function translateImportError (err: unknown, description: string): unknown {

@@ -53,7 +53,9 @@ export class ImportSession implements WritableStorage {
     readonly importId: number,
     private readonly profile: DagProfile,
     private readonly tracker: ProgressTracker,
-    private readonly signal: AbortSignal | undefined
+    private readonly signal: AbortSignal | undefined,
+    /** Digests hashed by a worker thread ahead of us, when the content comes from one. */
+    private readonly hashedAhead?: { takeDigest: (position: number) => Uint8Array | undefined }
   ) {
     this.findPresent = db.prepare<[Uint8Array], number>('SELECT id FROM chunks WHERE cid = ? AND present = 1').pluck()
     // A row may exist without its bytes (present = 0: known from a remote manifest): fill it in.
@@ -80,7 +82,7 @@ export class ImportSession implements WritableStorage {
   async storeLeaf (position: number, data: Uint8Array): Promise<BufferImporterResult> {
     this.throwIfAborted()
     const { block, unixfs } = encodeLeaf(data, this.profile)
-    const cid = leafCid(block, this.profile)
+    const cid = leafCid(block, this.profile, this.hashedAhead?.takeDigest(position))
     const zero = isAllZero(data)
     if (zero) this.zeroBytes += data.byteLength
     this.record(cid, block, zero ? data.byteLength : null)
@@ -101,11 +103,6 @@ export class ImportSession implements WritableStorage {
     return cid
   }
 
-  /** Makes everything so far durable and indexed. */
-  async flush (): Promise<void> {
-    await this.commitBatch()
-  }
-
   private record (cid: CID, block: Uint8Array, zeroDataLength: number | null): void {
     const key = Buffer.from(cid.bytes).toString('base64')
     if (this.batch.newBlocks.has(key) || [...this.committingBlocks].some((blocks) => blocks.has(key))) return
@@ -117,7 +114,19 @@ export class ImportSession implements WritableStorage {
 
   private async afterAppend (): Promise<void> {
     if (this.packs.congested) await this.packs.drain()
-    if (this.batch.bytes >= BATCH_BYTES || this.batch.leaves.length + this.batch.nodes.length >= BATCH_ENTRIES) await this.commitBatch()
+    if (this.batch.bytes >= BATCH_BYTES || this.batch.leaves.length + this.batch.nodes.length >= BATCH_ENTRIES) {
+      // The new batch's fsync and transaction overlap the hashing of the next one; waiting for the
+      // one before keeps at most two batches in memory.
+      const older = this.committing
+      void this.commitBatch().catch(() => { /* seen by the next await of this.committing */ })
+      await older
+    }
+  }
+
+  /** Makes everything so far durable and indexed. */
+  async flush (): Promise<void> {
+    await this.committing
+    await this.commitBatch()
   }
 
   private async commitBatch (): Promise<void> {

@@ -1,11 +1,14 @@
-import { closeSync, existsSync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, write } from 'node:fs'
+import { closeSync, existsSync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writev } from 'node:fs'
 import { join } from 'node:path'
 import type Database from 'better-sqlite3'
 import { StoreFormatError } from './errors.js'
 
-async function writeAt (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+/** Linux accepts at most this many buffers per writev. */
+const IOV_MAX = 1024
+
+async function writevAt (fd: number, buffers: Uint8Array[], position: number): Promise<number> {
   return await new Promise((resolve, reject) => {
-    write(fd, buffer, offset, length, position, (err, written) => { if (err === null) resolve(written); else reject(err) })
+    writev(fd, buffers, position, (err, written) => { if (err === null) resolve(written); else reject(err) })
   })
 }
 
@@ -200,22 +203,33 @@ export class PackFiles {
 
   private startWrite (pack: WritablePack): void {
     if (pack.bufferedBytes === 0) return
-    const bytes = pack.buffer.length === 1 ? pack.buffer[0] as Uint8Array : Buffer.concat(pack.buffer)
-    const position = pack.end - pack.bufferedBytes
+    const blocks = pack.buffer
+    const length = pack.bufferedBytes
+    const position = pack.end - length
     pack.buffer = []
     pack.bufferedBytes = 0
     pack.dirty = true
-    this.inFlightBytes += bytes.byteLength
-    const done = writeAll(pack.fd, bytes, position)
+    this.inFlightBytes += length
+    const done = writeAll(pack.fd, blocks, position)
       .catch((err: unknown) => { this.writeFailure ??= err })
-      .finally(() => { this.inFlight.delete(done); this.inFlightBytes -= bytes.byteLength })
+      .finally(() => { this.inFlight.delete(done); this.inFlightBytes -= length })
     this.inFlight.add(done)
   }
 }
 
-async function writeAll (fd: number, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0
-  while (done < bytes.byteLength) {
-    done += await writeAt(fd, bytes, done, bytes.byteLength - done, position + done)
+/** One writev per batch of blocks (no copy into a bigger buffer); loops over short writes. */
+async function writeAll (fd: number, blocks: Uint8Array[], position: number): Promise<void> {
+  let pending = blocks
+  let at = position
+  while (pending.length > 0) {
+    let written = await writevAt(fd, pending.slice(0, IOV_MAX), at)
+    at += written
+    const rest: Uint8Array[] = []
+    for (const block of pending) {
+      if (written >= block.byteLength) { written -= block.byteLength; continue }
+      rest.push(written > 0 ? block.subarray(written) : block)
+      written = 0
+    }
+    pending = rest
   }
 }

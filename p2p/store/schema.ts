@@ -114,6 +114,10 @@ const MIGRATIONS: string[] = [
     computed INTEGER NOT NULL,
     PRIMARY KEY (a, b)
   ) WITHOUT ROWID;
+  `,
+  // 2: similarity of the data alone (all-zero chunks left out), beside the similarity of all bytes.
+  `
+  ALTER TABLE similarity_cache ADD COLUMN shared_data_bytes INTEGER;
   `
 ]
 

@@ -96,6 +96,10 @@ export interface LayerSimilarity {
   ratio: number
   /** The same seen from b: bytes of b found in a / size of b. */
   reverseRatio: number
+  /** Non-zero bytes of a whose chunk also occurs in b: what a site holding b need not receive of a, zeros aside. */
+  sharedDataBytes: number
+  /** sharedDataBytes / non-zero bytes of a (0 when a is all zeros). */
+  dataRatio: number
 }
 
 export interface SimilarityReport extends LayerSimilarity {

@@ -148,11 +148,14 @@ export async function writePlan (plan: ImagePlan, path: string): Promise<void> {
   await pipeline(planContent(plan), createWriteStream(path))
 }
 
-/** Ground truth: bytes of a whose unit key also occurs in b (zero units included, as the store counts them). */
-export function sharedBytes (a: ImagePlan, b: ImagePlan): number {
+/**
+ * Ground truth: bytes of a whose unit key also occurs in b — zero units included, as the store's
+ * `sharedBytes` counts them, or left out (`data: true`), as its `sharedDataBytes` does.
+ */
+export function sharedBytes (a: ImagePlan, b: ImagePlan, options: { data?: boolean } = {}): number {
   const keysOfB = new Set(b.units)
   let shared = 0
-  a.units.forEach((key, i) => { if (keysOfB.has(key)) shared += unitLength(a, i) })
+  a.units.forEach((key, i) => { if (keysOfB.has(key) && !(options.data === true && key === 0)) shared += unitLength(a, i) })
   return shared
 }
 

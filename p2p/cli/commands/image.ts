@@ -155,7 +155,7 @@ function imageTable (images: ImageInfo[]): string {
 function similarityText (report: SimilarityReport): string {
   const pct = (r: number): string => `${(100 * r).toFixed(1)} %`
   return [
-    `${pct(report.ratio)} of ${report.a} is in ${report.b} (${formatBytes(report.sharedBytes)}); ${pct(report.reverseRatio)} of ${report.b} is in ${report.a}; chunk size ${formatBytes(report.chunkSize)}`,
-    ...report.layers.map((l) => `  ${l.layer.toUpperCase()}: ${pct(l.ratio)} (${l.a} in ${l.b})`)
+    `${pct(report.ratio)} of ${report.a} is in ${report.b} (${formatBytes(report.sharedBytes)}; ${pct(report.dataRatio)} of its non-zero data); ${pct(report.reverseRatio)} of ${report.b} is in ${report.a}; chunk size ${formatBytes(report.chunkSize)}`,
+    ...report.layers.map((l) => `  ${l.layer.toUpperCase()}: ${pct(l.ratio)} of all bytes, ${pct(l.dataRatio)} of the non-zero data (${l.a} in ${l.b})`)
   ].join('\n')
 }
