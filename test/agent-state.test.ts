@@ -85,3 +85,13 @@ test('swarms with different genesis members start from different state hashes', 
   assert.notEqual(new SwarmState(members).stateHash, new SwarmState(members.slice(0, 2)).stateHash)
   assert.equal(new SwarmState(members).stateHash, new SwarmState(members).stateHash)
 })
+
+test('a gap or a repeat in the consensus positions stops the state machine instead of diverging', () => {
+  const state = new SwarmState(members)
+  run(state, [[0, name('one')]])
+  const hash = state.stateHash
+  assert.throws(() => state.apply({ transaction: name('two'), creator: 1, position: 2, roundReceived: 2 }), /jumped from position 1 to 2/)
+  assert.throws(() => state.apply({ transaction: name('two'), creator: 1, position: 0, roundReceived: 2 }), /jumped from position 1 to 0/)
+  assert.equal(state.stateHash, hash, 'nothing applied')
+  assert.equal(state.apply({ transaction: name('two'), creator: 1, position: 1, roundReceived: 2 }).outcome, 'applied')
+})

@@ -72,6 +72,7 @@ test('an agent serves status, orders its own pings, refuses a second agent, stop
     assert.equal(first.swarm.id, swarmId)
     assert.deepEqual(first.members.map((m) => [m.index, m.name, m.peerId, m.self, m.connected]), [[0, 'site-a', peerId, true, true]])
     assert.match(first.stateHash, /^[0-9a-f]{64}$/)
+    assert.equal(first.halted, null)
     assert.equal(first.transactions.ordered, 0)
     assert.equal(first.latency.count, 0)
     assert.equal(first.latency.p50Ms, null)

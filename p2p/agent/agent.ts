@@ -5,14 +5,14 @@
  */
 import '../polyfills.js'
 import { createHash, randomBytes } from 'node:crypto'
-import type { PeerId } from '@libp2p/interface'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type LatencySample, type MetricsText, type PingRequest, type PingResponse } from '../api/index.js'
 import { EventLog, Hashgraph, type OrderedTransaction } from '../hashgraph/index.js'
 import { createSwarmNode, HashgraphGossip, parseSwarmKey, type SwarmNode } from '../swarm/index.js'
-import { dataDirLayout, loadGenesis, loadIdentity } from './data-dir.js'
-import { AgentConfigError, ListenAddressError } from './errors.js'
+import { dataDirLayout, loadGenesis, loadIdentity, type DataDirLayout } from './data-dir.js'
+import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
 import { ConsensusLatency } from './latency.js'
 import { DataDirLock } from './lock.js'
@@ -34,8 +34,8 @@ export interface AgentInit {
   apiPort?: number
   /** One line per significant event (start, stop, peers, names, rejections, errors). */
   log?: (line: string) => void
-  /** How often connected members are pinged for their round-trip time. */
-  rttIntervalMs?: number
+  /** How often connected members are pinged for their round-trip time, and the others dialled again. */
+  memberCheckIntervalMs?: number
 }
 
 export interface Agent extends AgentBackend {
@@ -78,10 +78,15 @@ class MigrationAgent implements Agent {
   private readonly listeners = new Set<(event: AgentEvent) => void>()
   private readonly latency: ConsensusLatency
   private readonly rtt = new Map<string, number | null>()
+  private readonly dialing = new Set<string>()
+  /** Members whose last dial failed (their failure was logged). */
+  private readonly unreachable = new Set<string>()
   private readonly timers: NodeJS.Timeout[] = []
   private readonly eventCountSamples: Array<{ at: number, events: number }> = []
   private lastReportedRound = 0
   private replaying = false
+  /** Why the state machine stopped applying the order (a gap in it), or null. */
+  private halted: string | null = null
   private stopping: Promise<void> | null = null
   private readonly say: (line: string) => void
 
@@ -110,86 +115,17 @@ class MigrationAgent implements Agent {
     // Undo stack: a start that fails half-way leaves nothing running and nothing locked.
     const undo: Array<() => unknown> = []
     try {
-      const lock = DataDirLock.acquire(layout.root)
-      undo.push(() => { lock.release() })
-      const key = await loadIdentity(layout)
-      const peerId = peerIdFromPrivateKey(key).toString()
-      const self = genesis.members.findIndex((m) => m.peerId === peerId)
-      if (self === -1) {
-        throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" (members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
-      }
-      const state = new SwarmState(genesis.members)
-      const eventLog = new EventLog(layout.eventLog)
-      undo.push(() => { eventLog.close() })
-      const hashgraph = new Hashgraph({
-        members: memberPublicKeys(genesis),
-        self: { creator: self, key },
-        coinRoundFrequency: genesis.coinRoundFrequency,
-        log: eventLog,
-        onTransactions: (transactions) => { this.applyOrdered(transactions) },
-        onStaleTransactions: (transactions) => { this.resubmitStale(transactions) },
-        onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
-        onAnomaly: (message) => { this.say(`consensus anomaly: ${message}`) }
-      })
-      const memberPeers = genesis.members.map((m) => peerIdFromString(m.peerId))
-      const metrics = createAgentMetrics({
-        members: () => genesis.members.length,
-        connectedMembers: () => memberPeers.filter((p, i) => i !== self && this.isConnected(p)).length,
-        lastDecidedRound: () => hashgraph.lastOrderedRound,
-        hashgraphEvents: () => countEvents(hashgraph),
-        eventsPerSecond: () => this.eventsPerSecond(),
-        pendingTransactions: () => this.latency.pendingCount
-      })
-      // The state is rebuilt from the replay (Hashgraph.start emits the whole order again).
-      const core: Core = { genesis, self, peerId, memberPeers, state, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
-      this.core = core
-      undo.push(() => { this.core = null })
-      this.replaying = true
-      try {
-        hashgraph.start()
-      } finally {
-        this.replaying = false
-      }
-      undo.push(() => { hashgraph.stop() })
-      this.lastReportedRound = hashgraph.lastOrderedRound
-      this.say(`replayed ${countEvents(hashgraph)} events from ${layout.eventLog}: ${state.applied + state.rejected} transactions, last decided round ${hashgraph.lastOrderedRound}, state hash ${state.stateHash}`)
-
-      const node = await startNode({
-        privateKey: key,
-        swarmKey: parseSwarmKey(genesis.swarmKey),
-        listen,
-        bootstrap,
-        // Multicast discovery only where the site listens beyond loopback.
-        mdns: listen.some((a) => !isLoopback(a)) ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
-      })
-      undo.push(async () => { await node.stop() })
-      const gossip = new HashgraphGossip({
-        node,
-        hashgraph,
-        swarmId: genesis.swarmId,
-        members: memberPeers,
-        self,
-        onError: (err) => { this.say(`gossip: ${err.message}`) }
-      })
-      await gossip.start()
-      undo.push(async () => { await gossip.stop() })
-
-      const api = createApiServer({ backend: this, port: this.init.apiPort, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
-      await api.start()
-      undo.push(async () => { await api.stop() })
-      this.network = { node, gossip, api }
-      undo.push(() => { this.network = null })
-      this.watchPeers(node)
-      await writeApiFile(layout.root, { port: api.port, token: api.token, pid: process.pid })
+      const { core, key } = await this.openCore(layout, genesis, undo)
+      const network = await this.startNetwork(core, key, listen, bootstrap, undo)
+      await writeApiFile(layout.root, { port: network.api.port, token: network.api.token, pid: process.pid })
       undo.push(async () => { await removeApiFile(layout.root, process.pid) })
-
       this.timers.push(setInterval(() => { this.sample() }, SAMPLE_INTERVAL_MS))
-      this.timers.push(setInterval(() => { void this.measureRtt() }, this.init.rttIntervalMs ?? 5000))
-      this.say(`agent started: site ${state.member(self)!.name} (member ${self} of ${genesis.members.length}), peer id ${peerId}, swarm "${genesis.swarmName}" ${genesis.swarmId}`)
-      for (const addr of node.getMultiaddrs()) this.say(`listening on ${addr.toString()}`)
-      this.say(`local API on ${api.origin} (token in ${layout.root}/api.json)`)
+      this.timers.push(setInterval(() => { void this.maintainMembers() }, this.init.memberCheckIntervalMs ?? 5000))
+      this.say(`agent started: site ${core.state.member(core.self)!.name} (member ${core.self} of ${genesis.members.length}), peer id ${core.peerId}, swarm "${genesis.swarmName}" ${genesis.swarmId}`)
+      for (const addr of network.node.getMultiaddrs()) this.say(`listening on ${addr.toString()}`)
+      this.say(`local API on ${network.api.origin} (token in ${layout.root}/api.json)`)
       this.announceSiteName()
-      void gossip.syncWithAll()
+      void network.gossip.syncWithAll()
     } catch (err) {
       for (const step of undo.reverse()) {
         try { await step() } catch { /* keep undoing: the original error is what matters */ }
@@ -198,6 +134,87 @@ class MigrationAgent implements Agent {
       this.network = null
       throw err
     }
+  }
+
+  /** Lock, key, event log, hashgraph, and the replicated state rebuilt by replaying the log. */
+  private async openCore (layout: DataDirLayout, genesis: Genesis, undo: Array<() => unknown>): Promise<{ core: Core, key: PrivateKey }> {
+    const lock = DataDirLock.acquire(layout.root)
+    undo.push(() => { lock.release() })
+    const key = await loadIdentity(layout)
+    const peerId = peerIdFromPrivateKey(key).toString()
+    const self = genesis.members.findIndex((m) => m.peerId === peerId)
+    if (self === -1) {
+      throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" (members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
+    }
+    const state = new SwarmState(genesis.members)
+    const eventLog = new EventLog(layout.eventLog)
+    undo.push(() => { eventLog.close() })
+    const hashgraph = new SyncSafeHashgraph({
+      members: memberPublicKeys(genesis),
+      self: { creator: self, key },
+      coinRoundFrequency: genesis.coinRoundFrequency,
+      log: eventLog,
+      onTransactions: (transactions) => { this.applyOrdered(transactions) },
+      onStaleTransactions: (transactions) => { this.resubmitStale(transactions) },
+      onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
+      onAnomaly: (message) => { this.say(`consensus anomaly: ${message}`) }
+    })
+    const memberPeers = genesis.members.map((m) => peerIdFromString(m.peerId))
+    const metrics = createAgentMetrics({
+      members: () => genesis.members.length,
+      connectedMembers: () => memberPeers.filter((p, i) => i !== self && this.isConnected(p)).length,
+      lastDecidedRound: () => hashgraph.lastOrderedRound,
+      hashgraphEvents: () => countEvents(hashgraph),
+      eventsPerSecond: () => this.eventsPerSecond(),
+      pendingTransactions: () => this.latency.pendingCount
+    })
+    const core: Core = { genesis, self, peerId, memberPeers, state, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
+    this.core = core
+    undo.push(() => { this.core = null })
+    // The state is rebuilt from the replay: Hashgraph.start emits the whole order again from position 0.
+    this.replaying = true
+    try {
+      hashgraph.start()
+    } finally {
+      this.replaying = false
+    }
+    undo.push(() => { hashgraph.stop() })
+    this.lastReportedRound = hashgraph.lastOrderedRound
+    this.say(`replayed ${countEvents(hashgraph)} events from ${layout.eventLog}: ${state.applied + state.rejected} transactions, last decided round ${hashgraph.lastOrderedRound}, state hash ${state.stateHash}`)
+    return { core, key }
+  }
+
+  /** The libp2p host, gossip over it, and the local API. */
+  private async startNetwork (core: Core, key: PrivateKey, listen: string[], bootstrap: string[], undo: Array<() => unknown>): Promise<Network> {
+    const { genesis } = core
+    // Multicast discovery only where the site listens beyond loopback.
+    const mdns = listen.some((a) => !isLoopback(a))
+    const node = await startNode({
+      privateKey: key,
+      swarmKey: parseSwarmKey(genesis.swarmKey),
+      listen,
+      bootstrap,
+      mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
+    })
+    undo.push(async () => { await node.stop() })
+    this.watchPeers(node)
+    if (mdns) this.say('mDNS discovery on (listening beyond loopback)')
+    const gossip = new HashgraphGossip({
+      node,
+      hashgraph: core.hashgraph,
+      swarmId: genesis.swarmId,
+      members: core.memberPeers,
+      self: core.self,
+      onError: (err) => { this.say(`gossip: ${err.message}`) }
+    })
+    await gossip.start()
+    undo.push(async () => { await gossip.stop() })
+    const api = createApiServer({ backend: this, port: this.init.apiPort, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
+    await api.start()
+    undo.push(async () => { await api.stop() })
+    this.network = { node, gossip, api }
+    undo.push(() => { this.network = null })
+    return this.network
   }
 
   async stop (): Promise<void> {
@@ -236,8 +253,18 @@ class MigrationAgent implements Agent {
 
   private applyOrdered (transactions: OrderedTransaction[]): void {
     const core = this.needCore()
+    if (this.halted !== null) return
     for (const ordered of transactions) {
-      const applied = core.state.apply(ordered)
+      let applied: AppliedTransaction
+      try {
+        applied = core.state.apply(ordered)
+      } catch (err) {
+        // Not thrown into the engine (it is in the middle of ordering): the state freezes, loudly.
+        if (!(err instanceof OrderGapError)) throw err
+        this.halted = err.message
+        this.say(`STATE MACHINE HALTED: ${err.message}`)
+        return
+      }
       core.metrics.orderedTransactions.inc({ outcome: applied.outcome })
       // During replay nothing is live: no latency (the submissions belong to an earlier run), no stream.
       if (this.replaying) continue
@@ -309,9 +336,15 @@ class MigrationAgent implements Agent {
       this.say(`connected to ${member === null ? 'non-member' : `member ${member} (${this.core?.state.member(member)?.name})`} ${evt.detail.toString()}`)
       this.emit({ type: 'peer', peerId: evt.detail.toString(), member, connected: true })
       if (member !== null) {
+        this.unreachable.delete(evt.detail.toString())
         void this.network?.gossip.syncWithAll()
         void this.pingMember(evt.detail)
       }
+    })
+    // libp2p 3 does not dial what discovery (mDNS, bootstrap) finds: the agent connects to the members among it.
+    node.addEventListener('peer:discovery', (evt) => {
+      const member = memberIndex(evt.detail.id)
+      if (member !== null && member !== this.core?.self) void this.connectMember(node, evt.detail.id)
     })
     node.addEventListener('peer:disconnect', (evt) => {
       const member = memberIndex(evt.detail)
@@ -325,10 +358,29 @@ class MigrationAgent implements Agent {
     return (this.network?.node.getConnections(peer).length ?? 0) > 0
   }
 
-  private async measureRtt (): Promise<void> {
-    const core = this.core
-    if (core === null) return
-    await Promise.all(core.memberPeers.filter((p, i) => i !== core.self && this.isConnected(p)).map(async (p) => { await this.pingMember(p) }))
+  /** Pings the connected members (RTT) and dials the others again (a restarted member comes back). */
+  private async maintainMembers (): Promise<void> {
+    const { core, network } = this
+    if (core === null || network === null) return
+    await Promise.all(core.memberPeers.filter((_, i) => i !== core.self).map(async (peer) => {
+      if (this.isConnected(peer)) await this.pingMember(peer)
+      else await this.connectMember(network.node, peer)
+    }))
+  }
+
+  private async connectMember (node: SwarmNode, peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    if (this.dialing.has(key) || node.getConnections(peer).length > 0) return
+    this.dialing.add(key)
+    try {
+      await node.dial(peer, { signal: AbortSignal.timeout(10_000) })
+    } catch (err) {
+      // Said once per outage, not at every retry.
+      if (!this.unreachable.has(key)) this.say(`cannot reach member ${key}: ${(err as Error).message}`)
+      this.unreachable.add(key)
+    } finally {
+      this.dialing.delete(key)
+    }
   }
 
   private async pingMember (peer: PeerId): Promise<void> {
@@ -379,6 +431,7 @@ class MigrationAgent implements Agent {
       }),
       lastDecidedRound: hashgraph.lastOrderedRound,
       stateHash: state.stateHash,
+      halted: this.halted,
       transactions: { ordered: state.applied + state.rejected, applied: state.applied, rejected: state.rejected, pending: this.latency.pendingCount },
       latency: this.latency.summary(),
       eventsPerSecond: Math.round(this.eventsPerSecond() * 10) / 10,
@@ -425,6 +478,22 @@ class MigrationAgent implements Agent {
   private needNetwork (): Network {
     if (this.network === null) throw new ApiRequestError(503, 'the agent is not running')
     return this.network
+  }
+}
+
+/**
+ * Works around a hazard between the swarm's sync server and the event log: HashgraphGossip writes
+ * each event of `eventsAfter` to the stream with an `await` in between, while the log's generator
+ * keeps a better-sqlite3 statement iterating. Any other statement on that connection meanwhile —
+ * an own event's fsync, a round's snapshot written while ordering — throws "This database
+ * connection is busy executing a query"; when that happens during ordering, the round's
+ * transactions never reach the state machine (seen: a member restarted after SIGKILL ended with
+ * another state hash). Reading the batch (at most syncBatch events) completely first closes the
+ * statement before the first await. Remove once HashgraphGossip or EventLog do this themselves.
+ */
+class SyncSafeHashgraph extends Hashgraph {
+  override eventsAfter (known: readonly number[], limit = Infinity): Iterable<Uint8Array> {
+    return [...super.eventsAfter(known, limit)]
   }
 }
 

@@ -24,3 +24,12 @@ export class ListenAddressError extends Error {
   override readonly name = 'ListenAddressError'
   readonly code = 'ERR_LISTEN_ADDRESS'
 }
+
+/** The consensus order handed to the state machine skipped or repeated a position: applying more would diverge. */
+export class OrderGapError extends Error {
+  override readonly name = 'OrderGapError'
+  readonly code = 'ERR_ORDER_GAP'
+  constructor (readonly expected: number, readonly received: number) {
+    super(`the consensus order jumped from position ${expected} to ${received}: the replicated state stops here rather than diverge from the swarm`)
+  }
+}

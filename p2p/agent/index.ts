@@ -9,4 +9,4 @@ export { SwarmState, encodeTransaction, decodeTransaction, MAX_TRANSACTION_BYTES
 export { ConsensusLatency, quantile } from './latency.js'
 export { siteNameProblem, MAX_SITE_NAME_LENGTH } from './site-name.js'
 export { LOCK_FILE_NAME } from './lock.js'
-export { AgentConfigError, AgentAlreadyRunningError, SwarmExistsError, ListenAddressError } from './errors.js'
+export { AgentConfigError, AgentAlreadyRunningError, SwarmExistsError, ListenAddressError, OrderGapError } from './errors.js'

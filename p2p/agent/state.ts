@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { OrderedTransaction } from '../hashgraph/index.js'
+import { OrderGapError } from './errors.js'
 import { siteNameKey, siteNameProblem } from './site-name.js'
 
 /** Larger transactions are rejected (the image announcements to come are far smaller). */
@@ -119,6 +120,8 @@ export class SwarmState {
   }
 
   apply (ordered: Pick<OrderedTransaction, 'transaction' | 'creator' | 'position' | 'roundReceived'>): AppliedTransaction {
+    // A skipped or repeated position means this site's state no longer follows the swarm's order.
+    if (ordered.position !== this.nextPosition) throw new OrderGapError(this.nextPosition, ordered.position)
     const decoded = decodeTransaction(ordered.transaction)
     let result: { kind: string, reason?: RejectionReason, detail?: string, transaction?: SwarmTransaction }
     if (!decoded.ok) result = decoded
@@ -167,6 +170,8 @@ export class SwarmState {
 
   /** Hex SHA-256 chained over every ordered transaction's outcome since genesis. */
   get stateHash (): string { return this.hash.toString('hex') }
+  /** Position in the consensus order of the next transaction to apply. */
+  get nextPosition (): number { return this.appliedCount + this.rejected }
   get applied (): number { return this.appliedCount }
   get rejected (): number { return [...this.rejectedCounts.values()].reduce((a, b) => a + b, 0) }
   rejectedBy (reason: RejectionReason): number { return this.rejectedCounts.get(reason) ?? 0 }

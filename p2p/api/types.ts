@@ -34,6 +34,8 @@ export interface AgentStatus {
   lastDecidedRound: number
   /** Running SHA-256 over the replicated state's history: equal at sites that applied the same order. */
   stateHash: string
+  /** Set if the state machine stopped applying the consensus order (it had a gap): the state is frozen and suspect. */
+  halted: string | null
   transactions: {
     /** Transactions in the consensus order so far (applied + rejected). */
     ordered: number
