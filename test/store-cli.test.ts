@@ -94,3 +94,19 @@ test('a second process gets a clear error while another one holds the store', as
   }
   assert.equal(hgmig(data, ['image', 'list']).status, 0, 'usable again once the holder is gone')
 })
+
+test('a site of a swarm chunks at the swarm\'s chunk size (from its genesis), and a store cannot change it', () => {
+  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-swarm-'))
+  const created = spawnSync(process.execPath, [bin, 'swarm', 'create', '--name', 'site-a', '--data', data], { encoding: 'utf8' })
+  assert.equal(created.status, 0, created.stderr)
+  const genesisFile = join(data, 'swarm.json')
+  const genesis = JSON.parse(readFileSync(genesisFile, 'utf8')) as { chunkSize: number }
+  writeFileSync(genesisFile, JSON.stringify({ ...genesis, chunkSize: 16 * 1024 }))
+  const file = join(data, 'disk.img')
+  writeFileSync(file, randomBytes(100 * 1024))
+  assert.equal(json<ImageInfo>(data, ['image', 'add', '--layer', 'os', file]).chunkSize, 16 * 1024)
+  writeFileSync(genesisFile, JSON.stringify({ ...genesis, chunkSize: 64 * 1024 }))
+  const refused = hgmig(data, ['image', 'list'])
+  assert.equal(refused.status, 1)
+  assert.match(refused.stderr, /chunks images at 16384 bytes, not 65536/)
+})

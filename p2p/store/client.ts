@@ -8,8 +8,8 @@ import type { ImageStoreClient } from './types.js'
  * arrives, this is where the CLI will first look for a running agent on that directory and talk
  * to its local API instead, behind the same interface.
  */
-export async function openImageStoreClient (dataDirectory: string): Promise<ImageStoreClient> {
-  const store = createImageStore({ directory: join(dataDirectory, 'store') })
+export async function openImageStoreClient (dataDirectory: string, options: { chunkSize?: number } = {}): Promise<ImageStoreClient> {
+  const store = createImageStore({ directory: join(dataDirectory, 'store'), ...options })
   await store.open()
   return store
 }

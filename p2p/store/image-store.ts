@@ -11,7 +11,7 @@ import { CID } from 'multiformats/cid'
 import { blockMatches, zeroLeafBlock, type DagProfile } from './blocks.js'
 import {
   AbortError, AmbiguousImageError, CorruptChunkError, ImageExistsError, ImageInUseError, ImageNotFoundError,
-  ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFullError
+  ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFormatError, StoreFullError
 } from './errors.js'
 import { HashedFileReader } from './hashed-file-reader.js'
 import { ImportSession } from './import-session.js'
@@ -128,6 +128,9 @@ export class ImageStore implements ImageStoreClient {
           db.prepare("INSERT INTO settings (key, value) VALUES ('chunk_size', ?)").run(String(this.chunkSizeSetting))
         } else {
           this.chunkSizeSetting = Number(stored)
+          if (this.requestedChunkSize !== undefined && this.requestedChunkSize !== this.chunkSizeSetting) {
+            throw new StoreFormatError(`the store in ${this.directory} chunks images at ${this.chunkSizeSetting} bytes, not ${this.requestedChunkSize}: chunk sizes cannot change (its chunks would share nothing with new ones)`)
+          }
         }
         // Imports that were running when a process died: their manifests go, their chunks stay (refcount 0) for reuse.
         db.prepare('DELETE FROM pending_imports').run()

@@ -21,7 +21,7 @@ export const PACK_LIMIT_BYTES = 1 << 30
 /** Blocks are gathered into writes of this size: few syscalls, whatever the chunk size. */
 const WRITE_BYTES = 8 << 20
 /** At most this much written but not yet on disk per store: the importer waits beyond it. */
-const MAX_WRITES_IN_FLIGHT_BYTES = 64 << 20
+const MAX_WRITES_IN_FLIGHT_BYTES = 32 << 20
 
 export interface BlockLocation {
   pack: number

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs'
 import { Command, Option } from 'commander'
+import { dataDirLayout, loadGenesis } from '../../agent/index.js'
 import { LAYERS, openImageStoreClient, type ImageInfo, type ImageStoreClient, type Layer, type SimilarityReport } from '../../store/index.js'
 import type { GlobalOptions } from '../index.js'
 import { formatBytes, ProgressBar } from '../progress-bar.js'
@@ -125,7 +127,10 @@ function simpleCommand<T> (command: Command, imageArgument: '<image>' | undefine
 /** Opens the store of --data, runs the action with a progress bar and Ctrl-C wired to an AbortSignal, closes the store. */
 async function withStore (command: Command, label: string, action: (store: ImageStoreClient, progress: ProgressBar, signal: AbortSignal) => Promise<void>): Promise<void> {
   const { data, json } = command.optsWithGlobals<GlobalOptions & JsonOption>()
-  const store = await openImageStoreClient(data)
+  // A site that belongs to a swarm chunks at the swarm's size (its genesis says which).
+  const layout = dataDirLayout(data)
+  const chunkSize = existsSync(layout.genesis) ? (await loadGenesis(layout)).chunkSize : undefined
+  const store = await openImageStoreClient(data, chunkSize === undefined ? {} : { chunkSize })
   const progress = new ProgressBar(label, process.stderr.isTTY === true && json !== true && label !== '')
   const controller = new AbortController()
   const cancel = (): void => { controller.abort() }
