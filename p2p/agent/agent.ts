@@ -149,7 +149,7 @@ class MigrationAgent implements Agent {
     const state = new SwarmState(genesis.members)
     const eventLog = new EventLog(layout.eventLog)
     undo.push(() => { eventLog.close() })
-    const hashgraph = new SyncSafeHashgraph({
+    const hashgraph = new Hashgraph({
       members: memberPublicKeys(genesis),
       self: { creator: self, key },
       coinRoundFrequency: genesis.coinRoundFrequency,
@@ -481,21 +481,6 @@ class MigrationAgent implements Agent {
   }
 }
 
-/**
- * Works around a hazard between the swarm's sync server and the event log: HashgraphGossip writes
- * each event of `eventsAfter` to the stream with an `await` in between, while the log's generator
- * keeps a better-sqlite3 statement iterating. Any other statement on that connection meanwhile —
- * an own event's fsync, a round's snapshot written while ordering — throws "This database
- * connection is busy executing a query"; when that happens during ordering, the round's
- * transactions never reach the state machine (seen: a member restarted after SIGKILL ended with
- * another state hash). Reading the batch (at most syncBatch events) completely first closes the
- * statement before the first await. Remove once HashgraphGossip or EventLog do this themselves.
- */
-class SyncSafeHashgraph extends Hashgraph {
-  override eventsAfter (known: readonly number[], limit = Infinity): Iterable<Uint8Array> {
-    return [...super.eventsAfter(known, limit)]
-  }
-}
 
 /** Identifies a submitted transaction when it comes back in the order. */
 function transactionKey (transaction: Uint8Array): string {

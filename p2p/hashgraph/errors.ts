@@ -58,3 +58,16 @@ export class EventLogError extends Error {
   override readonly name = 'EventLogError'
   readonly code = 'ERR_EVENT_LOG'
 }
+
+/**
+ * The engine stopped because the ordered output could not be delivered or persisted (a failing
+ * disk, an application callback that threw, a replay that diverged). Continuing could skip part of
+ * the order, so it refuses all work; restarting replays the log.
+ */
+export class HashgraphHaltedError extends Error {
+  override readonly name = 'HashgraphHaltedError'
+  readonly code = 'ERR_HASHGRAPH_HALTED'
+  constructor (cause: Error) {
+    super(`the hashgraph halted: ${cause.message}; restart the agent to replay its log`, { cause })
+  }
+}

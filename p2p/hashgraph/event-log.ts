@@ -88,9 +88,9 @@ export class EventLog {
 
   flush (): void {
     if (this.pending.length === 0) return
-    const rows = this.pending
+    // Rows leave the queue only once written: a failed write (disk full) keeps them for the next try.
+    this.writeBatch(this.pending)
     this.pending = []
-    this.writeBatch(rows)
   }
 
   saveSnapshot (s: ConsensusSnapshot): void {
@@ -109,27 +109,33 @@ export class EventLog {
     return (this.db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n
   }
 
-  /** Every stored event in insertion order. */
-  * events (): Iterable<{ hash: Uint8Array, bytes: Uint8Array }> {
-    for (const row of this.db.prepare('SELECT hash, bytes FROM events ORDER BY seq').iterate() as Iterable<{ hash: Buffer, bytes: Buffer }>) {
-      yield { hash: new Uint8Array(row.hash), bytes: new Uint8Array(row.bytes) }
+  /**
+   * Every stored event in insertion order, read in pages: no query stays open between pages, so
+   * the caller may write to the log (or await) while iterating.
+   */
+  * events (pageSize = 1000): Iterable<{ hash: Uint8Array, bytes: Uint8Array }> {
+    this.flush()
+    const page = this.db.prepare('SELECT seq, hash, bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?')
+    let after = 0
+    for (;;) {
+      const rows = page.all(after, pageSize) as Array<{ seq: number, hash: Buffer, bytes: Buffer }>
+      for (const row of rows) yield { hash: new Uint8Array(row.hash), bytes: new Uint8Array(row.bytes) }
+      if (rows.length < pageSize) return
+      after = rows[rows.length - 1]!.seq
     }
   }
 
   /**
    * Stored events a peer lacks, in insertion (topological) order: those of creator c with a
-   * sequence number at or above known[c] (creators beyond the vector: all).
+   * sequence number at or above known[c] (creators beyond the vector: all). Returns an array, not
+   * a cursor, so that a sync server can await between writes without holding a query open.
    */
-  * eventsAfter (known: readonly number[], limit = Infinity): Iterable<Uint8Array> {
+  eventsAfter (known: readonly number[], limit = 10_000): Uint8Array[] {
     this.flush()
     const clauses = known.map((_, creator) => `(creator = ${creator} AND creator_seq >= ?)`)
     clauses.push(`creator >= ${known.length}`)
-    const statement = this.db.prepare(`SELECT bytes FROM events WHERE ${clauses.join(' OR ')} ORDER BY seq`).pluck()
-    let sent = 0
-    for (const bytes of statement.iterate(...known) as Iterable<Buffer>) {
-      if (sent++ >= limit) return
-      yield new Uint8Array(bytes)
-    }
+    const rows = this.db.prepare(`SELECT bytes FROM events WHERE ${clauses.join(' OR ')} ORDER BY seq LIMIT ?`).pluck().all(...known, limit) as Buffer[]
+    return rows.map((bytes) => new Uint8Array(bytes))
   }
 
   eventBytes (hash: Uint8Array): Uint8Array | undefined {

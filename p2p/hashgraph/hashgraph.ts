@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
 import { Consensus, type ConsensusEvent, type EventStatus, type ForkEvidence } from './consensus.js'
-import { EventLogError, EventRejectedError, MembershipPendingError, MissingParentsError } from './errors.js'
+import { EventLogError, EventRejectedError, HashgraphHaltedError, MembershipPendingError, MissingParentsError } from './errors.js'
 import { DEFAULT_LIMITS, decodeEvent, ed25519Signer, fromHex, signEvent, toHex, Verifier, type EventLimits, type SignedEvent, type Signer } from './event.js'
 import type { ConsensusSnapshot, EventLog } from './event-log.js'
 
@@ -85,6 +85,7 @@ export class Hashgraph {
   /** Events whose round's member set is not final yet, waiting for consensus to advance. */
   private readonly deferred = new Map<string, SignedEvent>()
   private retrying = false
+  private failure: Error | null = null
 
   constructor (init: HashgraphInit) {
     this.init = init
@@ -105,7 +106,16 @@ export class Hashgraph {
       members: init.members.length,
       coinRoundFrequency: init.coinRoundFrequency,
       staleAfterRounds: init.staleAfterRounds,
-      onOrdered: (events, round) => { this.emitOrdered(events, round) },
+      onOrdered: (events, round) => {
+        try {
+          this.emitOrdered(events, round)
+        } catch (err) {
+          // Fail-stop: part of this round may have reached the application or the log, and the
+          // engine cannot hand it out again; going on would leave a hole in the order.
+          this.failure ??= err instanceof Error ? err : new Error(String(err))
+          throw err
+        }
+      },
       onStale: (events) => {
         for (const e of events) this.unordered.delete(e.id)
         if (this.replaying) return
@@ -156,6 +166,13 @@ export class Hashgraph {
     this.started = false
   }
 
+  /** Set once the engine has halted (see HashgraphHaltedError); null while healthy. */
+  get halted (): Error | null { return this.failure }
+
+  private assertRunning (): void {
+    if (this.failure !== null) throw new HashgraphHaltedError(this.failure)
+  }
+
   /** Queues a transaction for this member's next event. */
   submit (transaction: Uint8Array): void {
     if (transaction.byteLength > this.limits.maxEventBytes - 1024) {
@@ -171,6 +188,7 @@ export class Hashgraph {
    * as many queued transactions as fit. Returns it for gossip.
    */
   createEvent (options: { otherParent?: string | null } = {}): SignedEvent {
+    this.assertRunning()
     if (this.signer === null) throw new Error('this hashgraph has no key: it can only receive')
     if (this.selfCreator === null) throw new Error('this site is not a member of the swarm (yet): it can only receive')
     const selfParent = this.consensus.lastEventOf(this.selfCreator)
@@ -217,6 +235,7 @@ export class Hashgraph {
    * graph unchanged) for an invalid event; parks one whose parents are missing.
    */
   receive (input: Uint8Array | SignedEvent): ReceiveResult {
+    this.assertRunning()
     const event = input instanceof Uint8Array ? decodeEvent(input, this.limits) : input
     if (this.parked.has(event.id) || this.deferred.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already waiting')
     if (event.creator >= this.memberCount) {
@@ -435,19 +454,13 @@ export class Hashgraph {
   }
 
   /** Events a peer with `known` (see knownCounts) lacks, in a topological order, as wire bytes. */
-  * eventsAfter (known: readonly number[], limit = Infinity): Iterable<Uint8Array> {
-    if (this.log !== null) {
-      yield * this.log.eventsAfter(known, limit)
-      return
-    }
-    const events = [...this.consensus.recentEvents()]
+  eventsAfter (known: readonly number[], limit = 10_000): Uint8Array[] {
+    if (this.log !== null) return this.log.eventsAfter(known, limit)
+    return [...this.consensus.recentEvents()]
       .filter((e) => e.seq >= (known[e.creator] ?? 0))
       .sort((a, b) => a.generation - b.generation)
-    let sent = 0
-    for (const e of events) {
-      if (sent++ >= limit) return
-      yield e.payload.bytes
-    }
+      .slice(0, limit)
+      .map((e) => e.payload.bytes)
   }
 
   get parkedCount (): number { return this.parked.size + this.deferred.size }

@@ -7,4 +7,4 @@ export { MEMBERSHIP_DELAY_ROUNDS, MembershipSchedule, type Membership } from './
 export { decodeEvent, encodeBody, signEvent, ed25519Signer, Verifier, toHex, fromHex, DEFAULT_LIMITS, type EventBody, type EventLimits, type SignedEvent, type Signer } from './event.js'
 export { EventLog, type ConsensusSnapshot } from './event-log.js'
 export { parseReplayInput, replay, type ReplayInput, type ReplayOutput, type ReplayEventResult } from './replay.js'
-export { EventRejectedError, MissingParentsError, MembershipPendingError, ConsensusInvariantError, ReplayInputError, EventLogError, type RejectReason } from './errors.js'
+export { EventRejectedError, MissingParentsError, MembershipPendingError, HashgraphHaltedError, ConsensusInvariantError, ReplayInputError, EventLogError, type RejectReason } from './errors.js'
