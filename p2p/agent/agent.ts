@@ -203,8 +203,7 @@ class MigrationAgent implements Agent {
       node,
       hashgraph: core.hashgraph,
       swarmId: genesis.swarmId,
-      members: core.memberPeers,
-      self: core.self,
+      peers: () => core.memberPeers,
       onError: (err) => { this.say(`gossip: ${err.message}`) }
     })
     await gossip.start()

@@ -16,9 +16,11 @@ export interface HashgraphGossipInit {
   node: SwarmNode
   hashgraph: Hashgraph
   swarmId: string
-  /** Creator index of each member's libp2p peer id (members are the peers allowed to sync). */
-  members: readonly PeerId[]
-  self: number
+  /**
+   * The peers allowed to sync with us: the members (index = creator id), plus whoever the
+   * application admits (a site joining by invite). A function, because membership changes.
+   */
+  peers: () => Iterable<PeerId>
   /** Lower bound between two own events: bounds the event rate under load. */
   minEventIntervalMs?: number
   /** While something awaits ordering, create an event at least this often even if nothing arrives. */
@@ -34,7 +36,6 @@ export class HashgraphGossip {
   readonly topic: string
   readonly syncProtocol: string
   private readonly init: Required<Omit<HashgraphGossipInit, 'onError'>> & Pick<HashgraphGossipInit, 'onError'>
-  private readonly memberByPeer = new Map<string, number>()
   /** Newest event received from another member: the next own event's other-parent. */
   private latestFromOthers: string | null = null
   private lastCreated = 0
@@ -47,7 +48,6 @@ export class HashgraphGossip {
     this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, ...init }
     this.topic = `/hgmig/${init.swarmId}/events/1.0.0`
     this.syncProtocol = `/hgmig/${init.swarmId}/sync/1.0.0`
-    init.members.forEach((peer, index) => this.memberByPeer.set(peer.toString(), index))
   }
 
   async start (): Promise<void> {
@@ -84,7 +84,7 @@ export class HashgraphGossip {
 
   /** Asks every connected member for the events we lack (after a start or a partition). */
   async syncWithAll (): Promise<void> {
-    const peers = this.init.node.getPeers().filter((p) => this.memberByPeer.has(p.toString()))
+    const peers = this.init.node.getPeers().filter((p) => this.admitted(p))
     await Promise.all(peers.map(async (peer) => { await this.syncFrom(peer) }))
   }
 
@@ -109,8 +109,13 @@ export class HashgraphGossip {
     }
   }
 
+  private admitted (peer: PeerId): boolean {
+    for (const p of this.init.peers()) if (p.equals(peer)) return true
+    return false
+  }
+
   private noteReceived (id: string, creator: number): void {
-    if (creator === this.init.self) return
+    if (creator === this.init.hashgraph.selfId) return
     this.latestFromOthers = id
     this.schedule(this.init.minEventIntervalMs)
   }
@@ -127,20 +132,22 @@ export class HashgraphGossip {
 
   private tick (): void {
     const { hashgraph } = this.init
-    if (!this.running || !hashgraph.hasUnorderedTransactions) return
+    // A site that is not a member (yet) only listens.
+    if (!this.running || !hashgraph.hasUnorderedTransactions || hashgraph.selfId === null) return
     try {
       const event = hashgraph.createEvent({ otherParent: this.latestFromOthers })
       this.lastCreated = Date.now()
       this.init.node.services.pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
     } catch (err) {
-      this.init.onError?.(err as Error)
+      // Added, but its first round is still ahead: wait for it quietly.
+      if (!(err instanceof EventRejectedError && err.reason === 'not-a-member')) this.init.onError?.(err as Error)
     }
     if (hashgraph.hasUnorderedTransactions) this.schedule(this.init.heartbeatMs)
   }
 
   private async syncFrom (peer: PeerId): Promise<void> {
     const key = peer.toString()
-    if (this.syncing.has(key) || !this.memberByPeer.has(key)) return
+    if (this.syncing.has(key) || !this.admitted(peer)) return
     this.syncing.add(key)
     try {
       for (;;) {
@@ -175,7 +182,7 @@ export class HashgraphGossip {
   }
 
   private async serveSync (stream: Parameters<Parameters<SwarmNode['handle']>[1]>[0], peer: PeerId): Promise<void> {
-    if (!this.memberByPeer.has(peer.toString())) {
+    if (!this.admitted(peer)) {
       stream.abort(new Error('not a member of this swarm'))
       return
     }

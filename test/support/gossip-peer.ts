@@ -34,8 +34,7 @@ const gossip = new HashgraphGossip({
   node,
   hashgraph,
   swarmId: genesis.swarmId,
-  members: keys.map((k) => peerIdFromPrivateKey(k)),
-  self,
+  peers: () => keys.map((k) => peerIdFromPrivateKey(k)),
   onError: (err) => { errors.push(err.message) }
 })
 await gossip.start()
