@@ -330,3 +330,29 @@ test('hashing on the worker thread and on the main thread give the same DAG', as
   }
   assert.equal(roots[0], roots[1])
 })
+
+test('remote manifests: how much of another site\'s image is already here matches the ground truth', async () => {
+  const dir = tempDir('remote')
+  const { a, b } = generateSitePair({ seed: 21, osUnits: 60, weUnits: 10, udUnits: 5, zeroShare: 0.15, similarity: { os: 0.4, we: 0.4 } })
+  const siteB = createImageStore({ directory: join(dir, 'site-b') })
+  const siteA = createImageStore({ directory: join(dir, 'site-a') })
+  await siteB.open()
+  await siteA.open()
+  try {
+    const remote = await siteB.add(await planFile(dir, b.os), { layer: 'os' })
+    const chunks = []
+    for await (const cid of siteB.manifest(remote.id)) chunks.push(cid)
+    assert.equal(chunks.length, b.os.units.length)
+    await siteA.add(await planFile(dir, a.os), { layer: 'os' })
+    await siteA.addRemoteManifest({ site: 'site-b', rootCid: remote.rootCid, layer: 'os', size: remote.size, chunkSize: remote.chunkSize, chunks })
+    const presence = await siteA.remotePresence('site-b', remote.rootCid)
+    assert.equal(presence.presentBytes, sharedBytes(b.os, a.os))
+    assert.equal(presence.zeroBytes, zeroBytes(b.os))
+    assert.ok(presence.ratio > 0.4 && presence.ratio < 1)
+    await assert.rejects(siteA.addRemoteManifest({ site: 'site-b', rootCid: remote.rootCid, layer: 'os', size: remote.size, chunkSize: remote.chunkSize, chunks: chunks.slice(1) }), /59 chunks for .* \(expected 60\)/)
+    await assert.rejects(siteA.remotePresence('site-c', remote.rootCid), ImageNotFoundError)
+  } finally {
+    await siteA.close()
+    await siteB.close()
+  }
+})

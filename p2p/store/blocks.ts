@@ -53,3 +53,9 @@ export function zeroLeafBlock (cid: CID, dataLength: number): Uint8Array {
   const data = new Uint8Array(dataLength)
   return cid.code === raw.code ? data : encodeLeaf(data, 'ipfs').block
 }
+
+/** The CID (bytes) of an all-zero leaf of `length` bytes in a profile. */
+export function zeroLeafCid (length: number, profile: DagProfile): Uint8Array {
+  const block = encodeLeaf(new Uint8Array(length), profile).block
+  return leafCid(block, profile).bytes
+}

@@ -8,7 +8,7 @@ import { exporter, type ReadableStorage } from 'ipfs-unixfs-exporter'
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { CID } from 'multiformats/cid'
-import { blockMatches, zeroLeafBlock, type DagProfile } from './blocks.js'
+import { blockMatches, zeroLeafCid, zeroLeafBlock, type DagProfile } from './blocks.js'
 import {
   AbortError, AmbiguousImageError, CorruptChunkError, ImageExistsError, ImageInUseError, ImageNotFoundError,
   ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFormatError, StoreFullError
@@ -22,7 +22,7 @@ import { migrate } from './schema.js'
 import {
   BASE_LAYER, LAYERS, type AbortOptions, type AddImageOptions, type CorruptChunk, type ExportOptions, type ExportResult,
   type GcResult, type ImageDetails, type ImageInfo, type ImageStoreClient, type ImportSource, type Layer,
-  type LayerSimilarity, type PresenceReport, type RemoveResult, type SimilarityMatrix, type SimilarityReport,
+  type LayerSimilarity, type PresenceReport, type RemoteManifest, type RemoveResult, type SimilarityMatrix, type SimilarityReport,
   type StoreStats, type VerifyReport
 } from './types.js'
 
@@ -490,6 +490,51 @@ export class ImageStore implements ImageStoreClient {
   /** How much of a local image is already here in other local images (or is zeros): the neighbourhood reuse. */
   async presence (reference: string): Promise<PresenceReport> {
     return this.presenceOf(this.resolveRow(reference))
+  }
+
+  /** The leaves' CIDs of a local image, in file order: what the swarm gossips about it. */
+  async * manifest (reference: string): AsyncGenerator<CID> {
+    const row = this.resolveRow(reference)
+    const leaves = this.openDb().prepare('SELECT c.cid FROM image_chunks ic JOIN chunks c ON c.id = ic.chunk WHERE ic.image = ? ORDER BY ic.position').pluck()
+    let count = 0
+    for (const cid of leaves.iterate(row.id) as Iterable<Uint8Array>) {
+      yield CID.decode(cid)
+      if (++count % 4096 === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+
+  /** Records (or replaces) another site's manifest; kept apart from local images, its chunks need not be here. */
+  async addRemoteManifest (manifest: RemoteManifest): Promise<void> {
+    const db = this.openDb()
+    if (!LAYERS.includes(manifest.layer)) throw new InvalidOptionError(`unknown layer "${String(manifest.layer)}"`)
+    const expected = Math.ceil(manifest.size / manifest.chunkSize)
+    if (manifest.chunks.length !== expected) throw new InvalidOptionError(`remote manifest ${manifest.rootCid} from ${manifest.site}: ${manifest.chunks.length} chunks for ${manifest.size} bytes at ${manifest.chunkSize} per chunk (expected ${expected})`)
+    db.transaction(() => {
+      db.prepare('DELETE FROM remote_images WHERE site = ? AND root_cid = ?').run(manifest.site, manifest.rootCid)
+      const id = Number(db.prepare(`INSERT INTO remote_images (site, root_cid, name, layer, base_root_cid, size, chunk_size, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(manifest.site, manifest.rootCid, manifest.name ?? null, manifest.layer, manifest.baseRootCid ?? null, manifest.size, manifest.chunkSize, Date.now()).lastInsertRowid)
+      const insert = db.prepare('INSERT INTO remote_image_chunks (remote_image, position, cid) VALUES (?, ?, ?)')
+      manifest.chunks.forEach((cid, position) => insert.run(id, position, cid instanceof Uint8Array ? cid : cid.bytes))
+    }).immediate()
+  }
+
+  /**
+   * How much of another site's image is already here, in the chunks of any local image (or is all
+   * zeros, which never cross the network): the neighbourhood reuse for migrating that image here.
+   */
+  async remotePresence (site: string, rootCid: string): Promise<PresenceReport> {
+    const db = this.openDb()
+    const remote = db.prepare('SELECT id, size, chunk_size FROM remote_images WHERE site = ? AND root_cid = ?').get(site, rootCid) as { id: number, size: number, chunk_size: number } | undefined
+    if (remote === undefined) throw new ImageNotFoundError(`${rootCid} at ${site}`, db.prepare("SELECT site || ' ' || root_cid FROM remote_images ORDER BY site LIMIT 50").pluck().all() as string[])
+    // All-zero leaves are here whether or not a local image has one: their CIDs, per length, are known.
+    const zeroCids = [remote.chunk_size, remote.size - (Math.ceil(remote.size / remote.chunk_size) - 1) * remote.chunk_size]
+      .flatMap((length) => [zeroLeafCid(length, 'hgmig'), zeroLeafCid(length, 'ipfs')])
+    const totals = db.prepare(`SELECT
+        coalesce(sum(CASE WHEN c.id IS NOT NULL OR r.cid IN (@z0, @z1, @z2, @z3) THEN min(@chunkSize, @size - r.position * @chunkSize) END), 0) AS present,
+        coalesce(sum(CASE WHEN c.zero_data_length IS NOT NULL OR r.cid IN (@z0, @z1, @z2, @z3) THEN min(@chunkSize, @size - r.position * @chunkSize) END), 0) AS zero
+      FROM remote_image_chunks r LEFT JOIN chunks c ON c.cid = r.cid AND c.present = 1 AND (c.refcount > 0 OR c.zero_data_length IS NOT NULL)
+      WHERE r.remote_image = @id`).get({ id: remote.id, chunkSize: remote.chunk_size, size: remote.size, z0: zeroCids[0], z1: zeroCids[1], z2: zeroCids[2], z3: zeroCids[3] }) as { present: number, zero: number }
+    return { image: rootCid, size: remote.size, presentBytes: totals.present, zeroBytes: totals.zero, ratio: totals.present / remote.size }
   }
 
   private presenceOf (row: ImageRow): PresenceReport {

@@ -1,3 +1,4 @@
+import type { CID } from 'multiformats/cid'
 import type { DagProfile } from './blocks.js'
 import type { ChunkLocation } from './errors.js'
 import type { ProgressOptions } from './progress.js'
@@ -121,6 +122,20 @@ export interface PresenceReport {
   presentBytes: number
   zeroBytes: number
   ratio: number
+}
+
+/** The manifest of an image held by another site (gossiped by the swarm; recorded, its chunks not fetched). */
+export interface RemoteManifest {
+  /** The site that holds the image (its name or peer id, as the swarm names sites). */
+  site: string
+  rootCid: string
+  name?: string
+  layer: Layer
+  baseRootCid?: string
+  size: number
+  chunkSize: number
+  /** The leaves' CIDs in file order. */
+  chunks: Array<CID | Uint8Array>
 }
 
 export interface RemoveResult {
