@@ -124,7 +124,7 @@ async function benchImport (): Promise<void> {
       console.log(`run ${run + 1}, ${variant.label}: raw SHA-256 ${mbps(raw.rate)} MB/s (${raw.cpuSeconds.toFixed(1)} CPU s), import ${mbps(rate)} MB/s (${cpuSeconds.toFixed(1)} CPU s), ratio ${(rate / raw.rate).toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)}, peak RSS ${(peakRss / MiB).toFixed(0)} MiB`)
     }
   }
-  console.log(`\nimport of ${gib} GiB (${plan.size} bytes, random, chunk ${chunkSize / KiB} KiB, durable: pack fsync + SQLite synchronous=FULL), ${runs} runs; ${machine()}`)
+  console.log(`\nimport of ${gib} GiB (${plan.size} bytes, random, chunk ${chunkSize / KiB} KiB, durable: pack fsync per batch before its index rows, registration committed with synchronous=FULL), ${runs} runs; ${machine()}`)
   console.log('| import | raw SHA-256 MB/s (median) | import MB/s (median) | ratio (median of per-run ratios) | CPU ratio: baseline CPU s / import CPU s (median) | peak RSS MiB (max) |')
   console.log('| --- | --- | --- | --- | --- | --- |')
   variants.forEach((variant, v) => {

@@ -139,21 +139,34 @@ export class ImportSession implements WritableStorage {
       await previous
       await this.packs.sync()
       const packEnds = new Map<number, number>()
-      this.db.transaction(() => {
-        for (const block of batch.newBlocks.values()) {
-          this.upsertChunk.run(block.cid, block.length, block.zeroDataLength, block.location?.pack ?? null, block.location?.offset ?? null)
-          if (block.location !== null) {
-            const end = block.location.offset + block.length
-            packEnds.set(block.location.pack, Math.max(end, packEnds.get(block.location.pack) ?? 0))
-          }
-        }
-        for (const [pack, end] of packEnds) this.growPack.run(end, pack)
-        for (const [position, cid] of batch.leaves) this.addLeaf.run(this.importId, position, cid)
-        for (const cid of batch.nodes) this.addNode.run(this.importId, cid)
-      })()
+      // synchronous = NORMAL for this one transaction: its WAL fsync would block the event loop at
+      // every batch, and nothing depends on a batch surviving a power cut — a batch lost with it
+      // only means its chunks are stored again by the next attempt (its pack bytes are cut off at
+      // open as unindexed). The registration commit is FULL and makes all earlier batches durable.
+      this.db.pragma('synchronous = NORMAL')
+      try {
+        this.indexBatch(batch, packEnds)
+      } finally {
+        this.db.pragma('synchronous = FULL')
+      }
     })().finally(() => this.committingBlocks.delete(batch.newBlocks))
     this.committing = current
     await current
+  }
+
+  private indexBatch (batch: Batch, packEnds: Map<number, number>): void {
+    this.db.transaction(() => {
+      for (const block of batch.newBlocks.values()) {
+        this.upsertChunk.run(block.cid, block.length, block.zeroDataLength, block.location?.pack ?? null, block.location?.offset ?? null)
+        if (block.location !== null) {
+          const end = block.location.offset + block.length
+          packEnds.set(block.location.pack, Math.max(end, packEnds.get(block.location.pack) ?? 0))
+        }
+      }
+      for (const [pack, end] of packEnds) this.growPack.run(end, pack)
+      for (const [position, cid] of batch.leaves) this.addLeaf.run(this.importId, position, cid)
+      for (const cid of batch.nodes) this.addNode.run(this.importId, cid)
+    })()
   }
 
   private throwIfAborted (): void {
