@@ -4,6 +4,7 @@
  *   node dist/bench/store.js import     [--gib 4] [--runs 3] [--chunk-kib 64]  import vs raw SHA-256, RSS
  *   node dist/bench/store.js layout     [--gib 1] [--runs 3]                   pack files vs SQLite blobs vs discard
  *   node dist/bench/store.js blocksize  [--runs 1]                             4/16/64/256 KiB: similarity, metadata, speed, dedup
+ *   node dist/bench/store.js pairs                                             the paper's (m, n) site pairs: similarity, presence
  *   node dist/bench/store.js scale      [--gib 20]                             a generated 20 GiB stream: RSS
  *
  * Everything is written under bench/out/ (git-ignored) and deleted afterwards, except the cached
@@ -296,6 +297,57 @@ async function benchBlockSize (): Promise<void> {
   if (!realistic) for (const image of images) rmSync(image.file, { force: true })
 }
 
+// ------------------------------------------------------------------ the paper's (m, n) pairs
+
+async function benchPairs (): Promise<void> {
+  // H-GMIG's experiments: two sites' images with OS and WE similarity (m, n) of 5, 20, 40, 60 %.
+  console.log(`generated site pairs (OS 1024 units, WE +512, UD +128 of 64 KiB, 20 % zeros, 5 % of a base rewritten per layer), 64 KiB chunks; measured by the store, checked against the generator's ground truth; ${machine()}`)
+  console.log('| target (m, n) | OS data in OS | WE data in WE | UD data in UD | a-we already at site b (presence via the remote manifest) |')
+  console.log('| --- | --- | --- | --- | --- |')
+  for (const share of [0.05, 0.2, 0.4, 0.6]) {
+    const { a, b } = generateSitePair({ seed: Math.round(share * 100), osUnits: 1024, weUnits: 512, udUnits: 128, zeroShare: 0.2, similarity: { os: share, we: share } })
+    const siteA = await freshStore('pairs-a', 64 * KiB)
+    const siteB = await freshStore('pairs-b', 64 * KiB)
+    const ids = new Map<ImagePlan, string>()
+    for (const [store, site] of [[siteA, a], [siteB, b]] as const) {
+      for (const plan of [site.os, site.we, site.ud]) {
+        const base = plan.layer === 'we' ? site.os : plan.layer === 'ud' ? site.we : undefined
+        const info = await store.add({ content: planContent(plan), size: plan.size, description: plan.name }, { layer: plan.layer, name: plan.name, ...(base === undefined ? {} : { base: ids.get(base) as string }) })
+        ids.set(plan, info.id)
+      }
+    }
+    // Site b learns a's WE manifest (as the swarm will gossip it) and asks what it already holds.
+    const weA = await siteA.resolve(ids.get(a.we) as string)
+    const chunks = []
+    for await (const cid of siteA.manifest(weA.id)) chunks.push(cid)
+    await siteB.addRemoteManifest({ site: 'a', rootCid: weA.rootCid, layer: 'we', size: weA.size, chunkSize: weA.chunkSize, chunks })
+    const presence = await siteB.remotePresence('a', weA.rootCid)
+    // Similarity of a's images to b's, per layer, measured inside one store holding both sites' images.
+    const both = await freshStore('pairs-both', 64 * KiB)
+    const bothIds = new Map<ImagePlan, string>()
+    for (const site of [a, b]) {
+      for (const plan of [site.os, site.we, site.ud]) {
+        const base = plan.layer === 'we' ? site.os : plan.layer === 'ud' ? site.we : undefined
+        bothIds.set(plan, (await both.add({ content: planContent(plan), size: plan.size, description: plan.name }, { layer: plan.layer, name: plan.name, ...(base === undefined ? {} : { base: bothIds.get(base) as string }) })).id)
+      }
+    }
+    const report = await both.similarity(bothIds.get(a.ud) as string, bothIds.get(b.ud) as string)
+    const plansA = [a.os, a.we, a.ud]
+    const plansB = [b.os, b.we, b.ud]
+    report.layers.forEach((layer, i) => {
+      const truth = sharedBytes(plansA[i] as ImagePlan, plansB[i] as ImagePlan, { data: true })
+      if (layer.sharedDataBytes !== truth) throw new Error(`(${share}) ${layer.layer}: store ${layer.sharedDataBytes}, ground truth ${truth}`)
+    })
+    if (presence.presentBytes !== sharedBytes(a.we, [b.os, b.we, b.ud].reduce((all, p) => ({ ...all, units: Uint32Array.from([...all.units, ...p.units]) })))) throw new Error('presence differs from the ground truth')
+    const pct = (r: number): string => `${(100 * r).toFixed(1)} %`
+    console.log(`| (${pct(share)}, ${pct(share)}) | ${report.layers.map((l) => pct(l.dataRatio)).join(' | ')} | ${pct(presence.ratio)} (zeros ${pct(presence.zeroBytes / presence.size)}) |`)
+    for (const store of [siteA, siteB, both]) {
+      await store.close()
+      rmSync(store.directory, { recursive: true, force: true })
+    }
+  }
+}
+
 // ------------------------------------------------------------------ scale
 
 async function benchScale (): Promise<void> {
@@ -322,7 +374,7 @@ async function benchScale (): Promise<void> {
   console.log(`scale: ${gib} GiB generated stream (80 % zero units), ${seconds.toFixed(0)} s, peak RSS ${(peakRss / MiB).toFixed(0)} MiB, ${stats.chunks} chunk rows, ${(stats.storedBytes / GiB).toFixed(2)} GiB stored; ${machine()}`)
 }
 
-const benches: Record<string, () => Promise<void>> = { import: benchImport, layout: benchLayout, blocksize: benchBlockSize, scale: benchScale }
+const benches: Record<string, () => Promise<void>> = { import: benchImport, layout: benchLayout, blocksize: benchBlockSize, pairs: benchPairs, scale: benchScale }
 const which = process.argv[2] ?? 'all'
 if (which !== 'all' && benches[which] === undefined) {
   console.error(`bench/store: unknown bench "${which}" (${Object.keys(benches).join(', ')}, all)`)
