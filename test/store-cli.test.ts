@@ -1,12 +1,21 @@
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ImageDetails, ImageInfo, RemoveResult, SimilarityReport, VerifyReport } from '../p2p/store/index.js'
+
+const tempDirs: string[] = []
+after(() => { for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true }) })
+
+function tempDir (label: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `hgmig-cli-image-${label}-`))
+  tempDirs.push(dir)
+  return dir
+}
 
 const bin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
 const child = fileURLToPath(new URL('./support/store-child.js', import.meta.url))
@@ -22,7 +31,7 @@ function json<T> (data: string, args: string[]): T {
 }
 
 test('image commands: add, list, show, similarity, export, verify, rm, with --json and by name, id or root CID', () => {
-  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-'))
+  const data = tempDir('main')
   const os = join(data, 'debian.img')
   const shared = randomBytes(256 * 1024)
   writeFileSync(os, Buffer.concat([shared, randomBytes(256 * 1024)]))
@@ -61,7 +70,7 @@ test('image commands: add, list, show, similarity, export, verify, rm, with --js
 })
 
 test('image commands refuse bad input with a clear message and exit status 1', () => {
-  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-bad-'))
+  const data = tempDir('bad')
   const file = join(data, 'disk.img')
   writeFileSync(file, randomBytes(1000))
   const empty = join(data, 'empty.img')
@@ -81,7 +90,7 @@ test('image commands refuse bad input with a clear message and exit status 1', (
 })
 
 test('a second process gets a clear error while another one holds the store', async () => {
-  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-lock-'))
+  const data = tempDir('lock')
   const holder = spawn(process.execPath, [child, 'hold', data], { stdio: ['ignore', 'pipe', 'inherit'] })
   try {
     await new Promise<void>((resolve) => { holder.stdout.once('data', () => { resolve() }) })
@@ -96,7 +105,7 @@ test('a second process gets a clear error while another one holds the store', as
 })
 
 test('a site of a swarm chunks at the swarm\'s chunk size (from its genesis), and a store cannot change it', () => {
-  const data = mkdtempSync(join(tmpdir(), 'hgmig-cli-image-swarm-'))
+  const data = tempDir('swarm')
   const created = spawnSync(process.execPath, [bin, 'swarm', 'create', '--name', 'site-a', '--data', data], { encoding: 'utf8' })
   assert.equal(created.status, 0, created.stderr)
   const genesisFile = join(data, 'swarm.json')

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, statSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -67,5 +67,6 @@ test('an import killed with SIGKILL mid-way leaves no image; running it again re
     assert.equal(report.chunksChecked, 5120)
   } finally {
     await store.close()
+    rmSync(dir, { recursive: true, force: true })
   }
 })

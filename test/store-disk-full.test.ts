@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createImageStore, StoreFullError } from '../p2p/store/index.js'
@@ -38,5 +38,6 @@ test('disk full: the import fails with StoreFullError and the store is unharmed'
     }
   } finally {
     spawnSync('umount', [small])
+    rmSync(dir, { recursive: true, force: true })
   }
 })

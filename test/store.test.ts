@@ -1,7 +1,7 @@
-import { test } from 'node:test'
+import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -12,8 +12,13 @@ import { distinctNonZeroBytes, generateSitePair, randomImage, sharedBytes, write
 
 const KiB = 1024
 
+const tempDirs: string[] = []
+after(() => { for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true }) })
+
 function tempDir (label: string): string {
-  return mkdtempSync(join(tmpdir(), `hgmig-store-${label}-`))
+  const dir = mkdtempSync(join(tmpdir(), `hgmig-store-${label}-`))
+  tempDirs.push(dir)
+  return dir
 }
 
 async function openStore (directory: string, chunkSize = 64 * KiB): Promise<ImageStore> {
