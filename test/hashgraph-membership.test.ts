@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { generateKeyPair, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { EventRejectedError, Hashgraph, MEMBERSHIP_DELAY_ROUNDS, replay, type SignedEvent } from '../p2p/hashgraph/index.js'
+import { Rng } from './support/gossip-sim.js'
 
 /**
  * Membership by consensus: the application applies "add" / "remove" transactions from the ordered
@@ -11,14 +12,8 @@ import { EventRejectedError, Hashgraph, MEMBERSHIP_DELAY_ROUNDS, replay, type Si
 interface Site { key: PrivateKey, hashgraph: Hashgraph, ordered: string[], known: Set<string> }
 
 function seededRandom (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
+  const rng = new Rng(seed)
+  return () => rng.next()
 }
 
 async function makeSites (genesisCount: number, extra: number): Promise<Site[]> {
