@@ -1,10 +1,53 @@
 import '../p2p/polyfills.js';
 
-// Benchmark runner placeholder; the real runner replaces this file.
-const args = process.argv.slice(2);
-if (args.length === 0) {
-  console.log('no benchmarks yet');
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+// Benchmark dispatcher: `node dist/bench/run.js <name> [args]` (or `npm run bench -- <name> [args]`).
+// Benchmarks are loaded lazily so one bench's imports never weigh on another's measurements;
+// standalone bench scripts run in their own process, with the arguments given here.
+
+interface BenchModule {
+  main: (args: string[]) => Promise<void>;
+}
+
+type Bench =
+  | { description: string; load: () => Promise<BenchModule> }
+  | { description: string; script: string };
+
+const benches: Record<string, Bench> = {
+  hashgraph: {
+    description:
+      'hashgraph engine (issue 2): signed/unsigned events/s inserted and ordered vs Ed25519 verify/s, ' +
+      'batched transactions/s, consensus latency in gossip steps, RSS over 1,000,000 events (`hashgraph --help`)',
+    load: () => import('./hashgraph.js'),
+  },
+  store: {
+    description: 'image store (issue 3): import | layout | blocksize | scale (see bench/store.ts)',
+    script: 'store.js',
+  },
+};
+
+function list(): void {
+  console.log('usage: node dist/bench/run.js <name> [args]   (npm run bench -- <name> [args])\n');
+  console.log('available benches:');
+  for (const [name, bench] of Object.entries(benches)) console.log(`  ${name.padEnd(10)} ${bench.description}`);
+}
+
+const [name, ...rest] = process.argv.slice(2);
+if (name === undefined || name === 'list' || name === '--help' || name === '-h') {
+  list();
 } else {
-  console.error(`hgmig bench: no benchmarks yet (unknown: ${args.join(' ')})`);
-  process.exitCode = 1;
+  const bench = benches[name];
+  if (bench === undefined) {
+    console.error(`hgmig bench: unknown bench "${name}"\n`);
+    list();
+    process.exitCode = 2;
+  } else if ('script' in bench) {
+    const script = fileURLToPath(new URL(bench.script, import.meta.url));
+    const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
+    process.exitCode = r.status ?? 1;
+  } else {
+    await (await bench.load()).main(rest);
+  }
 }
