@@ -6,7 +6,7 @@
  * The event's hash is SHA-256(body ‖ signature): it covers every signed byte and the signature, and
  * does not depend on how the outer array happened to be encoded.
  */
-import { createHash, createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
+import { hash as oneShotHash, createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
 import { EventRejectedError } from './errors.js'
@@ -51,7 +51,7 @@ export function fromHex (hex: string): Uint8Array {
 }
 
 function eventHash (signedBytes: Uint8Array, signature: Uint8Array): Uint8Array {
-  return createHash('sha256').update(signedBytes).update(signature).digest()
+  return oneShotHash('sha256', Buffer.concat([signedBytes, signature]), 'buffer')
 }
 
 export function encodeBody (body: EventBody): Uint8Array {

@@ -4,7 +4,7 @@
  * returned for gossip), persists everything to the event log and emits the consensus order.
  * Knows nothing of the network: the swarm hands it bytes and asks it for events.
  */
-import { createHash } from 'node:crypto'
+import { createHash, hash as oneShotHash } from 'node:crypto'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
 import { Consensus, type ConsensusEvent, type EventStatus, type ForkEvidence } from './consensus.js'
 import { EventLogError, EventRejectedError, HashgraphHaltedError, MembershipPendingError, MissingParentsError } from './errors.js'
@@ -244,14 +244,15 @@ export class Hashgraph {
     if (this.verifier !== null && !this.verifier.verify(event)) {
       throw new EventRejectedError('bad-signature', event.id, `signature does not verify with member ${event.creator}'s key`)
     }
-    const missing = this.consensus.missing([parentId(event.selfParent), parentId(event.otherParent)])
+    const prepared = toInput(event)
+    const missing = this.consensus.missing([prepared.selfParent, prepared.otherParent])
     if (missing.length > 0) {
       if (this.consensus.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already in the hashgraph')
       this.park(event, missing)
       return { status: 'parked', event, missing }
     }
     try {
-      this.insertReceived(event)
+      this.insert(event, 'received', prepared)
     } catch (err) {
       if (!(err instanceof MembershipPendingError)) throw err
       this.defer(event)
@@ -301,8 +302,8 @@ export class Hashgraph {
   }
 
   /** Inserts into consensus; the log write happens after validation and before any state changes. */
-  private insert (event: SignedEvent, persist: 'own' | 'received' | 'no'): void {
-    const inserted = this.consensus.insert(toInput(event), () => {
+  private insert (event: SignedEvent, persist: 'own' | 'received' | 'no', prepared = toInput(event)): void {
+    const inserted = this.consensus.insert(prepared, () => {
       if (this.log === null || persist === 'no') return
       const selfParent = event.selfParent === null ? undefined : this.consensus.event(toHex(event.selfParent))
       const seq = selfParent === undefined ? 0 : selfParent.seq + 1
@@ -371,7 +372,7 @@ export class Hashgraph {
     const out: OrderedTransaction[] = []
     for (const e of events) {
       this.unordered.delete(e.id)
-      this.runningHash = createHash('sha256').update(this.runningHash).update(e.payload.hash).digest()
+      this.runningHash = oneShotHash('sha256', Buffer.concat([this.runningHash, e.payload.hash], 64), 'buffer')
       for (const transaction of e.payload.transactions) {
         out.push({ transaction, consensusTimestamp: e.consensusTimestamp!, roundReceived: round, position: this.transactionPosition++, eventId: e.id, creator: e.creator })
       }
