@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { ApiListenError, ApiRequestError } from './errors.js'
 import { parsePingRequest } from './requests.js'
+import { createStaticSite, type StaticSite } from './static.js'
 import type { AgentBackend, AgentEvent } from './types.js'
 
 export const API_HOST = '127.0.0.1'
@@ -31,6 +32,8 @@ export interface ApiServerInit {
   maxStreamBacklogBytes?: number
   /** Unexpected handler failures (answered with 500), for the agent's log. */
   onError?: (err: Error) => void
+  /** Built renderer to serve (without a token) for GET requests outside /v1/ and /metrics; none if unset. */
+  staticDir?: string
 }
 
 export interface ApiServer {
@@ -57,12 +60,14 @@ class LocalApiServer implements ApiServer {
   private readonly maxBodyBytes: number
   private readonly maxStreamBacklogBytes: number
   private listeningPort = 0
+  private readonly ui: StaticSite | undefined
 
   constructor (private readonly init: ApiServerInit) {
     this.token = init.token ?? randomBytes(32).toString('hex')
     this.tokenBytes = Buffer.from(this.token)
     this.maxBodyBytes = init.maxBodyBytes ?? 64 * 1024
     this.maxStreamBacklogBytes = init.maxStreamBacklogBytes ?? 8 * 1024 * 1024
+    this.ui = init.staticDir === undefined ? undefined : createStaticSite(init.staticDir)
     const { backend } = init
     const routes: Array<[path: string, method: string, handler: Handler]> = [
       ['/v1/status', 'GET', async () => ({ body: backend.status() })],
@@ -123,6 +128,8 @@ class LocalApiServer implements ApiServer {
 
   private async serve (request: IncomingMessage, response: ServerResponse): Promise<void> {
     try {
+      // The UI's files are public code (the token reaches the page out of band): served without one.
+      if (this.ui?.handles(request) === true) return await this.ui.serve(request, response, this.origin)
       this.checkAccess(request, false)
       const path = new URL(request.url ?? '/', this.origin).pathname
       const methods = this.routes.get(path)
