@@ -1,0 +1,283 @@
+/**
+ * One synthetic VM: a real memory region, a real UD disk file (copy-on-write blocks over the WE
+ * image), and a workload that writes pages and disk blocks at its profile's rates. Dirty logging
+ * (as KVM's log-dirty mode and QEMU's dirty bitmaps do) is on while a migration runs.
+ */
+import { createHash, randomFillSync } from 'node:crypto'
+import { closeSync, fsyncSync, openSync, readSync, writeFileSync, writeSync, existsSync, readFileSync, ftruncateSync } from 'node:fs'
+import type { VmDescription, VmState, VmStats } from './driver.js'
+import type { WorkloadProfile } from './workloads.js'
+
+/** Page size of the synthetic guest (x86's). */
+export const PAGE_SIZE = 4096
+/** Size of one disk write of the workload. */
+const DISK_WRITE_SIZE = 4096
+const TICK_MS = 20
+
+/** Deterministic generator for the workload's choices (xorshift32): cheap, and seedable. */
+function xorshift (seed: number): () => number {
+  let state = (seed >>> 0) || 0x9e3779b9
+  return () => {
+    state ^= state << 13
+    state >>>= 0
+    state ^= state >>> 17
+    state ^= state << 5
+    state >>>= 0
+    return state
+  }
+}
+
+/** A set of indices as a byte per index plus a count: test, add, take all. */
+export class DirtySet {
+  private readonly bits: Uint8Array
+  private count = 0
+
+  constructor (readonly size: number) {
+    this.bits = new Uint8Array(size)
+  }
+
+  get length (): number { return this.count }
+
+  add (index: number): void {
+    if (this.bits[index] === 0) {
+      this.bits[index] = 1
+      this.count++
+    }
+  }
+
+  has (index: number): boolean { return this.bits[index] === 1 }
+
+  fill (indices: Iterable<number>): void { for (const i of indices) this.add(i) }
+
+  /** The indices in order. */
+  indices (): number[] {
+    const out: number[] = []
+    for (let i = 0; i < this.size; i++) if (this.bits[i] === 1) out.push(i)
+    return out
+  }
+
+  /** The indices in order, and the set emptied. */
+  drain (): number[] {
+    const out: number[] = []
+    if (this.count === 0) return out
+    for (let i = 0; i < this.size; i++) if (this.bits[i] === 1) out.push(i)
+    this.bits.fill(0)
+    this.count = 0
+    return out
+  }
+
+  toBytes (): Uint8Array { return this.bits.slice() }
+
+  static fromBytes (bytes: Uint8Array): DirtySet {
+    const set = new DirtySet(bytes.byteLength)
+    for (let i = 0; i < bytes.byteLength; i++) if (bytes[i] === 1) set.add(i)
+    return set
+  }
+}
+
+export interface SyntheticVmInit {
+  description: VmDescription
+  profile: WorkloadProfile
+  /** The UD disk file (created sparse at the disk's virtual size if missing). */
+  diskPath: string
+  /** Which UD blocks hold data (the rest read from the WE image); persisted beside the disk. */
+  allocationPath: string
+  /** Memory to adopt (an incoming VM's received memory); otherwise booted from the profile. */
+  memory?: Buffer
+  seed: number
+}
+
+export class SyntheticVm {
+  readonly description: VmDescription
+  readonly memory: Buffer
+  readonly pages: number
+  readonly blocks: number
+  /** UD blocks that hold data. */
+  readonly allocated: DirtySet
+  state: VmState = 'paused'
+  private profile: WorkloadProfile
+  private readonly diskFd: number
+  private readonly allocationPath: string
+  private timer: NodeJS.Timeout | null = null
+  private readonly next: () => number
+  private lastTick = 0
+  private pageCarry = 0
+  private diskCarry = 0
+  private startedAt = Date.now()
+  pagesWritten = 0
+  blocksWritten = 0
+  /** Dirty logging, on while a migration copies this VM. */
+  dirtyPages: DirtySet | null = null
+  dirtyBlocks: DirtySet | null = null
+  private readonly recentPages: number[] = []
+  private readonly recentBlocks: number[] = []
+  private readonly scratch = Buffer.alloc(DISK_WRITE_SIZE)
+
+  constructor (init: SyntheticVmInit) {
+    this.description = init.description
+    this.profile = init.profile
+    this.pages = Math.ceil(init.description.memoryBytes / PAGE_SIZE)
+    this.blocks = Math.ceil(init.description.ud.size / init.description.ud.blockSize)
+    this.next = xorshift(init.seed)
+    this.allocationPath = init.allocationPath
+    this.allocated = existsSync(init.allocationPath) ? DirtySet.fromBytes(readFileSync(init.allocationPath)) : new DirtySet(this.blocks)
+    const fresh = !existsSync(init.diskPath)
+    this.diskFd = openSync(init.diskPath, fresh ? 'w+' : 'r+')
+    if (fresh) ftruncateSync(this.diskFd, init.description.ud.size)
+    if (init.memory !== undefined) {
+      this.memory = init.memory
+    } else {
+      this.memory = Buffer.alloc(this.pages * PAGE_SIZE)
+      // Booted: the profile's share of memory holds data, the rest is zero pages.
+      randomFillSync(this.memory, 0, Math.floor(this.pages * this.profile.memoryUse) * PAGE_SIZE)
+    }
+  }
+
+  /** Writes `bytes` of user data at the start of the UD layer (a fresh VM's initial files). */
+  seedDisk (bytes: number): void {
+    const blockSize = this.description.ud.blockSize
+    const block = Buffer.alloc(blockSize)
+    for (let index = 0; index * blockSize < Math.min(bytes, this.description.ud.size); index++) {
+      randomFillSync(block)
+      const length = Math.min(blockSize, this.description.ud.size - index * blockSize)
+      writeSync(this.diskFd, block, 0, length, index * blockSize)
+      this.allocated.add(index)
+    }
+    this.persistAllocation()
+  }
+
+  run (): void {
+    if (this.timer !== null) return
+    this.state = 'running'
+    this.startedAt = Date.now()
+    this.lastTick = performance.now()
+    this.timer = setInterval(() => { this.tick() }, TICK_MS)
+    this.timer.unref()
+  }
+
+  pause (): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    this.state = 'paused'
+  }
+
+  get running (): boolean { return this.timer !== null }
+
+  /** One workload step: the page and block writes due since the last one. */
+  tick (): void {
+    const now = performance.now()
+    const seconds = (now - this.lastTick) / 1000
+    this.lastTick = now
+    this.pageCarry += this.profile.dirtyPagesPerSecond * seconds
+    this.diskCarry += this.profile.diskWritesPerSecond * seconds
+    const hotPages = Math.max(1, Math.floor(this.pages * this.profile.memoryWorkingSet))
+    let pageWrites = 0
+    for (; this.pageCarry >= 1; this.pageCarry--) {
+      const page = this.next() % hotPages
+      // 8 fresh bytes somewhere in the page: the page's content changes, as any store would change it.
+      const offset = page * PAGE_SIZE + (this.next() % (PAGE_SIZE / 8)) * 8
+      this.memory.writeUInt32LE(this.next(), offset)
+      this.memory.writeUInt32LE(this.next(), offset + 4)
+      this.dirtyPages?.add(page)
+      pageWrites++
+    }
+    const blockSize = this.description.ud.blockSize
+    const hotBlocks = Math.max(1, Math.floor(this.blocks * this.profile.diskWorkingSet))
+    let blockWrites = 0
+    for (; this.diskCarry >= 1; this.diskCarry--) {
+      const block = this.next() % hotBlocks
+      const within = Math.min(blockSize, this.description.ud.size - block * blockSize)
+      const offset = block * blockSize + (this.next() % Math.max(1, Math.floor(within / DISK_WRITE_SIZE))) * DISK_WRITE_SIZE
+      randomFillSync(this.scratch)
+      writeSync(this.diskFd, this.scratch, 0, Math.min(DISK_WRITE_SIZE, within), offset)
+      if (!this.allocated.has(block)) {
+        this.allocated.add(block)
+        this.persistAllocation()
+      }
+      this.dirtyBlocks?.add(block)
+      blockWrites++
+    }
+    this.pagesWritten += pageWrites
+    this.blocksWritten += blockWrites
+    this.recentPages.push(pageWrites)
+    this.recentBlocks.push(blockWrites)
+    if (this.recentPages.length > 50) { this.recentPages.shift(); this.recentBlocks.shift() }
+  }
+
+  readPage (index: number): Uint8Array {
+    return this.memory.subarray(index * PAGE_SIZE, (index + 1) * PAGE_SIZE)
+  }
+
+  readBlock (index: number): Buffer {
+    const blockSize = this.description.ud.blockSize
+    const length = Math.min(blockSize, this.description.ud.size - index * blockSize)
+    const buffer = Buffer.allocUnsafe(length)
+    let done = 0
+    while (done < length) {
+      const n = readSync(this.diskFd, buffer, done, length - done, index * blockSize + done)
+      if (n === 0) { buffer.fill(0, done); break }
+      done += n
+    }
+    return buffer
+  }
+
+  writeBlock (index: number, data: Uint8Array): void {
+    writeSync(this.diskFd, data, 0, data.byteLength, index * this.description.ud.blockSize)
+    this.allocated.add(index)
+  }
+
+  persistAllocation (): void {
+    writeFileSync(this.allocationPath, this.allocated.toBytes())
+  }
+
+  sync (): void {
+    fsyncSync(this.diskFd)
+    this.persistAllocation()
+  }
+
+  memorySha256 (): string {
+    return createHash('sha256').update(this.memory).digest('hex')
+  }
+
+  /** SHA-256 over the allocated UD blocks (index and content) in order: the UD layer's identity. */
+  diskSha256 (): string {
+    const hash = createHash('sha256')
+    const index = Buffer.alloc(4)
+    for (let i = 0; i < this.blocks; i++) {
+      if (!this.allocated.has(i)) continue
+      index.writeUInt32LE(i, 0)
+      hash.update(index)
+      hash.update(this.readBlock(i))
+    }
+    return hash.digest('hex')
+  }
+
+  allocatedBytes (): number {
+    return this.allocated.length * this.description.ud.blockSize
+  }
+
+  stats (): VmStats {
+    const window = this.recentPages.length * TICK_MS / 1000
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0)
+    const running = this.running
+    return {
+      vm: this.description.id,
+      state: this.state,
+      memoryBytes: this.description.memoryBytes,
+      memoryUsedBytes: Math.floor(this.pages * this.profile.memoryUse) * PAGE_SIZE,
+      cpuPercent: running ? this.profile.cpuPercent : 0,
+      networkBytesPerSecond: running ? this.profile.networkBytesPerSecond : 0,
+      dirtyPagesPerSecond: running && window > 0 ? sum(this.recentPages) / window : 0,
+      dirtyBlocksPerSecond: running && window > 0 ? sum(this.recentBlocks) / window : 0,
+      pagesWritten: this.pagesWritten,
+      blocksWritten: this.blocksWritten,
+      uptimeMs: Date.now() - this.startedAt
+    }
+  }
+
+  close (): void {
+    this.pause()
+    this.sync()
+    closeSync(this.diskFd)
+  }
+}
