@@ -1,0 +1,103 @@
+/**
+ * The local API's shapes as the UI uses them. The endpoints that exist are typed by the agent's own
+ * contract (p2p/api/types.ts, type-only: nothing of p2p/ is bundled); the planned ones are declared
+ * here with the names and shapes the API plan gives, until they land in p2p/api/types.ts.
+ */
+export type { AgentEvent, AgentStatus, LatencySample, MemberStatus, PingResponse } from '../../p2p/api/types.js'
+
+export interface HashgraphEventView {
+  id: string
+  creator: number
+  seq: number
+  selfParent: string | null
+  otherParent: string | null
+  round: number | null
+  witness: boolean
+  famous: boolean | null
+  /** Position in the consensus order, once decided. */
+  order: number | null
+  timestamp: string
+  transactions: number
+}
+
+export interface HashgraphView {
+  /** Site names by creator index. */
+  members: string[]
+  events: HashgraphEventView[]
+}
+
+export type ImageLayer = 'os' | 'we' | 'ud'
+
+export interface ImageView {
+  id: string
+  name: string
+  layer: ImageLayer
+  base: string | null
+  rootCid: string
+  size: number
+  chunkCount: number
+  zeroChunks: number
+  public: boolean
+  createdAt: string
+  uniqueChunks?: number
+}
+
+export interface SiteImages { site: string, peerId: string, images: ImageView[] }
+export interface ImagesView { sites: SiteImages[] }
+export interface SimilarityView { images: string[], labels: string[], matrix: number[][] }
+
+export interface ImportRequest { path: string, layer: ImageLayer, base?: string, name?: string, private?: boolean }
+export interface SwarmRequests {
+  requests?: Array<{ peerId: string, name: string, at: string }>
+  lanPeers?: Array<{ peerId: string, addrs: string[] }>
+}
+
+/** Migrations (issue 6): fields the UI shows when the agent reports them; all but the first few optional. */
+export interface VmView { id: string, name: string, site: string, memoryBytes?: number, diskBytes?: number, state?: string }
+export interface SuggestedSite { site: string, predictedBytes?: number, predictedMs?: number, m?: number, n?: number }
+export interface TransferBar { done: number, total: number, bytesPerSecond?: number, etaMs?: number }
+export interface MigrationView {
+  id: string
+  vm: string
+  from: string
+  to: string
+  /** e.g. planning, base, ud, precopy, stop-and-copy, resume, done, failed, cancelled */
+  phase: string
+  state?: 'running' | 'done' | 'failed' | 'cancelled'
+  error?: string
+  startedAt?: string
+  endedAt?: string
+  phases?: Array<{ name: string, startedAt: string, endedAt?: string | null }>
+  bars?: { base?: TransferBar, ud?: TransferBar, memory?: TransferBar }
+  sources?: Array<{ site: string, bytesPerSecond: number }>
+  dirtyPages?: number[]
+  plan?: { bitmapSummary?: string, m?: number, n?: number, suggested?: SuggestedSite[] }
+  expectedDowntimeMs?: number
+  actualDowntimeMs?: number | null
+}
+export interface MigrationStart { vm: string, to: string, maxDowntimeMs?: number, bandwidth?: number }
+
+export interface LogEntry {
+  at: string
+  level: string
+  message: string
+  migration?: string
+  phase?: string
+  site?: string
+  [field: string]: unknown
+}
+
+/** What the Electron preload exposes as window.hgmig; absent in a plain browser. */
+export interface DesktopBridge {
+  platform: string
+  /** The running agent's API token (the page never reads files). */
+  token: () => Promise<string>
+  /** Native open dialog for a disk image; the chosen path, or null if cancelled. */
+  openImageFile: () => Promise<string | null>
+  /** Native save dialog, then writes `content`; the path written, or null if cancelled. */
+  saveFile: (request: { suggestedName: string, content: string }) => Promise<string | null>
+}
+
+declare global {
+  interface Window { hgmig?: DesktopBridge }
+}

@@ -1,0 +1,98 @@
+/** Logs: the agent's migration log (GET /v1/logs) or, until it offers one, this session's event stream; filter and export. */
+import { useMemo, useState, type ReactNode } from 'react'
+import { EmptyState, ErrorState } from '../components'
+import type { LogEntry } from '../contract'
+import { formatLog, saveText, type ExportFormat } from '../export'
+import { useAgent, useEndpoint } from '../store'
+
+const SHOWN = 500
+
+export function LogsView (): ReactNode {
+  const { log: streamLog, api, status } = useAgent()
+  const [migration, setMigration] = useState('')
+  const query = migration === '' ? '' : `&migration=${encodeURIComponent(migration)}`
+  const server = useEndpoint<LogEntry[] | { entries: LogEntry[] }>(`/v1/logs?format=json${query}`, 3000)
+  const [text, setText] = useState('')
+  const [level, setLevel] = useState('all')
+  const [saved, setSaved] = useState<string | null>(null)
+  const [exportError, setExportError] = useState<string | null>(null)
+  const fromAgent = !server.notOffered && server.data !== null
+  const entries = useMemo<LogEntry[]>(() => {
+    if (!fromAgent) return streamLog
+    return Array.isArray(server.data) ? server.data : server.data?.entries ?? []
+  }, [fromAgent, server.data, streamLog])
+  const migrations = useMemo(() => [...new Set(entries.flatMap((e) => e.migration === undefined ? [] : [e.migration]))].sort(), [entries])
+  const filtered = useMemo(() => {
+    const needle = text.trim().toLowerCase()
+    return entries.filter((e) =>
+      (level === 'all' || e.level === level) &&
+      (migration === '' || e.migration === migration) &&
+      (needle === '' || JSON.stringify(e).toLowerCase().includes(needle)))
+  }, [entries, text, level, migration])
+  if (api === null || status === null) return null
+
+  const exportAs = async (format: ExportFormat): Promise<void> => {
+    setExportError(null)
+    try {
+      const name = `hgmig-${status.site}-log${migration === '' ? '' : `-${migration}`}.${format === 'ndjson' ? 'ndjson' : format}`
+      // The agent formats its own log (all fields, not only what is loaded); the stream log is formatted here.
+      const content = fromAgent && text === '' && level === 'all'
+        ? await api.text(`/v1/logs?format=${format}${query}`)
+        : formatLog(filtered, format)
+      setSaved(await saveText(name, content, format))
+    } catch (err) {
+      setExportError((err as Error).message)
+    }
+  }
+
+  return (
+    <section aria-labelledby='logs-title'>
+      <h2 id='logs-title'>Logs</h2>
+      <p className='muted' data-testid='log-source'>
+        {fromAgent ? 'The agent\'s migration log.' : server.notOffered ? 'This agent does not offer a migration log yet (GET /v1/logs answers 404): showing what its event stream reported since this page opened.' : 'Showing the event stream since this page opened.'}
+      </p>
+      {server.error !== null && <ErrorState title="Could not load the agent's log">{server.error}</ErrorState>}
+      <div className='toolbar' role='search' aria-label='Filter the log'>
+        <label>Search <input type='search' value={text} onChange={(e) => { setText(e.target.value) }} placeholder='text in any field' /></label>
+        <label>Level{' '}
+          <select value={level} onChange={(e) => { setLevel(e.target.value) }}>
+            {['all', 'debug', 'info', 'warn', 'error'].map((l) => <option key={l} value={l}>{l}</option>)}
+          </select>
+        </label>
+        <label>Migration{' '}
+          <select value={migration} onChange={(e) => { setMigration(e.target.value) }}>
+            <option value=''>all</option>
+            {migrations.map((m) => <option key={m} value={m}>{m}</option>)}
+          </select>
+        </label>
+        <span className='spacer' />
+        <span className='muted'>Export {filtered.length} entries as</span>
+        {(['ndjson', 'csv', 'json'] as const).map((f) => (
+          <button key={f} type='button' onClick={() => { void exportAs(f) }} aria-label={`Export as ${f.toUpperCase()}`}>{f.toUpperCase()}</button>
+        ))}
+      </div>
+      {saved !== null && <p role='status' className='muted'>Saved {saved}.</p>}
+      {exportError !== null && <ErrorState title='Export failed'>{exportError}</ErrorState>}
+      {filtered.length === 0
+        ? <EmptyState title={entries.length === 0 ? 'Nothing logged yet' : 'No entry matches the filter'} />
+        : (
+          <div className='scroll'>
+            <table className='grid log' aria-label='Log entries' data-testid='log-table'>
+              <thead><tr><th scope='col'>Time</th><th scope='col'>Level</th><th scope='col'>Site</th><th scope='col'>Migration</th><th scope='col'>Message</th></tr></thead>
+              <tbody>
+                {filtered.slice(-SHOWN).reverse().map((e, i) => (
+                  <tr key={`${e.at}-${i}`} className={`level-${e.level}`}>
+                    <td><time dateTime={e.at}>{new Date(e.at).toLocaleTimeString()}</time></td>
+                    <td>{e.level}</td>
+                    <td>{e.site ?? ''}</td>
+                    <td>{e.migration ?? ''}{e.phase !== undefined ? ` · ${e.phase}` : ''}</td>
+                    <td>{e.message}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          )}
+    </section>
+  )
+}

@@ -1,0 +1,113 @@
+/** Swarm: member sites (connection, RTT, holdings), join requests and LAN peers, invite/approve/remove. */
+import { useState, type ReactNode } from 'react'
+import { isNotOffered } from '../api'
+import { EmptyState, ErrorState, formatBytes, formatMs, NotOffered, short } from '../components'
+import type { ImagesView, SwarmRequests } from '../contract'
+import { useAgent, useEndpoint } from '../store'
+
+export function SwarmView (): ReactNode {
+  const { status, api } = useAgent()
+  const images = useEndpoint<ImagesView>('/v1/images', 5000)
+  const requests = useEndpoint<SwarmRequests>('/v1/swarm/requests', 2000)
+  const [invite, setInvite] = useState<string | null>(null)
+  const [actionError, setActionError] = useState<string | null>(null)
+  if (status === null || api === null) return null
+
+  const act = async (what: () => Promise<void>): Promise<void> => {
+    setActionError(null)
+    try { await what() } catch (err) { setActionError(isNotOffered(err) ? 'this agent does not offer that yet (404)' : (err as Error).message) }
+  }
+  const holdings = (site: string): string => {
+    const held = images.data?.sites.find((s) => s.site === site)
+    if (held === undefined) return images.notOffered ? 'n/a' : '—'
+    return `${held.images.length} image${held.images.length === 1 ? '' : 's'} · ${formatBytes(held.images.reduce((sum, i) => sum + i.size, 0))}`
+  }
+
+  return (
+    <section aria-labelledby='swarm-title'>
+      <h2 id='swarm-title'>Swarm <span className='muted'>{status.swarm.name} · {short(status.swarm.id, 16)}</span></h2>
+      {status.members.length === 1 && (
+        <EmptyState title='No other sites yet'>
+          This site is the swarm's only member. Invite another site below, or have it join with the code.
+        </EmptyState>
+      )}
+      <table className='grid' aria-label='Member sites' data-testid='members'>
+        <thead>
+          <tr><th scope='col'>#</th><th scope='col'>Site</th><th scope='col'>Peer id</th><th scope='col'>Connection</th><th scope='col'>Round trip</th><th scope='col'>Throughput</th><th scope='col'>Holdings</th><th scope='col'><span className='sr-only'>Actions</span></th></tr>
+        </thead>
+        <tbody>
+          {status.members.map((m) => {
+            const throughput = (m as { bytesPerSecond?: number }).bytesPerSecond
+            return (
+              <tr key={m.peerId} data-site={m.name}>
+                <td>{m.index}</td>
+                <th scope='row'>{m.name}{m.self && <span className='tag'>this site</span>}</th>
+                <td><code title={m.peerId}>{short(m.peerId, 20)}</code></td>
+                <td><span className={`badge ${m.connected ? 'ok' : 'bad'}`}>{m.connected ? 'connected' : 'disconnected'}</span></td>
+                <td>{m.self ? '—' : formatMs(m.rttMs)}</td>
+                <td>{throughput === undefined ? '—' : `${formatBytes(throughput)}/s`}</td>
+                <td>{holdings(m.name)}</td>
+                <td>{!m.self && (
+                  <button type='button' className='link' aria-label={`Remove ${m.name} from the swarm`} onClick={() => {
+                    if (window.confirm(`Remove ${m.name} from the swarm? This is decided by consensus.`)) void act(async () => { await api.post('/v1/swarm/remove', { site: m.name }) })
+                  }}
+                  >Remove
+                  </button>)}
+                </td>
+              </tr>
+            )
+          })}
+        </tbody>
+      </table>
+
+      <div className='columns'>
+        <div className='panel'>
+          <h3>Invite a site</h3>
+          <p className='muted'>The code lets one site ask to join; a member approves the request, and consensus admits it.</p>
+          <button type='button' onClick={() => { void act(async () => { setInvite((await api.post<{ code: string }>('/v1/swarm/invite', {})).code) }) }}>Create invite code</button>
+          {invite !== null && <p><label>Invite code <input readOnly value={invite} aria-label='Invite code' onFocus={(e) => { e.currentTarget.select() }} /></label></p>}
+          <h3>Join or create</h3>
+          <p className='muted'>
+            To join another swarm with its code, stop this agent and run <code>npx hgmig swarm join CODE</code>;
+            a new swarm is created with <code>npx hgmig swarm create --name SITE</code>.
+          </p>
+        </div>
+        <div className='panel'>
+          <h3>Join requests and LAN peers</h3>
+          {requests.notOffered
+            ? <NotOffered what='join requests' endpoint='GET /v1/swarm/requests' />
+            : requests.error !== null
+              ? <ErrorState title='Could not load join requests'>{requests.error}</ErrorState>
+              : <Requests data={requests.data} onApprove={(peer) => { void act(async () => { await api.post('/v1/swarm/approve', { peer }); requests.reload() }) }} />}
+        </div>
+      </div>
+      {actionError !== null && <ErrorState title='That did not work'>{actionError}</ErrorState>}
+    </section>
+  )
+}
+
+function Requests ({ data, onApprove }: { data: SwarmRequests | null, onApprove: (peer: string) => void }): ReactNode {
+  if (data === null) return <EmptyState title='Loading…' />
+  const pending = data.requests ?? []
+  const lan = data.lanPeers ?? []
+  return (
+    <>
+      {pending.length === 0 ? <p className='muted'>No site is waiting for approval.</p> : (
+        <ul className='plain' aria-label='Join requests'>
+          {pending.map((r) => (
+            <li key={r.peerId}>
+              <strong>{r.name}</strong> <code>{short(r.peerId, 16)}</code> <span className='muted'>{new Date(r.at).toLocaleTimeString()}</span>{' '}
+              <button type='button' onClick={() => { onApprove(r.peerId) }} aria-label={`Approve ${r.name}`}>Approve</button>
+            </li>
+          ))}
+        </ul>
+      )}
+      <h4>Peers found on the LAN</h4>
+      {lan.length === 0 ? <p className='muted'>None (mDNS runs when the agent listens beyond loopback).</p> : (
+        <ul className='plain' aria-label='LAN peers'>
+          {lan.map((p) => <li key={p.peerId}><code>{short(p.peerId, 20)}</code> <span className='muted'>{p.addrs.join(', ')}</span></li>)}
+        </ul>
+      )}
+    </>
+  )
+}
