@@ -1,0 +1,294 @@
+/**
+ * The block exchange: a js-libp2p style component the agent hosts. It serves this site's blocks
+ * over `/hgmig/<swarmId>/blocks/1.0.0` under the agent's policy and rate limits, and fetches
+ * images from several sources at once, verified and resumable (see transfer.ts).
+ */
+import { mkdirSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { TypedEventEmitter } from 'main-event'
+import { CID } from 'multiformats/cid'
+import { LAYERS, type ImageInfo } from '../store/index.js'
+import { ExchangeStoppedError, InvalidRequestError, TransferRunningError } from './errors.js'
+import { protocolId, type TransferContext } from './protocol.js'
+import { TokenBucket } from './rate-limit.js'
+import { BlockServer } from './server.js'
+import { Transfer } from './transfer.js'
+import { TransferState, type TransferRecord } from './transfer-state.js'
+import type { BlockExchangeInit, ExchangeEvents, FetchRequest, FetchResult, ServedStats, TransferProgress, TransferSummary } from './types.js'
+
+const DEFAULTS = {
+  streamsPerSource: 2,
+  windowBytesPerStream: 2 << 20,
+  stallTimeoutMs: 5_000,
+  maxInvalidBlocks: 2,
+  maxInboundStreams: 32
+}
+
+export function createBlockExchange (init: BlockExchangeInit): BlockExchange {
+  return new BlockExchange(init)
+}
+
+export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
+  readonly protocol: string
+  private readonly init: BlockExchangeInit
+  private readonly options: typeof DEFAULTS
+  private state: TransferState | undefined
+  private server: BlockServer | undefined
+  private readonly ingress: TokenBucket | undefined
+  private readonly egress: TokenBucket | undefined
+  private readonly running = new Map<string, { controller: AbortController, progress: TransferProgress | undefined }>()
+  /** Invalid blocks per peer since start: the agent may lower its trust in a peer that lies. */
+  private readonly penalties = new Map<string, number>()
+
+  constructor (init: BlockExchangeInit) {
+    super()
+    this.init = init
+    this.protocol = protocolId(init.swarmId)
+    this.options = {
+      streamsPerSource: positiveInteger(init.streamsPerSource, DEFAULTS.streamsPerSource, 'streamsPerSource'),
+      windowBytesPerStream: positiveInteger(init.windowBytesPerStream, DEFAULTS.windowBytesPerStream, 'windowBytesPerStream'),
+      stallTimeoutMs: positiveInteger(init.stallTimeoutMs, DEFAULTS.stallTimeoutMs, 'stallTimeoutMs'),
+      maxInvalidBlocks: positiveInteger(init.maxInvalidBlocks, DEFAULTS.maxInvalidBlocks, 'maxInvalidBlocks'),
+      maxInboundStreams: positiveInteger(init.maxInboundStreams, DEFAULTS.maxInboundStreams, 'maxInboundStreams')
+    }
+    const limits = init.rateLimits ?? {}
+    this.ingress = limits.ingress === undefined ? undefined : new TokenBucket(limits.ingress, 'rateLimits.ingress')
+    this.egress = limits.egress === undefined ? undefined : new TokenBucket(limits.egress, 'rateLimits.egress')
+    // Checked now, so that a bad limit fails at start rather than at the first transfer.
+    if (limits.ingressPerTransfer !== undefined) void new TokenBucket(limits.ingressPerTransfer, 'rateLimits.ingressPerTransfer')
+    if (limits.egressPerTransfer !== undefined) void new TokenBucket(limits.egressPerTransfer, 'rateLimits.egressPerTransfer')
+  }
+
+  get isStarted (): boolean {
+    return this.state !== undefined
+  }
+
+  async start (): Promise<void> {
+    if (this.state !== undefined) return
+    const directory = resolve(this.init.directory)
+    mkdirSync(join(directory, 'partial'), { recursive: true })
+    const state = new TransferState(this.init.database ?? join(directory, 'transfers.sqlite'))
+    const server = new BlockServer({
+      store: this.init.store,
+      state,
+      policy: this.init.policy,
+      egress: this.egress,
+      egressPerTransfer: this.init.rateLimits?.egressPerTransfer,
+      onRefused: (detail) => { this.safeDispatchEvent('serve:refused', { detail }) }
+    })
+    try {
+      await this.init.node.handle(this.protocol, (stream, connection) => { server.handle(stream, connection) }, {
+        maxInboundStreams: this.options.maxInboundStreams,
+        maxOutboundStreams: Math.max(64, this.options.streamsPerSource * 8)
+      })
+    } catch (err) {
+      state.close()
+      throw err
+    }
+    this.state = state
+    this.server = server
+  }
+
+  async stop (): Promise<void> {
+    const state = this.state
+    if (state === undefined) return
+    await this.init.node.unhandle(this.protocol).catch(() => {})
+    this.server?.stop()
+    const stopping = new ExchangeStoppedError('block exchange stopped')
+    for (const { controller } of this.running.values()) controller.abort(stopping)
+    // Transfers settle (commit what they wrote) before the database closes.
+    while (this.running.size > 0) await new Promise((resolve) => setTimeout(resolve, 10))
+    this.ingress?.clear(stopping)
+    this.egress?.clear(stopping)
+    state.close()
+    this.state = undefined
+    this.server = undefined
+  }
+
+  /**
+   * Fetches an image into the local store from the given sources. Resumes the transfer of the
+   * same root if one was interrupted (crash, stop, cancel): what was written is not fetched again.
+   */
+  async fetch (request: FetchRequest): Promise<FetchResult> {
+    const state = this.requireState()
+    const normalized = this.normalize(request)
+    const rootCid = normalized.root.toString()
+    if (this.running.has(rootCid)) throw new TransferRunningError(`${rootCid} is already being fetched`)
+    // One image per root: already here, nothing to do.
+    const existing = await this.localImage(rootCid)
+    if (existing !== undefined) {
+      return { image: existing, chunksFetched: 0, bytesFetched: 0, bytesReceived: 0, chunksResumed: 0, chunksRecovered: 0, chunksLocal: 0, chunksZero: 0, invalidBlocks: 0, sources: [], durationMs: 0 }
+    }
+    const stored = state.load(rootCid)
+    if (stored !== undefined && !sameManifest(state, stored, normalized.cids)) {
+      // The caller now names another manifest (or other parameters) for this root: start over.
+      state.delete(rootCid)
+    }
+    const record = state.load(rootCid) ?? normalized.record
+    if (state.load(rootCid) === undefined) state.create(record, normalized.cids.map((c) => c.bytes))
+    const controller = new AbortController()
+    const signal = request.signal === undefined ? controller.signal : AbortSignal.any([request.signal, controller.signal])
+    const entry: { controller: AbortController, progress: TransferProgress | undefined } = { controller, progress: undefined }
+    this.running.set(rootCid, entry)
+    const transfer = new Transfer({
+      node: this.init.node,
+      protocol: this.protocol,
+      store: this.init.store,
+      state,
+      ingress: [this.ingress, this.transferIngress(request)],
+      ...this.options,
+      onProgress: (progress) => {
+        entry.progress = progress
+        request.onProgress?.(progress)
+        this.safeDispatchEvent('transfer:progress', { detail: progress })
+      },
+      onStored: (detail) => { this.safeDispatchEvent('block:stored', { detail }) },
+      onPenalised: (detail) => {
+        this.penalties.set(detail.peer, (this.penalties.get(detail.peer) ?? 0) + 1)
+        this.safeDispatchEvent('peer:penalised', { detail })
+      },
+      onSourceDropped: (detail) => { this.safeDispatchEvent('source:dropped', { detail }) }
+    }, { ...normalized, record, signal })
+    try {
+      const result = await transfer.run()
+      this.safeDispatchEvent('transfer:done', { detail: result })
+      return result
+    } catch (err) {
+      this.safeDispatchEvent('transfer:failed', { detail: { rootCid, error: err as Error } })
+      throw err
+    } finally {
+      this.running.delete(rootCid)
+    }
+  }
+
+  /** Transfers known here: running ones and interrupted ones waiting for a `fetch` of the same root to resume. */
+  transfers (): TransferSummary[] {
+    const state = this.requireState()
+    return state.list().map((record) => {
+      const chunks = state.chunks(record.id)
+      return {
+        rootCid: record.id,
+        name: record.name,
+        layer: record.layer,
+        purpose: record.purpose,
+        chunksDone: chunks.filter((c) => c.done).length,
+        chunksTotal: chunks.length,
+        running: this.running.has(record.id)
+      }
+    })
+  }
+
+  /** The last progress of a running transfer. */
+  progress (rootCid: string): TransferProgress | undefined {
+    return this.running.get(rootCid)?.progress
+  }
+
+  /** Cancels a running transfer (its state stays for a resume) or forgets an interrupted one and its partial file. */
+  async cancel (rootCid: string, options: { forget?: boolean } = {}): Promise<void> {
+    const state = this.requireState()
+    const running = this.running.get(rootCid)
+    if (running !== undefined) {
+      running.controller.abort()
+      while (this.running.has(rootCid)) await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    if (options.forget === true) {
+      const record = state.load(rootCid)
+      state.delete(rootCid)
+      if (record !== undefined) await rm(record.partialPath, { force: true })
+    }
+  }
+
+  /** What this site served, per peer. */
+  served (): ServedStats {
+    const server = this.server
+    if (server === undefined) throw new ExchangeStoppedError('block exchange is not started')
+    return structuredClone(server.stats)
+  }
+
+  /** Invalid blocks received per peer since start. */
+  penalised (): Record<string, number> {
+    return Object.fromEntries(this.penalties)
+  }
+
+  private requireState (): TransferState {
+    if (this.state === undefined) throw new ExchangeStoppedError('block exchange is not started')
+    return this.state
+  }
+
+  private async localImage (rootCid: string): Promise<ImageInfo | undefined> {
+    try {
+      return await this.init.store.resolve(rootCid)
+    } catch {
+      return undefined
+    }
+  }
+
+  private transferIngress (request: FetchRequest): TokenBucket | undefined {
+    const limit = request.ingress ?? this.init.rateLimits?.ingressPerTransfer
+    return limit === undefined ? undefined : new TokenBucket(limit, 'ingress')
+  }
+
+  private normalize (request: FetchRequest): { record: TransferRecord, root: CID, cids: CID[], sources: FetchRequest['sources'], context: TransferContext } {
+    const root = parseCid(request.rootCid, 'rootCid')
+    if (!LAYERS.includes(request.layer)) throw new InvalidRequestError(`layer must be os, we or ud, not "${String(request.layer)}"`)
+    const chunkSize = request.chunkSize ?? this.init.store.chunkSize
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new InvalidRequestError(`chunkSize must be a positive integer, not ${String(request.chunkSize)}`)
+    if (chunkSize !== this.init.store.chunkSize && root.version === 1) throw new InvalidRequestError(`chunkSize ${chunkSize} differs from the store's ${this.init.store.chunkSize}: the image would import with other CIDs`)
+    if (!Number.isSafeInteger(request.size) || request.size <= 0) throw new InvalidRequestError(`size must be a positive number of bytes, not ${String(request.size)}`)
+    if (!Array.isArray(request.chunks)) throw new InvalidRequestError('chunks must be the list of the image\'s leaf CIDs')
+    const expected = Math.ceil(request.size / chunkSize)
+    if (request.chunks.length !== expected) throw new InvalidRequestError(`chunks lists ${request.chunks.length} CIDs; ${request.size} bytes at ${chunkSize} per chunk are ${expected}`)
+    const cids = request.chunks.map((c, i) => parseCid(c, `chunks[${i}]`))
+    if (!Array.isArray(request.sources)) throw new InvalidRequestError('sources must be a list of { peer, addrs?, positions? }')
+    const purpose = request.purpose ?? 'replication'
+    if (purpose !== 'migration' && purpose !== 'replication') throw new InvalidRequestError(`purpose must be migration or replication, not "${String(purpose)}"`)
+    const rootCid = root.toString()
+    const context: TransferContext = { purpose, image: rootCid }
+    if (request.migration !== undefined) context.migration = request.migration
+    const directory = resolve(this.init.directory)
+    return {
+      root,
+      cids,
+      sources: request.sources,
+      context,
+      record: {
+        id: rootCid,
+        name: request.name ?? rootCid,
+        layer: request.layer,
+        base: request.base ?? null,
+        private: request.private === true,
+        size: request.size,
+        chunkSize,
+        purpose,
+        migration: request.migration ?? null,
+        partialPath: join(directory, 'partial', `${rootCid}.partial`),
+        created: Date.now()
+      }
+    }
+  }
+}
+
+function sameManifest (state: TransferState, record: TransferRecord, cids: CID[]): boolean {
+  const rows = state.chunks(record.id)
+  if (rows.length !== cids.length) return false
+  return rows.every((row, i) => Buffer.from(row.cid).equals((cids[i] as CID).bytes))
+}
+
+function parseCid (value: unknown, field: string): CID {
+  try {
+    if (value instanceof Uint8Array) return CID.decode(value)
+    if (typeof value === 'string') return CID.parse(value)
+    const cid = CID.asCID(value)
+    if (cid !== null) return cid
+  } catch {
+    // reported below
+  }
+  throw new InvalidRequestError(`${field} is not a CID: ${String(value)}`)
+}
+
+function positiveInteger (value: number | undefined, fallback: number, field: string): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidRequestError(`${field} must be a positive integer, not ${String(value)}`)
+  return value
+}

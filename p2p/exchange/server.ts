@@ -1,0 +1,233 @@
+/**
+ * The serving side of the block protocol: one BlockServer per exchange, one ServedStream per
+ * inbound stream. Wants are queued per stream (bounded) and answered in order; each block is read
+ * (checked against its CID by the store), passes the serving policy and the egress rate limits
+ * (migration before replication), and is sent as a frame header plus the block itself, waiting
+ * for the stream to drain when the muxer's buffer is full.
+ */
+import { closeSync, openSync, readSync } from 'node:fs'
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
+import { blockMatches, RAW_CODEC } from './cid-check.js'
+import {
+  decodeCids, decodeHello, FrameDecoder, frame, frameHeader, MAX_QUEUED_WANTS_PER_STREAM, MAX_REQUEST_BYTES, MESSAGE,
+  type TransferContext
+} from './protocol.js'
+import { PRIORITY, TokenBucket, type RateLimit } from './rate-limit.js'
+import type { TransferState } from './transfer-state.js'
+import type { ExchangeStore, ServedStats, ServeRefusedDetail, ServingPolicy } from './types.js'
+
+const encoder = new TextEncoder()
+
+export interface BlockServerInit {
+  store: ExchangeStore
+  state: TransferState
+  policy: ServingPolicy
+  egress: TokenBucket | undefined
+  egressPerTransfer: RateLimit | undefined
+  onRefused: (detail: ServeRefusedDetail) => void
+}
+
+export class BlockServer {
+  readonly stats: ServedStats = { peers: {}, blocks: 0, bytes: 0, rejectedStreams: 0 }
+  private readonly streams = new Set<ServedStream>()
+  /** Per (peer, image) egress buckets, created on first use. */
+  private readonly transferBuckets = new Map<string, TokenBucket>()
+
+  constructor (private readonly init: BlockServerInit) {}
+
+  handle (stream: Stream, connection: Connection): void {
+    const peer = connection.remotePeer
+    if (!this.init.policy.isMember(peer)) {
+      this.stats.rejectedStreams++
+      this.init.onRefused({ peer: peer.toString(), reason: 'not-a-member' })
+      stream.send(frame(MESSAGE.REJECT, encoder.encode('not a member of this swarm')))
+      stream.close().catch(() => { stream.abort(new Error('not a member')) })
+      return
+    }
+    const served = new ServedStream(this, stream, peer)
+    this.streams.add(served)
+    stream.addEventListener('close', () => { this.streams.delete(served) })
+  }
+
+  stop (): void {
+    for (const served of this.streams) served.abort(new Error('block exchange stopping'))
+    this.streams.clear()
+    for (const bucket of this.transferBuckets.values()) bucket.clear(new Error('block exchange stopping'))
+  }
+
+  peerStats (peer: string): { blocks: number, bytes: number, refused: number } {
+    let entry = this.stats.peers[peer]
+    if (entry === undefined) {
+      entry = { blocks: 0, bytes: 0, refused: 0 }
+      this.stats.peers[peer] = entry
+    }
+    return entry
+  }
+
+  buckets (peer: string, context: TransferContext): Array<TokenBucket | undefined> {
+    const { egressPerTransfer } = this.init
+    if (egressPerTransfer === undefined) return [this.init.egress]
+    const key = `${peer} ${context.image ?? ''}`
+    let bucket = this.transferBuckets.get(key)
+    if (bucket === undefined) {
+      bucket = new TokenBucket(egressPerTransfer, 'rateLimits.egressPerTransfer')
+      this.transferBuckets.set(key, bucket)
+    }
+    return [this.init.egress, bucket]
+  }
+
+  get policy (): ServingPolicy { return this.init.policy }
+
+  /** The block's bytes, or undefined when this site does not hold it (in the store or a partial image). */
+  readBlock (cid: CID): Uint8Array | undefined {
+    const { store, state } = this.init
+    if (store.blockstore().has(cid)) {
+      try {
+        return store.readBlock(cid)
+      } catch {
+        // Corrupt or vanished: say "don't have"; the fetcher asks another source.
+        return undefined
+      }
+    }
+    // Chunks a transfer in progress here already wrote can be passed on before its image is complete.
+    if (cid.code !== RAW_CODEC) return undefined
+    const written = state.findWritten(cid.bytes)
+    if (written === undefined) return undefined
+    let fd: number | undefined
+    try {
+      fd = openSync(written.partialPath, 'r')
+      const buffer = new Uint8Array(written.chunkSize)
+      // The partial file has the image's exact size, so the last chunk reads short, as it should.
+      const n = readSync(fd, buffer, 0, buffer.byteLength, written.position * written.chunkSize)
+      const block = buffer.subarray(0, n)
+      return blockMatches(cid, block) ? block : undefined
+    } catch {
+      return undefined
+    } finally {
+      if (fd !== undefined) closeSync(fd)
+    }
+  }
+
+  refused (detail: ServeRefusedDetail): void {
+    this.init.onRefused(detail)
+  }
+}
+
+interface QueuedWant {
+  cid: CID
+  cancelled: boolean
+}
+
+class ServedStream {
+  private readonly decoder = new FrameDecoder(MAX_REQUEST_BYTES + 8)
+  private readonly queue: QueuedWant[] = []
+  private context: TransferContext | undefined
+  private pumping = false
+  private closed = false
+  private readonly peerKey: string
+
+  constructor (private readonly server: BlockServer, private readonly stream: Stream, private readonly peer: PeerId) {
+    this.peerKey = peer.toString()
+    stream.addEventListener('message', (event) => {
+      try {
+        this.onData(event.data.subarray())
+      } catch (err) {
+        this.abort(err as Error)
+      }
+    })
+    stream.addEventListener('close', () => { this.closed = true })
+    stream.addEventListener('remoteCloseWrite', () => {
+      if (this.queue.length === 0 && !this.pumping) this.finish()
+    })
+  }
+
+  abort (err: Error): void {
+    this.closed = true
+    this.stream.abort(err)
+  }
+
+  private onData (data: Uint8Array): void {
+    for (const { type, body } of this.decoder.push(data)) {
+      switch (type) {
+        case MESSAGE.HELLO:
+          this.context = decodeHello(body)
+          break
+        case MESSAGE.WANT: {
+          if (this.context === undefined) throw new Error('WANT before HELLO')
+          const cids = decodeCids(body, 'WANT')
+          if (this.queue.length + cids.length > MAX_QUEUED_WANTS_PER_STREAM) throw new Error(`more than ${MAX_QUEUED_WANTS_PER_STREAM} wants queued on one stream`)
+          for (const cid of cids) this.queue.push({ cid, cancelled: false })
+          void this.pump()
+          break
+        }
+        case MESSAGE.CANCEL: {
+          const cancelled = new Set(decodeCids(body, 'CANCEL').map((cid) => cid.toString()))
+          for (const want of this.queue) if (cancelled.has(want.cid.toString())) want.cancelled = true
+          break
+        }
+        default:
+          throw new Error(`unexpected message type ${type}`)
+      }
+    }
+  }
+
+  private async pump (): Promise<void> {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const want = this.queue[0] as QueuedWant
+        await this.answer(want)
+        this.queue.shift()
+        if (this.stream.writableNeedsDrain) await this.stream.onDrain()
+      }
+    } catch (err) {
+      this.abort(err as Error)
+    } finally {
+      this.pumping = false
+    }
+    if (this.stream.readableEnded && this.queue.length === 0) this.finish()
+  }
+
+  private async answer (want: QueuedWant): Promise<void> {
+    const context = this.context as TransferContext
+    if (want.cancelled) {
+      this.stream.send(frame(MESSAGE.CANCELLED))
+      return
+    }
+    const stats = this.server.peerStats(this.peerKey)
+    if (!(await this.server.policy.mayServe(this.peer, want.cid, context))) {
+      stats.refused++
+      this.server.refused({ peer: this.peerKey, reason: 'policy', cid: want.cid.toString() })
+      this.stream.send(frame(MESSAGE.REFUSED, encoder.encode('refused by the serving policy')))
+      return
+    }
+    const block = this.server.readBlock(want.cid)
+    if (block === undefined) {
+      this.stream.send(frame(MESSAGE.DONT_HAVE))
+      return
+    }
+    for (const bucket of this.server.buckets(this.peerKey, context)) {
+      if (bucket !== undefined && !bucket.tryTake(block.byteLength, PRIORITY[context.purpose])) await bucket.take(block.byteLength, PRIORITY[context.purpose])
+    }
+    // Cancelled while waiting for the rate limit: the fetcher has the block from elsewhere.
+    if (want.cancelled) {
+      this.stream.send(frame(MESSAGE.CANCELLED))
+      return
+    }
+    if (this.closed) return
+    this.stream.send(frameHeader(MESSAGE.BLOCK, block.byteLength))
+    this.stream.send(block)
+    stats.blocks++
+    stats.bytes += block.byteLength
+    this.server.stats.blocks++
+    this.server.stats.bytes += block.byteLength
+  }
+
+  private finish (): void {
+    if (this.closed) return
+    this.closed = true
+    this.stream.close().catch((err: Error) => { this.stream.abort(err) })
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * Transfer state in SQLite, so that a transfer survives a crash or a restart: what is being
+ * fetched (the image's identity and its manifest) and which chunk positions are already written
+ * to the transfer's partial file. A position is marked done only after its bytes were verified
+ * and written; the marks are committed in batches (see Transfer), and a resume re-checks the
+ * partial file for blocks written after the last committed batch.
+ */
+import Database from 'better-sqlite3'
+import type { Layer } from '../store/index.js'
+import type { Purpose } from './protocol.js'
+
+export interface TransferRecord {
+  /** The image's root CID (one transfer per root). */
+  id: string
+  name: string
+  layer: Layer
+  base: string | null
+  private: boolean
+  size: number
+  chunkSize: number
+  purpose: Purpose
+  migration: string | null
+  partialPath: string
+  created: number
+}
+
+interface TransferRow {
+  id: string
+  name: string
+  layer: Layer
+  base: string | null
+  private: number
+  size: number
+  chunk_size: number
+  purpose: Purpose
+  migration: string | null
+  partial_path: string
+  created: number
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS exchange_transfers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    layer TEXT NOT NULL,
+    base TEXT,
+    private INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    purpose TEXT NOT NULL,
+    migration TEXT,
+    partial_path TEXT NOT NULL,
+    created INTEGER NOT NULL
+  );
+  -- Which site delivered a chunk: small ids instead of a 52-character peer id per row.
+  CREATE TABLE IF NOT EXISTS exchange_sources (id INTEGER PRIMARY KEY, peer TEXT NOT NULL UNIQUE);
+  -- done: 0 missing, 1 written to the partial file. source: exchange_sources.id, or NULL when the
+  -- chunk came from this site (all zeros, or already in the local store).
+  CREATE TABLE IF NOT EXISTS exchange_chunks (
+    transfer TEXT NOT NULL REFERENCES exchange_transfers(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    cid BLOB NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0,
+    source INTEGER,
+    PRIMARY KEY (transfer, position)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS exchange_chunks_done_by_cid ON exchange_chunks(cid) WHERE done = 1;
+`
+
+export class TransferState {
+  readonly db: Database.Database
+  private readonly ownsDb: boolean
+  private readonly sourceIds = new Map<string, number>()
+
+  constructor (database: string | Database.Database) {
+    this.ownsDb = typeof database === 'string'
+    this.db = typeof database === 'string' ? new Database(database) : database
+    if (this.ownsDb) {
+      this.db.pragma('journal_mode = WAL')
+      // NORMAL: a commit survives a killed process (the test's kill -9); after a power cut the last
+      // batches may be lost, which only means fetching those chunks again (or finding them in the
+      // partial file on resume).
+      this.db.pragma('synchronous = NORMAL')
+    }
+    this.db.pragma('foreign_keys = ON')
+    this.db.exec(SCHEMA)
+  }
+
+  close (): void {
+    if (this.ownsDb) this.db.close()
+  }
+
+  list (): TransferRecord[] {
+    return (this.db.prepare('SELECT * FROM exchange_transfers ORDER BY created').all() as TransferRow[]).map(toRecord)
+  }
+
+  load (id: string): TransferRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM exchange_transfers WHERE id = ?').get(id) as TransferRow | undefined
+    return row === undefined ? undefined : toRecord(row)
+  }
+
+  create (record: TransferRecord, cids: Uint8Array[]): void {
+    this.db.transaction(() => {
+      this.db.prepare(`INSERT INTO exchange_transfers (id, name, layer, base, private, size, chunk_size, purpose, migration, partial_path, created)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(record.id, record.name, record.layer, record.base, record.private ? 1 : 0, record.size,
+        record.chunkSize, record.purpose, record.migration, record.partialPath, record.created)
+      const insert = this.db.prepare('INSERT INTO exchange_chunks (transfer, position, cid) VALUES (?, ?, ?)')
+      cids.forEach((cid, position) => insert.run(record.id, position, cid))
+    }).immediate()
+  }
+
+  /** Positions in order with their CID and whether they are written. */
+  chunks (id: string): Array<{ position: number, cid: Uint8Array, done: boolean, source: string | null }> {
+    const rows = this.db.prepare(`SELECT c.position, c.cid, c.done, s.peer FROM exchange_chunks c LEFT JOIN exchange_sources s ON s.id = c.source
+      WHERE c.transfer = ? ORDER BY c.position`).raw().all(id) as Array<[number, Uint8Array, number, string | null]>
+    return rows.map(([position, cid, done, source]) => ({ position, cid, done: done === 1, source }))
+  }
+
+  /** Marks positions written, in one transaction. `source` null: produced locally (zeros, local store). */
+  markDone (id: string, written: Array<{ positions: number[], source: string | null }>): void {
+    if (written.length === 0) return
+    const update = this.db.prepare('UPDATE exchange_chunks SET done = 1, source = ? WHERE transfer = ? AND position = ?')
+    this.db.transaction(() => {
+      for (const { positions, source } of written) {
+        const sourceId = source === null ? null : this.sourceId(source)
+        for (const position of positions) update.run(sourceId, id, position)
+      }
+    })()
+  }
+
+  /** Marks positions missing again (their bytes in the partial file turned out wrong). */
+  markMissing (id: string, positions: number[]): void {
+    const update = this.db.prepare('UPDATE exchange_chunks SET done = 0, source = NULL WHERE transfer = ? AND position = ?')
+    this.db.transaction(() => { for (const position of positions) update.run(id, position) })()
+  }
+
+  delete (id: string): void {
+    this.db.prepare('DELETE FROM exchange_transfers WHERE id = ?').run(id)
+  }
+
+  /** A written position of any transfer holding this CID (to serve blocks still in partial files). */
+  findWritten (cid: Uint8Array): { partialPath: string, position: number, chunkSize: number } | undefined {
+    const row = this.db.prepare(`SELECT t.partial_path, c.position, t.chunk_size FROM exchange_chunks c JOIN exchange_transfers t ON t.id = c.transfer
+      WHERE c.cid = ? AND c.done = 1 LIMIT 1`).raw().get(cid) as [string, number, number] | undefined
+    return row === undefined ? undefined : { partialPath: row[0], position: row[1], chunkSize: row[2] }
+  }
+
+  private sourceId (peer: string): number {
+    let id = this.sourceIds.get(peer)
+    if (id === undefined) {
+      this.db.prepare('INSERT OR IGNORE INTO exchange_sources (peer) VALUES (?)').run(peer)
+      id = this.db.prepare('SELECT id FROM exchange_sources WHERE peer = ?').pluck().get(peer) as number
+      this.sourceIds.set(peer, id)
+    }
+    return id
+  }
+}
+
+function toRecord (row: TransferRow): TransferRecord {
+  return {
+    id: row.id,
+    name: row.name,
+    layer: row.layer,
+    base: row.base,
+    private: row.private === 1,
+    size: row.size,
+    chunkSize: row.chunk_size,
+    purpose: row.purpose,
+    migration: row.migration,
+    partialPath: row.partial_path,
+    created: row.created
+  }
+}

@@ -1,0 +1,794 @@
+/**
+ * One image transfer: the multi-source scheduler and the verified, resumable write path.
+ *
+ * Scheduling is pull-based: every stream of every source keeps a window of wanted bytes
+ * outstanding and, whenever blocks arrive, takes the next chunks it holds from the shared order.
+ * A source that delivers faster frees its window sooner and so takes proportionally more: chunks
+ * spread over sources in proportion to their measured throughput without a central estimate.
+ * Sources are served in the order (throughput, then latency), so a lower-latency source gets the
+ * chunk when rates are equal. Near the end (nothing left to take), an idle source re-requests the
+ * oldest chunk outstanding at another source for longer than a few of that source's usual block
+ * latencies (endgame); the first copy wins and the other is cancelled. A source whose streams
+ * fail, that stalls, that refuses, or that sends too many blocks not matching their CIDs is
+ * dropped, and its outstanding chunks go back to the others.
+ *
+ * Every block is hashed against the CID it was asked for before anything else happens to it; a
+ * mismatch is never written, the chunk is re-queued for another source and the sender penalised.
+ * Verified chunks are written into the transfer's sparse partial file at every position that has
+ * their CID, then marked done in SQLite in batches. The finished file is imported by the image
+ * store, which must rebuild the requested root CID.
+ */
+import { open, rm, truncate, type FileHandle } from 'node:fs/promises'
+import type { PeerId, Stream } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { CID } from 'multiformats/cid'
+import { isAllZero, type ImageInfo } from '../store/index.js'
+import type { SwarmNode } from '../swarm/index.js'
+import { blockMatches, leafData, zeroLeafCids } from './cid-check.js'
+import { ExchangeError, ManifestMismatchError, NoSourcesLeftError, TransferAbortedError, type SourceFailure } from './errors.js'
+import { encodeCids, encodeHello, FrameDecoder, MAX_WANTS_PER_MESSAGE, MESSAGE, type TransferContext } from './protocol.js'
+import { PRIORITY, type TokenBucket } from './rate-limit.js'
+import type { TransferRecord, TransferState } from './transfer-state.js'
+import type { ExchangeStore, FetchResult, FetchSource, PenaltyDetail, SourceProgress, TransferProgress } from './types.js'
+
+const TICK_MS = 250
+const COMMIT_INTERVAL_MS = 50
+const COMMIT_BATCH = 256
+/** Verified bytes handed to the file but not yet written, at most: beyond it no new wants go out. */
+const MAX_WRITE_BACKLOG = 64 << 20
+const MIN_ENDGAME_DELAY_MS = 250
+/** Streams to one source must open within this. */
+const DIAL_TIMEOUT_MS = 10_000
+
+export interface TransferDeps {
+  node: SwarmNode
+  protocol: string
+  store: ExchangeStore
+  state: TransferState
+  /** The exchange's global ingress bucket and this transfer's own (either may be missing). */
+  ingress: Array<TokenBucket | undefined>
+  streamsPerSource: number
+  windowBytesPerStream: number
+  stallTimeoutMs: number
+  maxInvalidBlocks: number
+  onProgress: (progress: TransferProgress) => void
+  onStored: (detail: { rootCid: string, cid: string, peer: string, bytes: number }) => void
+  onPenalised: (detail: PenaltyDetail) => void
+  onSourceDropped: (detail: { rootCid: string, peer: string, reason: string }) => void
+}
+
+interface Want {
+  cid: CID
+  key: string
+  /** Manifest positions with this CID (a chunk repeated in the image is fetched once). */
+  positions: number[]
+  /** Expected file data length (the same at every position: the last, short chunk has its own CID). */
+  length: number
+  done: boolean
+  /** Sources it is outstanding at, with the time it was asked. */
+  inflight: Map<SourceLink, number>
+  /** Sources that failed it (don't have, refused, sent wrong bytes). */
+  excluded: Set<SourceLink>
+}
+
+interface Outstanding {
+  want: Want
+  sentAt: number
+}
+
+class OutStream {
+  readonly decoder = new FrameDecoder()
+  readonly outstanding: Outstanding[] = []
+  outstandingBytes = 0
+  /** Waiting for rate-limit tokens before the next WANT. */
+  reserving = false
+  constructor (readonly stream: Stream) {}
+}
+
+class SourceLink {
+  state: SourceProgress['state'] = 'connecting'
+  readonly streams: OutStream[] = []
+  cursor = 0
+  chunks = 0
+  bytes = 0
+  bytesReceived = 0
+  invalid = 0
+  latencyTotal = 0
+  latencyCount = 0
+  bytesSinceTick = 0
+  rate = 0
+  lastProgress = performance.now()
+  dropReason: string | undefined
+  readonly key: string
+
+  constructor (readonly peerId: PeerId, readonly source: FetchSource, readonly holds: Set<number> | null) {
+    this.key = peerId.toString()
+  }
+
+  get meanLatencyMs (): number | undefined {
+    return this.latencyCount === 0 ? undefined : this.latencyTotal / this.latencyCount
+  }
+
+  get outstanding (): number {
+    let n = 0
+    for (const s of this.streams) n += s.outstanding.length
+    return n
+  }
+
+  holdsWant (want: Want): boolean {
+    if (this.holds === null) return true
+    for (const position of want.positions) if (this.holds.has(position)) return true
+    return false
+  }
+
+  progress (): SourceProgress {
+    const p: SourceProgress = {
+      peer: this.key,
+      state: this.state,
+      chunks: this.chunks,
+      bytes: this.bytes,
+      bytesReceived: this.bytesReceived,
+      bytesPerSecond: Math.round(this.rate),
+      latencyMs: this.meanLatencyMs,
+      invalidBlocks: this.invalid
+    }
+    if (this.dropReason !== undefined) p.dropReason = this.dropReason
+    return p
+  }
+}
+
+export interface NormalizedRequest {
+  record: TransferRecord
+  root: CID
+  cids: CID[]
+  sources: FetchSource[]
+  context: TransferContext
+  signal: AbortSignal | undefined
+}
+
+export class Transfer {
+  private readonly record: TransferRecord
+  private readonly rootCid: string
+  private file: FileHandle | undefined
+  private readonly wants: Want[] = []
+  private readonly requeue: Want[] = []
+  private readonly inflightWants = new Set<Want>()
+  private sources: SourceLink[] = []
+  private readonly failures: SourceFailure[] = []
+  private fetchDone = 0
+  private positionsDone = 0
+  private bytesDone = 0
+  private chunksTotal = 0
+  private bytesReceived = 0
+  private bytesFetched = 0
+  private chunksResumed = 0
+  private chunksLocal = 0
+  private chunksRecovered = 0
+  private chunksZero = 0
+  private invalidBlocks = 0
+  private writeBacklog = 0
+  private writesPending = 0
+  private uncommitted: Array<{ want: Want, source: SourceLink }> = []
+  private commitTimer: NodeJS.Timeout | null = null
+  private tickTimer: NodeJS.Timeout | null = null
+  private rate = 0
+  private bytesSinceTick = 0
+  private lastTick = performance.now()
+  private phase: TransferProgress['phase'] = 'preparing'
+  private finished = false
+  private readonly started = performance.now()
+  private settle: { resolve: () => void, reject: (err: Error) => void } | undefined
+  private readonly writesIdle: Array<() => void> = []
+  private readonly onAbort = (): void => { this.fail(new TransferAbortedError(`transfer of ${this.rootCid} cancelled; its state is kept for a resume`)) }
+
+  constructor (private readonly deps: TransferDeps, private readonly request: NormalizedRequest) {
+    this.record = request.record
+    this.rootCid = request.root.toString()
+  }
+
+  async run (): Promise<FetchResult> {
+    const { signal } = this.request
+    if (signal?.aborted === true) throw new TransferAbortedError(`transfer of ${this.rootCid} cancelled before it started`)
+    signal?.addEventListener('abort', this.onAbort, { once: true })
+    try {
+      await this.prepare()
+      if (this.fetchDone < this.wants.length) await this.fetch()
+      await this.closeFile()
+      this.phase = 'importing'
+      this.emitProgress()
+      const image = await this.importImage()
+      this.phase = 'done'
+      this.emitProgress()
+      this.deps.state.delete(this.record.id)
+      await rm(this.record.partialPath, { force: true })
+      return {
+        image,
+        chunksFetched: this.sources.reduce((n, s) => n + s.chunks, 0),
+        bytesFetched: this.bytesFetched,
+        bytesReceived: this.bytesReceived,
+        chunksResumed: this.chunksResumed,
+        chunksRecovered: this.chunksRecovered,
+        chunksLocal: this.chunksLocal,
+        chunksZero: this.chunksZero,
+        invalidBlocks: this.invalidBlocks,
+        sources: this.sources.map((s) => s.progress()),
+        durationMs: performance.now() - this.started
+      }
+    } finally {
+      signal?.removeEventListener('abort', this.onAbort)
+      this.stopTimers()
+      await this.closeFile().catch(() => {})
+    }
+  }
+
+  // ------------------------------------------------------------ preparation
+
+  private async prepare (): Promise<void> {
+    const { record } = this
+    const { state, store } = this.deps
+    const resumed = (await fileExists(record.partialPath))
+    if (!resumed) {
+      await (await open(record.partialPath, 'w')).close()
+      await truncate(record.partialPath, record.size)
+    }
+    this.file = await open(record.partialPath, 'r+')
+    const rows = state.chunks(record.id)
+    this.chunksTotal = rows.length
+    const lastLength = record.size - (rows.length - 1) * record.chunkSize
+    const zeroCids = zeroLeafCids([record.chunkSize, lastLength])
+    const byCid = new Map<string, Want>()
+    const zeroPositions: number[] = []
+    const writtenAt = new Map<string, number>()
+    for (const row of rows) {
+      const length = row.position === rows.length - 1 ? lastLength : record.chunkSize
+      const cid = CID.decode(row.cid)
+      const key = cid.toString()
+      if (row.done) {
+        this.chunksResumed++
+        this.countDone(1, length)
+        writtenAt.set(key, row.position)
+        continue
+      }
+      if (zeroCids.has(key)) {
+        zeroPositions.push(row.position)
+        this.chunksZero++
+        this.countDone(1, length)
+        continue
+      }
+      let want = byCid.get(key)
+      if (want === undefined) {
+        want = { cid, key, positions: [], length, done: false, inflight: new Map(), excluded: new Set() }
+        byCid.set(key, want)
+        this.wants.push(want)
+      }
+      want.positions.push(row.position)
+    }
+    // Zeros are holes of the sparse file already: nothing to write.
+    state.markDone(record.id, [{ positions: zeroPositions, source: null }])
+    const local: Array<{ positions: number[], source: string | null }> = []
+    for (const want of this.wants) {
+      let data: Uint8Array | undefined
+      if (store.blockstore().has(want.cid)) {
+        try {
+          data = leafData(want.cid, store.readBlock(want.cid))
+        } catch {
+          data = undefined
+        }
+        if (data !== undefined) this.chunksLocal++
+      }
+      // A resumed transfer may have written blocks after its last committed batch.
+      if (data === undefined && resumed) {
+        data = await this.recoverWritten(want, writtenAt.get(want.key))
+        if (data !== undefined) this.chunksRecovered++
+      }
+      if (data === undefined || data.byteLength !== want.length) continue
+      await this.writeAll(want, data)
+      want.done = true
+      this.fetchDone++
+      this.countDone(want.positions.length, want.length * want.positions.length)
+      local.push({ positions: want.positions, source: null })
+      if (local.length >= COMMIT_BATCH) state.markDone(record.id, local.splice(0))
+    }
+    state.markDone(record.id, local)
+    // Only what still has to cross the network from here on.
+    const remaining = this.wants.filter((w) => !w.done)
+    this.wants.length = 0
+    this.wants.push(...remaining)
+    this.fetchDone = 0
+  }
+
+  /** The chunk's data if the partial file already holds it at one of its positions (hashed, so never trusted blindly). */
+  private async recoverWritten (want: Want, writtenPosition: number | undefined): Promise<Uint8Array | undefined> {
+    const buffer = new Uint8Array(want.length)
+    for (const position of writtenPosition === undefined ? want.positions : [writtenPosition, ...want.positions]) {
+      const { bytesRead } = await (this.file as FileHandle).read(buffer, 0, want.length, position * this.record.chunkSize)
+      if (bytesRead !== want.length || isAllZero(buffer)) continue
+      // Raw leaves only: a kubo-profile leaf is stored as its data, and its CID covers the UnixFS envelope.
+      if (blockMatches(want.cid, buffer)) return buffer
+    }
+    return undefined
+  }
+
+  private countDone (positions: number, bytes: number): void {
+    this.positionsDone += positions
+    this.bytesDone += bytes
+  }
+
+  // ------------------------------------------------------------ fetching
+
+  private async fetch (): Promise<void> {
+    this.phase = 'fetching'
+    const done = new Promise<void>((resolve, reject) => { this.settle = { resolve, reject } })
+    const seen = new Set<string>()
+    for (const source of this.request.sources) {
+      const peerId = typeof source.peer === 'string' ? peerIdFromString(source.peer) : source.peer
+      if (seen.has(peerId.toString()) || peerId.equals(this.deps.node.peerId)) continue
+      seen.add(peerId.toString())
+      this.sources.push(new SourceLink(peerId, source, source.positions === undefined ? null : new Set(source.positions)))
+    }
+    this.tickTimer = setInterval(() => { this.tick() }, TICK_MS)
+    this.emitProgress()
+    if (this.sources.length === 0) this.fail(new NoSourcesLeftError(this.rootCid, this.wants.length, []))
+    for (const source of this.sources) void this.connect(source)
+    await done
+  }
+
+  private async connect (source: SourceLink): Promise<void> {
+    const { node, protocol } = this.deps
+    try {
+      const addrs = (source.source.addrs ?? []).map((a) => typeof a === 'string' ? multiaddr(a) : a)
+      if (addrs.length > 0) await node.peerStore.merge(source.peerId, { multiaddrs: addrs })
+      const hello = encodeHello(this.request.context)
+      const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS)
+      const streams = await Promise.all(Array.from({ length: this.deps.streamsPerSource }, async () => await node.dialProtocol(source.peerId, protocol, { signal })))
+      if (this.finished || source.state === 'dropped') {
+        for (const stream of streams) stream.abort(new Error('transfer over'))
+        return
+      }
+      for (const stream of streams) {
+        const out = new OutStream(stream)
+        source.streams.push(out)
+        stream.addEventListener('message', (event) => { this.onData(source, out, event.data.subarray()) })
+        stream.addEventListener('close', (event) => {
+          if (!this.finished && source.state !== 'dropped') this.drop(source, `stream closed${event.error === undefined ? ' by the source' : `: ${event.error.message}`}`)
+        })
+        stream.send(hello)
+      }
+      source.state = 'active'
+      source.lastProgress = performance.now()
+      this.pumpAll()
+    } catch (err) {
+      if (!this.finished) this.drop(source, `cannot open a block stream: ${(err as Error).message}`)
+    }
+  }
+
+  /** Fills every source's windows, best sources first (throughput, then latency). */
+  private pumpAll (): void {
+    if (this.finished) return
+    const ordered = this.sources.filter((s) => s.state === 'active').sort((a, b) =>
+      (b.rate - a.rate) || ((a.meanLatencyMs ?? Infinity) - (b.meanLatencyMs ?? Infinity)))
+    for (const source of ordered) this.pump(source)
+    this.checkStuck()
+  }
+
+  private pump (source: SourceLink): void {
+    if (this.finished || source.state !== 'active') return
+    for (const out of source.streams) {
+      if (out.reserving) continue
+      const batch: Want[] = []
+      while (out.outstandingBytes < this.deps.windowBytesPerStream && batch.length < MAX_WANTS_PER_MESSAGE && this.writeBacklog < MAX_WRITE_BACKLOG) {
+        const want = this.take(source)
+        if (want === undefined) break
+        if (!this.tryTakeTokens(want.length)) {
+          // Rate-limited: ask for this one once the buckets allow it.
+          this.send(source, out, batch)
+          batch.length = 0
+          this.reserveThenSend(source, out, want)
+          break
+        }
+        this.assign(source, out, want)
+        batch.push(want)
+      }
+      this.send(source, out, batch)
+    }
+  }
+
+  private tryTakeTokens (bytes: number): boolean {
+    const priority = PRIORITY[this.request.context.purpose]
+    const buckets = this.deps.ingress.filter((b): b is TokenBucket => b !== undefined)
+    for (const bucket of buckets) if (bucket.tryTake(bytes, priority) === false) return false
+    return true
+  }
+
+  private reserveThenSend (source: SourceLink, out: OutStream, want: Want): void {
+    out.reserving = true
+    // Assigned now so that no other stream takes it meanwhile.
+    this.assign(source, out, want)
+    const priority = PRIORITY[this.request.context.purpose]
+    const wait = async (): Promise<void> => {
+      for (const bucket of this.deps.ingress) if (bucket !== undefined) await bucket.take(want.length, priority, this.request.signal)
+    }
+    wait().then(() => {
+      out.reserving = false
+      if (this.finished || source.state !== 'active') return
+      this.send(source, out, [want])
+      this.pump(source)
+    }, () => { out.reserving = false })
+  }
+
+  private assign (source: SourceLink, out: OutStream, want: Want): void {
+    const now = performance.now()
+    if (source.outstanding === 0) source.lastProgress = now
+    want.inflight.set(source, now)
+    this.inflightWants.add(want)
+    out.outstanding.push({ want, sentAt: now })
+    out.outstandingBytes += want.length
+  }
+
+  private send (source: SourceLink, out: OutStream, batch: Want[]): void {
+    if (batch.length === 0) return
+    try {
+      out.stream.send(encodeCids(MESSAGE.WANT, batch.map((w) => w.cid)))
+    } catch (err) {
+      this.drop(source, `cannot send wants: ${(err as Error).message}`)
+    }
+  }
+
+  /** The next chunk this source should fetch: re-queued ones first, then in file order, then the endgame. */
+  private take (source: SourceLink): Want | undefined {
+    for (let i = 0; i < this.requeue.length; i++) {
+      const want = this.requeue[i] as Want
+      if (want.done || want.inflight.size > 0) {
+        this.requeue.splice(i--, 1)
+        continue
+      }
+      if (source.holdsWant(want) && !want.excluded.has(source)) {
+        this.requeue.splice(i, 1)
+        return want
+      }
+    }
+    while (source.cursor < this.wants.length) {
+      const want = this.wants[source.cursor++] as Want
+      if (!want.done && want.inflight.size === 0 && source.holdsWant(want) && !want.excluded.has(source)) return want
+    }
+    return this.endgame(source)
+  }
+
+  private endgame (source: SourceLink): Want | undefined {
+    const now = performance.now()
+    let best: Want | undefined
+    let bestAge = 0
+    for (const want of this.inflightWants) {
+      if (want.inflight.size !== 1 || want.inflight.has(source) || want.excluded.has(source) || !source.holdsWant(want)) continue
+      const [holder, askedAt] = want.inflight.entries().next().value as [SourceLink, number]
+      const age = now - askedAt
+      const delay = Math.max(MIN_ENDGAME_DELAY_MS, 4 * (holder.meanLatencyMs ?? 0))
+      if (age > delay && age > bestAge) {
+        best = want
+        bestAge = age
+      }
+    }
+    return best
+  }
+
+  private onData (source: SourceLink, out: OutStream, data: Uint8Array): void {
+    if (this.finished || source.state === 'dropped') return
+    let frames
+    try {
+      frames = out.decoder.push(data)
+    } catch (err) {
+      this.drop(source, `protocol error: ${(err as Error).message}`)
+      return
+    }
+    const now = performance.now()
+    for (const { type, body } of frames) {
+      if (type === MESSAGE.REJECT) {
+        this.drop(source, `refused: ${new TextDecoder().decode(body)}`)
+        return
+      }
+      const entry = out.outstanding.shift()
+      if (entry === undefined) {
+        this.drop(source, 'protocol error: an answer to nothing')
+        return
+      }
+      const { want } = entry
+      out.outstandingBytes -= want.length
+      want.inflight.delete(source)
+      if (want.inflight.size === 0) this.inflightWants.delete(want)
+      source.lastProgress = now
+      switch (type) {
+        case MESSAGE.BLOCK:
+          source.latencyTotal += now - entry.sentAt
+          source.latencyCount++
+          this.onBlock(source, want, body)
+          break
+        case MESSAGE.DONT_HAVE:
+          this.exclude(source, want)
+          break
+        case MESSAGE.REFUSED:
+          this.exclude(source, want)
+          this.noteFailure(source, `refused: ${new TextDecoder().decode(body)}`)
+          break
+        case MESSAGE.CANCELLED:
+          if (!want.done && want.inflight.size === 0) this.requeue.push(want)
+          break
+        default:
+          this.drop(source, `protocol error: message type ${type}`)
+          return
+      }
+      if ((source.state as SourceProgress['state']) === 'dropped' || this.finished) return
+    }
+    this.pump(source)
+    this.checkStuck()
+  }
+
+  private onBlock (source: SourceLink, want: Want, block: Uint8Array): void {
+    source.bytesReceived += block.byteLength
+    source.bytesSinceTick += block.byteLength
+    this.bytesReceived += block.byteLength
+    this.bytesSinceTick += block.byteLength
+    // The endgame's second copy: the first one won.
+    if (want.done) return
+    const data = blockMatches(want.cid, block) ? leafData(want.cid, block) : undefined
+    if (data === undefined || data.byteLength !== want.length) {
+      this.penalise(source, want, data === undefined ? 'block does not hash to its CID' : `block holds ${data.byteLength} bytes, ${want.length} expected`)
+      return
+    }
+    want.done = true
+    this.fetchDone++
+    source.chunks++
+    source.bytes += block.byteLength
+    this.bytesFetched += block.byteLength
+    // Another source still has it outstanding (endgame): tell it not to bother.
+    for (const other of want.inflight.keys()) this.cancelAt(other, want)
+    this.write(want, data, source)
+  }
+
+  private penalise (source: SourceLink, want: Want, reason: string): void {
+    source.invalid++
+    this.invalidBlocks++
+    want.excluded.add(source)
+    if (want.inflight.size === 0) this.requeue.push(want)
+    const dropped = source.invalid >= this.deps.maxInvalidBlocks
+    this.deps.onPenalised({ peer: source.key, cid: want.key, rootCid: this.rootCid, reason, invalidBlocks: source.invalid, dropped })
+    if (dropped) this.drop(source, `sent ${source.invalid} block(s) that do not match their CIDs`)
+  }
+
+  private exclude (source: SourceLink, want: Want): void {
+    want.excluded.add(source)
+    if (!want.done && want.inflight.size === 0) this.requeue.push(want)
+  }
+
+  private noteFailure (source: SourceLink, reason: string): void {
+    if (!this.failures.some((f) => f.peer === source.key && f.reason === reason)) this.failures.push({ peer: source.key, reason })
+  }
+
+  private cancelAt (source: SourceLink, want: Want): void {
+    for (const out of source.streams) {
+      if (!out.outstanding.some((e) => e.want === want)) continue
+      try {
+        out.stream.send(encodeCids(MESSAGE.CANCEL, [want.cid]))
+      } catch {
+        // The stream is going away; its close handler deals with it.
+      }
+    }
+  }
+
+  private drop (source: SourceLink, reason: string): void {
+    if (source.state === 'dropped') return
+    source.state = 'dropped'
+    source.dropReason = reason
+    this.noteFailure(source, reason)
+    for (const out of source.streams) {
+      for (const { want } of out.outstanding.splice(0)) {
+        want.inflight.delete(source)
+        if (want.inflight.size === 0) {
+          this.inflightWants.delete(want)
+          if (!want.done) this.requeue.push(want)
+        }
+      }
+      out.outstandingBytes = 0
+      out.stream.abort(new Error(`source dropped: ${reason}`))
+    }
+    this.deps.onSourceDropped({ rootCid: this.rootCid, peer: source.key, reason })
+    this.pumpAll()
+  }
+
+  /** Fails the transfer when chunks remain and nothing is outstanding or coming: no source can send them. */
+  private checkStuck (): void {
+    if (this.finished) return
+    if (this.fetchDone >= this.wants.length) {
+      this.maybeComplete()
+      return
+    }
+    const waiting = this.sources.some((s) => s.state === 'connecting' || (s.state === 'active' && (s.outstanding > 0 || s.streams.some((o) => o.reserving))))
+    // Pending writes re-pump when they land (the write backlog may be what holds new wants back).
+    if (waiting || this.writesPending > 0) return
+    this.fail(new NoSourcesLeftError(this.rootCid, this.wants.length - this.fetchDone, this.failures))
+  }
+
+  // ------------------------------------------------------------ writing and committing
+
+  private write (want: Want, data: Uint8Array, source: SourceLink): void {
+    // The frame may be a view of a larger receive buffer: a copy keeps only the block alive.
+    const bytes = data.byteLength * want.positions.length
+    this.writeBacklog += bytes
+    this.writesPending++
+    this.writeAll(want, data).then(() => {
+      this.writeBacklog -= bytes
+      this.writesPending--
+      this.countDone(want.positions.length, bytes)
+      this.uncommitted.push({ want, source })
+      if (this.uncommitted.length >= COMMIT_BATCH) this.commit()
+      else if (this.commitTimer === null) this.commitTimer = setTimeout(() => { this.commit() }, COMMIT_INTERVAL_MS)
+      if (this.writesPending === 0) for (const wake of this.writesIdle.splice(0)) wake()
+      if (source.state === 'active') this.pump(source)
+      this.maybeComplete()
+    }, (err: Error) => {
+      this.writesPending--
+      this.fail(new ExchangeError(`cannot write ${this.record.partialPath}: ${err.message}`))
+    })
+  }
+
+  private async writeAll (want: Want, data: Uint8Array): Promise<void> {
+    const file = this.file as FileHandle
+    for (const position of want.positions) {
+      let written = 0
+      while (written < data.byteLength) {
+        const { bytesWritten } = await file.write(data, written, data.byteLength - written, position * this.record.chunkSize + written)
+        written += bytesWritten
+      }
+    }
+  }
+
+  private commit (): void {
+    if (this.commitTimer !== null) clearTimeout(this.commitTimer)
+    this.commitTimer = null
+    const batch = this.uncommitted
+    if (batch.length === 0) return
+    this.uncommitted = []
+    this.deps.state.markDone(this.record.id, batch.map(({ want, source }) => ({ positions: want.positions, source: source.key })))
+    for (const { want, source } of batch) this.deps.onStored({ rootCid: this.rootCid, cid: want.key, peer: source.key, bytes: want.length })
+  }
+
+  private maybeComplete (): void {
+    if (this.finished || this.fetchDone < this.wants.length || this.writesPending > 0) return
+    this.finish(undefined)
+  }
+
+  private fail (err: Error): void {
+    this.finish(err)
+  }
+
+  private finish (err: Error | undefined): void {
+    if (this.finished) return
+    this.finished = true
+    this.stopTimers()
+    for (const source of this.sources) {
+      for (const out of source.streams) {
+        if (err === undefined) out.stream.close().catch(() => { out.stream.abort(new Error('transfer over')) })
+        else out.stream.abort(err)
+      }
+    }
+    const settle = this.settle
+    const done = async (): Promise<void> => {
+      // Blocks already verified and being written still count: let them land and commit.
+      if (this.writesPending > 0) await new Promise<void>((resolve) => { this.writesIdle.push(resolve) })
+      this.commit()
+    }
+    done().then(() => {
+      this.emitProgress()
+      if (err === undefined) settle?.resolve()
+      else settle?.reject(err)
+    }, (e: Error) => settle?.reject(e))
+  }
+
+  private stopTimers (): void {
+    if (this.tickTimer !== null) clearInterval(this.tickTimer)
+    this.tickTimer = null
+    if (this.commitTimer !== null) {
+      clearTimeout(this.commitTimer)
+      this.commitTimer = null
+    }
+  }
+
+  private tick (): void {
+    const now = performance.now()
+    const seconds = (now - this.lastTick) / 1000
+    this.lastTick = now
+    const alpha = 0.3
+    this.rate = this.rate === 0 ? this.bytesSinceTick / seconds : (1 - alpha) * this.rate + alpha * this.bytesSinceTick / seconds
+    this.bytesSinceTick = 0
+    for (const source of this.sources) {
+      source.rate = source.rate === 0 ? source.bytesSinceTick / seconds : (1 - alpha) * source.rate + alpha * source.bytesSinceTick / seconds
+      source.bytesSinceTick = 0
+      if (source.state !== 'active' || source.outstanding === 0) continue
+      const limit = Math.max(this.deps.stallTimeoutMs, 10 * (source.meanLatencyMs ?? 0))
+      if (now - source.lastProgress > limit) this.drop(source, `stalled: nothing received for ${Math.round(now - source.lastProgress)} ms`)
+    }
+    // An idle source may now pass the endgame delay for a chunk stuck elsewhere.
+    this.pumpAll()
+    this.emitProgress()
+  }
+
+  private emitProgress (): void {
+    const remaining = this.record.size - this.bytesDone
+    this.deps.onProgress({
+      rootCid: this.rootCid,
+      name: this.record.name,
+      purpose: this.request.context.purpose,
+      chunksDone: this.positionsDone,
+      chunksTotal: this.chunksTotal,
+      bytesDone: this.bytesDone,
+      bytesTotal: this.record.size,
+      bytesReceived: this.bytesReceived,
+      fetchChunksDone: this.fetchDone,
+      fetchChunksTotal: this.wants.length,
+      bytesPerSecond: Math.round(this.rate),
+      etaSeconds: this.rate > 0 ? remaining / this.rate : undefined,
+      sources: this.sources.map((s) => s.progress()),
+      phase: this.phase
+    })
+  }
+
+  // ------------------------------------------------------------ import
+
+  private async closeFile (): Promise<void> {
+    const file = this.file
+    if (file === undefined) return
+    this.file = undefined
+    await file.sync()
+    await file.close()
+  }
+
+  private async importImage (): Promise<ImageInfo> {
+    const { record } = this
+    const { store, state } = this.deps
+    const image = await store.add(record.partialPath, {
+      layer: record.layer,
+      name: record.name,
+      ...(record.base === null ? {} : { base: record.base }),
+      private: record.private,
+      profile: this.request.root.version === 0 ? 'ipfs' : 'hgmig'
+    })
+    if (image.rootCid === this.rootCid) return image
+    await store.remove(image.id)
+    // Every chunk was checked against the manifest, so either the file changed under us or the manifest is not this root's.
+    const bad = await this.positionsNotMatching()
+    if (bad.length > 0) {
+      state.markMissing(record.id, bad)
+      throw new ExchangeError(`${bad.length} chunk(s) of ${this.rootCid} changed in ${record.partialPath} after they were written; fetch again to replace them`)
+    }
+    state.delete(record.id)
+    await rm(record.partialPath, { force: true })
+    throw new ManifestMismatchError(`the chunks listed for ${this.rootCid} build ${image.rootCid}: the manifest does not belong to this root`)
+  }
+
+  private async positionsNotMatching (): Promise<number[]> {
+    const file = await open(this.record.partialPath, 'r')
+    const bad: number[] = []
+    try {
+      const rows = this.deps.state.chunks(this.record.id)
+      const buffer = new Uint8Array(this.record.chunkSize)
+      for (const row of rows) {
+        const cid = CID.decode(row.cid)
+        if (cid.code !== 0x55) continue
+        const { bytesRead } = await file.read(buffer, 0, buffer.byteLength, row.position * this.record.chunkSize)
+        if (!blockMatches(cid, buffer.subarray(0, bytesRead))) bad.push(row.position)
+      }
+    } finally {
+      await file.close()
+    }
+    return bad
+  }
+}
+
+async function fileExists (path: string): Promise<boolean> {
+  try {
+    await (await open(path, 'r')).close()
+    return true
+  } catch {
+    return false
+  }
+}
