@@ -1,55 +1,30 @@
-// Electron main process (kept thin: window management only).
-// The UI URL comes from `--url=<URL>` or env HGMIG_UI_URL.
-import '../p2p/polyfills.js';
+// Electron main process: wires the real electron module into the shell (main/shell.ts). Kept thin:
+// every decision lives in shell.ts, which the tests run against a stub of electron.
+import '../p2p/polyfills.js'
 
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { app, BrowserWindow } from 'electron';
+import { hostname } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import electron from 'electron'
+import { startSiteAgent } from './agent-runner.js'
+import { runShell } from './shell.js'
 
-const here = path.dirname(fileURLToPath(import.meta.url));
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '..', '..')
+const { app } = electron
 
-function uiUrl(): string {
-  const arg = process.argv.find((a) => a.startsWith('--url='));
-  const url = arg?.slice('--url='.length) ?? process.env['HGMIG_UI_URL'];
-  if (!url) throw new Error('no UI URL: pass --url=<URL> or set HGMIG_UI_URL');
-  return url;
-}
-
-let win: BrowserWindow | null = null;
-
-function createWindow(url: string): void {
-  win = new BrowserWindow({
-    width: 1200,
-    height: 800,
-    title: 'hgmig',
-    webPreferences: {
-      preload: path.join(here, 'preload.cjs'),
-      contextIsolation: true,
-      sandbox: true,
-      nodeIntegration: false,
-    },
-  });
-  win.on('closed', () => (win = null));
-  void win.loadURL(url);
-}
-
-if (!app.requestSingleInstanceLock()) {
-  app.quit();
-} else {
-  app.on('second-instance', () => {
-    if (win) {
-      if (win.isMinimized()) win.restore();
-      win.focus();
-    }
-  });
-  app.on('window-all-closed', () => {
-    if (process.platform !== 'darwin') app.quit();
-  });
-  void app.whenReady().then(() => {
-    const url = uiUrl();
-    createWindow(url);
-    app.on('activate', () => {
-      if (BrowserWindow.getAllWindows().length === 0) createWindow(url);
-    });
-  });
-}
+runShell(electron, {
+  argv: process.argv,
+  preload: path.join(here, 'preload.cjs'),
+  defaultSite: hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63) || 'site',
+  startAgent: startSiteAgent,
+  agent: {
+    // Packaged: Electron itself runs the agent as Node (better-sqlite3 is rebuilt for its ABI).
+    // From a checkout: the Node that ran npm, whose ABI the installed better-sqlite3 was built for.
+    runtime: app.isPackaged ? process.execPath : process.env['npm_node_execpath'] ?? 'node',
+    env: app.isPackaged ? { ...process.env, ELECTRON_RUN_AS_NODE: '1' } : process.env,
+    cli: path.join(root, 'bin', 'hgmig.js'),
+    uiDir: path.join(root, 'dist', 'ui'),
+    log: (line) => { console.log(`agent: ${line}`) }
+  }
+})

@@ -1,9 +1,18 @@
-// Preload script: runs in the sandboxed renderer before page scripts.
-// Must be CommonJS (.cts -> .cjs): sandboxed preloads cannot be ES modules.
-// Exposes a minimal, explicit API; the UI's local-API bridge arrives with the desktop-app issue.
-import { contextBridge } from 'electron';
+// Preload: runs in the sandboxed renderer before page scripts and exposes window.hgmig, the small
+// typed bridge the UI uses (renderer/src/contract.ts: DesktopBridge). Must be CommonJS (.cts ->
+// .cjs): sandboxed preloads cannot be ES modules. The main process checks every message's sender.
+import { contextBridge, ipcRenderer } from 'electron'
+
+// The same channel names as IPC in main/shell.ts (a test checks they match).
+const TOKEN = 'hgmig:token'
+const OPEN_IMAGE = 'hgmig:open-image'
+const SAVE_FILE = 'hgmig:save-file'
 
 contextBridge.exposeInMainWorld('hgmig', {
   platform: process.platform,
-  versions: { electron: process.versions['electron'] ?? '', chrome: process.versions['chrome'] ?? '' },
-});
+  token: async (): Promise<string> => await ipcRenderer.invoke(TOKEN) as string,
+  openImageFile: async (): Promise<string | null> => await ipcRenderer.invoke(OPEN_IMAGE) as string | null,
+  // Only the two fields cross: nothing else the page passes reaches the main process.
+  saveFile: async (request: { suggestedName: string, content: string }): Promise<string | null> =>
+    await ipcRenderer.invoke(SAVE_FILE, { suggestedName: String(request.suggestedName), content: String(request.content) }) as string | null
+})

@@ -19,7 +19,7 @@ declare const sessionStorage: { getItem: (key: string) => string | null }
 declare function getComputedStyle (element: PageElement): { backgroundColor: string }
 
 const skip = browserSkipReason()
-if (skip !== null) console.log(`# ui tests skipped: ${skip}`)
+if (skip !== null) console.log(`ui tests skipped: ${skip}`)
 
 describe('the UI in Chromium, served by one of three agents', { skip: skip ?? false }, () => {
   const agents: UiAgent[] = []
