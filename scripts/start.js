@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// `npm start`: runs this machine's site with embedded defaults. Until the desktop UI exists that
-// is the headless agent: on first start it founds a one-site swarm named after the host, then it
-// runs `hgmig agent` in the foreground (Ctrl-C stops it cleanly).
+// `npm start`: this machine's site with embedded defaults. With the Electron binary installed it
+// opens the desktop app (which runs the agent itself, data in the app's userData; `npm start --
+// --site NAME` picks a per-site profile). Without it (offline installs), it founds a one-site swarm
+// on first start, runs `hgmig agent` serving the UI on loopback, and prints the address to open in
+// a browser; Ctrl-C stops the agent cleanly.
 // Detects the Electron binary WITHOUT require('electron'): in Electron 45 that call downloads
 // the binary on demand (no postinstall), which hangs/fails on machines without that download host.
 import { spawn, spawnSync } from 'node:child_process';
@@ -9,11 +11,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(root, 'bin', 'hgmig.js');
+const uiDir = path.join(root, 'dist', 'ui');
 const { defaultDataDir } = await import(path.join(root, 'dist', 'p2p', 'cli', 'data-dir.js'));
+const extraArgs = process.argv.slice(2);
 
 function electronBinary() {
   try {
@@ -32,18 +37,51 @@ function defaultSiteName() {
   return name.length > 0 ? name : 'site';
 }
 
-const dataDir = defaultDataDir();
-const bin = electronBinary();
-console.log(`hgmig: Electron binary ${bin ? `found (${bin})` : 'not installed'}; the desktop UI arrives in a later issue, so this starts the headless agent.`);
-console.log(`hgmig: data directory ${dataDir} (set HGMIG_DATA to use another)`);
-
-if (!existsSync(path.join(dataDir, 'swarm.json'))) {
-  const site = defaultSiteName();
-  console.log(`hgmig: no swarm here yet: founding a one-site swarm as "${site}"`);
-  const created = spawnSync(process.execPath, [cli, '--data', dataDir, 'swarm', 'create', '--name', site], { stdio: 'inherit' });
-  if (created.status !== 0) process.exit(created.status ?? 1);
+/** Runs `child` in the foreground: signals go to it, its exit is ours. */
+function foreground(child) {
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { child.kill(signal); });
+  child.on('exit', (code, signal) => { process.exit(code ?? (signal === null ? 1 : 0)); });
 }
 
-const agent = spawn(process.execPath, [cli, '--data', dataDir, 'agent'], { stdio: 'inherit' });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => { agent.kill(signal); });
-agent.on('exit', (code, signal) => { process.exit(code ?? (signal === null ? 1 : 0)); });
+const bin = electronBinary();
+if (bin !== null) {
+  console.log(`hgmig: opening the desktop app (Electron ${bin})`);
+  // The app runs the agent with the Node that runs npm (the ABI better-sqlite3 was built for).
+  foreground(spawn(bin, [path.join(root, 'dist', 'main', 'main.js'), ...extraArgs], {
+    stdio: 'inherit',
+    env: { ...process.env, npm_node_execpath: process.execPath },
+  }));
+} else {
+  const dataDir = defaultDataDir();
+  console.log('hgmig: Electron binary not installed: serving the UI to a browser instead');
+  console.log(`hgmig: data directory ${dataDir} (set HGMIG_DATA to use another)`);
+  if (!existsSync(path.join(uiDir, 'index.html'))) {
+    console.error(`hgmig: the UI is not built in ${uiDir} (run npm run build)`);
+    process.exit(1);
+  }
+  if (!existsSync(path.join(dataDir, 'swarm.json'))) {
+    const site = defaultSiteName();
+    console.log(`hgmig: no swarm here yet: founding a one-site swarm as "${site}"`);
+    const created = spawnSync(process.execPath, [cli, '--data', dataDir, 'swarm', 'create', '--name', site], { stdio: 'inherit' });
+    if (created.status !== 0) process.exit(created.status ?? 1);
+  }
+  const help = spawnSync(process.execPath, [cli, 'agent', '--help'], { encoding: 'utf8' });
+  const servesUi = /--ui\b/.test(help.stdout ?? '');
+  if (!servesUi) console.log('hgmig: this agent build cannot serve the UI yet (no `hgmig agent --ui`): running it headless');
+  const agent = spawn(process.execPath, [cli, '--data', dataDir, 'agent', ...(servesUi ? ['--ui', uiDir] : []), ...extraArgs], { stdio: 'inherit' });
+  foreground(agent);
+  if (servesUi) {
+    // The address carries the token in its fragment (never sent over HTTP); the page moves it to
+    // sessionStorage and erases it from the address bar.
+    for (let waited = 0; waited < 120_000 && agent.exitCode === null; waited += 200) {
+      try {
+        const api = JSON.parse(readFileSync(path.join(dataDir, 'api.json'), 'utf8'));
+        if (api.pid === agent.pid) {
+          console.log(`\nhgmig: open the UI in a browser: http://127.0.0.1:${api.port}/#token=${api.token}\n`);
+          break;
+        }
+      } catch { /* not written yet */ }
+      await sleep(200);
+    }
+  }
+}
