@@ -48,9 +48,11 @@ export interface SimilarityView { images: string[], labels: string[], matrix: nu
 
 export interface ImportRequest { path: string, layer: ImageLayer, base?: string, name?: string, private?: boolean }
 export interface SwarmRequests {
-  requests?: Array<{ peerId: string, name: string, at: string }>
+  requests?: Array<{ peerId: string, name: string, at: string, inviter?: string }>
+  /** Planned: peers found by mDNS that are not members. */
   lanPeers?: Array<{ peerId: string, addrs: string[] }>
 }
+export interface InviteView { code: string, expiresAt?: string, bootstrap?: string[] }
 
 /** Migrations (issue 6): fields the UI shows when the agent reports them; all but the first few optional. */
 export interface VmView { id: string, name: string, site: string, memoryBytes?: number, diskBytes?: number, state?: string }

@@ -147,6 +147,11 @@ export function logEntryOf (event: StreamEvent): LogEntry | null {
     case 'progress': return { at, level: 'debug', message: `task ${text(event['task'])}: ${text(event['done'])}/${event['total'] === null ? '?' : text(event['total'])}${event['message'] === undefined ? '' : ` ${text(event['message'])}`}` }
     case 'image': return { at, level: 'info', site: text(event['site']), message: `image ${text((event['image'] as { name?: string } | undefined)?.name)} at ${text(event['site'])}` }
     case 'migration': return { at, level: 'info', migration: text(event['id'] ?? event['migration']), phase: event['phase'] === undefined ? undefined : text(event['phase']), message: `migration ${text(event['id'] ?? event['migration'])}: ${text(event['phase'] ?? event['state'] ?? '')}` }
+    case 'join-request': {
+      const request = event['request'] as { name?: string, peerId?: string } | undefined
+      return { at, level: 'info', message: `join request from ${text(request?.name)} (${text(request?.peerId).slice(0, 16)}…) waiting for approval` }
+    }
+    case 'membership': return { at, level: 'info', site: text(event['name']), message: `${text(event['name'])} ${event['change'] === 'add' ? 'joins' : 'leaves'} the swarm from round ${text(event['fromRound'])}` }
     case 'rounds': return { at, level: 'debug', message: `round ${text(event['lastDecidedRound'])} decided (${text(event['orderedEvents'])} events ordered)` }
     default: return null
   }

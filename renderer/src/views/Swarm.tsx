@@ -1,15 +1,20 @@
 /** Swarm: member sites (connection, RTT, holdings), join requests and LAN peers, invite/approve/remove. */
-import { useState, type ReactNode } from 'react'
+import { useEffect, useState, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
 import { EmptyState, ErrorState, formatBytes, formatMs, NotOffered, short } from '../components'
-import type { ImagesView, SwarmRequests } from '../contract'
+import type { ImagesView, InviteView, SwarmRequests } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
 export function SwarmView (): ReactNode {
-  const { status, api } = useAgent()
+  const { status, api, subscribe } = useAgent()
   const images = useEndpoint<ImagesView>('/v1/images', 5000)
-  const requests = useEndpoint<SwarmRequests>('/v1/swarm/requests', 2000)
-  const [invite, setInvite] = useState<string | null>(null)
+  const requests = useEndpoint<SwarmRequests>('/v1/swarm/requests', 5000)
+  const [invite, setInvite] = useState<InviteView | null>(null)
+  const [ttlHours, setTtlHours] = useState('24')
+  const { reload: reloadRequests } = requests
+  useEffect(() => subscribe((event) => {
+    if (event.type === 'join-request' || event.type === 'membership') reloadRequests()
+  }), [subscribe, reloadRequests])
   const [actionError, setActionError] = useState<string | null>(null)
   if (status === null || api === null) return null
 
@@ -63,14 +68,27 @@ export function SwarmView (): ReactNode {
       <div className='columns'>
         <div className='panel'>
           <h3>Invite a site</h3>
-          <p className='muted'>The code lets one site ask to join; a member approves the request, and consensus admits it.</p>
-          <button type='button' onClick={() => { void act(async () => { setInvite((await api.post<{ code: string }>('/v1/swarm/invite', {})).code) }) }}>Create invite code</button>
-          {invite !== null && <p><label>Invite code <input readOnly value={invite} aria-label='Invite code' onFocus={(e) => { e.currentTarget.select() }} /></label></p>}
+          <p className='muted'>The code lets a site ask to join; a member approves the request, and consensus admits it. It carries the swarm key: give it to that site's operator only.</p>
+          <div className='row'>
+            <label>Valid for (hours) <input inputMode='numeric' size={4} value={ttlHours} onChange={(e) => { setTtlHours(e.target.value.replace(/[^\d.]/g, '')) }} /></label>
+            <button type='button' onClick={() => { void act(async () => { setInvite(await api.post<InviteView>('/v1/swarm/invite', ttlHours === '' ? {} : { ttlHours: Number(ttlHours) })) }) }}>Create invite code</button>
+          </div>
+          {invite !== null && (
+            <div data-testid='invite'>
+              <label>Invite code <textarea readOnly rows={3} value={invite.code} aria-label='Invite code' onFocus={(e) => { e.currentTarget.select() }} /></label>
+              {invite.expiresAt !== undefined && <p className='muted'>Valid until {new Date(invite.expiresAt).toLocaleString()}.</p>}
+            </div>
+          )}
           <h3>Join or create</h3>
           <p className='muted'>
-            To join another swarm with its code, stop this agent and run <code>npx hgmig swarm join CODE</code>;
-            a new swarm is created with <code>npx hgmig swarm create --name SITE</code>.
+            To join another swarm with its code: stop this agent, run <code>npx hgmig swarm join CODE --name SITE</code>, start the agent again, and have a member approve the request.
+            A new swarm is founded with <code>npx hgmig swarm create --name SITE</code>.
           </p>
+          <button type='button' className='link' onClick={() => {
+            if (window.confirm(`Leave ${status.swarm.name}? This site removes itself from the swarm by consensus.`)) void act(async () => { await api.post('/v1/swarm/leave', {}) })
+          }}
+          >Leave this swarm…
+          </button>
         </div>
         <div className='panel'>
           <h3>Join requests and LAN peers</h3>
@@ -96,14 +114,14 @@ function Requests ({ data, onApprove }: { data: SwarmRequests | null, onApprove:
         <ul className='plain' aria-label='Join requests'>
           {pending.map((r) => (
             <li key={r.peerId}>
-              <strong>{r.name}</strong> <code>{short(r.peerId, 16)}</code> <span className='muted'>{new Date(r.at).toLocaleTimeString()}</span>{' '}
+              <strong>{r.name}</strong> <code title={r.peerId}>{short(r.peerId, 16)}</code> <span className='muted'>asked {new Date(r.at).toLocaleTimeString()}{r.inviter !== undefined ? ` with an invite of ${short(r.inviter, 12)}` : ''}</span>{' '}
               <button type='button' onClick={() => { onApprove(r.peerId) }} aria-label={`Approve ${r.name}`}>Approve</button>
             </li>
           ))}
         </ul>
       )}
       <h4>Peers found on the LAN</h4>
-      {lan.length === 0 ? <p className='muted'>None (mDNS runs when the agent listens beyond loopback).</p> : (
+      {data.lanPeers === undefined ? <p className='muted'>This agent does not report LAN peers yet.</p> : lan.length === 0 ? <p className='muted'>None (mDNS runs when the agent listens beyond loopback).</p> : (
         <ul className='plain' aria-label='LAN peers'>
           {lan.map((p) => <li key={p.peerId}><code>{short(p.peerId, 20)}</code> <span className='muted'>{p.addrs.join(', ')}</span></li>)}
         </ul>
