@@ -535,6 +535,7 @@ class SyntheticIncoming implements IncomingMigration {
       }
     }
     this.machine.sync()
+    await stream.closeWrite().catch(() => {})
   }
 
   private async applyMemory (stream: DuplexByteStream): Promise<void> {
@@ -556,6 +557,7 @@ class SyntheticIncoming implements IncomingMigration {
         else target.set(await reader.bytes(PAGE_SIZE, signal))
       }
     }
+    await stream.closeWrite().catch(() => {})
   }
 
   async verify (expected: { memorySha256: string, diskSha256: string }): Promise<{ memorySha256: string, diskSha256: string }> {

@@ -1,0 +1,813 @@
+/**
+ * The migration engine: one per site. It runs H-GMIG's flow (paper section 3.3) — request, plan,
+ * agree, transfer (base chunks ‖ UD snapshot and dirty rounds), memory pre-copy, stop-and-copy,
+ * resume at the target, release at the source, record — and the paper's baselines NSS and SS as
+ * strategies of the same flow. Every phase is in SQLite before the engine acts on it; every stream
+ * is a libp2p stream of `/hgmig/<swarmId>/migrate/1.0.0`.
+ *
+ * Safety rule: until the source has persisted `committed` (after the target verified memory and
+ * disk), any failure or cancel leaves the VM running at the source, untouched, and the target drops
+ * its partial VM. After `committed` the source never runs the VM again; the target resumes it
+ * (asking the source for the outcome if the connection broke in between).
+ */
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import type { PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import {
+  directChunkFetch, hashImageNow, materializeBaseImages, serveChunks, type ChunkSource, type FetchMissingChunks, type FetchProgress,
+  type MigrationImageStore
+} from './base.js'
+import type { HypervisorDriver, IncomingMigration, OutgoingEvent, OutgoingMigration, VmDescription } from './driver.js'
+import {
+  InvalidMigrationInputError, MigrationCancelledError, MigrationError, MigrationNotFoundError, MigrationRefusedError,
+  NotStartedError, PeerLostError, PlanMismatchError, ProtocolError, VerificationError, VmStateError, errorMessage
+} from './errors.js'
+import { MigrationDb, PHASES, type ExportFormat, type LogEntry, type LogKind, type LogQuery, type MigrationPhase, type MigrationRecordRow, type MigrationRole, type MigrationState } from './log.js'
+import {
+  STRATEGIES, computePlan, planDifferences, rankTargets, summarizePlan, type ImageManifestData, type MigrationPlan, type PlanInput,
+  type PlanSummary, type ReplicaView, type Strategy
+} from './plan.js'
+import { FairShaper, TokenBucket, deferred, sleep, type Deferred } from './token-bucket.js'
+import { ControlChannel, WireCounter, byteChannel, readHeader, writeHeader, type Channel, type ChannelHeader } from './wire.js'
+
+/** What the engine needs of libp2p (a node from createSwarmNode fits). */
+export interface MigrationNode {
+  handle: (protocol: string, handler: (stream: Stream, connection: { remotePeer: PeerId }) => void | Promise<void>, options?: { maxInboundStreams?: number, maxOutboundStreams?: number }) => Promise<void>
+  unhandle: (protocol: string) => Promise<void>
+  dialProtocol: (peer: PeerId | Multiaddr | Multiaddr[], protocols: string | string[], options?: { signal?: AbortSignal, maxOutboundStreams?: number }) => Promise<Stream>
+}
+
+export interface MigrationSummary {
+  migration: string
+  vm: string
+  vmName: string
+  from: string
+  to: string
+  strategy: Strategy
+  planHash: string
+  /** Bytes this site wrote and read on the migration's streams. */
+  bytesOnWire: number
+  bytesSaved: number
+  totalMs: number
+  downtimeMs: number
+}
+
+export type MigrationEvent =
+  | { type: 'migration:log', detail: LogEntry }
+  | { type: 'migration:state', detail: MigrationInfo }
+
+export interface MigrationEngineInit {
+  /** This site's name, as the swarm names it (and as the replica's holdings name sites). */
+  site: string
+  swarmId: string
+  node: MigrationNode
+  /** How to reach a site (a peer id the node is connected to, or its addresses). */
+  peerOf: (site: string) => PeerId | Multiaddr | Multiaddr[] | undefined
+  /** The site a connected peer is, or undefined for a peer that is not a member (refused). */
+  siteOf: (peer: PeerId) => string | undefined
+  driver: HypervisorDriver
+  store: MigrationImageStore
+  /** The agreed state: which site holds which image, and the images' manifests. */
+  replica: () => ReplicaView | Promise<ReplicaView>
+  /** Where migrations.sqlite and the staging files live. */
+  directory: string
+  /** The base-layer transfer (issue 5's multi-source exchange); default: the built-in direct fetch. */
+  fetchMissingChunks?: FetchMissingChunks
+  /** This site's upload capacity in bytes/s, shared fairly by its migrations; 0 = unlimited. */
+  linkBandwidth?: number
+  /** Bandwidth the plan's time estimate assumes when a request sets none (bytes/s). Default 125 MB/s (1 Gbit/s, the paper's links). */
+  estimateBandwidth?: number
+  /** Called once per completed migration at the source: the agent submits it as a consensus transaction. */
+  record?: (summary: MigrationSummary) => void
+  onEvent?: (event: MigrationEvent) => void
+  /** How long a target that verified a VM asks the source for the outcome after losing it (ms). Default 5 minutes. */
+  outcomeTimeoutMs?: number
+}
+
+export interface MigrationRequest {
+  /** VM name or id at this site. */
+  vm: string
+  /** Target site. */
+  to: string
+  strategy?: Strategy
+  /** Default 300 ms. */
+  maxDowntimeMs?: number
+  /** This migration's cap in bytes/s on every stream it writes; 0 = none. */
+  bandwidth?: number
+  /** Pre-copy passes before stop-and-copy is forced. Default 30. */
+  maxPasses?: number
+  /** SS: the central repository site. */
+  repository?: string
+}
+
+export interface MigrationInfo extends MigrationRecordRow {
+  /** Live progress while running (this process only). */
+  progress?: { wire: ReturnType<WireCounter['toJSON']>, passes: number, baseBytes: number, baseTotal: number }
+}
+
+interface Context {
+  id: string
+  role: MigrationRole
+  abort: AbortController
+  counter: WireCounter
+  bucket: TokenBucket
+  done: Deferred<MigrationInfo>
+  outgoing?: OutgoingMigration
+  incoming?: IncomingMigration
+  /** Target: the driver streams arrive on their own; they wait here for the incoming VM. */
+  incomingReady?: Deferred<IncomingMigration>
+  source: string
+  target: string
+  passes: number
+  baseBytes: number
+  baseTotal: number
+  startedAt: number
+}
+
+const DEFAULT_MAX_PASSES = 30
+const DEFAULT_DOWNTIME_MS = 300
+const OUTCOME_POLL_MS = 1000
+
+/** Control messages queued by type, with the asynchronous ones handled as they come. */
+class ControlPump {
+  private readonly queue: Array<{ type: string } & Record<string, unknown>> = []
+  private readonly waiters: Array<{ types: string[], resolve: (m: { type: string } & Record<string, unknown>) => void, reject: (e: unknown) => void }> = []
+  private ended: Error | null = null
+
+  constructor (readonly channel: ControlChannel, private readonly onAsync: (message: { type: string } & Record<string, unknown>) => boolean, private readonly peer: string) {
+    void this.run()
+  }
+
+  private async run (): Promise<void> {
+    try {
+      for (;;) {
+        const message = await this.channel.receive()
+        if (message === null) throw new PeerLostError(`${this.peer} closed the control stream`)
+        if (this.onAsync(message)) continue
+        const i = this.waiters.findIndex((w) => w.types.includes(message.type))
+        if (i >= 0) this.waiters.splice(i, 1)[0]?.resolve(message)
+        else this.queue.push(message)
+      }
+    } catch (err) {
+      this.ended = err as Error
+      for (const w of this.waiters.splice(0)) w.reject(err)
+    }
+  }
+
+  async next (types: string[], signal: AbortSignal): Promise<{ type: string } & Record<string, unknown>> {
+    const i = this.queue.findIndex((m) => types.includes(m.type))
+    if (i >= 0) return this.queue.splice(i, 1)[0] as { type: string } & Record<string, unknown>
+    if (this.ended !== null) throw this.ended
+    return await new Promise((resolve, reject) => {
+      const waiter = { types, resolve, reject }
+      this.waiters.push(waiter)
+      signal.addEventListener('abort', () => {
+        const k = this.waiters.indexOf(waiter)
+        if (k >= 0) this.waiters.splice(k, 1)
+        reject(signal.reason)
+      }, { once: true })
+    })
+  }
+}
+
+export function createMigrationEngine (init: MigrationEngineInit): MigrationEngine {
+  return new MigrationEngine(init)
+}
+
+export class MigrationEngine {
+  readonly protocol: string
+  private db: MigrationDb | undefined
+  private readonly contexts = new Map<string, Context>()
+  private readonly shaper: FairShaper
+  private readonly serveCounter = new WireCounter()
+  private running = false
+
+  constructor (private readonly init: MigrationEngineInit) {
+    this.protocol = `/hgmig/${init.swarmId}/migrate/1.0.0`
+    this.shaper = new FairShaper(init.linkBandwidth ?? 0)
+  }
+
+  /** The injected base-layer transfer, or the built-in one counting into this migration's wire figures. */
+  private fetcherFor (ctx: Context): FetchMissingChunks {
+    return this.init.fetchMissingChunks ?? directChunkFetch({
+      open: async (site, signal, flow) => await this.openChannel(site, { migration: flow, channel: 'chunks', site: this.init.site }, signal),
+      counter: ctx.counter,
+      stagingDirectory: join(this.init.directory, 'staging'),
+      onSourceFailed: (site, err) => { this.log(ctx, 'error', 'transfer', { source: site, error: `chunk source ${site} failed: ${err.message}; its share goes to other holders` }) }
+    })
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  async start (): Promise<void> {
+    if (this.running) return
+    this.db = new MigrationDb(join(this.init.directory, 'migrations.sqlite'))
+    await this.recover()
+    await this.init.node.handle(this.protocol, (stream, connection) => {
+      this.accept(stream, connection.remotePeer).catch((err: unknown) => { stream.abort(err instanceof Error ? err : new Error(String(err))) })
+    }, { maxInboundStreams: 256, maxOutboundStreams: 256 })
+    this.running = true
+  }
+
+  /** Stops accepting streams and cancels what runs (VMs stay at their sources). */
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    await this.init.node.unhandle(this.protocol)
+    const waits = [...this.contexts.values()].map(async (ctx) => {
+      ctx.abort.abort(new MigrationCancelledError('the agent is stopping'))
+      await ctx.done.promise.catch(() => {})
+    })
+    await Promise.all(waits)
+    this.db?.close()
+    this.db = undefined
+  }
+
+  private openDb (): MigrationDb {
+    if (this.db === undefined) throw new NotStartedError('the migration engine is not started')
+    return this.db
+  }
+
+  /**
+   * After a restart: nothing is running any more. Before `committed` the source's VM runs on
+   * (resumed if the switch-over had paused it) and the target's partial VM is gone (the driver
+   * drops half-received VMs); after it, the outcome belongs to the target and is left in doubt.
+   */
+  private async recover (): Promise<void> {
+    const db = this.openDb()
+    for (const m of db.list({ state: 'running' })) {
+      const reached = PHASES.indexOf(m.phase)
+      const committed = PHASES.indexOf('committed')
+      if (m.role === 'source' && reached < committed) {
+        if (m.phase === 'switchover') await this.init.driver.resume(m.vm).catch(() => {})
+        this.finish(m.id, m.role, 'failed', `the agent restarted during ${m.phase}; the VM runs on at ${m.source}`)
+      } else if (m.role === 'target' && reached < PHASES.indexOf('resumed')) {
+        this.finish(m.id, m.role, reached >= committed ? 'in-doubt' : 'failed', `the agent restarted during ${m.phase}; the partial VM was dropped`)
+      } else if (m.role === 'target') {
+        this.finish(m.id, m.role, 'completed', null)
+      } else {
+        db.update(m.id, m.role, { state: 'in-doubt', error: `the agent restarted after ${m.phase}: the target decides; the VM stays paused here until resolved` })
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ public API
+
+  /** Plans a migration without starting it (and the inputs the plan came from). */
+  async plan (vm: string, to: string, strategy: Strategy = 'h-gmig', options: { repository?: string, bandwidth?: number } = {}): Promise<MigrationPlan> {
+    const description = await this.init.driver.describe(vm)
+    return computePlan(this.planInput(description, this.init.site, to, strategy, options.repository, options.bandwidth, await this.init.replica()))
+  }
+
+  /** Candidate targets ranked by estimated time and bytes to send (placement hint). */
+  async suggest (vm: string, candidates: string[]): Promise<ReturnType<typeof rankTargets>> {
+    const plans = await Promise.all(candidates.filter((c) => c !== this.init.site).map(async (c) => await this.plan(vm, c)))
+    return rankTargets(plans)
+  }
+
+  private planInput (vm: VmDescription, source: string, target: string, strategy: Strategy, repository: string | undefined, bandwidth: number | undefined, replica: ReplicaView): PlanInput {
+    return {
+      strategy,
+      vm: { id: vm.id, name: vm.name, memoryBytes: vm.memoryBytes, udBytes: vm.ud.allocatedBytes, os: vm.os.rootCid, we: vm.we.rootCid },
+      source,
+      target,
+      repository,
+      bandwidth: bandwidth !== undefined && bandwidth > 0 ? bandwidth : (this.init.estimateBandwidth ?? 125_000_000),
+      replica
+    }
+  }
+
+  /** Starts migrating a VM out of this site; resolves once the request is recorded (see wait()). */
+  async migrate (request: MigrationRequest): Promise<MigrationInfo> {
+    const db = this.openDb()
+    const strategy = request.strategy ?? 'h-gmig'
+    if (!STRATEGIES.includes(strategy)) throw new InvalidMigrationInputError(`unknown strategy "${strategy}"; one of ${STRATEGIES.join(', ')}`)
+    if (typeof request.to !== 'string' || request.to === '') throw new InvalidMigrationInputError('a migration needs a target site (to)')
+    if (request.to === this.init.site) throw new InvalidMigrationInputError(`${request.to} is this site; migrate to another one`)
+    if (this.init.peerOf(request.to) === undefined) throw new InvalidMigrationInputError(`unknown or unreachable site "${request.to}"`)
+    if (strategy === 'ss' && (request.repository === undefined || this.init.peerOf(request.repository) === undefined)) throw new InvalidMigrationInputError('SS needs a reachable repository site (repository)')
+    const maxDowntimeMs = request.maxDowntimeMs ?? DEFAULT_DOWNTIME_MS
+    if (!(maxDowntimeMs > 0)) throw new InvalidMigrationInputError(`maxDowntimeMs must be > 0 (got ${String(request.maxDowntimeMs)})`)
+    const bandwidth = request.bandwidth ?? 0
+    if (!(bandwidth >= 0)) throw new InvalidMigrationInputError(`bandwidth must be ≥ 0 bytes/s (got ${String(request.bandwidth)})`)
+    const maxPasses = request.maxPasses ?? DEFAULT_MAX_PASSES
+    if (!Number.isInteger(maxPasses) || maxPasses < 1) throw new InvalidMigrationInputError(`maxPasses must be a positive integer (got ${String(request.maxPasses)})`)
+    const vm = await this.init.driver.describe(request.vm)
+    const busy = [...this.contexts.values()].find((c) => db.get(c.id, c.role).vm === vm.id)
+    if (busy !== undefined) throw new VmStateError(`VM ${vm.name} is already migrating (${busy.id})`)
+    const id = randomBytes(8).toString('hex')
+    const options = { maxDowntimeMs, bandwidth, maxPasses, repository: request.repository ?? null }
+    db.insert({ id, role: 'source', vm: vm.id, vmName: vm.name, source: this.init.site, target: request.to, strategy, phase: 'request', state: 'running', options })
+    const ctx = this.context(id, 'source', this.init.site, request.to, bandwidth)
+    this.log(ctx, 'phase', 'request', { vm: vm.name, to: request.to, strategy, ...options })
+    void this.runSource(ctx, vm, strategy, options).then((info) => { ctx.done.resolve(info) }, (err: unknown) => { ctx.done.reject(err) })
+    return this.info(id, 'source')
+  }
+
+  /** Resolves when the migration ends here (completed, failed, cancelled, refused). */
+  async wait (id: string): Promise<MigrationInfo> {
+    const ctx = [...this.contexts.values()].find((c) => c.id === id)
+    if (ctx !== undefined) return await ctx.done.promise
+    const rows = this.openDb().find(id)
+    if (rows.length === 0) throw new MigrationNotFoundError(`no migration ${id} at this site`)
+    return rows[0] as MigrationInfo
+  }
+
+  /** Cancels a running migration (at either end). Before switch-over the VM stays at the source. */
+  async cancel (id: string, reason = 'cancelled by the user'): Promise<MigrationInfo> {
+    const ctx = [...this.contexts.values()].find((c) => c.id === id || c.id.startsWith(id))
+    if (ctx === undefined) {
+      const rows = this.openDb().find(id)
+      if (rows.length === 0) throw new MigrationNotFoundError(`no migration ${id} at this site`)
+      throw new VmStateError(`migration ${id} is not running (${(rows[0] as MigrationRecordRow).state})`)
+    }
+    const row = this.openDb().get(ctx.id, ctx.role)
+    if (PHASES.indexOf(row.phase) >= PHASES.indexOf('committed')) throw new VmStateError(`migration ${ctx.id} is past the switch-over commit; it can no longer be cancelled`)
+    ctx.abort.abort(new MigrationCancelledError(reason))
+    return await ctx.done.promise.catch(() => this.info(ctx.id, ctx.role))
+  }
+
+  /** Changes a running migration's bandwidth cap and downtime limit (QEMU: migrate-set-parameters). */
+  setParameters (id: string, parameters: { bandwidth?: number, maxDowntimeMs?: number }): MigrationInfo {
+    const ctx = [...this.contexts.values()].find((c) => c.id === id)
+    if (ctx === undefined) throw new MigrationNotFoundError(`no running migration ${id} at this site`)
+    if (parameters.bandwidth !== undefined) {
+      if (!(parameters.bandwidth >= 0)) throw new InvalidMigrationInputError(`bandwidth must be ≥ 0 bytes/s (got ${parameters.bandwidth})`)
+      ctx.bucket.setRate(parameters.bandwidth)
+    }
+    ctx.outgoing?.setParameters({ maxBandwidth: parameters.bandwidth, downtimeLimitMs: parameters.maxDowntimeMs })
+    this.log(ctx, 'info', null, { parameters })
+    return this.info(ctx.id, ctx.role)
+  }
+
+  get (id: string): MigrationInfo[] {
+    return this.openDb().find(id).map((row) => this.withProgress(row))
+  }
+
+  list (): MigrationInfo[] {
+    return this.openDb().list().map((row) => this.withProgress(row))
+  }
+
+  logEntries (query: LogQuery = {}): LogEntry[] { return this.openDb().entries(query) }
+
+  exportLog (format: ExportFormat, query: LogQuery = {}): string { return this.openDb().export(format, query) }
+
+  /** Bytes this site's link shaper granted per migration (fair sharing). */
+  linkGrants (): Map<string, number> { return this.shaper.grants() }
+
+  // ------------------------------------------------------------ internals
+
+  private context (id: string, role: MigrationRole, source: string, target: string, bandwidth: number): Context {
+    const ctx: Context = {
+      id, role, source, target, abort: new AbortController(), counter: new WireCounter(), bucket: new TokenBucket(bandwidth), done: deferred<MigrationInfo>(),
+      passes: 0, baseBytes: 0, baseTotal: 0, startedAt: performance.now()
+    }
+    ctx.done.promise.catch(() => {})
+    this.contexts.set(`${id}/${role}`, ctx)
+    return ctx
+  }
+
+  private withProgress (row: MigrationRecordRow): MigrationInfo {
+    const ctx = this.contexts.get(`${row.id}/${row.role}`)
+    if (ctx === undefined) return row
+    return { ...row, progress: { wire: ctx.counter.toJSON(), passes: ctx.passes, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal } }
+  }
+
+  private info (id: string, role: MigrationRole): MigrationInfo {
+    return this.withProgress(this.openDb().get(id, role))
+  }
+
+  private log (ctx: { id: string }, kind: LogKind, phase: MigrationPhase | null, data: Record<string, unknown>): void {
+    if (this.db === undefined) return
+    const entry = this.db.log(ctx.id, kind, phase, data)
+    this.init.onEvent?.({ type: 'migration:log', detail: entry })
+  }
+
+  private phase (ctx: Context, phase: MigrationPhase, data: Record<string, unknown> = {}): void {
+    if (ctx.abort.signal.aborted) throw ctx.abort.signal.reason
+    this.openDb().update(ctx.id, ctx.role, { phase })
+    this.log(ctx, 'phase', phase, data)
+    this.init.onEvent?.({ type: 'migration:state', detail: this.info(ctx.id, ctx.role) })
+  }
+
+  private finish (id: string, role: MigrationRole, state: MigrationState, error: string | null, result: Record<string, unknown> = {}): MigrationInfo {
+    const db = this.openDb()
+    db.update(id, role, { state, error, result })
+    if (error !== null) db.log(id, state === 'completed' ? 'info' : 'error', db.get(id, role).phase, { state, error })
+    const info = this.info(id, role)
+    this.init.onEvent?.({ type: 'migration:state', detail: info })
+    return info
+  }
+
+  private shapeFor (ctx: { id: string, bucket?: TokenBucket }): (bytes: number, signal?: AbortSignal) => Promise<void> {
+    return async (bytes, signal) => {
+      await ctx.bucket?.take(bytes, signal)
+      await this.shaper.take(ctx.id, bytes, signal)
+    }
+  }
+
+  private async openChannel (site: string, header: ChannelHeader, signal: AbortSignal): Promise<Stream> {
+    const peer = this.init.peerOf(site)
+    if (peer === undefined) throw new PeerLostError(`no address for site ${site}`)
+    let stream: Stream
+    try {
+      stream = await this.init.node.dialProtocol(peer, this.protocol, { signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]), maxOutboundStreams: 256 })
+    } catch (err) {
+      throw new PeerLostError(`cannot reach ${site}: ${errorMessage(err)}`)
+    }
+    await writeHeader(stream, header)
+    return stream
+  }
+
+  private async open (ctx: Context, channel: Channel, site: string): Promise<Stream> {
+    return await this.openChannel(site, { migration: ctx.id, channel, site: this.init.site }, ctx.abort.signal)
+  }
+
+  /** Inbound stream: who is asking, for which migration, on which channel. */
+  private async accept (stream: Stream, peer: PeerId): Promise<void> {
+    const site = this.init.siteOf(peer)
+    if (site === undefined) throw new ProtocolError(`peer ${peer.toString()} is not a site of this swarm`)
+    const header = await readHeader(stream)
+    if (header.site !== site) throw new ProtocolError(`peer ${peer.toString()} is ${site}, not ${header.site}`)
+    if (header.channel === 'chunks') {
+      // Shaped per requesting migration (the header names its plan), fairly with this site's own migrations.
+      await serveChunks(new ControlChannel(stream, this.serveCounter, `chunks stream to ${site}`, 'chunks'), (cid) => {
+        return this.init.store.blockstore().has(cid) ? this.init.store.readBlock(cid) : undefined
+      }, async (bytes) => { await this.shaper.take(header.migration, bytes) })
+      return
+    }
+    if (header.channel === 'control') {
+      await this.acceptControl(new ControlChannel(stream, new WireCounter()), site, header)
+      return
+    }
+    const ctx = this.contexts.get(`${header.migration}/target`)
+    if (ctx === undefined || ctx.source !== site) throw new ProtocolError(`no incoming migration ${header.migration} from ${site}`)
+    const incoming = await ctx.incomingReady?.promise
+    if (incoming === undefined) throw new ProtocolError(`migration ${header.migration} is not ready for its ${header.channel} stream`)
+    const channel = byteChannel(stream, header.channel, ctx.counter, this.shapeFor(ctx))
+    if (header.channel === 'disk') incoming.receiveDisk(channel)
+    else incoming.receiveMemory(channel)
+  }
+
+  private async acceptControl (control: ControlChannel, site: string, header: ChannelHeader): Promise<void> {
+    const first = await control.receive(AbortSignal.timeout(15_000))
+    if (first === null) return
+    if (first.type === 'outcome') {
+      // The other end lost the control stream around the commit and asks how it ended here.
+      const rows = this.openDb().find(header.migration).filter((r) => r.id === header.migration && (r.source === site || r.target === site))
+      const row = rows.find((r) => r.role === (r.source === site ? 'target' : 'source'))
+      await control.send({ type: 'outcome', phase: row?.phase ?? null, state: row?.state ?? null })
+      await control.close()
+      return
+    }
+    if (first.type !== 'request') throw new ProtocolError(`expected a migration request, got ${first.type}`)
+    await this.runTarget(control, site, header.migration, first)
+  }
+
+  // ------------------------------------------------------------ source side
+
+  private async runSource (ctx: Context, vm: VmDescription, strategy: Strategy, options: { maxDowntimeMs: number, bandwidth: number, maxPasses: number, repository: string | null }): Promise<MigrationInfo> {
+    const db = this.openDb()
+    const signal = ctx.abort.signal
+    let pump: ControlPump | undefined
+    try {
+      this.phase(ctx, 'plan')
+      const control = new ControlChannel(await this.open(ctx, 'control', ctx.target), ctx.counter, `control stream to ${ctx.target}`)
+      pump = new ControlPump(control, (m) => this.onSourceAsync(ctx, m), ctx.target)
+      const request = { type: 'request', vm, strategy, source: ctx.source, target: ctx.target, repository: options.repository, bandwidth: options.bandwidth, maxDowntimeMs: options.maxDowntimeMs }
+      let plan: MigrationPlan
+      if (strategy === 'h-gmig') {
+        const replica = await this.init.replica()
+        plan = computePlan(this.planInput(vm, ctx.source, ctx.target, strategy, undefined, options.bandwidth, replica))
+        await control.send({ ...request, summary: summarizePlan(plan, replica) }, signal)
+      } else {
+        // NSS and SS share no state: hash both sides' images now and exchange the lists.
+        await control.send(request, signal)
+        const started = performance.now()
+        const manifests = await this.hashVmImages(vm, signal)
+        const answer = await pump.next(['hashes', 'refuse'], signal)
+        if (answer.type === 'refuse') throw new MigrationRefusedError(String(answer.reason))
+        const replica = hashExchangeReplica(ctx.target, manifests, answer.chunks as string[], answer.chunkSize as number)
+        plan = computePlan(this.planInput(vm, ctx.source, ctx.target, strategy, options.repository ?? undefined, options.bandwidth, replica))
+        this.log(ctx, 'info', 'plan', { dedupMs: performance.now() - started, targetChunks: (answer.chunks as string[]).length })
+        await control.send({ type: 'plan', manifests, summary: summarizePlan(plan, replica) }, signal)
+      }
+      db.update(ctx.id, 'source', { planHash: plan.hash, result: { plan: planFigures(plan) } })
+      this.log(ctx, 'info', 'plan', { hash: plan.hash, ...planFigures(plan) })
+
+      this.phase(ctx, 'agree', { planHash: plan.hash })
+      const verdict = await pump.next(['agree', 'refuse'], signal)
+      if (verdict.type === 'refuse') throw new MigrationRefusedError(String(verdict.reason))
+
+      this.phase(ctx, 'transfer')
+      const diskReady = deferred<void>()
+      const converged = deferred<void>()
+      const streamFailed = deferred<never>()
+      streamFailed.promise.catch(() => {})
+      const outgoing = await this.init.driver.migrateOut(vm.id, {
+        parameters: { maxBandwidth: options.bandwidth, downtimeLimitMs: options.maxDowntimeMs },
+        onEvent: (event) => { this.onOutgoingEvent(ctx, event, options.maxPasses, diskReady, converged, streamFailed) }
+      })
+      ctx.outgoing = outgoing
+      const failOn = async <T>(p: Promise<T>): Promise<T> => await Promise.race([p, streamFailed.promise, abortPromise(signal)])
+      outgoing.startDisk(byteChannel(await this.open(ctx, 'disk', ctx.target), 'disk', ctx.counter, this.shapeFor(ctx)))
+      await failOn(Promise.all([diskReady.promise, pump.next(['base-done'], signal)]))
+
+      this.phase(ctx, 'precopy')
+      outgoing.startMemory(byteChannel(await this.open(ctx, 'memory', ctx.target), 'memory', ctx.counter, this.shapeFor(ctx)))
+      await failOn(converged.promise)
+
+      this.phase(ctx, 'switchover')
+      const pauseStarted = performance.now()
+      const result = await failOn(outgoing.switchOver({ signal }))
+      const pausedAt = result.pausedAt
+      this.log(ctx, 'info', 'switchover', { finalPages: result.finalPages, finalBlocks: result.finalBlocks, finalBytes: result.finalBytes, memorySha256: result.memorySha256, diskSha256: result.diskSha256 })
+      await control.send({ type: 'switchover', memorySha256: result.memorySha256, diskSha256: result.diskSha256 }, signal)
+      const verified = await pump.next(['verified', 'failed'], signal)
+      if (verified.type === 'failed') throw new VerificationError(String(verified.reason))
+
+      // The commit point: from here on the VM belongs to the target.
+      this.phase(ctx, 'committed')
+      let resumedAt: number
+      try {
+        await control.send({ type: 'commit' })
+        await pump.next(['resumed'], AbortSignal.timeout(60_000))
+      } catch (err) {
+        this.log(ctx, 'error', 'committed', { error: `lost the target after the commit: ${errorMessage(err)}; asking it for the outcome` })
+        await this.awaitOutcome(ctx, ctx.target, 'resumed')
+      } finally {
+        resumedAt = performance.now()
+      }
+      const downtimeMs = resumedAt - pauseStarted
+      this.phase(ctx, 'resumed', { downtimeMs })
+      await outgoing.release()
+      this.phase(ctx, 'released')
+      const totalMs = performance.now() - ctx.startedAt
+      const wire = ctx.counter.toJSON()
+      await control.send({ type: 'done', downtimeMs, totalMs }).catch(() => {})
+      await control.close()
+      this.phase(ctx, 'record')
+      const summary: MigrationSummary = {
+        migration: ctx.id, vm: vm.id, vmName: vm.name, from: ctx.source, to: ctx.target, strategy, planHash: plan.hash,
+        bytesOnWire: ctx.counter.total(), bytesSaved: plan.bytesSaved, totalMs, downtimeMs
+      }
+      this.init.record?.(summary)
+      return this.finish(ctx.id, 'source', 'completed', null, { wire, totalMs, downtimeMs, passes: ctx.passes, pausedAt })
+    } catch (err) {
+      const phase = db.get(ctx.id, 'source').phase
+      if (PHASES.indexOf(phase) >= PHASES.indexOf('committed')) {
+        return this.finish(ctx.id, 'source', 'in-doubt', `after the commit: ${errorMessage(err)}`)
+      }
+      const reason = errorMessage(err)
+      // Before the commit: the VM runs on here, as it was; the target drops its partial copy.
+      await ctx.outgoing?.cancel(reason).catch(() => {})
+      await pump?.channel.send({ type: 'cancel', reason }).catch(() => {})
+      pump?.channel.abort(err instanceof Error ? err : new Error(reason))
+      const state: MigrationState = err instanceof MigrationRefusedError ? 'refused' : err instanceof MigrationCancelledError ? 'cancelled' : 'failed'
+      return this.finish(ctx.id, 'source', state, `${phase}: ${reason}; VM ${vm.name} runs on at ${ctx.source}`, { wire: ctx.counter.toJSON() })
+    } finally {
+      this.contexts.delete(`${ctx.id}/source`)
+    }
+  }
+
+  private onSourceAsync (ctx: Context, message: { type: string } & Record<string, unknown>): boolean {
+    if (message.type === 'base-progress') {
+      ctx.baseBytes = Number(message.bytes)
+      ctx.baseTotal = Number(message.totalBytes)
+      return true
+    }
+    if (message.type === 'cancel') {
+      ctx.abort.abort(new MigrationCancelledError(`the target cancelled: ${String(message.reason)}`))
+      return true
+    }
+    return false
+  }
+
+  private onOutgoingEvent (ctx: Context, event: OutgoingEvent, maxPasses: number, diskReady: Deferred<void>, converged: Deferred<void>, failed: Deferred<never>): void {
+    switch (event.type) {
+      case 'disk-round':
+        this.log(ctx, 'disk-round', 'transfer', { ...event.detail })
+        break
+      case 'disk-ready':
+        diskReady.resolve()
+        break
+      case 'memory-pass':
+        ctx.passes = event.detail.pass
+        this.log(ctx, 'pass', 'precopy', { ...event.detail })
+        if (event.detail.pass >= maxPasses) ctx.outgoing?.forceConvergence()
+        break
+      case 'converged':
+        this.log(ctx, 'info', 'precopy', { converged: true, pass: event.detail.pass, expectedDowntimeMs: event.detail.expectedDowntimeMs, forced: event.detail.pass >= maxPasses })
+        converged.resolve()
+        break
+      case 'failed':
+        failed.reject(event.detail.error)
+        break
+    }
+  }
+
+  private async hashVmImages (vm: VmDescription, signal: AbortSignal): Promise<ImageManifestData[]> {
+    const out: ImageManifestData[] = []
+    const images = await this.init.store.list()
+    for (const layer of ['os', 'we'] as const) {
+      const image = images.find((i) => i.rootCid === vm[layer].rootCid)
+      if (image === undefined) throw new MigrationError(`the ${layer.toUpperCase()} image ${vm[layer].rootCid} of VM ${vm.name} is not in this site's store`)
+      out.push({ rootCid: image.rootCid, layer, size: image.size, chunkSize: image.chunkSize, chunks: await hashImageNow(this.init.store, image.id, image.chunkSize, signal) })
+    }
+    return out
+  }
+
+  /** Polls `site` for this migration's outcome until it reaches `phase` (or fails there). */
+  private async awaitOutcome (ctx: Context, site: string, phase: MigrationPhase): Promise<void> {
+    const deadline = Date.now() + (this.init.outcomeTimeoutMs ?? 300_000)
+    for (;;) {
+      try {
+        const control = new ControlChannel(await this.openChannel(site, { migration: ctx.id, channel: 'control', site: this.init.site }, AbortSignal.timeout(10_000)), ctx.counter)
+        await control.send({ type: 'outcome' })
+        const answer = await control.receive(AbortSignal.timeout(10_000))
+        await control.close()
+        if (answer !== null && typeof answer.phase === 'string' && PHASES.indexOf(answer.phase as MigrationPhase) >= PHASES.indexOf(phase)) return
+        if (answer !== null && (answer.state === 'failed' || answer.state === 'cancelled')) throw new MigrationError(`${site} reports the migration ${String(answer.state)} in ${String(answer.phase)}`)
+      } catch (err) {
+        if (err instanceof MigrationError && !(err instanceof PeerLostError)) throw err
+      }
+      if (Date.now() > deadline) throw new PeerLostError(`${site} did not report the outcome in time`)
+      await sleep(OUTCOME_POLL_MS)
+    }
+  }
+
+  // ------------------------------------------------------------ target side
+
+  private async runTarget (control: ControlChannel, site: string, id: string, request: Record<string, unknown>): Promise<void> {
+    const db = this.openDb()
+    const vm = request.vm as VmDescription
+    const strategy = request.strategy as Strategy
+    if (typeof vm?.id !== 'string' || !STRATEGIES.includes(strategy) || request.target !== this.init.site || request.source !== site) {
+      await control.send({ type: 'refuse', reason: `malformed request (target ${String(request.target)}, source ${String(request.source)})` })
+      await control.close()
+      return
+    }
+    if (this.contexts.has(`${id}/target`) || db.find(id).some((r) => r.id === id && r.role === 'target')) {
+      await control.send({ type: 'refuse', reason: `migration ${id} is already known here` })
+      await control.close()
+      return
+    }
+    const options = { maxDowntimeMs: request.maxDowntimeMs, bandwidth: request.bandwidth, repository: request.repository ?? null }
+    db.insert({ id, role: 'target', vm: vm.id, vmName: vm.name, source: site, target: this.init.site, strategy, phase: 'request', state: 'running', options })
+    const ctx = this.context(id, 'target', site, this.init.site, 0)
+    ctx.incomingReady = deferred<IncomingMigration>()
+    ctx.incomingReady.promise.catch(() => {})
+    const signal = ctx.abort.signal
+    const pump = new ControlPump(control, (m) => {
+      if (m.type === 'cancel') {
+        ctx.abort.abort(new MigrationCancelledError(`the source cancelled: ${String(m.reason)}`))
+        return true
+      }
+      return false
+    }, site)
+    this.log(ctx, 'phase', 'request', { vm: vm.name, from: site, strategy })
+    let chunkSource: ChunkSource | undefined
+    try {
+      this.phase(ctx, 'plan')
+      let replica: ReplicaView
+      let sourceSummary: PlanSummary
+      if (strategy === 'h-gmig') {
+        replica = await this.init.replica()
+        sourceSummary = request.summary as PlanSummary
+      } else {
+        const started = performance.now()
+        const { chunks, chunkSize } = await this.hashLocalImages(signal)
+        await control.send({ type: 'hashes', chunks, chunkSize }, signal)
+        this.log(ctx, 'info', 'plan', { dedupMs: performance.now() - started, chunks: chunks.length })
+        const planMessage = await pump.next(['plan'], signal)
+        replica = hashExchangeReplica(this.init.site, planMessage.manifests as ImageManifestData[], chunks, chunkSize)
+        sourceSummary = planMessage.summary as PlanSummary
+      }
+      let plan: MigrationPlan
+      try {
+        plan = computePlan(this.planInput(vm, site, this.init.site, strategy, (request.repository as string | null) ?? undefined, request.bandwidth as number | undefined, replica))
+      } catch (err) {
+        throw new MigrationRefusedError(`cannot plan here: ${errorMessage(err)}`)
+      }
+      db.update(id, 'target', { planHash: plan.hash, result: { plan: planFigures(plan) } })
+
+      this.phase(ctx, 'agree', { planHash: plan.hash })
+      if (sourceSummary?.hash !== plan.hash) {
+        const mismatch = new PlanMismatchError(String(sourceSummary?.hash), plan.hash, sourceSummary === undefined ? [] : planDifferences(sourceSummary, summarizePlan(plan, replica)))
+        await control.send({ type: 'refuse', reason: mismatch.message }, signal)
+        throw mismatch
+      }
+      let incoming: IncomingMigration
+      try {
+        incoming = await this.init.driver.migrateIn(vm)
+      } catch (err) {
+        await control.send({ type: 'refuse', reason: errorMessage(err) }, signal)
+        throw err
+      }
+      ctx.incoming = incoming
+      ctx.incomingReady.resolve(incoming)
+      await control.send({ type: 'agree', planHash: plan.hash }, signal)
+
+      this.phase(ctx, 'transfer', { missingChunks: plan.missing.length, bytes: plan.bytesToSend.base })
+      const started = performance.now()
+      ctx.baseTotal = plan.bytesToSend.base
+      let lastReport = 0
+      chunkSource = await this.fetcherFor(ctx)(plan, signal, (progress: FetchProgress) => {
+        ctx.baseBytes = progress.bytes
+        this.log(ctx, 'batch', 'transfer', { ...progress })
+        if (performance.now() - lastReport > 200 || progress.bytes === progress.totalBytes) {
+          lastReport = performance.now()
+          control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes }).catch(() => {})
+        }
+      })
+      const manifests = replica.manifests.filter((m) => m.rootCid === vm.os.rootCid || m.rootCid === vm.we.rootCid)
+      const { imported } = await materializeBaseImages(this.init.store, vm, manifests, chunkSource, signal)
+      await chunkSource.close()
+      chunkSource = undefined
+      const baseMs = performance.now() - started
+      this.log(ctx, 'info', 'transfer', { baseDone: true, imported, baseMs, bytes: ctx.baseBytes })
+      await control.send({ type: 'base-done', bytes: ctx.baseBytes, baseMs }, signal)
+
+      const switchover = await pump.next(['switchover'], signal)
+      this.phase(ctx, 'switchover')
+      try {
+        const sums = await incoming.verify({ memorySha256: String(switchover.memorySha256), diskSha256: String(switchover.diskSha256) }, { signal })
+        this.log(ctx, 'info', 'switchover', { verified: true, ...sums })
+        await control.send({ type: 'verified', ...sums }, signal)
+      } catch (err) {
+        await control.send({ type: 'failed', reason: errorMessage(err) }).catch(() => {})
+        throw err
+      }
+      try {
+        await pump.next(['commit'], signal)
+      } catch (err) {
+        if (signal.aborted) throw err
+        // Verified, and the source went quiet: only the source knows whether it committed.
+        this.log(ctx, 'error', 'switchover', { error: `lost the source before its commit: ${errorMessage(err)}; asking it for the outcome` })
+        await this.awaitOutcome(ctx, site, 'committed')
+      }
+      this.phase(ctx, 'committed')
+      const running = await incoming.resume()
+      this.phase(ctx, 'resumed', { vm: running.name })
+      await control.send({ type: 'resumed' }).catch(() => {})
+      const done = await pump.next(['done'], AbortSignal.timeout(30_000)).catch(() => undefined)
+      this.phase(ctx, 'released')
+      ctx.done.resolve(this.finish(id, 'target', 'completed', null, { wire: ctx.counter.toJSON(), downtimeMs: done?.downtimeMs, totalMs: done?.totalMs }))
+    } catch (err) {
+      await chunkSource?.close().catch(() => {})
+      const phase = db.get(id, 'target').phase
+      const reason = errorMessage(err)
+      if (PHASES.indexOf(phase) >= PHASES.indexOf('committed')) {
+        ctx.done.resolve(this.finish(id, 'target', 'in-doubt', `after the commit: ${reason}`))
+        return
+      }
+      await ctx.incoming?.abort(reason).catch(() => {})
+      ctx.incomingReady.reject(err)
+      if (!(err instanceof MigrationCancelledError && reason.startsWith('the source'))) await control.send({ type: 'cancel', reason }).catch(() => {})
+      control.abort(err instanceof Error ? err : new Error(reason))
+      const state: MigrationState = err instanceof PlanMismatchError || err instanceof MigrationRefusedError ? 'refused' : err instanceof MigrationCancelledError ? 'cancelled' : 'failed'
+      ctx.done.resolve(this.finish(id, 'target', state, `${phase}: ${reason}; the partial VM was dropped`, { wire: ctx.counter.toJSON() }))
+    } finally {
+      this.contexts.delete(`${id}/target`)
+    }
+  }
+
+  /** NSS/SS at the target: hash every local image now (the deduplication the paper's baselines pay for). */
+  private async hashLocalImages (signal: AbortSignal): Promise<{ chunks: string[], chunkSize: number }> {
+    const images = await this.init.store.list()
+    const chunks = new Set<string>()
+    let chunkSize = 64 * 1024
+    for (const image of images) {
+      chunkSize = image.chunkSize
+      for (const cid of await hashImageNow(this.init.store, image.id, image.chunkSize, signal)) chunks.add(cid)
+    }
+    return { chunks: [...chunks].sort(), chunkSize }
+  }
+}
+
+/** The replica NSS and SS plan from: the VM's two manifests and the target's freshly hashed chunk list. */
+function hashExchangeReplica (target: string, manifests: ImageManifestData[], targetChunks: string[], chunkSize: number): ReplicaView {
+  const list: ImageManifestData = { rootCid: `hash-list:${target}`, layer: 'os', size: targetChunks.length * chunkSize, chunkSize, chunks: targetChunks }
+  return { holdings: [{ site: target, rootCid: list.rootCid }], manifests: [...manifests, list] }
+}
+
+function planFigures (plan: MigrationPlan): Record<string, unknown> {
+  return {
+    hash: plan.hash,
+    strategy: plan.strategy,
+    similarity: plan.similarity,
+    missingChunks: plan.missing.length,
+    bytesToSend: plan.bytesToSend,
+    bytesSaved: plan.bytesSaved,
+    estimatedSeconds: plan.estimatedSeconds,
+    sources: [...new Set(plan.missing.flatMap((c) => c.sources))].sort()
+  }
+}
+
+function abortPromise (signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal.aborted) { reject(signal.reason); return }
+    signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+  })
+}

@@ -1,0 +1,190 @@
+/**
+ * The migration database (`<data>/migrations.sqlite`): each migration's current phase, persisted
+ * before the engine acts on it (so a crash never leaves a migration ambiguous), and the migration
+ * log — every phase, pre-copy pass, disk round, transfer batch and error — with export to ndjson,
+ * csv or json.
+ */
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import type { Strategy } from './plan.js'
+import { InvalidMigrationInputError, MigrationNotFoundError } from './errors.js'
+
+export type MigrationRole = 'source' | 'target'
+
+/** In order; a migration moves forward only. */
+export const PHASES = ['request', 'plan', 'agree', 'transfer', 'precopy', 'switchover', 'committed', 'resumed', 'released', 'record'] as const
+export type MigrationPhase = typeof PHASES[number]
+
+export type MigrationState = 'running' | 'completed' | 'failed' | 'cancelled' | 'refused' | 'in-doubt'
+
+export interface MigrationRecordRow {
+  id: string
+  role: MigrationRole
+  vm: string
+  vmName: string
+  source: string
+  target: string
+  strategy: Strategy
+  phase: MigrationPhase
+  state: MigrationState
+  planHash: string | null
+  error: string | null
+  /** Request options: maxDowntimeMs, bandwidth, maxPasses, repository. */
+  options: Record<string, unknown>
+  /** Result figures once known: bytes on the wire per channel, downtime, total time, passes, … */
+  result: Record<string, unknown>
+  created: number
+  updated: number
+}
+
+export type LogKind = 'phase' | 'pass' | 'disk-round' | 'batch' | 'error' | 'info'
+
+export interface LogEntry {
+  seq: number
+  migration: string
+  /** ms since the epoch. */
+  time: number
+  kind: LogKind
+  phase: MigrationPhase | null
+  data: Record<string, unknown>
+}
+
+export interface LogQuery {
+  migration?: string
+  /** ms since the epoch, inclusive. */
+  since?: number
+  kinds?: LogKind[]
+  limit?: number
+}
+
+export type ExportFormat = 'ndjson' | 'csv' | 'json'
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['ndjson', 'csv', 'json']
+
+interface Row {
+  id: string
+  role: MigrationRole
+  vm: string
+  vm_name: string
+  source: string
+  target: string
+  strategy: Strategy
+  phase: MigrationPhase
+  state: MigrationState
+  plan_hash: string | null
+  error: string | null
+  options: string
+  result: string
+  created: number
+  updated: number
+}
+
+function fromRow (row: Row): MigrationRecordRow {
+  return {
+    id: row.id,
+    role: row.role,
+    vm: row.vm,
+    vmName: row.vm_name,
+    source: row.source,
+    target: row.target,
+    strategy: row.strategy,
+    phase: row.phase,
+    state: row.state,
+    planHash: row.plan_hash,
+    error: row.error,
+    options: JSON.parse(row.options) as Record<string, unknown>,
+    result: JSON.parse(row.result) as Record<string, unknown>,
+    created: row.created,
+    updated: row.updated
+  }
+}
+
+export class MigrationDb {
+  private readonly db: Database.Database
+
+  constructor (path: string) {
+    mkdirSync(dirname(path), { recursive: true })
+    this.db = new Database(path)
+    this.db.pragma('journal_mode = WAL')
+    // A phase is acted on only once it is on disk.
+    this.db.pragma('synchronous = FULL')
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS migrations (
+        id TEXT NOT NULL, role TEXT NOT NULL, vm TEXT NOT NULL, vm_name TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL,
+        strategy TEXT NOT NULL, phase TEXT NOT NULL, state TEXT NOT NULL, plan_hash TEXT, error TEXT,
+        options TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL DEFAULT '{}', created INTEGER NOT NULL, updated INTEGER NOT NULL,
+        PRIMARY KEY (id, role));
+      CREATE TABLE IF NOT EXISTS migration_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, migration TEXT NOT NULL, time INTEGER NOT NULL, kind TEXT NOT NULL, phase TEXT, data TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS migration_log_by_migration ON migration_log (migration, seq);
+      CREATE INDEX IF NOT EXISTS migration_log_by_time ON migration_log (time);`)
+  }
+
+  close (): void { this.db.close() }
+
+  insert (row: Omit<MigrationRecordRow, 'created' | 'updated' | 'result' | 'error' | 'planHash'>): MigrationRecordRow {
+    const now = Date.now()
+    this.db.prepare(`INSERT INTO migrations (id, role, vm, vm_name, source, target, strategy, phase, state, options, created, updated)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(row.id, row.role, row.vm, row.vmName, row.source, row.target, row.strategy, row.phase, row.state, JSON.stringify(row.options), now, now)
+    return this.get(row.id, row.role)
+  }
+
+  get (id: string, role: MigrationRole): MigrationRecordRow {
+    const row = this.db.prepare('SELECT * FROM migrations WHERE id = ? AND role = ?').get(id, role) as Row | undefined
+    if (row === undefined) throw new MigrationNotFoundError(`no migration ${id} (${role}) at this site`)
+    return fromRow(row)
+  }
+
+  find (id: string): MigrationRecordRow[] {
+    return (this.db.prepare('SELECT * FROM migrations WHERE id = ? OR id LIKE ? ORDER BY role').all(id, `${id}%`) as Row[]).map(fromRow)
+  }
+
+  list (filter: { state?: MigrationState } = {}): MigrationRecordRow[] {
+    const rows = filter.state === undefined
+      ? this.db.prepare('SELECT * FROM migrations ORDER BY created DESC').all() as Row[]
+      : this.db.prepare('SELECT * FROM migrations WHERE state = ? ORDER BY created DESC').all(filter.state) as Row[]
+    return rows.map(fromRow)
+  }
+
+  update (id: string, role: MigrationRole, changes: { phase?: MigrationPhase, state?: MigrationState, planHash?: string, error?: string | null, result?: Record<string, unknown> }): MigrationRecordRow {
+    const current = this.get(id, role)
+    const result = changes.result === undefined ? current.result : { ...current.result, ...changes.result }
+    this.db.prepare('UPDATE migrations SET phase = ?, state = ?, plan_hash = ?, error = ?, result = ?, updated = ? WHERE id = ? AND role = ?').run(
+      changes.phase ?? current.phase, changes.state ?? current.state, changes.planHash ?? current.planHash,
+      changes.error === undefined ? current.error : changes.error, JSON.stringify(result), Date.now(), id, role)
+    return this.get(id, role)
+  }
+
+  log (migration: string, kind: LogKind, phase: MigrationPhase | null, data: Record<string, unknown>): LogEntry {
+    const time = Date.now()
+    const seq = Number(this.db.prepare('INSERT INTO migration_log (migration, time, kind, phase, data) VALUES (?, ?, ?, ?, ?)')
+      .run(migration, time, kind, phase, JSON.stringify(data)).lastInsertRowid)
+    return { seq, migration, time, kind, phase, data }
+  }
+
+  entries (query: LogQuery = {}): LogEntry[] {
+    const where: string[] = []
+    const params: unknown[] = []
+    if (query.migration !== undefined) { where.push('migration = ?'); params.push(query.migration) }
+    if (query.since !== undefined) { where.push('time >= ?'); params.push(query.since) }
+    if (query.kinds !== undefined && query.kinds.length > 0) { where.push(`kind IN (${query.kinds.map(() => '?').join(',')})`); params.push(...query.kinds) }
+    const sql = `SELECT * FROM migration_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${query.limit !== undefined ? `LIMIT ${Math.max(0, Math.floor(query.limit))}` : ''}`
+    return (this.db.prepare(sql).all(...params) as Array<Omit<LogEntry, 'data'> & { data: string }>).map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }))
+  }
+
+  /** The log as text in one of the export formats. */
+  export (format: ExportFormat, query: LogQuery = {}): string {
+    if (!EXPORT_FORMATS.includes(format)) throw new InvalidMigrationInputError(`unknown export format "${String(format)}"; one of ${EXPORT_FORMATS.join(', ')}`)
+    const entries = this.entries(query)
+    if (format === 'json') {
+      const ids = [...new Set(entries.map((e) => e.migration))]
+      const migrations = ids.flatMap((id) => this.find(id).filter((m) => m.id === id))
+      return JSON.stringify({ migrations, entries }, null, 2) + '\n'
+    }
+    if (format === 'ndjson') return entries.map((e) => JSON.stringify(e)).join('\n') + (entries.length > 0 ? '\n' : '')
+    const columns = ['seq', 'time', 'migration', 'kind', 'phase', 'data']
+    const quote = (value: string): string => /[",\n\r]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value
+    const lines = entries.map((e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)].map(quote).join(','))
+    return [columns.join(','), ...lines].join('\n') + '\n'
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The migration protocol's streams over libp2p. Every stream of `/hgmig/<swarmId>/migrate/1.0.0`
+ * starts with a length-prefixed JSON header naming the migration and the channel:
+ *   control — length-prefixed JSON messages (request, agree, progress, switch-over, commit, …)
+ *   disk, memory — raw bytes for the hypervisor driver (DuplexByteStream)
+ *   chunks — base-layer chunks for the built-in fetch (CID list in, blocks out)
+ * Each site counts the bytes it writes and reads per migration and channel: the figures
+ * "bytes on the wire" are these counts (libp2p's own framing, noise and yamux excluded).
+ */
+import type { Stream } from '@libp2p/interface'
+import { byteStream, lpStream } from '@libp2p/utils'
+import type { DuplexByteStream } from './driver.js'
+import { PeerLostError, ProtocolError } from './errors.js'
+
+export type Channel = 'control' | 'disk' | 'memory' | 'chunks'
+export const CHANNELS: readonly Channel[] = ['control', 'disk', 'memory', 'chunks']
+
+export interface ChannelHeader {
+  migration: string
+  channel: Channel
+  /** The sending site's name. */
+  site: string
+}
+
+/** Largest control message: a plan summary, or an NSS hash list of a large image set. */
+export const MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
+/** What a reader may hold unread before libp2p resets the stream (a fast sender, a slow disk). */
+const MAX_READ_BUFFER = 64 * 1024 * 1024
+
+export class WireCounter {
+  readonly sent: Record<Channel, number> = { control: 0, disk: 0, memory: 0, chunks: 0 }
+  readonly received: Record<Channel, number> = { control: 0, disk: 0, memory: 0, chunks: 0 }
+
+  total (): number {
+    return CHANNELS.reduce((sum, c) => sum + this.sent[c] + this.received[c], 0)
+  }
+
+  toJSON (): { sent: Record<Channel, number>, received: Record<Channel, number> } {
+    return { sent: { ...this.sent }, received: { ...this.received } }
+  }
+}
+
+/** A shaping hook: resolves when `bytes` may be written. */
+export type Shape = (bytes: number, signal?: AbortSignal) => Promise<void>
+
+function lost (err: unknown, what: string): Error {
+  if (err instanceof Error && (err.name === 'AbortError' || err.name.startsWith('Migration'))) return err
+  return new PeerLostError(`${what}: ${err instanceof Error ? err.message : String(err)}`)
+}
+
+export async function writeHeader (stream: Stream, header: ChannelHeader): Promise<void> {
+  const lp = lpStream(stream)
+  await lp.write(new TextEncoder().encode(JSON.stringify(header)))
+  lp.unwrap()
+}
+
+export async function readHeader (stream: Stream): Promise<ChannelHeader> {
+  const lp = lpStream(stream, { maxDataLength: 4096 })
+  const bytes = await lp.read({ signal: AbortSignal.timeout(10_000) })
+  lp.unwrap()
+  let header: ChannelHeader
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray())) as ChannelHeader
+  } catch {
+    throw new ProtocolError('malformed channel header')
+  }
+  if (typeof header.migration !== 'string' || !/^[0-9a-z-]{1,64}$/.test(header.migration) || !(CHANNELS as string[]).includes(header.channel) || typeof header.site !== 'string') {
+    throw new ProtocolError(`malformed channel header ${JSON.stringify(header).slice(0, 200)}`)
+  }
+  return header
+}
+
+/** A libp2p stream as the driver's DuplexByteStream: counted, shaped on write. */
+export function byteChannel (stream: Stream, channel: Channel, counter: WireCounter, shape?: Shape): DuplexByteStream {
+  stream.maxReadBufferLength = MAX_READ_BUFFER
+  const bytes = byteStream(stream, { maxBufferSize: MAX_READ_BUFFER })
+  let pending: Uint8Array = new Uint8Array(0)
+  let ended = false
+  const what = `${channel} stream`
+  return {
+    async read (options = {}) {
+      const wanted = options.bytes
+      try {
+        while (!ended && (wanted === undefined ? pending.byteLength === 0 : pending.byteLength < wanted)) {
+          const chunk = await bytes.read({ signal: options.signal })
+          if (chunk === null) { ended = true; break }
+          const data = chunk.subarray()
+          counter.received[channel] += data.byteLength
+          pending = pending.byteLength === 0 ? data : Buffer.concat([pending, data])
+        }
+      } catch (err) {
+        throw lost(err, what)
+      }
+      if (pending.byteLength === 0) return null
+      const take = wanted === undefined ? pending.byteLength : Math.min(wanted, pending.byteLength)
+      if (wanted !== undefined && take < wanted) throw new PeerLostError(`${what} ended after ${take} of ${wanted} bytes`)
+      const out = pending.subarray(0, take)
+      pending = pending.subarray(take)
+      return out
+    },
+    async write (data, options = {}) {
+      await shape?.(data.byteLength, options.signal)
+      try {
+        await bytes.write(data, options)
+      } catch (err) {
+        throw lost(err, what)
+      }
+      counter.sent[channel] += data.byteLength
+    },
+    async closeWrite () {
+      try { await stream.close() } catch (err) { throw lost(err, what) }
+    },
+    abort (err) { stream.abort(err) }
+  }
+}
+
+/** Length-prefixed JSON messages, counted. */
+export class ControlChannel {
+  private readonly lp: ReturnType<typeof lpStream>
+
+  constructor (readonly stream: Stream, private readonly counter: WireCounter, private readonly what = 'control stream', private readonly channel: Channel = 'control') {
+    stream.maxReadBufferLength = MAX_READ_BUFFER
+    this.lp = lpStream(stream, { maxDataLength: MAX_CONTROL_MESSAGE, maxBufferSize: MAX_READ_BUFFER })
+  }
+
+  async send (message: { type: string } & Record<string, unknown>, signal?: AbortSignal): Promise<void> {
+    await this.sendRaw(new TextEncoder().encode(JSON.stringify(message)), signal)
+  }
+
+  async sendRaw (bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.lp.write(bytes, { signal })
+    } catch (err) {
+      throw lost(err, this.what)
+    }
+    this.counter.sent[this.channel] += bytes.byteLength
+  }
+
+  /** The next message's bytes, or null when the other end closed the stream cleanly. */
+  async receiveRaw (signal?: AbortSignal): Promise<Uint8Array | null> {
+    let bytes
+    try {
+      bytes = (await this.lp.read({ signal })).subarray()
+    } catch (err) {
+      if ((err as Error).name === 'UnexpectedEOFError' && this.stream.status !== 'reset' && this.stream.status !== 'aborted') return null
+      throw lost(err, this.what)
+    }
+    this.counter.received[this.channel] += bytes.byteLength
+    return bytes
+  }
+
+  /** The next message, or null when the other end closed the stream cleanly. */
+  async receive (signal?: AbortSignal): Promise<({ type: string } & Record<string, unknown>) | null> {
+    const bytes = await this.receiveRaw(signal)
+    if (bytes === null) return null
+    try {
+      const message = JSON.parse(new TextDecoder().decode(bytes)) as { type: string }
+      if (typeof message.type !== 'string') throw new Error('no type')
+      return message as { type: string } & Record<string, unknown>
+    } catch {
+      throw new ProtocolError(`malformed control message on the ${this.what}`)
+    }
+  }
+
+  async close (): Promise<void> {
+    try { await this.stream.close() } catch { /* already gone */ }
+  }
+
+  abort (err: Error): void { this.stream.abort(err) }
+}

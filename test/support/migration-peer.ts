@@ -1,0 +1,104 @@
+/**
+ * One site for the migration tests, in its own OS process: an image store, the synthetic driver,
+ * a libp2p node and the migration engine. No hashgraph: the replica (who holds which image, and
+ * the manifests) is written by the test, as the agent will derive it from its replicated state.
+ * Driven by JSON lines on stdin, each with an `id`; answers with JSON lines on stdout carrying the
+ * same id. Commands run concurrently (a `wait` does not hold up a `cancel`).
+ *   argv: <config.json> <site> <data dir>
+ *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth? }
+ */
+import '../../p2p/polyfills.js'
+import { readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { createMigrationEngine, createSyntheticDriver, type ExportFormat, type ImageManifestData, type ReplicaView, type WorkloadName } from '../../p2p/migration/index.js'
+import { createImageStore, type Layer } from '../../p2p/store/index.js'
+import { createSwarmNode, parseSwarmKey } from '../../p2p/swarm/index.js'
+
+interface Config { swarmId: string, swarmKey: string, keys: Record<string, string>, chunkSize: number, linkBandwidth?: number }
+
+const [configPath, site, dataDir] = process.argv.slice(2) as [string, string, string]
+const config = JSON.parse(readFileSync(configPath, 'utf8')) as Config
+const keys = Object.fromEntries(Object.entries(config.keys).map(([name, hex]) => [name, privateKeyFromProtobuf(Buffer.from(hex, 'hex'))]))
+const peerIds = new Map<string, PeerId>(Object.entries(keys).map(([name, key]) => [name, peerIdFromPrivateKey(key)]))
+const addresses = new Map<string, Multiaddr>()
+const replicaPath = join(dataDir, 'replica.json')
+
+const store = createImageStore({ directory: join(dataDir, 'store'), chunkSize: config.chunkSize })
+await store.open()
+const driver = createSyntheticDriver({ directory: dataDir, images: store })
+await driver.start()
+const node = await createSwarmNode({ privateKey: keys[site]!, swarmKey: parseSwarmKey(config.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
+const engine = createMigrationEngine({
+  site,
+  swarmId: config.swarmId,
+  node,
+  peerOf: (name) => addresses.get(name),
+  siteOf: (peer) => [...peerIds].find(([, id]) => id.equals(peer))?.[0],
+  driver,
+  store,
+  replica: () => existsSync(replicaPath) ? JSON.parse(readFileSync(replicaPath, 'utf8')) as ReplicaView : { holdings: [], manifests: [] },
+  directory: dataDir,
+  linkBandwidth: config.linkBandwidth ?? 0
+})
+await engine.start()
+
+type Command = Record<string, unknown> & { cmd: string, id: number }
+
+async function handle (c: Command): Promise<void> {
+  const reply = (value: Record<string, unknown>): void => { process.stdout.write(JSON.stringify({ ...value, id: c.id }) + '\n') }
+  try {
+    switch (c.cmd) {
+      case 'addr': reply({ addr: node.getMultiaddrs()[0]!.toString() }); break
+      case 'peers':
+        for (const [name, addr] of Object.entries(c.addrs as Record<string, string>)) if (name !== site) addresses.set(name, multiaddr(addr))
+        reply({ ok: true })
+        break
+      case 'import': {
+        const image = await store.add(String(c.path), { layer: c.layer as Layer, name: String(c.name), base: c.base as string | undefined })
+        reply({ image })
+        break
+      }
+      case 'manifest': {
+        const info = await store.resolve(String(c.image))
+        const chunks: string[] = []
+        for await (const cid of store.manifest(info.id)) chunks.push(cid.toString())
+        const manifest: ImageManifestData = { rootCid: info.rootCid, layer: info.layer, size: info.size, chunkSize: info.chunkSize, chunks }
+        reply({ manifest })
+        break
+      }
+      case 'images': reply({ images: await store.list() }); break
+      case 'replica': writeFileSync(replicaPath, JSON.stringify(c.replica)); reply({ ok: true }); break
+      case 'create-vm':
+        reply({ vm: await driver.create({ name: String(c.name), os: String(c.os), we: String(c.we), memoryBytes: Number(c.memoryBytes), workload: c.workload as WorkloadName, initialUserDataBytes: c.initialUserDataBytes as number | undefined }) })
+        break
+      case 'vms': reply({ vms: await driver.list() }); break
+      case 'stats': reply({ stats: await driver.stats(String(c.vm)) }); break
+      case 'plan': reply({ plan: await engine.plan(String(c.vm), String(c.to), (c.strategy as 'h-gmig' | undefined) ?? 'h-gmig') }); break
+      case 'migrate': reply({ migration: await engine.migrate(c.request as Parameters<typeof engine.migrate>[0]) }); break
+      case 'wait': reply({ migration: await engine.wait(String(c.migration)) }); break
+      case 'get': reply({ migrations: engine.get(String(c.migration)) }); break
+      case 'list': reply({ migrations: engine.list() }); break
+      case 'cancel': reply({ migration: await engine.cancel(String(c.migration), c.reason as string | undefined) }); break
+      case 'set-parameters': reply({ migration: engine.setParameters(String(c.migration), c.parameters as { bandwidth?: number }) }); break
+      case 'log': reply({ entries: engine.logEntries({ migration: c.migration as string | undefined }) }); break
+      case 'export': reply({ text: engine.exportLog(c.format as ExportFormat, { migration: c.migration as string | undefined }) }); break
+      case 'grants': reply({ grants: Object.fromEntries(engine.linkGrants()) }); break
+      default: reply({ error: `unknown command ${c.cmd}` })
+    }
+  } catch (err) {
+    reply({ error: `${(err as Error).name}: ${(err as Error).message}` })
+  }
+}
+
+const running: Array<Promise<void>> = []
+for await (const line of createInterface({ input: process.stdin })) running.push(handle(JSON.parse(line) as Command))
+await Promise.allSettled(running)
+await engine.stop()
+await driver.stop()
+await node.stop()
+await store.close()
