@@ -22,7 +22,8 @@ let c: MigrationSite
 let replica: ReplicaView
 
 before(async () => {
-  sites = await startSites(root, ['a', 'b', 'c'])
+  // Each site's upload link is shaped (fair shares between its migrations), fast enough for a quick test.
+  sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: 200_000_000 })
   a = sites.get('a') as MigrationSite
   b = sites.get('b') as MigrationSite
   c = sites.get('c') as MigrationSite
@@ -133,4 +134,97 @@ test('H-GMIG: a VM migrates with its memory and disk byte-identical, from two ch
   await assertRunning(b, 'vm-1')
   const passes = (await log(a, started.id)).filter((e) => e.kind === 'pass')
   assert.ok(passes.length >= 1 && passes.every((p) => typeof p.data.pagesSent === 'number' && typeof p.data.pagesDirtied === 'number'))
+})
+
+/** Polls the source's live record until `ready` holds for it. */
+async function sourceProgress (id: string, ready: (m: MigrationInfo) => boolean): Promise<MigrationInfo> {
+  return await until(`migration ${id} to make progress`, async () => {
+    const row = (await a.call<{ migrations: MigrationInfo[] }>({ cmd: 'get', migration: id })).migrations.find((m) => m.role === 'source')
+    if (row !== undefined && row.state !== 'running') throw new Error(`migration ${id} ended early: ${row.state} ${String(row.error)}`)
+    return row !== undefined && ready(row) ? row : undefined
+  })
+}
+
+test('a stale replica at the target gives another plan hash: the migration is refused with the reason, the VM stays', async () => {
+  await createVm('vm-stale', 8 * MiB, 'idle')
+  // b's replica has not learnt that c holds a's images: the chunks' sources differ.
+  const stale: ReplicaView = { holdings: replica.holdings.filter((h) => h.site !== 'c'), manifests: replica.manifests }
+  await b.call({ cmd: 'replica', replica: stale })
+  try {
+    const started = await migrate({ vm: 'vm-stale', to: 'b' })
+    const done = await wait(a, started.id)
+    assert.equal(done.state, 'refused')
+    assert.match(String(done.error), /plan hash mismatch/)
+    assert.match(String(done.error), /holdings differ/)
+    const target = await targetRow(b, started.id)
+    assert.equal(target.state, 'refused')
+    assert.ok(!(await vms(b)).some((vm) => vm.name === 'vm-stale'))
+    await assertRunning(a, 'vm-stale')
+  } finally {
+    await b.call({ cmd: 'replica', replica })
+  }
+})
+
+test('cancel half-way through pre-copy: the VM runs on at the source, the target drops its partial copy', async () => {
+  await createVm('vm-cancel', 32 * MiB, 'dynamic')
+  // 2 MB/s: the first pre-copy pass alone takes seconds.
+  const started = await migrate({ vm: 'vm-cancel', to: 'b', bandwidth: 2_000_000 })
+  await sourceProgress(started.id, (m) => m.phase === 'precopy' && (m.progress?.wire.sent.memory ?? 0) > 2 * MiB)
+  const cancelled = (await a.call<{ migration: MigrationInfo }>({ cmd: 'cancel', migration: started.id, reason: 'test cancels' })).migration
+  assert.equal(cancelled.state, 'cancelled')
+  assert.match(String(cancelled.error), /test cancels/)
+  const target = await targetRow(b, started.id)
+  assert.equal(target.state, 'cancelled')
+  assert.ok(!(await vms(b)).some((vm) => vm.name === 'vm-cancel'), 'the target dropped the partial VM')
+  const here = (await vms(a)).find((vm) => vm.name === 'vm-cancel')
+  assert.ok(here !== undefined && !here.migrating)
+  await assertRunning(a, 'vm-cancel')
+})
+
+test('five concurrent migrations complete, sharing the source link', async () => {
+  const names = ['vm-c1', 'vm-c2', 'vm-c3', 'vm-c4', 'vm-c5']
+  const workloads = ['idle', 'static', 'dynamic', 'cpu-intensive', 'network-intensive']
+  for (const [i, name] of names.entries()) await createVm(name, 8 * MiB, workloads[i])
+  const started = await Promise.all(names.map(async (name, i) => await migrate({ vm: name, to: i < 3 ? 'b' : 'c' })))
+  const done = await Promise.all(started.map(async (m) => await wait(a, m.id)))
+  for (const m of done) assert.equal(m.state, 'completed', `${m.vmName}: ${String(m.error)}`)
+  const atB = (await vms(b)).map((vm) => vm.name)
+  const atC = (await vms(c)).map((vm) => vm.name)
+  for (const [i, name] of names.entries()) assert.ok((i < 3 ? atB : atC).includes(name), `${name} runs at its target`)
+  const left = (await vms(a)).map((vm) => vm.name)
+  for (const name of names) assert.ok(!left.includes(name))
+  for (const name of names.slice(3)) await assertRunning(c, name)
+  // The source's link shaper served every one of them.
+  const grants = (await a.call<{ grants: Record<string, number> }>({ cmd: 'grants' })).grants
+  for (const m of started) assert.ok((grants[m.id] ?? 0) > 4 * MiB, `${m.vmName} got ${grants[m.id]} bytes through the link shaper`)
+})
+
+test('the log exports as ndjson, csv and json', async () => {
+  const migrations = (await a.call<{ migrations: MigrationInfo[] }>({ cmd: 'list' })).migrations
+  const id = (migrations.find((m) => m.vmName === 'vm-1') as MigrationInfo).id
+  const ndjson = (await a.call<{ text: string }>({ cmd: 'export', format: 'ndjson', migration: id })).text
+  const lines = ndjson.trim().split('\n').map((l) => JSON.parse(l) as LogEntry)
+  assert.ok(lines.length > 5 && lines.every((e) => e.migration === id))
+  assert.deepEqual(lines.filter((e) => e.kind === 'phase').map((e) => e.phase), ['request', 'plan', 'agree', 'transfer', 'precopy', 'switchover', 'committed', 'resumed', 'released', 'record'])
+  const csv = (await a.call<{ text: string }>({ cmd: 'export', format: 'csv', migration: id })).text.trim().split('\n')
+  assert.equal(csv[0], 'seq,time,migration,kind,phase,data')
+  assert.equal(csv.length, lines.length + 1)
+  const json = JSON.parse((await a.call<{ text: string }>({ cmd: 'export', format: 'json', migration: id })).text) as { migrations: MigrationInfo[], entries: LogEntry[] }
+  assert.equal(json.entries.length, lines.length)
+  assert.equal(json.migrations.find((m) => m.role === 'source')?.state, 'completed')
+})
+
+test('kill -9 the target half-way: the VM runs on at the source and the log says why', async () => {
+  await createVm('vm-kill', 32 * MiB, 'dynamic')
+  const started = await migrate({ vm: 'vm-kill', to: 'b', bandwidth: 2_000_000 })
+  await sourceProgress(started.id, (m) => m.phase === 'precopy' && (m.progress?.wire.sent.memory ?? 0) > 2 * MiB)
+  await b.kill()
+  const done = await wait(a, started.id)
+  assert.equal(done.state, 'failed')
+  assert.match(String(done.error), /precopy: .*(closed|reset|lost|reach|ended)/i)
+  const errors = (await log(a, started.id)).filter((e) => e.kind === 'error')
+  assert.ok(errors.some((e) => /runs on at a/.test(String(e.data.error))), JSON.stringify(errors))
+  const here = (await vms(a)).find((vm) => vm.name === 'vm-kill')
+  assert.ok(here !== undefined && !here.migrating)
+  await assertRunning(a, 'vm-kill')
 })
