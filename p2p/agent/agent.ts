@@ -8,17 +8,19 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type LatencySample, type MetricsText, type PingRequest, type PingResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, type OrderedTransaction } from '../hashgraph/index.js'
-import { createSwarmNode, HashgraphGossip, parseSwarmKey, type SwarmNode } from '../swarm/index.js'
-import { dataDirLayout, loadGenesis, loadIdentity, type DataDirLayout } from './data-dir.js'
+import { createSwarmNode, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
+import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
 import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
+import { createInvite } from './invite.js'
+import { askToJoin, isCurrentMember, JoinDesk, joinProtocol } from './join.js'
 import { ConsensusLatency } from './latency.js'
 import { DataDirLock } from './lock.js'
 import { createAgentMetrics, type AgentMetrics } from './metrics.js'
 import { siteNameProblem } from './site-name.js'
-import { encodeTransaction, SwarmState, type AppliedTransaction } from './state.js'
+import { encodeTransaction, SwarmState, type AppliedTransaction, type StateMember, type SwarmTransaction } from './state.js'
 
 export const DEFAULT_LISTEN = ['/ip4/127.0.0.1/tcp/0']
 
@@ -52,9 +54,11 @@ export function createAgent (init: AgentInit): Agent {
 /** What exists from the replay on: the site's place in the swarm and the consensus state. */
 interface Core {
   genesis: Genesis
-  self: number
+  key: PrivateKey
   peerId: string
-  memberPeers: PeerId[]
+  /** Set if this site was not a founder: how it asked to join. */
+  join: JoinIntent | undefined
+  desk: JoinDesk
   state: SwarmState
   eventLog: EventLog
   hashgraph: Hashgraph
@@ -78,6 +82,10 @@ class MigrationAgent implements Agent {
   private readonly listeners = new Set<(event: AgentEvent) => void>()
   private readonly latency: ConsensusLatency
   private readonly rtt = new Map<string, number | null>()
+  private readonly peerIds = new Map<string, PeerId>()
+  /** Last answer per member to this site's join request (logged when it changes). */
+  private readonly joinAnswers = new Map<string, string>()
+  private asking = false
   private readonly dialing = new Set<string>()
   /** Members whose last dial failed (their failure was logged). */
   private readonly unreachable = new Set<string>()
@@ -121,7 +129,8 @@ class MigrationAgent implements Agent {
       undo.push(async () => { await removeApiFile(layout.root, process.pid) })
       this.timers.push(setInterval(() => { this.sample() }, SAMPLE_INTERVAL_MS))
       this.timers.push(setInterval(() => { void this.maintainMembers() }, this.init.memberCheckIntervalMs ?? 5000))
-      this.say(`agent started: site ${core.state.member(core.self)!.name} (member ${core.self} of ${genesis.members.length}), peer id ${core.peerId}, swarm "${genesis.swarmName}" ${genesis.swarmId}`)
+      const self = this.selfMember()
+      this.say(`agent started: site ${this.siteName()} (${self === undefined ? 'asking to join' : `member ${self.index} of ${core.state.activeMembers().length}`}), peer id ${core.peerId}, swarm "${genesis.swarmName}" ${genesis.swarmId}`)
       for (const addr of network.node.getMultiaddrs()) this.say(`listening on ${addr.toString()}`)
       this.say(`local API on ${network.api.origin} (token in ${layout.root}/api.json)`)
       this.announceSiteName()
@@ -142,16 +151,18 @@ class MigrationAgent implements Agent {
     undo.push(() => { lock.release() })
     const key = await loadIdentity(layout)
     const peerId = peerIdFromPrivateKey(key).toString()
-    const self = genesis.members.findIndex((m) => m.peerId === peerId)
-    if (self === -1) {
-      throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" (members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
+    const founder = genesis.members.some((m) => m.peerId === peerId)
+    const join = founder ? undefined : await loadJoinIntent(layout)
+    if (!founder && join === undefined) {
+      throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" and has not asked to join it (no join.json; founding members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
     }
     const state = new SwarmState(genesis.members)
     const eventLog = new EventLog(layout.eventLog)
     undo.push(() => { eventLog.close() })
     const hashgraph = new Hashgraph({
       members: memberPublicKeys(genesis),
-      self: { creator: self, key },
+      // A joining site starts as an observer; the engine makes it a creator once its member-add applies.
+      self: { key },
       coinRoundFrequency: genesis.coinRoundFrequency,
       log: eventLog,
       onTransactions: (transactions) => { this.applyOrdered(transactions) },
@@ -159,16 +170,25 @@ class MigrationAgent implements Agent {
       onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
       onAnomaly: (message) => { this.say(`consensus anomaly: ${message}`) }
     })
-    const memberPeers = genesis.members.map((m) => peerIdFromString(m.peerId))
     const metrics = createAgentMetrics({
-      members: () => genesis.members.length,
-      connectedMembers: () => memberPeers.filter((p, i) => i !== self && this.isConnected(p)).length,
+      members: () => state.activeMembers().length,
+      connectedMembers: () => this.otherMembers().filter((m) => this.isConnected(this.peerOf(m.peerId))).length,
       lastDecidedRound: () => hashgraph.lastOrderedRound,
       hashgraphEvents: () => countEvents(hashgraph),
       eventsPerSecond: () => this.eventsPerSecond(),
       pendingTransactions: () => this.latency.pendingCount
     })
-    const core: Core = { genesis, self, peerId, memberPeers, state, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
+    const desk = new JoinDesk({
+      swarmId: genesis.swarmId,
+      state: () => state,
+      isMember: () => { const role = this.role(); return role === 'member' || role === 'approved' },
+      onRequest: (request, isNew) => {
+        if (!isNew) return
+        this.say(`join request from ${request.name} (${request.peerId}), invited by ${request.inviter}: approve with "hgmig swarm approve ${request.name}"`)
+        this.emit({ type: 'join-request', request })
+      }
+    })
+    const core: Core = { genesis, key, peerId, join, desk, state, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
     this.core = core
     undo.push(() => { this.core = null })
     // The state is rebuilt from the replay: Hashgraph.start emits the whole order again from position 0.
@@ -193,7 +213,7 @@ class MigrationAgent implements Agent {
       privateKey: key,
       swarmKey: parseSwarmKey(genesis.swarmKey),
       listen,
-      bootstrap,
+      bootstrap: [...bootstrap, ...(core.join?.bootstrap ?? [])],
       mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
     })
     undo.push(async () => { await node.stop() })
@@ -203,11 +223,15 @@ class MigrationAgent implements Agent {
       node,
       hashgraph: core.hashgraph,
       swarmId: genesis.swarmId,
-      peers: () => core.memberPeers,
+      peers: () => this.syncPeers(),
       onError: (err) => { this.say(`gossip: ${err.message}`) }
     })
     await gossip.start()
     undo.push(async () => { await gossip.stop() })
+    await handleRequests(node, joinProtocol(genesis.swarmId), async (request, peer) => await core.desk.answer(request, peer))
+    undo.push(async () => { await node.unhandle(joinProtocol(genesis.swarmId)) })
+    await handleRequests(node, addressBookProtocol(genesis.swarmId), async () => await this.memberAddresses(node))
+    undo.push(async () => { await node.unhandle(addressBookProtocol(genesis.swarmId)) })
     const api = createApiServer({ backend: this, port: this.init.apiPort, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
     await api.start()
     undo.push(async () => { await api.stop() })
@@ -265,11 +289,43 @@ class MigrationAgent implements Agent {
         return
       }
       core.metrics.orderedTransactions.inc({ outcome: applied.outcome })
+      if (applied.membership !== undefined && !this.changeMembership(applied)) return
       // During replay nothing is live: no latency (the submissions belong to an earlier run), no stream.
       if (this.replaying) continue
-      if (ordered.creator === core.self) this.latency.ordered(transactionKey(ordered.transaction), ordered.position, applied.kind)
+      if (ordered.creator === this.selfMember()?.index) this.latency.ordered(transactionKey(ordered.transaction), ordered.position, applied.kind)
       this.report(applied)
     }
+  }
+
+  /**
+   * Tells the engine about a member added or removed by the order, at the same point of the order
+   * at every site. False (and the state machine halted) if the engine and the state disagree.
+   */
+  private changeMembership (applied: AppliedTransaction): boolean {
+    const { hashgraph, state, peerId } = this.needCore()
+    const change = applied.membership!
+    try {
+      const fromRound = change.change === 'add'
+        ? (() => {
+            const added = hashgraph.addMember(this.peerOf(change.peerId).publicKey!)
+            if (added.creator !== change.index) throw new Error(`the engine gave the new member creator id ${added.creator}, the state index ${change.index}`)
+            return added.fromRound
+          })()
+        : hashgraph.removeMember(change.index)
+      if (fromRound !== change.fromRound) throw new Error(`the engine's first round for the change is ${fromRound}, the state's ${change.fromRound}`)
+    } catch (err) {
+      this.halted = `membership change at position ${applied.position}: ${(err as Error).message}`
+      this.say(`STATE MACHINE HALTED: ${this.halted}`)
+      return false
+    }
+    if (this.replaying) return true
+    const name = state.member(change.index)?.name ?? change.peerId
+    const who = change.peerId === peerId ? 'this site' : name
+    this.say(change.change === 'add'
+      ? `${who} (${change.peerId}) added as member ${change.index}, taking part from round ${change.fromRound}`
+      : `${who} (${change.peerId}) removed: its events stop counting from round ${change.fromRound}`)
+    this.emit({ type: 'membership', change: change.change, index: change.index, peerId: change.peerId, name, fromRound: change.fromRound })
+    return true
   }
 
   private report (applied: AppliedTransaction): void {
@@ -305,10 +361,12 @@ class MigrationAgent implements Agent {
 
   private announceSiteName (): void {
     const wanted = this.init.siteName
-    const { state, self } = this.needCore()
-    if (wanted === undefined || state.member(self)!.name === wanted) return
+    const { state } = this.needCore()
+    const self = this.selfMember()
+    // A joining site asked under its name already; it can rename itself once it is a member.
+    if (wanted === undefined || !isCurrentMember(self) || self.name === wanted) return
     const holder = state.memberByName(wanted)
-    if (holder !== undefined && holder.index !== self) {
+    if (holder !== undefined && holder.index !== self.index) {
       this.say(`not announcing site name ${wanted}: it is the name of member ${holder.index} (${holder.peerId})`)
       return
     }
@@ -327,13 +385,15 @@ class MigrationAgent implements Agent {
 
   private watchPeers (node: SwarmNode): void {
     const memberIndex = (peer: PeerId): number | null => {
-      const index = this.core?.memberPeers.findIndex((p) => p.equals(peer)) ?? -1
-      return index === -1 ? null : index
+      const member = this.core?.state.memberByPeerId(peer.toString())
+      return isCurrentMember(member) ? member.index : null
     }
     node.addEventListener('peer:connect', (evt) => {
       const member = memberIndex(evt.detail)
       this.say(`connected to ${member === null ? 'non-member' : `member ${member} (${this.core?.state.member(member)?.name})`} ${evt.detail.toString()}`)
       this.emit({ type: 'peer', peerId: evt.detail.toString(), member, connected: true })
+      if (this.role() === 'joining') void this.askMembersToAdmit()
+      if (member !== null || this.role() === 'joining') void this.learnAddresses(node, evt.detail)
       if (member !== null) {
         this.unreachable.delete(evt.detail.toString())
         void this.network?.gossip.syncWithAll()
@@ -343,7 +403,8 @@ class MigrationAgent implements Agent {
     // libp2p 3 does not dial what discovery (mDNS, bootstrap) finds: the agent connects to the members among it.
     node.addEventListener('peer:discovery', (evt) => {
       const member = memberIndex(evt.detail.id)
-      if (member !== null && member !== this.core?.self) void this.connectMember(node, evt.detail.id)
+      // A joining site knows only the founders from its genesis: it dials whoever it is pointed at.
+      if ((member !== null || this.role() === 'joining') && evt.detail.id.toString() !== this.core?.peerId) void this.connectMember(node, evt.detail.id)
     })
     node.addEventListener('peer:disconnect', (evt) => {
       const member = memberIndex(evt.detail)
@@ -361,10 +422,80 @@ class MigrationAgent implements Agent {
   private async maintainMembers (): Promise<void> {
     const { core, network } = this
     if (core === null || network === null) return
-    await Promise.all(core.memberPeers.filter((_, i) => i !== core.self).map(async (peer) => {
+    if (this.role() === 'joining') void this.askMembersToAdmit()
+    await Promise.all(this.otherMembers().map(async (member) => {
+      const peer = this.peerOf(member.peerId)
       if (this.isConnected(peer)) await this.pingMember(peer)
       else await this.connectMember(network.node, peer)
     }))
+  }
+
+  /**
+   * Where the members listen, as this site's peer store has them (from identify). A site reached
+   * only through its bootstrap peer learns this way how to reach the others; so does a member that
+   * restarted on a new port, once it reaches one member.
+   */
+  private async memberAddresses (node: SwarmNode): Promise<Array<{ peerId: string, addrs: string[] }>> {
+    const book: Array<{ peerId: string, addrs: string[] }> = []
+    for (const member of this.otherMembers()) {
+      try {
+        const peer = await node.peerStore.get(this.peerOf(member.peerId))
+        const addrs = peer.addresses.map((a) => a.multiaddr.toString())
+        if (addrs.length > 0) book.push({ peerId: member.peerId, addrs })
+      } catch { /* never seen: nothing to tell */ }
+    }
+    const self = this.core?.peerId
+    if (self !== undefined) book.push({ peerId: self, addrs: node.getMultiaddrs().map((a) => a.toString().replace(/\/p2p\/[^/]+$/, '')) })
+    return book
+  }
+
+  /** Asks `peer` where the members listen, records it, and connects to the members not connected yet. */
+  private async learnAddresses (node: SwarmNode, peer: PeerId): Promise<void> {
+    const core = this.core
+    if (core === null) return
+    let book: unknown
+    try {
+      book = await sendRequest(node, peer, addressBookProtocol(core.genesis.swarmId), {}, { signal: AbortSignal.timeout(10_000) })
+    } catch {
+      return
+    }
+    if (!Array.isArray(book)) return
+    for (const entry of book.slice(0, 1024) as Array<{ peerId?: unknown, addrs?: unknown }>) {
+      if (typeof entry?.peerId !== 'string' || entry.peerId === core.peerId || !Array.isArray(entry.addrs)) continue
+      const member = core.state.memberByPeerId(entry.peerId)
+      // Only members' addresses, and only for a joining site any peer's: nobody steers dials elsewhere.
+      if (!isCurrentMember(member) && this.role() !== 'joining') continue
+      try {
+        const target = this.peerOf(entry.peerId)
+        const multiaddrs = (entry.addrs as unknown[]).filter((a): a is string => typeof a === 'string').slice(0, 16).map((a) => multiaddr(a))
+        await node.peerStore.merge(target, { multiaddrs })
+        if (isCurrentMember(member)) void this.connectMember(node, target)
+      } catch { /* a bad entry: skip it */ }
+    }
+  }
+
+  /** A joining site asks every member it is connected to, until one approves and the order adds it. */
+  private async askMembersToAdmit (): Promise<void> {
+    const { core, network } = this
+    if (core?.join === undefined || network === null || this.asking) return
+    this.asking = true
+    try {
+      // Everyone reached, not only the members this site knows of: until it has synced the history it
+      // knows only the founders, and its bootstrap peer may be a member added later.
+      await Promise.all(network.node.getPeers().map(async (peer) => {
+        try {
+          const answer = await askToJoin(network.node, peer, core.genesis.swarmId, core.join!, AbortSignal.timeout(10_000))
+          if (!this.joinAnswers.has(peer.toString())) this.say(`asked ${peer.toString()} to admit this site: ${answer.status === 'pending' ? 'waiting for a member to approve' : `already added (member ${answer.index} from round ${answer.fromRound})`}`)
+          this.joinAnswers.set(peer.toString(), answer.status)
+        } catch (err) {
+          const message = (err as Error).message
+          if (this.joinAnswers.get(peer.toString()) !== message) this.say(`join request to ${peer.toString()}: ${message}`)
+          this.joinAnswers.set(peer.toString(), message)
+        }
+      }))
+    } finally {
+      this.asking = false
+    }
   }
 
   private async connectMember (node: SwarmNode, peer: PeerId): Promise<void> {
@@ -418,15 +549,24 @@ class MigrationAgent implements Agent {
   status (): AgentStatus {
     const core = this.needCore()
     const network = this.needNetwork()
-    const { genesis, state, hashgraph, self } = core
+    const { genesis, state, hashgraph } = core
     return {
-      site: state.member(self)!.name,
+      site: this.siteName(),
       peerId: core.peerId,
+      role: this.role(),
       swarm: { id: genesis.swarmId, name: genesis.swarmName },
       members: state.memberList().map((m) => {
-        const peer = core.memberPeers[m.index]!
-        const isSelf = m.index === self
-        return { index: m.index, name: m.name, peerId: m.peerId, self: isSelf, connected: isSelf || this.isConnected(peer), rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null }
+        const isSelf = m.peerId === core.peerId
+        return {
+          index: m.index,
+          name: m.name,
+          peerId: m.peerId,
+          self: isSelf,
+          connected: isSelf || this.isConnected(this.peerOf(m.peerId)),
+          rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null,
+          since: m.fromRound,
+          until: m.untilRound
+        }
       }),
       lastDecidedRound: hashgraph.lastOrderedRound,
       stateHash: state.stateHash,
@@ -446,11 +586,51 @@ class MigrationAgent implements Agent {
 
   submitPing (request: PingRequest): PingResponse {
     if (this.network === null || this.stopping !== null) throw new ApiRequestError(503, 'the agent is stopping')
+    const role = this.role()
+    if (role === 'joining' || role === 'removed') throw new ApiRequestError(409, `this site is ${role}: only members submit transactions`)
     const submitted: string[] = []
     for (let i = 0; i < (request.count ?? 1); i++) {
       submitted.push(this.submit(encodeTransaction({ type: 'ping', nonce: randomBytes(16), submittedAt: Date.now() })))
     }
     return { submitted }
+  }
+
+  async invite (request: InviteRequest): Promise<InviteResponse> {
+    const core = this.needCore()
+    const network = this.needNetwork()
+    // Only a member's ticket can be checked by the others.
+    if (this.role() !== 'member') throw new ApiRequestError(409, `only a member can invite, and this site is ${this.role()}`)
+    const bootstrap = network.node.getMultiaddrs().map((a) => a.toString())
+    const ttlMs = (request.ttlHours ?? 24) * 3600 * 1000
+    const code = await createInvite({ genesis: core.genesis, key: core.key, bootstrap, ttlMs })
+    this.say(`invite issued (valid ${request.ttlHours ?? 24} h, bootstrap ${bootstrap.join(' ')})`)
+    return { code, expiresAt: new Date(Date.now() + ttlMs).toISOString(), bootstrap }
+  }
+
+  joinRequests (): JoinRequestView[] {
+    return this.needCore().desk.list()
+  }
+
+  approve (request: ApproveRequest): SubmittedResponse {
+    const { desk } = this.needCore()
+    this.needRole('member', 'approve a join request')
+    const found = desk.find(request.peer)
+    this.say(`approving ${found.name} (${found.peerId})`)
+    return { submitted: this.submitTransaction({ type: 'member-add', peerId: found.peerId, name: found.name }) }
+  }
+
+  removeMember (request: RemoveRequest): SubmittedResponse {
+    const { state } = this.needCore()
+    this.needRole('member', 'remove a member')
+    const member = this.findMember(request.site)
+    if (state.activeMembers().length === 1) throw new ApiRequestError(409, `${member.name} is the swarm's last member`)
+    this.say(`removing ${member.name} (${member.peerId})`)
+    return { submitted: this.submitTransaction({ type: 'member-remove', peerId: member.peerId }) }
+  }
+
+  leave (): SubmittedResponse {
+    const self = this.needRole('member', 'leave the swarm')
+    return this.removeMember({ site: self.peerId })
   }
 
   async metrics (): Promise<MetricsText> {
@@ -467,6 +647,74 @@ class MigrationAgent implements Agent {
     for (const listener of this.listeners) {
       try { listener(event) } catch (err) { this.say(`event listener failed: ${(err as Error).message}`) }
     }
+  }
+
+  // ------------------------------------------------------------ membership views
+
+  /** This site's entry in the replicated state (any role), or undefined while it is joining. */
+  private selfMember (): StateMember | undefined {
+    const core = this.core
+    return core === null ? undefined : core.state.memberByPeerId(core.peerId)
+  }
+
+  private role (): SiteRole {
+    const self = this.selfMember()
+    if (self === undefined) return 'joining'
+    const decided = this.core?.hashgraph.lastOrderedRound ?? 0
+    // Removal takes effect from a later round: until it is decided the site must keep taking part.
+    if (self.untilRound !== null) return self.untilRound > decided ? 'leaving' : 'removed'
+    // Founders (round 1) are members from the start; an added site once its first round is decided.
+    return self.fromRound > 1 && self.fromRound > decided ? 'approved' : 'member'
+  }
+
+  private siteName (): string {
+    return this.selfMember()?.name ?? this.core?.join?.name ?? this.core?.peerId ?? '?'
+  }
+
+  private needRole (role: SiteRole, action: string): StateMember {
+    const current = this.role()
+    if (current !== role) throw new ApiRequestError(409, `cannot ${action}: this site is ${current}, not a ${role}`)
+    return this.selfMember()!
+  }
+
+  /** Current members other than this site. */
+  private otherMembers (): StateMember[] {
+    const core = this.core
+    return core === null ? [] : core.state.activeMembers().filter((m) => m.peerId !== core.peerId)
+  }
+
+  /** Who may sync events with us: members, and sites asking to join (they need the history to catch up). */
+  private syncPeers (): PeerId[] {
+    const core = this.core
+    if (core === null) return []
+    const peers = this.otherMembers().map((m) => this.peerOf(m.peerId))
+    for (const request of core.desk.list()) peers.push(this.peerOf(request.peerId))
+    // A joining site syncs from whoever it reached: its bootstrap peers may be members its genesis does not list.
+    if (this.role() === 'joining' && this.network !== null) peers.push(...this.network.node.getPeers())
+    return peers
+  }
+
+  private findMember (reference: string): StateMember {
+    const { state } = this.needCore()
+    const member = state.activeMembers().find((m) => m.peerId === reference) ?? state.memberByName(reference)
+    if (!isCurrentMember(member)) {
+      throw new ApiRequestError(404, `no current member ${JSON.stringify(reference)} (members: ${state.activeMembers().map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
+    }
+    return member
+  }
+
+  private peerOf (peerId: string): PeerId {
+    let peer = this.peerIds.get(peerId)
+    if (peer === undefined) {
+      peer = peerIdFromString(peerId)
+      this.peerIds.set(peerId, peer)
+    }
+    return peer
+  }
+
+  private submitTransaction (transaction: SwarmTransaction): string {
+    if (this.network === null || this.stopping !== null) throw new ApiRequestError(503, 'the agent is stopping')
+    return this.submit(encodeTransaction(transaction))
   }
 
   private needCore (): Core {
@@ -502,6 +750,10 @@ function checkAddresses (option: string, addresses: string[], needPeerId: boolea
     if (needPeerId && !components.some((c) => c.name === 'p2p')) throw new AgentConfigError(`${option} ${address}: must end in /p2p/<peer id> (the member's peer id)`)
   }
   return addresses
+}
+
+function addressBookProtocol (swarmId: string): string {
+  return `/hgmig/${swarmId}/addresses/1.0.0`
 }
 
 function isLoopback (address: string): boolean {

@@ -12,7 +12,9 @@
  */
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
-import type { OrderedTransaction } from '../hashgraph/index.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { CID } from 'multiformats/cid'
+import { MEMBERSHIP_DELAY_ROUNDS, type OrderedTransaction } from '../hashgraph/index.js'
 import { OrderGapError } from './errors.js'
 import { siteNameKey, siteNameProblem } from './site-name.js'
 
@@ -27,16 +29,57 @@ export type SwarmTransaction =
    * estimate the latency at their end later; `nonce` makes every probe distinct.
    */
   | { type: 'ping', nonce: Uint8Array, submittedAt: number }
+  /**
+   * A member approves a site that asked to join (by invite): it becomes a member, with the next
+   * creator id, from MEMBERSHIP_DELAY_ROUNDS after the round this is ordered in. The peer id is an
+   * Ed25519 one, so it carries the public key that will sign the new member's events.
+   */
+  | { type: 'member-add', peerId: string, name: string }
+  /** A member removes a member (or itself: leaving), from MEMBERSHIP_DELAY_ROUNDS after this round. */
+  | { type: 'member-remove', peerId: string }
+  /** The creator holds this image (imported or fetched); every site learns its root CID and shape. */
+  | { type: 'image-announce', image: AnnouncedImage }
+  /** The creator no longer holds this image. */
+  | { type: 'image-drop', rootCid: string }
+
+export interface AnnouncedImage {
+  rootCid: string
+  name: string
+  layer: 'os' | 'we' | 'ud'
+  /** Root CID of the base image (WE: its OS, UD: its WE), null for an OS image. */
+  base: string | null
+  size: number
+  chunkSize: number
+  chunkCount: number
+  public: boolean
+}
 
 export type TransactionKind = SwarmTransaction['type']
 
-export type RejectionReason = 'malformed' | 'too-large' | 'unknown-type' | 'invalid-field' | 'name-taken' | 'unknown-member'
+export type RejectionReason = 'malformed' | 'too-large' | 'unknown-type' | 'invalid-field' | 'name-taken' | 'unknown-member' | 'already-member' | 'not-a-member' | 'last-member' | 'not-held'
 
 export interface StateMember {
+  /** Creator id in the hashgraph: genesis members first, then in the order they were added. Never reused. */
   index: number
   peerId: string
   name: string
+  /** First round in which the member's events count (1 for genesis members). */
+  fromRound: number
+  /** First round without it, once removed (or leaving); null while it stays. */
+  untilRound: number | null
 }
+
+/** An image some site announced, with the sites (member indexes) holding it now. */
+export interface ImageRecord extends AnnouncedImage {
+  /** Member that announced it first. */
+  announcedBy: number
+  holders: number[]
+}
+
+/** What an applied transaction changed in the member set, for the agent to tell the engine. */
+export type MembershipChange =
+  | { change: 'add', index: number, peerId: string, fromRound: number }
+  | { change: 'remove', index: number, peerId: string, fromRound: number }
 
 export interface AppliedTransaction {
   position: number
@@ -49,6 +92,7 @@ export interface AppliedTransaction {
   detail?: string
   stateHash: string
   transaction?: SwarmTransaction
+  membership?: MembershipChange
 }
 
 export function encodeTransaction (transaction: SwarmTransaction): Uint8Array {
@@ -95,9 +139,76 @@ function transactionProblem (value: Record<string, unknown>): { reason: Rejectio
       if (typeof at !== 'number' || !Number.isSafeInteger(at) || at < 0) return { reason: 'invalid-field', detail: '"submittedAt" must be a non-negative integer (ms since the epoch)' }
       return onlyFields('type', 'nonce', 'submittedAt')
     }
+    case 'member-add': {
+      const peerProblem = ed25519PeerIdProblem(value['peerId'])
+      if (peerProblem !== undefined) return { reason: 'invalid-field', detail: `"peerId": ${peerProblem}` }
+      const nameProblem = siteNameProblem(value['name'])
+      if (nameProblem !== undefined) return { reason: 'invalid-field', detail: `"name": ${nameProblem}` }
+      return onlyFields('type', 'peerId', 'name')
+    }
+    case 'member-remove': {
+      if (typeof value['peerId'] !== 'string' || value['peerId'].length > 128) return { reason: 'invalid-field', detail: '"peerId" must be a peer id string' }
+      return onlyFields('type', 'peerId')
+    }
+    case 'image-announce': {
+      const problem = announcedImageProblem(value['image'])
+      if (problem !== undefined) return { reason: 'invalid-field', detail: `"image": ${problem}` }
+      return onlyFields('type', 'image')
+    }
+    case 'image-drop': {
+      if (cidProblem(value['rootCid']) !== undefined) return { reason: 'invalid-field', detail: `"rootCid": ${cidProblem(value['rootCid'])!}` }
+      return onlyFields('type', 'rootCid')
+    }
     default:
       return { reason: 'unknown-type', detail: `unknown transaction type ${JSON.stringify(String(value['type']).slice(0, 64))}` }
   }
+}
+
+function ed25519PeerIdProblem (value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 128) return 'must be a peer id string'
+  try {
+    const peer = peerIdFromString(value)
+    if (peer.type !== 'Ed25519') return `must be an Ed25519 peer id (its key signs the member's events), got ${peer.type}`
+  } catch (err) {
+    return `not a peer id: ${(err as Error).message}`
+  }
+  return undefined
+}
+
+function cidProblem (value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 128) return 'must be a CID string'
+  try {
+    CID.parse(value)
+  } catch (err) {
+    return `not a CID: ${(err as Error).message}`
+  }
+  return undefined
+}
+
+const MAX_IMAGE_SIZE = 2 ** 50
+
+function announcedImageProblem (value: unknown): string | undefined {
+  if (!isPlainMap(value)) return 'must be a map'
+  const allowed = ['rootCid', 'name', 'layer', 'base', 'size', 'chunkSize', 'chunkCount', 'public']
+  const extra = Object.keys(value).find((k) => !allowed.includes(k))
+  if (extra !== undefined) return `unknown field "${extra.slice(0, 64)}"`
+  const root = cidProblem(value['rootCid'])
+  if (root !== undefined) return `rootCid ${root}`
+  const name = value['name']
+  if (typeof name !== 'string' || name.length === 0 || name.length > 255) return 'name must be a string of 1 to 255 characters'
+  const layer = value['layer']
+  if (layer !== 'os' && layer !== 'we' && layer !== 'ud') return 'layer must be "os", "we" or "ud"'
+  const base = value['base']
+  if (layer === 'os' ? base !== null : cidProblem(base) !== undefined) return layer === 'os' ? 'base must be null for an OS image' : `base must be the root CID of its ${layer === 'we' ? 'OS' : 'WE'} image`
+  const size = value['size']
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0 || size > MAX_IMAGE_SIZE) return 'size must be a non-negative integer (bytes)'
+  const chunkSize = value['chunkSize']
+  if (typeof chunkSize !== 'number' || !Number.isSafeInteger(chunkSize) || chunkSize < 1024 || chunkSize > 64 * 1024 * 1024) return 'chunkSize must be an integer from 1024 to 67108864'
+  const chunkCount = value['chunkCount']
+  const expectedChunks = Math.ceil(size / chunkSize)
+  if (typeof chunkCount !== 'number' || !(chunkCount === expectedChunks || (size === 0 && chunkCount === 1))) return `chunkCount must be ceil(size / chunkSize) = ${expectedChunks}`
+  if (typeof value['public'] !== 'boolean') return 'public must be a boolean'
+  return undefined
 }
 
 function isPlainMap (value: unknown): value is Record<string, unknown> {
@@ -106,14 +217,16 @@ function isPlainMap (value: unknown): value is Record<string, unknown> {
 
 export class SwarmState {
   private readonly members: StateMember[]
-  /** Lower-cased name → member index. */
+  /** Lower-cased name → index of the member holding it (active or leaving). */
   private readonly names = new Map<string, number>()
+  /** Root CID → the image and who holds it. Kept in first-announcement order (deterministic iteration). */
+  private readonly images = new Map<string, ImageRecord>()
   private hash: Buffer
   private appliedCount = 0
   private readonly rejectedCounts = new Map<RejectionReason, number>()
 
   constructor (genesisMembers: ReadonlyArray<{ peerId: string, name: string }>) {
-    this.members = genesisMembers.map((m, index) => ({ index, peerId: m.peerId, name: m.name }))
+    this.members = genesisMembers.map((m, index) => ({ index, peerId: m.peerId, name: m.name, fromRound: 1, untilRound: null }))
     for (const m of this.members) this.names.set(siteNameKey(m.name), m.index)
     // The starting hash covers the genesis members, so two swarms never share a state hash.
     this.hash = sha256(dagCbor.encode({ genesis: this.members.map((m) => ({ peerId: m.peerId, name: m.name })) }))
@@ -123,10 +236,10 @@ export class SwarmState {
     // A skipped or repeated position means this site's state no longer follows the swarm's order.
     if (ordered.position !== this.nextPosition) throw new OrderGapError(this.nextPosition, ordered.position)
     const decoded = decodeTransaction(ordered.transaction)
-    let result: { kind: string, reason?: RejectionReason, detail?: string, transaction?: SwarmTransaction }
+    let result: { kind: string, reason?: RejectionReason, detail?: string, transaction?: SwarmTransaction, membership?: MembershipChange }
     if (!decoded.ok) result = decoded
     else if (this.members[ordered.creator] === undefined) result = { kind: decoded.transaction.type, reason: 'unknown-member', detail: `creator ${ordered.creator} is not a member` }
-    else result = { kind: decoded.transaction.type, transaction: decoded.transaction, ...this.execute(decoded.transaction, ordered.creator) }
+    else result = { kind: decoded.transaction.type, transaction: decoded.transaction, ...this.execute(decoded.transaction, ordered.creator, ordered.roundReceived) }
 
     const outcome = result.reason === undefined ? 'applied' : 'rejected'
     if (result.reason === undefined) this.appliedCount++
@@ -146,12 +259,13 @@ export class SwarmState {
       outcome,
       ...(result.reason === undefined ? {} : { reason: result.reason, detail: result.detail }),
       stateHash: this.stateHash,
-      ...(result.transaction === undefined ? {} : { transaction: result.transaction })
+      ...(result.transaction === undefined ? {} : { transaction: result.transaction }),
+      ...(result.membership === undefined ? {} : { membership: result.membership })
     }
   }
 
   /** Applies a valid transaction, or says why the rules refuse it (state unchanged). */
-  private execute (transaction: SwarmTransaction, creator: number): { reason?: RejectionReason, detail?: string } {
+  private execute (transaction: SwarmTransaction, creator: number, round: number): { reason?: RejectionReason, detail?: string, membership?: MembershipChange } {
     switch (transaction.type) {
       case 'site-name': {
         const key = siteNameKey(transaction.name)
@@ -165,6 +279,45 @@ export class SwarmState {
       }
       case 'ping':
         return {}
+      case 'member-add': {
+        // A key joins once: creator ids are never reused, and a removed site rejoins with a new key.
+        const existing = this.members.find((m) => m.peerId === transaction.peerId)
+        if (existing !== undefined) return { reason: 'already-member', detail: `${transaction.peerId} is ${existing.untilRound === null ? '' : 'a former '}member ${existing.index} (${existing.name})` }
+        const holder = this.names.get(siteNameKey(transaction.name))
+        if (holder !== undefined) return { reason: 'name-taken', detail: `${JSON.stringify(transaction.name)} is the name of member ${holder}` }
+        const index = this.members.length
+        const fromRound = round + MEMBERSHIP_DELAY_ROUNDS
+        this.members.push({ index, peerId: transaction.peerId, name: transaction.name, fromRound, untilRound: null })
+        this.names.set(siteNameKey(transaction.name), index)
+        return { membership: { change: 'add', index, peerId: transaction.peerId, fromRound } }
+      }
+      case 'member-remove': {
+        const member = this.members.find((m) => m.peerId === transaction.peerId && m.untilRound === null)
+        if (member === undefined) return { reason: 'not-a-member', detail: `${transaction.peerId} is not a current member` }
+        if (this.activeMembers().length === 1) return { reason: 'last-member', detail: `${member.name} is the swarm's last member` }
+        const fromRound = round + MEMBERSHIP_DELAY_ROUNDS
+        member.untilRound = fromRound
+        // Its name is free for a new site; its images are no longer held anywhere it could serve them.
+        this.names.delete(siteNameKey(member.name))
+        for (const image of this.images.values()) image.holders = image.holders.filter((h) => h !== member.index)
+        return { membership: { change: 'remove', index: member.index, peerId: member.peerId, fromRound } }
+      }
+      case 'image-announce': {
+        const announced = transaction.image
+        const record = this.images.get(announced.rootCid)
+        if (record === undefined) {
+          this.images.set(announced.rootCid, { ...announced, announcedBy: creator, holders: [creator] })
+        } else if (!record.holders.includes(creator)) {
+          record.holders = [...record.holders, creator].sort((a, b) => a - b)
+        }
+        return {}
+      }
+      case 'image-drop': {
+        const record = this.images.get(transaction.rootCid)
+        if (record === undefined || !record.holders.includes(creator)) return { reason: 'not-held', detail: `member ${creator} does not hold ${transaction.rootCid}` }
+        record.holders = record.holders.filter((h) => h !== creator)
+        return {}
+      }
     }
   }
 
@@ -176,10 +329,25 @@ export class SwarmState {
   get rejected (): number { return [...this.rejectedCounts.values()].reduce((a, b) => a + b, 0) }
   rejectedBy (reason: RejectionReason): number { return this.rejectedCounts.get(reason) ?? 0 }
   member (index: number): StateMember | undefined { return this.members[index] }
+  /** Every member ever, removed ones included (their slots stay: creator ids are never reused). */
   memberList (): StateMember[] { return this.members.map((m) => ({ ...m })) }
+  /** Members not removed (including those whose first round is still ahead). */
+  activeMembers (): StateMember[] { return this.memberList().filter((m) => m.untilRound === null) }
   memberByName (name: string): StateMember | undefined {
     const index = this.names.get(siteNameKey(name))
     return index === undefined ? undefined : this.member(index)
+  }
+  memberByPeerId (peerId: string): StateMember | undefined {
+    const member = this.members.find((m) => m.peerId === peerId)
+    return member === undefined ? undefined : { ...member }
+  }
+  /** Images announced and still held by at least one site (or all, with `includeDropped`). */
+  imageList (options: { includeDropped?: boolean } = {}): ImageRecord[] {
+    return [...this.images.values()].filter((i) => options.includeDropped === true || i.holders.length > 0).map((i) => ({ ...i, holders: [...i.holders] }))
+  }
+  image (rootCid: string): ImageRecord | undefined {
+    const record = this.images.get(rootCid)
+    return record === undefined ? undefined : { ...record, holders: [...record.holders] }
   }
 }
 

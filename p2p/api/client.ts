@@ -6,7 +6,7 @@ import WebSocket from 'ws'
 import { API_HOST } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
-import type { AgentEvent, AgentStatus, LatencySample, PingRequest, PingResponse } from './types.js'
+import type { AgentEvent, AgentStatus, ApproveRequest, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
 
 export interface ApiClientInit {
   /** e.g. http://127.0.0.1:41234 */
@@ -38,6 +38,26 @@ export class ApiClient {
 
   async ping (request: PingRequest = {}, options: { signal?: AbortSignal } = {}): Promise<PingResponse> {
     return await this.request<PingResponse>('POST', '/v1/transactions/ping', request, options.signal)
+  }
+
+  async invite (request: InviteRequest = {}, options: { signal?: AbortSignal } = {}): Promise<InviteResponse> {
+    return await this.request<InviteResponse>('POST', '/v1/swarm/invite', request, options.signal)
+  }
+
+  async joinRequests (options: { signal?: AbortSignal } = {}): Promise<JoinRequestView[]> {
+    return (await this.request<{ requests: JoinRequestView[] }>('GET', '/v1/swarm/requests', undefined, options.signal)).requests
+  }
+
+  async approve (request: ApproveRequest, options: { signal?: AbortSignal } = {}): Promise<SubmittedResponse> {
+    return await this.request<SubmittedResponse>('POST', '/v1/swarm/approve', request, options.signal)
+  }
+
+  async removeMember (request: RemoveRequest, options: { signal?: AbortSignal } = {}): Promise<SubmittedResponse> {
+    return await this.request<SubmittedResponse>('POST', '/v1/swarm/remove', request, options.signal)
+  }
+
+  async leave (options: { signal?: AbortSignal } = {}): Promise<SubmittedResponse> {
+    return await this.request<SubmittedResponse>('POST', '/v1/swarm/leave', {}, options.signal)
   }
 
   /** Prometheus text exposition. */

@@ -3,7 +3,7 @@
  * or throws ApiRequestError(400) naming the field that is wrong, so a client learns what to fix.
  */
 import { ApiRequestError } from './errors.js'
-import type { PingRequest } from './types.js'
+import type { ApproveRequest, InviteRequest, PingRequest, RemoveRequest } from './types.js'
 
 export const MAX_PINGS_PER_REQUEST = 1000
 
@@ -15,6 +15,31 @@ export function parsePingRequest (body: unknown): PingRequest {
     throw new ApiRequestError(400, `field "count" must be an integer from 1 to ${MAX_PINGS_PER_REQUEST}, got ${JSON.stringify(count)}`)
   }
   return { count }
+}
+
+export const MAX_INVITE_TTL_HOURS = 720
+
+export function parseInviteRequest (body: unknown): InviteRequest {
+  const ttl = objectWithOnly(body, ['ttlHours'])['ttlHours']
+  if (ttl === undefined) return {}
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl <= 0 || ttl > MAX_INVITE_TTL_HOURS) {
+    throw new ApiRequestError(400, `field "ttlHours" must be a number of hours above 0 and at most ${MAX_INVITE_TTL_HOURS}, got ${JSON.stringify(ttl)}`)
+  }
+  return { ttlHours: ttl }
+}
+
+export function parseApproveRequest (body: unknown): ApproveRequest {
+  return { peer: requiredString(objectWithOnly(body, ['peer']), 'peer', 'the requesting site\'s peer id or name') }
+}
+
+export function parseRemoveRequest (body: unknown): RemoveRequest {
+  return { site: requiredString(objectWithOnly(body, ['site']), 'site', 'a member\'s name or peer id') }
+}
+
+function requiredString (fields: Record<string, unknown>, field: string, what: string): string {
+  const value = fields[field]
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) throw new ApiRequestError(400, `field "${field}" must be ${what} (a string of 1 to 256 characters), got ${JSON.stringify(value)}`)
+  return value
 }
 
 function objectWithOnly (body: unknown, allowed: readonly string[]): Record<string, unknown> {

@@ -10,7 +10,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { ApiListenError, ApiRequestError } from './errors.js'
-import { parsePingRequest } from './requests.js'
+import { parseApproveRequest, parseInviteRequest, parsePingRequest, parseRemoveRequest } from './requests.js'
 import { createStaticSite, type StaticSite } from './static.js'
 import type { AgentBackend, AgentEvent } from './types.js'
 
@@ -73,6 +73,11 @@ class LocalApiServer implements ApiServer {
       ['/v1/status', 'GET', async () => ({ body: backend.status() })],
       ['/v1/latency', 'GET', async () => ({ body: { samples: backend.latencySeries() } })],
       ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
+      ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
+      ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests() } })],
+      ['/v1/swarm/approve', 'POST', async (request) => ({ status: 202, body: backend.approve(parseApproveRequest(await this.readJson(request))) })],
+      ['/v1/swarm/remove', 'POST', async (request) => ({ status: 202, body: backend.removeMember(parseRemoveRequest(await this.readJson(request))) })],
+      ['/v1/swarm/leave', 'POST', async (request) => { await this.readJson(request); return { status: 202, body: backend.leave() } }],
       ['/v1/events', 'GET', async () => { throw new ApiRequestError(426, '/v1/events is a WebSocket stream: send an Upgrade: websocket request') }],
       ['/metrics', 'GET', async () => { const m = await backend.metrics(); return { text: m.text, contentType: m.contentType } }]
     ]

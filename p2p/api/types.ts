@@ -14,7 +14,18 @@ export interface MemberStatus {
   connected: boolean
   /** Last round-trip time measured by the libp2p ping service, in milliseconds; null if unknown. */
   rttMs: number | null
+  /** First consensus round in which its events count (1 for founding members). */
+  since: number
+  /** First round without it once removed or gone; null while it stays. */
+  until: number | null
 }
+
+/**
+ * This site's place in the swarm: a member; joining (asked to join, not approved yet); approved
+ * (added by consensus, its first round not decided yet); leaving (removal ordered, its round not
+ * decided yet: it must keep taking part until then); removed.
+ */
+export type SiteRole = 'member' | 'joining' | 'approved' | 'leaving' | 'removed'
 
 export interface LatencySummary {
   /** Own transactions ordered since the agent started. */
@@ -28,6 +39,7 @@ export interface LatencySummary {
 export interface AgentStatus {
   site: string
   peerId: string
+  role: SiteRole
   swarm: { id: string, name: string }
   members: MemberStatus[]
   /** Last round whose events all have their place in the consensus order (0: none yet). */
@@ -71,6 +83,8 @@ export type AgentEvent =
   | { type: 'latency', sample: LatencySample }
   | { type: 'peer', peerId: string, member: number | null, connected: boolean }
   | { type: 'progress', task: string, done: number, total: number | null, message?: string }
+  | { type: 'join-request', request: JoinRequestView }
+  | { type: 'membership', change: 'add' | 'remove', index: number, peerId: string, name: string, fromRound: number }
 
 export interface PingRequest {
   /** How many latency-probe transactions to submit (1 to 1000, default 1). */
@@ -80,6 +94,45 @@ export interface PingRequest {
 export interface PingResponse {
   /** Hex ids (SHA-256 of the transaction bytes) of the submitted probes. */
   submitted: string[]
+}
+
+export interface InviteRequest {
+  /** How long the code admits join requests, in hours (default 24, at most 720). */
+  ttlHours?: number
+}
+
+export interface InviteResponse {
+  /** Secret: it carries the swarm key. Give it to the new site's operator only. */
+  code: string
+  expiresAt: string
+  /** The addresses in the code the new site will dial first. */
+  bootstrap: string[]
+}
+
+/** A site that asked this agent to admit it, with a valid invite, waiting for a member's approval. */
+export interface JoinRequestView {
+  peerId: string
+  name: string
+  /** Peer id of the member whose invite it presented. */
+  inviter: string
+  /** ISO time of its latest request. */
+  at: string
+}
+
+export interface ApproveRequest {
+  /** The requesting site's peer id or name. */
+  peer: string
+}
+
+export interface RemoveRequest {
+  /** A member's name or peer id. */
+  site: string
+}
+
+/** A transaction was submitted; its outcome arrives with the consensus order (event stream, status). */
+export interface SubmittedResponse {
+  /** Hex SHA-256 of the transaction bytes. */
+  submitted: string
 }
 
 export interface MetricsText {
@@ -92,6 +145,11 @@ export interface AgentBackend {
   status: () => AgentStatus
   latencySeries: () => LatencySample[]
   submitPing: (request: PingRequest) => PingResponse
+  invite: (request: InviteRequest) => Promise<InviteResponse>
+  joinRequests: () => JoinRequestView[]
+  approve: (request: ApproveRequest) => SubmittedResponse
+  removeMember: (request: RemoveRequest) => SubmittedResponse
+  leave: () => SubmittedResponse
   metrics: () => Promise<MetricsText>
   /** Registers a listener for the event stream; returns the function that removes it. */
   subscribe: (listener: (event: AgentEvent) => void) => () => void

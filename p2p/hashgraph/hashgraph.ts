@@ -86,6 +86,8 @@ export class Hashgraph {
   private readonly deferred = new Map<string, SignedEvent>()
   private retrying = false
   private failure: Error | null = null
+  /** First round of the latest membership change (0: none). */
+  private latestChangeRound = 0
 
   constructor (init: HashgraphInit) {
     this.init = init
@@ -414,6 +416,7 @@ export class Hashgraph {
   addMember (key: PublicKey): { creator: number, fromRound: number } {
     if (this.memberKeys.some((k) => k.equals(key))) throw new RangeError('that key is already a member')
     const added = this.consensus.addMember()
+    this.latestChangeRound = Math.max(this.latestChangeRound, added.fromRound)
     this.memberKeys.push(key)
     this.verifier?.add(key)
     if (this.signer !== null && this.selfCreator === null && this.init.self?.key.publicKey.equals(key) === true) this.selfCreator = added.creator
@@ -422,8 +425,17 @@ export class Hashgraph {
 
   /** Removes a member by consensus (same rule as addMember); returns the first round without it. */
   removeMember (creator: number): number {
-    return this.consensus.removeMember(creator)
+    const fromRound = this.consensus.removeMember(creator)
+    this.latestChangeRound = Math.max(this.latestChangeRound, fromRound)
+    return fromRound
   }
+
+  /**
+   * A membership change is ordered but its first round is not decided yet. Until it is, members
+   * must keep creating events even with nothing else to order, or the swarm would never reach
+   * the round from which a new member can take part.
+   */
+  get awaitingMembershipChange (): boolean { return this.consensus.lastOrderedRound < this.latestChangeRound }
 
   get selfId (): number | null { return this.selfCreator }
 

@@ -3,7 +3,7 @@
  * are validated by the engine before gossipsub forwards them (invalid ones lower the sender's
  * score), and a request/response sync protocol fetches what a member lacks (missing ancestors, or
  * everything after a restart). Events are created only while there is something to order:
- * pending or unordered transactions. An idle swarm sends nothing but libp2p's own keep-alives.
+ * pending or unordered transactions, or a membership change on its way in. An idle swarm sends nothing but libp2p's own keep-alives.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
@@ -133,7 +133,7 @@ export class HashgraphGossip {
   private tick (): void {
     const { hashgraph } = this.init
     // A site that is not a member (yet) only listens.
-    if (!this.running || !hashgraph.hasUnorderedTransactions || hashgraph.selfId === null) return
+    if (!this.running || !hasWork(hashgraph) || hashgraph.selfId === null) return
     try {
       const event = hashgraph.createEvent({ otherParent: this.latestFromOthers })
       this.lastCreated = Date.now()
@@ -142,7 +142,7 @@ export class HashgraphGossip {
       // Added, but its first round is still ahead: wait for it quietly.
       if (!(err instanceof EventRejectedError && err.reason === 'not-a-member')) this.init.onError?.(err as Error)
     }
-    if (hashgraph.hasUnorderedTransactions) this.schedule(this.init.heartbeatMs)
+    if (hasWork(hashgraph)) this.schedule(this.init.heartbeatMs)
   }
 
   private async syncFrom (peer: PeerId): Promise<void> {
@@ -197,4 +197,9 @@ export class HashgraphGossip {
     await lp.write(new Uint8Array(0))
     await stream.close()
   }
+}
+
+/** Something awaits consensus: transactions, or the first round of a membership change. */
+function hasWork (hashgraph: Hashgraph): boolean {
+  return hashgraph.hasUnorderedTransactions || hashgraph.awaitingMembershipChange
 }

@@ -3,3 +3,4 @@ export { createSwarmNode, createSwarmKey, parseSwarmKey, type SwarmNode, type Sw
 export { HashgraphGossip, type HashgraphGossipInit } from './hashgraph-gossip.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { SwarmConfigError } from './errors.js'
+export { sendRequest, handleRequests, RemoteRequestError, type RequestOptions, type HandleRequestsOptions } from './request-response.js'
