@@ -65,16 +65,17 @@ interface Waiter {
 }
 
 /**
- * One link's bandwidth shared fairly: each flow (a migration) with bytes waiting gets its turn in
- * round-robin, one slice at a time, so N busy migrations each get 1/N of the rate whatever the
- * size of their writes. Rate 0 = unlimited (grants at once).
+ * One link's bandwidth shared fairly: bytes go, a slice at a time, to the waiting flow (migration)
+ * that has been served least (least attained service, in bytes), so N busy migrations each get
+ * 1/N of the rate whatever the size of their writes. A flow that was idle re-enters level with the
+ * least-served busy one rather than with a credit for the time it was idle. Rate 0 = unlimited.
  */
 export class FairShaper {
   private readonly bucket: TokenBucket
   private readonly queues = new Map<string, Waiter[]>()
   private readonly granted = new Map<string, number>()
-  private order: string[] = []
-  private next = 0
+  /** Bytes served per flow, on the shaper's virtual clock (what picks the next flow). */
+  private readonly served = new Map<string, number>()
   private pumping = false
 
   constructor (rate: number) {
@@ -99,13 +100,17 @@ export class FairShaper {
         if (queue === undefined) {
           queue = []
           this.queues.set(flow, queue)
-          this.order.push(flow)
+          const busy = [...this.queues.keys()].filter((f) => f !== flow).map((f) => this.served.get(f) ?? 0)
+          if (busy.length > 0) this.served.set(flow, Math.max(this.served.get(flow) ?? 0, Math.min(...busy)))
         }
         queue.push(waiter)
         signal?.addEventListener('abort', () => {
           const q = this.queues.get(flow)
           const i = q?.indexOf(waiter) ?? -1
-          if (i >= 0) { q?.splice(i, 1); reject(signal.reason ?? new MigrationCancelledError('cancelled')) }
+          if (i >= 0) {
+            q?.splice(i, 1)
+            reject(signal.reason ?? new MigrationCancelledError('cancelled'))
+          }
         }, { once: true })
         void this.pump()
       })
@@ -117,14 +122,17 @@ export class FairShaper {
     this.pumping = true
     try {
       for (;;) {
-        for (const flow of this.order) if ((this.queues.get(flow)?.length ?? 0) === 0) this.queues.delete(flow)
-        this.order = this.order.filter((flow) => this.queues.has(flow))
-        if (this.order.length === 0) return
-        const flow = this.order[this.next % this.order.length] as string
-        this.next = (this.next + 1) % Math.max(1, this.order.length)
-        const waiter = this.queues.get(flow)?.shift()
-        if (waiter === undefined) continue
+        // Let the flows just served queue their next slice before choosing; a flow with nothing
+        // queued even then is idle, and leaves (it re-enters levelled).
+        await new Promise((resolve) => setImmediate(resolve))
+        for (const [f, q] of this.queues) if (q.length === 0) this.queues.delete(f)
+        let flow: string | undefined
+        for (const f of this.queues.keys()) if (flow === undefined || (this.served.get(f) ?? 0) < (this.served.get(flow) ?? 0)) flow = f
+        if (flow === undefined) return
+        const queue = this.queues.get(flow) as Waiter[]
+        const waiter = queue.shift() as Waiter
         await this.bucket.take(waiter.bytes)
+        this.served.set(flow, (this.served.get(flow) ?? 0) + waiter.bytes)
         this.granted.set(flow, (this.granted.get(flow) ?? 0) + waiter.bytes)
         waiter.resolve()
       }
