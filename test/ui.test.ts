@@ -8,7 +8,9 @@ import assert from 'node:assert/strict'
 import { mkdirSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { hgmig } from './support/agent-process.js'
 import { eventually } from './support/peer-process.js'
 import { browserSkipReason, chromiumArgs, chromiumPath, screenshotDir, startUiAgent, swarmOf, type UiAgent } from './support/ui-agents.js'
 
@@ -137,6 +139,45 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     assert.ok(csv.length - 1 >= lines.length && csv.slice(1).every((row) => row.includes('ping')), 'CSV: a header, then the matching entries')
     const json = JSON.parse(exported['JSON']!) as Array<{ message: string }>
     assert.ok(json.length >= csv.length - 1 && json.every((e) => e.message.includes('ping')), 'JSON: an array of the matching entries')
+  })
+
+  test('the hashgraph drawing of a graph the real engine replayed: columns, rounds, witnesses, fame, positions, edges downward', async () => {
+    // The view's data, from the engine's own replay of a fixture (GET /v1/hashgraph's shape), so
+    // every count below is known; the page gets it in place of the agent's answer.
+    const fixture = fileURLToPath(new URL('../../test/fixtures/hashgraph/late-d.json', import.meta.url))
+    const input = JSON.parse(readFileSync(fixture, 'utf8')) as { members: number, events: Array<{ id: string, creator: number, selfParent: string | null, otherParent: string | null, timestamp: number }> }
+    const replay = hgmig('consensus', 'replay', fixture)
+    assert.equal(replay.status, 0, replay.stderr)
+    const decided = JSON.parse(replay.stdout) as { events: Array<{ id: string, round: number | null, witness: boolean, famous: boolean | null }>, order: string[] }
+    const seq = new Map<number, number>()
+    const view = {
+      members: Array.from({ length: input.members }, (_, i) => `site-${'abcd'[i]!}`),
+      events: input.events.map((e) => {
+        const result = decided.events.find((d) => d.id === e.id)!
+        seq.set(e.creator, (seq.get(e.creator) ?? 0) + 1)
+        return { id: e.id, creator: e.creator, seq: seq.get(e.creator)!, selfParent: e.selfParent, otherParent: e.otherParent, round: result.round, witness: result.witness, famous: result.famous, order: decided.order.includes(e.id) ? decided.order.indexOf(e.id) : null, timestamp: new Date(e.timestamp).toISOString(), transactions: 0 }
+      })
+    }
+    const drawing = await context.newPage()
+    await drawing.route((url) => url.pathname === '/v1/hashgraph', async (route) => { await route.fulfill({ json: view }) })
+    await drawing.goto(`${agents[0]!.uiOrigin}/#token=${agents[0]!.api.token}`)
+    await drawing.getByRole('tab', { name: 'Consensus' }).click()
+    await drawing.waitForSelector('[data-testid="hashgraph"] g.event')
+    const svg = drawing.locator('[data-testid="hashgraph"]')
+    assert.equal(await svg.locator('g.event').count(), view.events.length)
+    assert.equal(await svg.locator('g.event.witness').count(), view.events.filter((e) => e.witness).length)
+    assert.equal(await svg.locator('g.event.famous').count(), view.events.filter((e) => e.famous === true).length)
+    assert.equal(await svg.locator('text.order').count(), decided.order.length, 'each ordered event shows its consensus position')
+    const parentEdges = view.events.reduce((n, e) => n + (e.selfParent === null ? 0 : 1) + (e.otherParent === null ? 0 : 1), 0)
+    assert.equal(await svg.locator('line.edge').count(), parentEdges)
+    const edges = await svg.locator('line.edge').evaluateAll((lines) => lines.map((l) => [Number(l.getAttribute('y1')), Number(l.getAttribute('y2'))]))
+    assert.ok(edges.every(([child, parent]) => child! < parent!), 'every edge runs down from an event to an older parent')
+    const columns = await drawing.locator('.hashgraph-head span').allTextContents()
+    assert.deepEqual(columns, view.members)
+    await drawing.locator('[data-testid="hashgraph"] g.event.famous').first().click()
+    assert.match(await drawing.locator('p[aria-live]').last().textContent() ?? '', /witness, famous/)
+    await drawing.screenshot({ path: join(screenshotDir, 'consensus-hashgraph.png'), fullPage: true })
+    await drawing.close()
   })
 
   test('no CSP violation or script error in the pages so far', () => {

@@ -47,7 +47,8 @@ export function ConsensusView (): ReactNode {
             option={{
               grid: { left: 48, right: 16, top: 16, bottom: 32 },
               tooltip: { trigger: 'axis' },
-              xAxis: { type: 'time' },
+              // The last two minutes, so a fresh page does not stretch one point over days.
+              xAxis: { type: 'time', min: (eventRate.at(-1)?.[0] ?? Date.now()) - 120_000, max: eventRate.at(-1)?.[0] ?? Date.now() },
               yAxis: { type: 'value', name: 'events/s', minInterval: 1 },
               series: [{ type: 'line', name: 'events/s', showSymbol: false, areaStyle: { opacity: 0.15 }, data: eventRate }]
             }}
@@ -125,7 +126,7 @@ function LatencyChart ({ samples }: { samples: LatencySample[] }): ReactNode {
         grid: { left: 56, right: 16, top: 32, bottom: 32 },
         legend: { top: 0 },
         tooltip: { trigger: 'axis', valueFormatter: (v: number) => `${Math.round(v)} ms` },
-        xAxis: { type: 'time' },
+        xAxis: { type: 'time', min: 'dataMin', max: 'dataMax' },
         yAxis: { type: 'value', name: 'ms' },
         series: [line('p50', series.p50), line('p95', series.p95), line('p99', series.p99)]
       }}
