@@ -5,7 +5,9 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -65,6 +67,13 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     const sites = await page.locator('[data-testid="members"] tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-site')))
     assert.deepEqual(sites, ['site-a', 'site-b', 'site-c'])
     assert.equal(await page.getByTestId('site-name').textContent(), 'site-a')
+    await page.getByRole('button', { name: 'Create invite code' }).click()
+    await page.waitForFunction(() => (document.querySelector('[data-testid="invite"] textarea')?.textContent ?? '') !== '' || /does not offer that yet/.test(document.body.textContent ?? ''))
+    if (await page.getByTestId('invite').count() > 0) {
+      assert.ok((await page.getByLabel('Invite code').inputValue()).length > 20, 'an invite code is shown')
+    } else {
+      console.log('POST /v1/swarm/invite not offered by this agent yet: the view says so')
+    }
     await shot('swarm')
   })
 
@@ -94,7 +103,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
       assert.ok(Number(await page.getByTestId('hashgraph').getAttribute('data-events')) > 0)
       assert.ok(await page.locator('[data-testid="hashgraph"] g.event.witness').count() > 0, 'witnesses are marked')
     } else {
-      console.log('# GET /v1/hashgraph not offered by this agent yet: the view shows its empty state')
+      console.log('GET /v1/hashgraph not offered by this agent yet: the view shows its empty state')
     }
     await shot('consensus')
     await page.emulateMedia({ colorScheme: 'dark' })
@@ -105,9 +114,21 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     assert.notEqual(dark, light, 'the page follows prefers-color-scheme')
   })
 
-  test('images and migrations views show the agent\'s data or say what it does not offer', async () => {
+  test('images (import through the form, where offered) and migrations views show the agent\'s data or say what it does not offer', async () => {
     await openView('Images')
     await page.waitForFunction(() => document.querySelector('[data-testid^="images-"]') !== null || /No images yet|does not offer an image library/.test(document.body.textContent ?? ''))
+    const offersImages = (await fetch(`${agents[0]!.client.origin}/v1/images`, { headers: { Authorization: `Bearer ${agents[0]!.api.token}` } })).status !== 404
+    if (offersImages) {
+      // Import through the form: progress shows, then the image is listed at every site.
+      const file = join(mkdtempSync(join(tmpdir(), 'hgmig-ui-image-')), 'ui-os.img')
+      writeFileSync(file, randomBytes(3 * 1024 * 1024))
+      await page.getByLabel('Disk image file on this site').fill(file)
+      await page.getByRole('button', { name: 'Import' }).click()
+      await page.getByTestId('import-progress').waitFor()
+      await page.waitForFunction(() => ['site-a', 'site-b', 'site-c'].every((site) => document.querySelector(`[data-testid="images-${site}"]`)?.textContent?.includes('ui-os.img') === true), undefined, { timeout: 120_000 })
+    } else {
+      console.log('GET /v1/images not offered by this agent yet: the view says so')
+    }
     await shot('images')
     await openView('Migrations')
     await page.waitForFunction(() => /New migration|does not offer migrations/.test(document.body.textContent ?? ''))
