@@ -196,7 +196,7 @@ test('five concurrent migrations complete, sharing the source link', async () =>
   for (const name of names.slice(3)) await assertRunning(c, name)
   // The source's link shaper served every one of them.
   const grants = (await a.call<{ grants: Record<string, number> }>({ cmd: 'grants' })).grants
-  for (const m of started) assert.ok((grants[m.id] ?? 0) > 4 * MiB, `${m.vmName} got ${grants[m.id]} bytes through the link shaper`)
+  for (const m of started) assert.ok((grants[m.id] ?? 0) > 2 * MiB, `${m.vmName} got ${grants[m.id]} bytes through the link shaper`)
 })
 
 test('the log exports as ndjson, csv and json', async () => {

@@ -182,6 +182,8 @@ export class MigrationEngine {
   private readonly shaper: FairShaper
   private readonly serveCounter = new WireCounter()
   private running = false
+  /** Image rebuilds run one at a time: concurrent migrations of VMs on the same images import them once. */
+  private materializing: Promise<unknown> = Promise.resolve()
 
   constructor (private readonly init: MigrationEngineInit) {
     this.protocol = `/hgmig/${init.swarmId}/migrate/1.0.0`
@@ -722,7 +724,9 @@ export class MigrationEngine {
         }
       })
       const manifests = replica.manifests.filter((m) => m.rootCid === vm.os.rootCid || m.rootCid === vm.we.rootCid)
-      const { imported } = await materializeBaseImages(this.init.store, vm, manifests, chunkSource, signal)
+      const rebuild = this.materializing.then(async () => await materializeBaseImages(this.init.store, vm, manifests, chunkSource as ChunkSource, signal))
+      this.materializing = rebuild.catch(() => {})
+      const { imported } = await rebuild
       await chunkSource.close()
       chunkSource = undefined
       const baseMs = performance.now() - started
