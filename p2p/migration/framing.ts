@@ -46,3 +46,19 @@ export const FRAME = {
   /** End of the stop-and-copy: nothing follows. */
   final: 0x46
 } as const
+
+/**
+ * Reads batch frames until the final one, handing each batch (its count read) to `onBatch`;
+ * round ends are skipped. Throws if the stream ends before the final frame.
+ */
+export async function receiveBatches (stream: DuplexByteStream, what: string, signal: AbortSignal, onBatch: (reader: FrameReader, count: number) => Promise<void>): Promise<void> {
+  const reader = new FrameReader(stream, what)
+  for (;;) {
+    const type = await reader.type(signal)
+    if (type === null) throw new ProtocolError(`the ${what} stream ended before the source finished the copy`)
+    if (type === FRAME.final) return
+    if (type === FRAME.roundEnd) { await reader.u32(signal); continue }
+    if (type !== FRAME.batch) throw new ProtocolError(`unknown ${what} frame type ${type}`)
+    await onBatch(reader, await reader.u32(signal))
+  }
+}

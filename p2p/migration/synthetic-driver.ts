@@ -20,7 +20,7 @@ import {
   InvalidMigrationInputError, MigrationCancelledError, NotStartedError, ProtocolError, VerificationError, VmExistsError,
   VmNotFoundError, VmStateError, errorMessage
 } from './errors.js'
-import { FRAME, FrameReader, frame } from './framing.js'
+import { FRAME, frame, receiveBatches } from './framing.js'
 import { DirtySet, PAGE_SIZE, SyntheticVm } from './synthetic-vm.js'
 import { TokenBucket, deferred, sleep } from './token-bucket.js'
 import { workloadProfile } from './workloads.js'
@@ -517,15 +517,8 @@ class SyntheticIncoming implements IncomingMigration {
   }
 
   private async applyDisk (stream: DuplexByteStream): Promise<void> {
-    const reader = new FrameReader(stream, 'disk')
     const signal = this.abortController.signal
-    for (;;) {
-      const type = await reader.type(signal)
-      if (type === null) throw new ProtocolError('the disk stream ended before the source finished the copy')
-      if (type === FRAME.final) break
-      if (type === FRAME.roundEnd) { await reader.u32(signal); continue }
-      if (type !== FRAME.batch) throw new ProtocolError(`unknown disk frame type ${type}`)
-      const count = await reader.u32(signal)
+    await receiveBatches(stream, 'disk', signal, async (reader, count) => {
       const headers = Buffer.from(await reader.bytes(count * 8, signal))
       for (let k = 0; k < count; k++) {
         const index = headers.readUInt32LE(k * 8)
@@ -533,21 +526,14 @@ class SyntheticIncoming implements IncomingMigration {
         if (index >= this.machine.blocks) throw new ProtocolError(`disk block ${index} is beyond the disk (${this.machine.blocks} blocks)`)
         this.machine.writeBlock(index, await reader.bytes(length, signal))
       }
-    }
+    })
     this.machine.sync()
     await stream.closeWrite().catch(() => {})
   }
 
   private async applyMemory (stream: DuplexByteStream): Promise<void> {
-    const reader = new FrameReader(stream, 'memory')
     const signal = this.abortController.signal
-    for (;;) {
-      const type = await reader.type(signal)
-      if (type === null) throw new ProtocolError('the memory stream ended before the source finished the copy')
-      if (type === FRAME.final) break
-      if (type === FRAME.roundEnd) { await reader.u32(signal); continue }
-      if (type !== FRAME.batch) throw new ProtocolError(`unknown memory frame type ${type}`)
-      const count = await reader.u32(signal)
+    await receiveBatches(stream, 'memory', signal, async (reader, count) => {
       const headers = Buffer.from(await reader.bytes(count * 5, signal))
       for (let k = 0; k < count; k++) {
         const index = headers.readUInt32LE(k * 5)
@@ -556,7 +542,7 @@ class SyntheticIncoming implements IncomingMigration {
         if (headers[k * 5 + 4] === 0) target.fill(0)
         else target.set(await reader.bytes(PAGE_SIZE, signal))
       }
-    }
+    })
     await stream.closeWrite().catch(() => {})
   }
 
