@@ -5,16 +5,19 @@
  */
 import '../polyfills.js'
 import { createHash, randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type SubmittedResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ImagesResponse, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, type OrderedTransaction } from '../hashgraph/index.js'
+import { createImageStore, type ImageStore } from '../store/index.js'
 import { createSwarmNode, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
 import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
 import { createInvite } from './invite.js'
+import { SiteImages } from './images.js'
 import { askToJoin, isCurrentMember, JoinDesk, joinProtocol } from './join.js'
 import { ConsensusLatency } from './latency.js'
 import { DataDirLock } from './lock.js'
@@ -60,6 +63,7 @@ interface Core {
   join: JoinIntent | undefined
   desk: JoinDesk
   state: SwarmState
+  store: ImageStore
   eventLog: EventLog
   hashgraph: Hashgraph
   metrics: AgentMetrics
@@ -71,6 +75,7 @@ interface Core {
 interface Network {
   node: SwarmNode
   gossip: HashgraphGossip
+  images: SiteImages
   api: ApiServer
 }
 
@@ -152,11 +157,15 @@ class MigrationAgent implements Agent {
     const key = await loadIdentity(layout)
     const peerId = peerIdFromPrivateKey(key).toString()
     const founder = genesis.members.some((m) => m.peerId === peerId)
-    const join = founder ? undefined : await loadJoinIntent(layout)
-    if (!founder && join === undefined) {
+    const joinIntent = founder ? undefined : await loadJoinIntent(layout)
+    if (!founder && joinIntent === undefined) {
       throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" and has not asked to join it (no join.json; founding members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
     }
     const state = new SwarmState(genesis.members)
+    // The agent holds the store while it runs; the CLI's image commands then go through the API.
+    const store = createImageStore({ directory: join(layout.root, 'store'), chunkSize: genesis.chunkSize })
+    await store.open()
+    undo.push(async () => { await store.close() })
     const eventLog = new EventLog(layout.eventLog)
     undo.push(() => { eventLog.close() })
     const hashgraph = new Hashgraph({
@@ -188,7 +197,7 @@ class MigrationAgent implements Agent {
         this.emit({ type: 'join-request', request })
       }
     })
-    const core: Core = { genesis, key, peerId, join, desk, state, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
+    const core: Core = { genesis, key, peerId, join: joinIntent, desk, state, store, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
     this.core = core
     undo.push(() => { this.core = null })
     // The state is rebuilt from the replay: Hashgraph.start emits the whole order again from position 0.
@@ -232,10 +241,27 @@ class MigrationAgent implements Agent {
     undo.push(async () => { await node.unhandle(joinProtocol(genesis.swarmId)) })
     await handleRequests(node, addressBookProtocol(genesis.swarmId), async () => await this.memberAddresses(node))
     undo.push(async () => { await node.unhandle(addressBookProtocol(genesis.swarmId)) })
+    const images = new SiteImages({
+      store: core.store,
+      node,
+      swarmId: genesis.swarmId,
+      state: () => core.state,
+      selfPeerId: core.peerId,
+      isMember: () => { const role = this.role(); return role === 'member' || role === 'approved' },
+      submit: (transaction) => { this.submitTransaction(transaction) },
+      isConnected: (peerId) => this.isConnected(this.peerOf(peerId)),
+      peerOf: (peerId) => this.peerOf(peerId),
+      say: this.say,
+      onProgress: (task, done, total, message) => { this.emit({ type: 'progress', task, done, total, ...(message === undefined ? {} : { message }) }) }
+    })
+    await images.start()
+    undo.push(async () => { await images.stop() })
+    // The replay has passed every announcement already: note the manifests this site lacks.
+    images.wantAnnounced()
     const api = createApiServer({ backend: this, port: this.init.apiPort, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
     await api.start()
     undo.push(async () => { await api.stop() })
-    this.network = { node, gossip, api }
+    this.network = { node, gossip, images, api }
     undo.push(() => { this.network = null })
     return this.network
   }
@@ -253,11 +279,13 @@ class MigrationAgent implements Agent {
     await this.attempt('stopping the API', async () => { await network.api.stop() })
     await removeApiFile(this.init.dataDir, process.pid)
     await this.attempt('stopping gossip', async () => { await network.gossip.stop() })
+    await this.attempt('stopping the manifest service', async () => { await network.images.stop() })
     await this.attempt('stopping libp2p', async () => { await network.node.stop() })
     this.network = null
     // Flushes the received events still queued, so the next start replays everything this run saw.
     core.hashgraph.stop()
     core.eventLog.close()
+    await this.attempt('closing the image store', async () => { await core.store.close() })
     this.core = null
     this.listeners.clear()
     core.lock.release()
@@ -294,6 +322,7 @@ class MigrationAgent implements Agent {
       if (this.replaying) continue
       if (ordered.creator === this.selfMember()?.index) this.latency.ordered(transactionKey(ordered.transaction), ordered.position, applied.kind)
       this.report(applied)
+      if (this.network?.images.applied(applied) === true) void this.network.images.maintain()
     }
   }
 
@@ -423,6 +452,7 @@ class MigrationAgent implements Agent {
     const { core, network } = this
     if (core === null || network === null) return
     if (this.role() === 'joining') void this.askMembersToAdmit()
+    void network.images.maintain().catch((err: Error) => { this.say(`images: ${err.message}`) })
     await Promise.all(this.otherMembers().map(async (member) => {
       const peer = this.peerOf(member.peerId)
       if (this.isConnected(peer)) await this.pingMember(peer)
@@ -593,6 +623,14 @@ class MigrationAgent implements Agent {
       submitted.push(this.submit(encodeTransaction({ type: 'ping', nonce: randomBytes(16), submittedAt: Date.now() })))
     }
     return { submitted }
+  }
+
+  async storeCall (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }): Promise<unknown> {
+    return await this.needNetwork().images.call(call, options)
+  }
+
+  async images (): Promise<ImagesResponse> {
+    return await this.needNetwork().images.view()
   }
 
   async invite (request: InviteRequest): Promise<InviteResponse> {

@@ -83,7 +83,8 @@ export function parseGenesis (text: string, source: string): Genesis {
   const c = g['coinRoundFrequency']
   if (typeof c !== 'number' || !Number.isInteger(c) || c < 2) fail('coinRoundFrequency', 'must be an integer of at least 2')
   const chunk = g['chunkSize']
-  if (typeof chunk !== 'number' || !Number.isInteger(chunk) || chunk < 1024 || chunk > 64 * 1024 * 1024) fail('chunkSize', 'must be an integer from 1024 to 67108864 (bytes)')
+  // The image store's rule: fixed-size chunks that are a power of two, 1 KiB to 1 MiB.
+  if (typeof chunk !== 'number' || !Number.isInteger(chunk) || chunk < 1024 || chunk > 1024 * 1024 || (chunk & (chunk - 1)) !== 0) fail('chunkSize', 'must be a power of two from 1024 to 1048576 (bytes)')
   if (typeof g['createdAt'] !== 'string' || Number.isNaN(Date.parse(g['createdAt']))) fail('createdAt', 'must be an ISO date')
   const members = g['members']
   if (!Array.isArray(members) || members.length === 0) fail('members', 'must be a non-empty array')

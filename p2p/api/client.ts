@@ -6,7 +6,8 @@ import WebSocket from 'ws'
 import { API_HOST } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
-import type { AgentEvent, AgentStatus, ApproveRequest, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
+import type { StoreCall, StoreCallLine } from './store-rpc.js'
+import type { AgentEvent, AgentStatus, ApproveRequest, ImagesResponse, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
 
 export interface ApiClientInit {
   /** e.g. http://127.0.0.1:41234 */
@@ -40,6 +41,10 @@ export class ApiClient {
     return await this.request<PingResponse>('POST', '/v1/transactions/ping', request, options.signal)
   }
 
+  async images (options: { signal?: AbortSignal } = {}): Promise<ImagesResponse> {
+    return await this.request<ImagesResponse>('GET', '/v1/images', undefined, options.signal)
+  }
+
   async invite (request: InviteRequest = {}, options: { signal?: AbortSignal } = {}): Promise<InviteResponse> {
     return await this.request<InviteResponse>('POST', '/v1/swarm/invite', request, options.signal)
   }
@@ -58,6 +63,29 @@ export class ApiClient {
 
   async leave (options: { signal?: AbortSignal } = {}): Promise<SubmittedResponse> {
     return await this.request<SubmittedResponse>('POST', '/v1/swarm/leave', {}, options.signal)
+  }
+
+  /**
+   * Runs an image-store call at the agent; progress arrives through `onProgress`. An error the
+   * store raised comes back with its name and message (ImageNotFoundError, LayerRuleError, ...).
+   */
+  async storeCall (call: StoreCall, options: { signal?: AbortSignal, onProgress?: (event: { type: string, detail: unknown }) => void } = {}): Promise<unknown> {
+    const response = await this.fetch('POST', '/v1/store', call, options.signal)
+    if (response.body === null) throw new ApiRequestError(502, 'POST /v1/store: empty answer')
+    let pending = ''
+    const decoder = new TextDecoder()
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      pending += decoder.decode(chunk, { stream: true })
+      let newline: number
+      while ((newline = pending.indexOf('\n')) !== -1) {
+        const line = JSON.parse(pending.slice(0, newline)) as StoreCallLine
+        pending = pending.slice(newline + 1)
+        if (line.type === 'progress') options.onProgress?.(line.event)
+        else if (line.type === 'result') return line.value
+        else throw Object.assign(new Error(line.message), { name: line.name })
+      }
+    }
+    throw new ApiRequestError(502, 'POST /v1/store: the agent closed the answer without a result (it may have stopped)')
   }
 
   /** Prometheus text exposition. */

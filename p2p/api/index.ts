@@ -9,3 +9,5 @@ export { API_FILE_NAME, apiFilePath, readApiFile, writeApiFile, removeApiFile, p
 export { parsePingRequest, MAX_PINGS_PER_REQUEST } from './requests.js'
 export { ApiRequestError, ApiListenError, AgentNotRunningError } from './errors.js'
 export type * from './types.js'
+export { STORE_METHODS, parseStoreCall, type StoreCall, type StoreCallLine, type StoreMethod } from './store-rpc.js'
+export { ApiImageStoreClient } from './store-client.js'

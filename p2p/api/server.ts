@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { ApiListenError, ApiRequestError } from './errors.js'
 import { parseApproveRequest, parseInviteRequest, parsePingRequest, parseRemoveRequest } from './requests.js'
+import { parseStoreCall, type StoreCallLine } from './store-rpc.js'
 import { createStaticSite, type StaticSite } from './static.js'
 import type { AgentBackend, AgentEvent } from './types.js'
 
@@ -45,7 +46,7 @@ export interface ApiServer {
   stop: () => Promise<void>
 }
 
-type Handler = (request: IncomingMessage) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string }>
+type Handler = (request: IncomingMessage, response: ServerResponse) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string } | { streamed: true }>
 
 export function createApiServer (init: ApiServerInit): ApiServer {
   return new LocalApiServer(init)
@@ -73,6 +74,8 @@ class LocalApiServer implements ApiServer {
       ['/v1/status', 'GET', async () => ({ body: backend.status() })],
       ['/v1/latency', 'GET', async () => ({ body: { samples: backend.latencySeries() } })],
       ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
+      ['/v1/images', 'GET', async () => ({ body: await backend.images() })],
+      ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],
       ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
       ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests() } })],
       ['/v1/swarm/approve', 'POST', async (request) => ({ status: 202, body: backend.approve(parseApproveRequest(await this.readJson(request))) })],
@@ -144,7 +147,8 @@ class LocalApiServer implements ApiServer {
         response.setHeader('Allow', [...methods.keys()].join(', '))
         throw new ApiRequestError(405, `${path} does not support ${request.method ?? 'that method'} (use ${[...methods.keys()].join(' or ')})`)
       }
-      const result = await handler(request)
+      const result = await handler(request, response)
+      if ('streamed' in result) return
       if ('text' in result) send(response, result.status ?? 200, result.text, result.contentType)
       else send(response, result.status ?? 200, JSON.stringify(result.body), 'application/json')
     } catch (err) {
@@ -197,6 +201,23 @@ class LocalApiServer implements ApiServer {
     } catch (err) {
       throw new ApiRequestError(400, `request body is not valid JSON: ${(err as Error).message}`)
     }
+  }
+
+  /** Streams a store call's progress and outcome as NDJSON; the client closing the request cancels the call. */
+  private async storeCall (call: ReturnType<typeof parseStoreCall>, response: ServerResponse): Promise<void> {
+    const controller = new AbortController()
+    response.on('close', () => { if (!response.writableFinished) controller.abort() })
+    response.writeHead(200, { 'Content-Type': 'application/x-ndjson; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' })
+    const line = (value: StoreCallLine): void => { if (!response.destroyed) response.write(JSON.stringify(value) + '\n') }
+    try {
+      const value = await this.init.backend.storeCall(call, { signal: controller.signal, onProgress: (event) => { line({ type: 'progress', event }) } })
+      line({ type: 'result', value: value ?? null })
+    } catch (err) {
+      const error = err as Error
+      if (!(error instanceof ApiRequestError) && !('code' in error)) this.init.onError?.(error)
+      line({ type: 'error', name: error.name, message: error.message })
+    }
+    response.end()
   }
 
   // ------------------------------------------------------------- WebSocket

@@ -1,3 +1,5 @@
+import type { StoreCall } from './store-rpc.js'
+
 /**
  * The local API's contract: what the agent answers and streams, and what the CLI, the UI and the
  * tests send. Plain data only (JSON), so neither side needs the other's libraries.
@@ -135,6 +137,31 @@ export interface SubmittedResponse {
   submitted: string
 }
 
+/** An image as the swarm knows it: announced by consensus, with this site's view of it. */
+export interface ImageView {
+  rootCid: string
+  name: string
+  layer: 'os' | 'we' | 'ud'
+  /** Root CID of its base image (null for OS). */
+  base: string | null
+  size: number
+  chunkSize: number
+  chunkCount: number
+  public: boolean
+  /** Names of the sites holding it now. */
+  holders: string[]
+  /** This site holds it. */
+  local: boolean
+  /** This site knows its chunk list (it holds it, or fetched its manifest). */
+  manifest: boolean
+}
+
+export interface ImagesResponse {
+  images: ImageView[]
+  /** The same images grouped by holding site (every current member, even with none). */
+  sites: Array<{ site: string, peerId: string, images: string[] }>
+}
+
 export interface MetricsText {
   contentType: string
   text: string
@@ -145,6 +172,12 @@ export interface AgentBackend {
   status: () => AgentStatus
   latencySeries: () => LatencySample[]
   submitPing: (request: PingRequest) => PingResponse
+  /**
+   * Runs an image-store call at the agent (the CLI's image commands while the agent holds the
+   * store). Progress events go to `onProgress`; `signal` aborts when the client goes away.
+   */
+  storeCall: (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }) => Promise<unknown>
+  images: () => Promise<ImagesResponse>
   invite: (request: InviteRequest) => Promise<InviteResponse>
   joinRequests: () => JoinRequestView[]
   approve: (request: ApproveRequest) => SubmittedResponse

@@ -518,6 +518,11 @@ export class ImageStore implements ImageStoreClient {
     }).immediate()
   }
 
+  /** Whether some site's manifest of this root CID is recorded. */
+  async hasRemoteManifest (rootCid: string): Promise<boolean> {
+    return this.openDb().prepare('SELECT 1 FROM remote_images WHERE root_cid = ? LIMIT 1').get(rootCid) !== undefined
+  }
+
   /**
    * How much of another site's image is already here, in the chunks of any local image (or is all
    * zeros, which never cross the network): the neighbourhood reuse for migrating that image here.

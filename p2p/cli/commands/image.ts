@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { dataDirLayout, loadGenesis } from '../../agent/index.js'
+import { AgentNotRunningError, ApiClient, ApiImageStoreClient, apiFilePath } from '../../api/index.js'
 import { LAYERS, openImageStoreClient, type ImageInfo, type ImageStoreClient, type Layer, type SimilarityReport } from '../../store/index.js'
 import type { GlobalOptions } from '../index.js'
 import { formatBytes, ProgressBar } from '../progress-bar.js'
@@ -127,10 +128,7 @@ function simpleCommand<T> (command: Command, imageArgument: '<image>' | undefine
 /** Opens the store of --data, runs the action with a progress bar and Ctrl-C wired to an AbortSignal, closes the store. */
 async function withStore (command: Command, label: string, action: (store: ImageStoreClient, progress: ProgressBar, signal: AbortSignal) => Promise<void>): Promise<void> {
   const { data, json } = command.optsWithGlobals<GlobalOptions & JsonOption>()
-  // A site that belongs to a swarm chunks at the swarm's size (its genesis says which).
-  const layout = dataDirLayout(data)
-  const chunkSize = existsSync(layout.genesis) ? (await loadGenesis(layout)).chunkSize : undefined
-  const store = await openImageStoreClient(data, chunkSize === undefined ? {} : { chunkSize })
+  const store = await openStore(data)
   const progress = new ProgressBar(label, process.stderr.isTTY === true && json !== true && label !== '')
   const controller = new AbortController()
   const cancel = (): void => { controller.abort() }
@@ -142,6 +140,25 @@ async function withStore (command: Command, label: string, action: (store: Image
     process.off('SIGINT', cancel)
     await store.close()
   }
+}
+
+/**
+ * The running agent's store through its API when an agent holds the data directory (as kubo's CLI
+ * does with its daemon: imports are then announced to the swarm); the store itself otherwise.
+ */
+async function openStore (data: string): Promise<ImageStoreClient> {
+  if (existsSync(apiFilePath(data))) {
+    try {
+      return new ApiImageStoreClient(await ApiClient.forDataDir(data))
+    } catch (err) {
+      // A stale api.json (the agent died): the store is free, use it directly.
+      if (!(err instanceof AgentNotRunningError)) throw err
+    }
+  }
+  // A site that belongs to a swarm chunks at the swarm's size (its genesis says which).
+  const layout = dataDirLayout(data)
+  const chunkSize = existsSync(layout.genesis) ? (await loadGenesis(layout)).chunkSize : undefined
+  return await openImageStoreClient(data, chunkSize === undefined ? {} : { chunkSize })
 }
 
 function print (options: JsonOption, value: unknown, text: () => string): void {

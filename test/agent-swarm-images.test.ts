@@ -1,0 +1,100 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { AgentStatus, ApiClient } from '../p2p/api/index.js'
+import { AgentProcess, createSwarm, hgmig, tempDataDir } from './support/agent-process.js'
+import { randomImage, writePlan } from './support/image-generator.js'
+import { eventually } from './support/peer-process.js'
+
+interface Site { name: string, dir: string, agent: AgentProcess, client: ApiClient }
+
+function cli (...args: string[]): string {
+  const r = hgmig(...args)
+  assert.equal(r.status, 0, `hgmig ${args.join(' ')} failed: ${r.stderr}`)
+  return r.stdout
+}
+
+async function start (name: string, dir: string, agents: AgentProcess[]): Promise<Site> {
+  const agent = new AgentProcess(dir)
+  agents.push(agent)
+  return { name, dir, agent, client: (await agent.ready()).client }
+}
+
+async function agreed (what: string, sites: Site[], check: (s: AgentStatus) => boolean, timeoutMs = 240_000): Promise<AgentStatus[]> {
+  return await eventually(what, async () => {
+    const all = await Promise.all(sites.map(async (s) => await s.client.status()))
+    const same = all.every((s) => s.stateHash === all[0]!.stateHash && s.transactions.ordered === all[0]!.transactions.ordered)
+    return same && all.every(check) ? all : undefined
+  }, timeoutMs)
+}
+
+test('four sites: create, invite, join, approve; each imports an image through its agent; all agree and know every chunk list; kill -9 and restart catches up; two of four down stops ordering until they return', async () => {
+  const agents: AgentProcess[] = []
+  const files = mkdtempSync(join(tmpdir(), 'hgmig-images-'))
+  try {
+    const a = await start('site-a', (() => { const d = tempDataDir(); createSwarm(d, 'site-a'); return d })(), agents)
+    const sites = [a]
+    for (const name of ['site-b', 'site-c', 'site-d']) {
+      const { code } = JSON.parse(cli('swarm', 'invite', '--json', '--data', a.dir)) as { code: string }
+      const dir = tempDataDir()
+      cli('swarm', 'join', code, '--name', name, '--data', dir)
+      const site = await start(name, dir, agents)
+      await eventually(`${name}'s join request at site-a`, async () => (await a.client.joinRequests()).find((r) => r.name === name))
+      cli('swarm', 'approve', name, '--data', a.dir)
+      sites.push(site)
+      await agreed(`${name} a member everywhere`, sites, (s) => s.role === 'member' && s.members.length === sites.length)
+    }
+
+    // Each site imports its own OS image through the CLI, which goes through its running agent.
+    for (const [i, site] of sites.entries()) {
+      const file = join(files, `${site.name}.img`)
+      await writePlan(randomImage(`os-${i}`, 24 + i, 0.25, 100 + i), file)
+      const added = JSON.parse(cli('image', 'add', file, '--layer', 'os', '--name', `os-${site.name}`, '--json', '--data', site.dir)) as { rootCid: string }
+      assert.match(added.rootCid, /^baf/)
+    }
+    const final = await agreed('four images announced and the same state hash at all four sites', sites, (s) => s.transactions.applied >= 3 + 4)
+    assert.equal(new Set(final.map((s) => s.stateHash)).size, 1)
+    const views = await eventually('every site knows every image\'s chunk list', async () => {
+      const all = await Promise.all(sites.map(async (s) => await s.client.images()))
+      return all.every((v) => v.images.length === 4 && v.images.every((i) => i.manifest)) ? all : undefined
+    }, 120_000)
+    for (const [i, view] of views.entries()) {
+      assert.deepEqual(view.images.filter((image) => image.local).map((image) => image.name), [`os-${sites[i]!.name}`])
+      assert.deepEqual(view.sites.map((s) => s.images.length), [1, 1, 1, 1])
+    }
+    // The image list through the agent shows the local image, as the store would.
+    assert.match(cli('image', 'list', '--data', sites[1]!.dir), /os-site-b/)
+
+    // kill -9 one agent, let the others move on, restart it: it catches up to the same state hash.
+    const d = sites[3]!
+    await d.agent.kill()
+    await a.client.ping()
+    await agreed('three sites order without D', sites.slice(0, 3), (s) => s.transactions.ordered >= final[0]!.transactions.ordered + 1)
+    sites[3] = await start('site-d', d.dir, agents)
+    const caughtUp = await agreed('D caught up after kill -9', sites, (s) => s.transactions.ordered >= final[0]!.transactions.ordered + 1)
+    assert.equal(caughtUp[3]!.stateHash, caughtUp[0]!.stateHash)
+
+    // Two of four stopped: no supermajority, nothing is ordered; back again: ordering resumes.
+    const [c, dAgain] = [sites[2]!, sites[3]!]
+    await c.agent.stop()
+    await dAgain.agent.stop()
+    const before = (await a.client.status()).transactions.ordered
+    await a.client.ping()
+    await sites[1]!.client.ping()
+    // Both are submitted and being gossiped between A and B; give them many heartbeats' time.
+    await new Promise((resolve) => setTimeout(resolve, 5000))
+    const stalled = await Promise.all([a, sites[1]!].map(async (s) => await s.client.status()))
+    assert.ok(stalled.every((s) => s.transactions.ordered === before), 'nothing ordered with two of four members down')
+    assert.ok(stalled[0]!.transactions.pending >= 1)
+    sites[2] = await start('site-c', c.dir, agents)
+    sites[3] = await start('site-d', dAgain.dir, agents)
+    await agreed('ordering resumed with all four', sites, (s) => s.transactions.ordered >= before + 2)
+  } catch (err) {
+    for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log.slice(-4000)}\n`)
+    throw err
+  } finally {
+    await Promise.all(agents.map(async (agent) => { await agent.kill() }))
+  }
+})
