@@ -96,6 +96,13 @@ test('invite, join, approve: sites join a running swarm by consensus, a taken na
   } catch (err) {
     // The agents' own account is what explains a failure here.
     for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log}\n`)
+    for (const agent of agents) {
+      try {
+        const { client } = await agent.ready(1000)
+        const s = await client.status()
+        process.stderr.write(`--- ${s.site}: role ${s.role}, decided round ${s.lastDecidedRound}, ordered ${s.transactions.ordered}, pending ${s.transactions.pending}, events/s ${s.eventsPerSecond}\n`)
+      } catch { /* stopped */ }
+    }
     throw err
   } finally {
     await Promise.all(agents.map(async (agent) => { await agent.kill() }))

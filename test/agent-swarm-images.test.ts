@@ -64,6 +64,15 @@ test('four sites: create, invite, join, approve; each imports an image through i
       assert.deepEqual(view.images.filter((image) => image.local).map((image) => image.name), [`os-${sites[i]!.name}`])
       assert.deepEqual(view.sites.map((s) => s.images.length), [1, 1, 1, 1])
     }
+    // Every site measures the others' probes too; libp2p's byte counters are on /metrics.
+    await Promise.all(sites.map(async (s) => await s.client.ping()))
+    const latencies = await eventually('other sites\' probes measured at site-a', async () => {
+      const { remote } = await a.client.latencySeries()
+      return new Set(remote.map((sample) => sample.site)).size === 3 ? remote : undefined
+    })
+    assert.ok(latencies.every((sample) => sample.latencyMs >= 0 && sample.kind === 'ping'))
+    assert.ok((await a.client.status()).remoteLatency.count >= 3)
+    assert.match(await a.client.metrics(), /^libp2p_data_transfer_bytes_total\{protocol="global received"\} [1-9]/m)
     // The image list through the agent shows the local image, as the store would.
     assert.match(cli('image', 'list', '--data', sites[1]!.dir), /os-site-b/)
 

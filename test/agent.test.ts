@@ -105,7 +105,8 @@ test('an agent serves status, orders its own pings, refuses a second agent, stop
     assert.match(metrics, /^hgmig_members 1$/m)
     assert.match(metrics, /^hgmig_ordered_transactions_total\{outcome="applied"\} 3$/m)
     const series = await client.latencySeries()
-    assert.deepEqual(series.map((s) => s.kind), ['ping', 'ping', 'ping'])
+    assert.deepEqual(series.samples.map((s) => s.kind), ['ping', 'ping', 'ping'])
+    assert.deepEqual(series.remote, [], 'no other site, no other site\'s probes')
 
     const stopped = await agent.stop('SIGTERM')
     assert.deepEqual(stopped, { code: 0, signal: null }, agent.log)

@@ -86,6 +86,7 @@ class MigrationAgent implements Agent {
   private network: Network | null = null
   private readonly listeners = new Set<(event: AgentEvent) => void>()
   private readonly latency: ConsensusLatency
+  private readonly remoteLatency: ConsensusLatency
   private readonly rtt = new Map<string, number | null>()
   private readonly peerIds = new Map<string, PeerId>()
   /** Last answer per member to this site's join request (logged when it changes). */
@@ -111,6 +112,7 @@ class MigrationAgent implements Agent {
         this.emit({ type: 'latency', sample })
       }
     })
+    this.remoteLatency = new ConsensusLatency({ onSample: (sample) => { this.emit({ type: 'latency', sample, remote: true }) } })
   }
 
   get apiOrigin (): string { return this.needNetwork().api.origin }
@@ -223,6 +225,7 @@ class MigrationAgent implements Agent {
       swarmKey: parseSwarmKey(genesis.swarmKey),
       listen,
       bootstrap: [...bootstrap, ...(core.join?.bootstrap ?? [])],
+      metricsRegistry: core.metrics.registry,
       mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
     })
     undo.push(async () => { await node.stop() })
@@ -321,6 +324,10 @@ class MigrationAgent implements Agent {
       // During replay nothing is live: no latency (the submissions belong to an earlier run), no stream.
       if (this.replaying) continue
       if (ordered.creator === this.selfMember()?.index) this.latency.ordered(transactionKey(ordered.transaction), ordered.position, applied.kind)
+      else if (applied.transaction?.type === 'ping') {
+        const site = core.state.member(ordered.creator)?.name ?? `member ${ordered.creator}`
+        this.remoteLatency.record({ at: Date.now(), latencyMs: Math.max(0, Date.now() - applied.transaction.submittedAt), position: ordered.position, kind: 'ping', site })
+      }
       this.report(applied)
       if (this.network?.images.applied(applied) === true) void this.network.images.maintain()
     }
@@ -603,6 +610,7 @@ class MigrationAgent implements Agent {
       halted: this.halted,
       transactions: { ordered: state.applied + state.rejected, applied: state.applied, rejected: state.rejected, pending: this.latency.pendingCount },
       latency: this.latency.summary(),
+      remoteLatency: this.remoteLatency.summary(),
       eventsPerSecond: Math.round(this.eventsPerSecond() * 10) / 10,
       listen: network.node.getMultiaddrs().map((a) => a.toString()),
       startedAt: core.startedAt.toISOString(),
@@ -610,8 +618,8 @@ class MigrationAgent implements Agent {
     }
   }
 
-  latencySeries (): LatencySample[] {
-    return this.latency.series()
+  latencySeries (): { samples: LatencySample[], remote: LatencySample[] } {
+    return { samples: this.latency.series(), remote: this.remoteLatency.series() }
   }
 
   submitPing (request: PingRequest): PingResponse {

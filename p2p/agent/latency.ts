@@ -1,8 +1,7 @@
 /**
  * Consensus latency of this site's own transactions: time from submission to the transaction's
  * position in the consensus order, measured here, on the monotonic clock (wall-clock steps do
- * not distort it). Latency as seen by the other sites needs their receipt times (or the ping's
- * submittedAt against their clocks) and comes later.
+ * not distort it) — and, in a second instance, the latency of other sites' probes as seen here.
  */
 import type { LatencySample, LatencySummary } from '../api/index.js'
 
@@ -48,7 +47,15 @@ export class ConsensusLatency {
     const submittedAt = this.pending.get(key)
     if (submittedAt === undefined) return undefined
     this.pending.delete(key)
-    const sample: LatencySample = { at, latencyMs: now - submittedAt, position, kind }
+    return this.record({ at, latencyMs: now - submittedAt, position, kind })
+  }
+
+  /**
+   * Records a sample measured otherwise: another site's probe, from the submitter's clock
+   * (`submittedAt` in the transaction) to its position here — which needs clocks in step across
+   * sites (NTP keeps them within milliseconds; on one host they are one clock).
+   */
+  record (sample: LatencySample): LatencySample {
     this.observed++
     this.recentNext = pushRing(this.recent, this.recentNext, this.windowSize, sample.latencyMs)
     this.samplesNext = pushRing(this.samples, this.samplesNext, this.seriesSize, sample)

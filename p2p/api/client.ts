@@ -33,8 +33,9 @@ export class ApiClient {
     return await this.request<AgentStatus>('GET', '/v1/status', undefined, options.signal)
   }
 
-  async latencySeries (options: { signal?: AbortSignal } = {}): Promise<LatencySample[]> {
-    return (await this.request<{ samples: LatencySample[] }>('GET', '/v1/latency', undefined, options.signal)).samples
+  /** Own probes' latency at this site (`samples`) and other sites' probes' latency here (`remote`). */
+  async latencySeries (options: { signal?: AbortSignal } = {}): Promise<{ samples: LatencySample[], remote: LatencySample[] }> {
+    return await this.request<{ samples: LatencySample[], remote: LatencySample[] }>('GET', '/v1/latency', undefined, options.signal)
   }
 
   async ping (request: PingRequest = {}, options: { signal?: AbortSignal } = {}): Promise<PingResponse> {

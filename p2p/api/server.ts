@@ -72,7 +72,7 @@ class LocalApiServer implements ApiServer {
     const { backend } = init
     const routes: Array<[path: string, method: string, handler: Handler]> = [
       ['/v1/status', 'GET', async () => ({ body: backend.status() })],
-      ['/v1/latency', 'GET', async () => ({ body: { samples: backend.latencySeries() } })],
+      ['/v1/latency', 'GET', async () => ({ body: backend.latencySeries() })],
       ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
       ['/v1/images', 'GET', async () => ({ body: await backend.images() })],
       ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],

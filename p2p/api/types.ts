@@ -59,6 +59,8 @@ export interface AgentStatus {
     pending: number
   }
   latency: LatencySummary
+  /** Other sites' latency probes, from their submission (their clock) to their consensus position here. */
+  remoteLatency: LatencySummary
   /** Hashgraph events added per second (own and received), over the last second. */
   eventsPerSecond: number
   listen: string[]
@@ -73,6 +75,8 @@ export interface LatencySample {
   latencyMs: number
   position: number
   kind: string
+  /** For another site's probe: that site's name. */
+  site?: string
 }
 
 export type TransactionOutcome = 'applied' | 'rejected'
@@ -82,7 +86,7 @@ export type AgentEvent =
   | { type: 'hello', status: AgentStatus }
   | { type: 'transaction', position: number, round: number, creator: number, site: string, kind: string, outcome: TransactionOutcome, reason?: string, stateHash: string }
   | { type: 'rounds', lastDecidedRound: number, orderedEvents: number }
-  | { type: 'latency', sample: LatencySample }
+  | { type: 'latency', sample: LatencySample, remote?: boolean }
   | { type: 'peer', peerId: string, member: number | null, connected: boolean }
   | { type: 'progress', task: string, done: number, total: number | null, message?: string }
   | { type: 'join-request', request: JoinRequestView }
@@ -170,7 +174,7 @@ export interface MetricsText {
 /** What the API server needs from the agent; the agent implements it. */
 export interface AgentBackend {
   status: () => AgentStatus
-  latencySeries: () => LatencySample[]
+  latencySeries: () => { samples: LatencySample[], remote: LatencySample[] }
   submitPing: (request: PingRequest) => PingResponse
   /**
    * Runs an image-store call at the agent (the CLI's image commands while the agent holds the

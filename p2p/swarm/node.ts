@@ -17,7 +17,9 @@ import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { preSharedKey, generateKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import { prometheusMetrics } from '@libp2p/prometheus-metrics'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import type { Registry } from 'prom-client'
 import { SwarmConfigError } from './errors.js'
 
 // A type alias, not an interface: libp2p's ServiceMap needs an index signature.
@@ -30,6 +32,8 @@ export type SwarmServices = {
 export type SwarmNode = Libp2p<SwarmServices>
 
 export interface SwarmNodeInit {
+  /** A prom-client registry for libp2p's metrics (bytes in/out, connections, streams); none if omitted. */
+  metricsRegistry?: Registry
   privateKey: PrivateKey
   /** pnet pre-shared key in its text form (see createSwarmKey). */
   swarmKey: Uint8Array
@@ -62,6 +66,8 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
   if (init.mdns !== undefined && init.mdns !== false) discovery.push(mdns({ serviceTag: init.mdns.serviceTag, interval: init.mdns.interval ?? 1000 }))
   return await createLibp2p({
     privateKey: init.privateKey,
+    // libp2p's own counters (bytes in/out per protocol and per transport, connections, streams) on the agent's /metrics.
+    ...(init.metricsRegistry === undefined ? {} : { metrics: prometheusMetrics({ registry: init.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }) }),
     addresses: { listen: init.listen },
     transports: [tcp()],
     connectionEncrypters: [noise()],
