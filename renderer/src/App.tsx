@@ -1,6 +1,7 @@
 /** The shell: header with the site and its connection, a keyboard-navigable view list, the view. */
 import { useEffect, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
 import { forgetToken } from './api'
+import { memberUntil, roleOf } from './contract'
 import { EmptyState, ErrorState } from './components'
 import { useAgent } from './store'
 import { SwarmView } from './views/Swarm'
@@ -127,14 +128,15 @@ function Gate ({ children }: { children: ReactNode }): ReactNode {
 function SiteSummary (): ReactNode {
   const { status, problem, streamOpen } = useAgent()
   if (status === null) return <div className='summary' />
-  const connected = status.members.filter((m) => m.connected).length
+  const current = status.members.filter((m) => memberUntil(m) === null)
+  const connected = current.filter((m) => m.connected).length
   const health = problem !== null ? 'down' : streamOpen ? 'live' : 'stale'
   return (
     <div className='summary' aria-live='polite'>
       <span className={`dot ${health}`} aria-hidden='true' />
       <span data-testid='site-name'>{status.site}</span>
       <span className='muted'>{status.swarm.name}</span>
-      <span className='muted'>{connected}/{status.members.length} connected · round {status.lastDecidedRound}</span>
+      <span className='muted'>{connected}/{current.length} connected · round {status.lastDecidedRound}{roleOf(status) !== 'member' ? ` · ${roleOf(status)}` : ''}</span>
       <span className='sr-only'>{health === 'live' ? 'live' : health === 'stale' ? 'reconnecting' : 'agent unreachable'}</span>
     </div>
   )

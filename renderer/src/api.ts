@@ -116,6 +116,7 @@ export class Api {
   }
 }
 
+/** 404 (no such endpoint) or 405 (the path exists, this method not yet): the agent does not offer it. */
 export function isNotOffered (err: unknown): boolean {
-  return err instanceof ApiError && err.status === 404
+  return err instanceof ApiError && (err.status === 404 || err.status === 405)
 }

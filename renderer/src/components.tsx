@@ -29,7 +29,7 @@ export function ErrorState ({ title, children }: { title: string, children?: Rea
 export function NotOffered ({ what, endpoint }: { what: string, endpoint: string }): ReactNode {
   return (
     <EmptyState title={`This agent does not offer ${what} yet`}>
-      It answers <code>404</code> to <code>{endpoint}</code>: update the agent to a version that has it.
+      It does not answer <code>{endpoint}</code> (404): update the agent to a version that has it.
     </EmptyState>
   )
 }

@@ -5,6 +5,15 @@
  */
 export type { AgentEvent, AgentStatus, LatencySample, MemberStatus, PingResponse } from '../../p2p/api/types.js'
 
+/**
+ * Membership fields newer agents report (MemberStatus.since/until, AgentStatus.role); read through
+ * these helpers so the UI also runs against agents that do not have them.
+ */
+export type SiteRole = 'member' | 'joining' | 'approved' | 'leaving' | 'removed'
+export function roleOf (status: object): SiteRole { return (status as { role?: SiteRole }).role ?? 'member' }
+export function memberSince (member: object): number | null { return (member as { since?: number }).since ?? null }
+export function memberUntil (member: object): number | null { return (member as { until?: number | null }).until ?? null }
+
 export interface HashgraphEventView {
   id: string
   creator: number
@@ -28,22 +37,32 @@ export interface HashgraphView {
 
 export type ImageLayer = 'os' | 'we' | 'ud'
 
+/** An image as the swarm knows it (GET /v1/images), identified by its root CID. */
 export interface ImageView {
-  id: string
+  rootCid: string
   name: string
   layer: ImageLayer
+  /** Root CID of its base image (null for OS). */
   base: string | null
-  rootCid: string
   size: number
+  chunkSize?: number
   chunkCount: number
-  zeroChunks: number
   public: boolean
-  createdAt: string
+  /** Names of the sites holding it now. */
+  holders?: string[]
+  /** This site holds it. */
+  local?: boolean
+  zeroChunks?: number
+  /** Chunks no other image at the site shares (dedup: the rest costs nothing). */
   uniqueChunks?: number
 }
 
-export interface SiteImages { site: string, peerId: string, images: ImageView[] }
-export interface ImagesView { sites: SiteImages[] }
+export interface ImagesView {
+  images: ImageView[]
+  /** The same images grouped by holding site (root CIDs), every current member. */
+  sites: Array<{ site: string, peerId: string, images: string[] }>
+}
+
 export interface SimilarityView { images: string[], labels: string[], matrix: number[][] }
 
 export interface ImportRequest { path: string, layer: ImageLayer, base?: string, name?: string, private?: boolean }

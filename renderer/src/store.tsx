@@ -20,7 +20,10 @@ export interface AgentState {
   /** Why the last status request failed (null while the agent answers). */
   problem: { kind: 'unreachable' | 'unauthorized' | 'error', message: string } | null
   streamOpen: boolean
+  /** This site's own probes' latency. */
   latency: LatencySample[]
+  /** Other sites' probes as ordered here (agents that report them). */
+  remoteLatency: LatencySample[]
   /** [time ms, events/s] from the status polls. */
   eventRate: Array<[number, number]>
   log: LogEntry[]
@@ -48,6 +51,7 @@ export function AgentProvider ({ children }: { children: ReactNode }): ReactNode
   const [problem, setProblem] = useState<AgentState['problem']>(null)
   const [streamOpen, setStreamOpen] = useState(false)
   const [latency, setLatency] = useState<LatencySample[]>([])
+  const [remoteLatency, setRemoteLatency] = useState<LatencySample[]>([])
   const [eventRate, setEventRate] = useState<Array<[number, number]>>([])
   const [log, setLog] = useState<LogEntry[]>([])
   const [progress, setProgress] = useState<Record<string, TaskProgress>>({})
@@ -87,8 +91,9 @@ export function AgentProvider ({ children }: { children: ReactNode }): ReactNode
   // The latency series so far, then the stream's samples appended.
   useEffect(() => {
     if (api === null) return
-    api.get<{ samples: LatencySample[] }>('/v1/latency').then(({ samples }) => {
+    api.get<{ samples: LatencySample[], remote?: LatencySample[] }>('/v1/latency').then(({ samples, remote }) => {
       setLatency((live) => mergeSamples(samples, live))
+      setRemoteLatency((live) => mergeSamples(remote ?? [], live))
     }, () => { /* the status poll reports an unreachable agent */ })
   }, [api])
 
@@ -97,7 +102,11 @@ export function AgentProvider ({ children }: { children: ReactNode }): ReactNode
     return api.events((event) => {
       const message = event as unknown as StreamEvent
       if (event.type === 'hello') setStatus(event.status)
-      if (event.type === 'latency') setLatency((samples) => [...samples.slice(-(MAX_SAMPLES - 1)), event.sample])
+      if (event.type === 'latency') {
+        const append = (samples: LatencySample[]): LatencySample[] => [...samples.slice(-(MAX_SAMPLES - 1)), event.sample]
+        if ((event as { remote?: boolean }).remote === true) setRemoteLatency(append)
+        else setLatency(append)
+      }
       if (event.type === 'progress') setProgress((tasks) => ({ ...tasks, [event.task]: { task: event.task, done: event.done, total: event.total, message: event.message } }))
       const entry = logEntryOf(message)
       if (entry !== null) setLog((entries) => [...entries.slice(-(MAX_LOG - 1)), entry])
@@ -111,7 +120,7 @@ export function AgentProvider ({ children }: { children: ReactNode }): ReactNode
   }, [])
 
   return (
-    <AgentContext.Provider value={{ api, token, status, problem, streamOpen, latency, eventRate, log, progress, subscribe }}>
+    <AgentContext.Provider value={{ api, token, status, problem, streamOpen, latency, remoteLatency, eventRate, log, progress, subscribe }}>
       {children}
     </AgentContext.Provider>
   )

@@ -8,7 +8,7 @@ import { useAgent, useEndpoint } from '../store'
 const WINDOW = 50
 
 export function ConsensusView (): ReactNode {
-  const { status, latency, eventRate, api } = useAgent()
+  const { status, latency, remoteLatency, eventRate, api } = useAgent()
   const [limit, setLimit] = useState(150)
   const graph = useEndpoint<HashgraphView>(`/v1/hashgraph?limit=${limit}`, 1500)
   const [pingError, setPingError] = useState<string | null>(null)
@@ -36,7 +36,7 @@ export function ConsensusView (): ReactNode {
       <div className='columns'>
         <div className='panel'>
           <h3>Consensus latency</h3>
-          <LatencyChart samples={latency} />
+          <LatencyChart samples={latency} remote={remoteLatency} />
         </div>
         <div className='panel'>
           <h3>Hashgraph events per second</h3>
@@ -98,8 +98,12 @@ function Stat ({ label, value, testId }: { label: string, value: string, testId?
   return <div className='stat'><span className='muted'>{label}</span><strong data-testid={testId}>{value}</strong></div>
 }
 
-function LatencyChart ({ samples }: { samples: LatencySample[] }): ReactNode {
+function LatencyChart ({ samples, remote }: { samples: LatencySample[], remote: LatencySample[] }): ReactNode {
   // Each point: the quantiles over the trailing WINDOW samples, so the lines move as the swarm does.
+  const others = useMemo(() => remote.map((s, i) => {
+    const window = remote.slice(Math.max(0, i - WINDOW + 1), i + 1).map((r) => r.latencyMs).sort((a, b) => a - b)
+    return [s.at, quantile(window, 0.5)] as [number, number]
+  }), [remote])
   const series = useMemo(() => {
     const p50: Array<[number, number]> = []
     const p95: Array<[number, number]> = []
@@ -128,7 +132,10 @@ function LatencyChart ({ samples }: { samples: LatencySample[] }): ReactNode {
         tooltip: { trigger: 'axis', valueFormatter: (v: number) => `${Math.round(v)} ms` },
         xAxis: { type: 'time', min: 'dataMin', max: 'dataMax' },
         yAxis: { type: 'value', name: 'ms' },
-        series: [line('p50', series.p50), line('p95', series.p95), line('p99', series.p99)]
+        series: [
+          line('p50', series.p50), line('p95', series.p95), line('p99', series.p99),
+          ...(others.length === 0 ? [] : [{ ...line('other sites\' probes p50', others), lineStyle: { type: 'dashed' } }])
+        ]
       }}
     />
   )

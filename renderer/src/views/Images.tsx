@@ -26,16 +26,19 @@ export function ImagesView (): ReactNode {
       <ImportForm images={images.data} onDone={() => { images.reload(); similarity.reload() }} />
       {images.data === null
         ? <EmptyState title='Loading…' />
-        : images.data.sites.every((s) => s.images.length === 0)
+        : images.data.images.length === 0
           ? <EmptyState title='No images yet'>Import an OS image first; WE images build on an OS image, UD images on a WE image.</EmptyState>
           : (
             <div className='columns'>
-              {images.data.sites.map((site) => (
-                <div className='panel' key={site.peerId} data-testid={`images-${site.site}`}>
-                  <h3>{site.site} <span className='muted'>{site.images.length} images · {formatBytes(site.images.reduce((n, i) => n + i.size, 0))}</span></h3>
-                  <ImageTree images={site.images} onSelect={setSelected} selected={selected?.id ?? null} />
-                </div>
-              ))}
+              {images.data.sites.map((site) => {
+                const held = site.images.flatMap((cid) => images.data!.images.filter((i) => i.rootCid === cid))
+                return (
+                  <div className='panel' key={site.peerId} data-testid={`images-${site.site}`}>
+                    <h3>{site.site} <span className='muted'>{held.length} images · {formatBytes(held.reduce((n, i) => n + i.size, 0))}</span></h3>
+                    {held.length === 0 ? <p className='muted'>Holds no image.</p> : <ImageTree images={held} onSelect={setSelected} selected={selected?.rootCid ?? null} />}
+                  </div>
+                )
+              })}
             </div>
             )}
       <div className='panel'>
@@ -56,9 +59,9 @@ export function ImagesView (): ReactNode {
 function ImageTree ({ images, onSelect, selected }: { images: ImageView[], onSelect: (image: ImageView) => void, selected: string | null }): ReactNode {
   const children = useMemo(() => {
     const map = new Map<string | null, ImageView[]>()
-    const ids = new Set(images.map((i) => i.id))
+    const ids = new Set(images.map((i) => i.rootCid))
     for (const image of images) {
-      // A layer whose base is not at this site is shown at the top, with its base's id.
+      // A layer whose base is not at this site is shown at the top.
       const parent = image.base !== null && ids.has(image.base) ? image.base : null
       map.set(parent, [...(map.get(parent) ?? []), image])
     }
@@ -72,16 +75,21 @@ function ImageTree ({ images, onSelect, selected }: { images: ImageView[], onSel
         {list.map((image) => {
           const saved = image.uniqueChunks === undefined || image.chunkCount === 0 ? null : 1 - image.uniqueChunks / image.chunkCount
           return (
-            <li key={image.id} role='treeitem' aria-level={depth} aria-selected={image.id === selected} aria-expanded={children.has(image.id) ? true : undefined}>
+            <li key={image.rootCid} role='treeitem' aria-level={depth} aria-selected={image.rootCid === selected} aria-expanded={children.has(image.rootCid) ? true : undefined}>
               <button type='button' className='tree-item' onClick={() => { onSelect(image) }}>
                 <span className={`tag layer-${image.layer}`}>{image.layer.toUpperCase()}</span>
                 <strong>{image.name}</strong>
                 <span>{formatBytes(image.size)}</span>
-                <span className='muted'>{image.chunkCount} chunks ({image.zeroChunks} zero){saved === null ? '' : ` · ${(saved * 100).toFixed(0)} % shared`}</span>
+                <span className='muted'>
+                  {image.chunkCount} chunks{image.chunkSize !== undefined ? ` of ${formatBytes(image.chunkSize)}` : ''}
+                  {image.zeroChunks !== undefined ? ` (${image.zeroChunks} zero)` : ''}
+                  {saved === null ? '' : ` · ${(saved * 100).toFixed(0)} % shared`}
+                  {image.holders !== undefined ? ` · at ${image.holders.length} site${image.holders.length === 1 ? '' : 's'}` : ''}
+                </span>
                 <code className='muted' title={image.rootCid}>{short(image.rootCid, 14)}</code>
                 {!image.public && <span className='tag'>private</span>}
               </button>
-              {render(image.id, depth + 1)}
+              {render(image.rootCid, depth + 1)}
             </li>
           )
         })}
@@ -110,7 +118,8 @@ function ImportForm ({ images, onDone }: { images: ImagesList | null, onDone: ()
     }
   }), [subscribe, task, status, onDone])
 
-  const own = images?.sites.find((s) => s.site === status?.site)?.images ?? []
+  const ownCids = new Set(images?.sites.find((s) => s.site === status?.site)?.images ?? [])
+  const own = images?.images.filter((i) => ownCids.has(i.rootCid)) ?? []
   const parent = PARENT_LAYER[layer]
   const bases = parent === null ? [] : own.filter((i) => i.layer === parent)
   const submit = async (event: FormEvent): Promise<void> => {
@@ -129,6 +138,14 @@ function ImportForm ({ images, onDone }: { images: ImagesList | null, onDone: ()
     }
   }
   const current = task === null ? undefined : progress[task]
+  // Done when the agent says so on the stream: the image event, or the task's progress complete.
+  useEffect(() => {
+    if (task !== null && current !== undefined && current.total !== null && current.done >= current.total) {
+      setFinished(`Imported ${path.split(/[\\/]/).pop() ?? path}`)
+      setTask(null)
+      onDone()
+    }
+  }, [task, current, path, onDone])
   return (
     <form className='panel form' onSubmit={(e) => { void submit(e) }} aria-labelledby='import-title'>
       <h3 id='import-title'>Import an image</h3>
@@ -150,7 +167,7 @@ function ImportForm ({ images, onDone }: { images: ImagesList | null, onDone: ()
         <label>Base ({parent.toUpperCase()} image)
           <select required value={base} onChange={(e) => { setBase(e.target.value) }}>
             <option value=''>choose…</option>
-            {bases.map((b) => <option key={b.id} value={b.id}>{b.name}</option>)}
+            {bases.map((b) => <option key={b.rootCid} value={b.rootCid}>{b.name}</option>)}
           </select>
         </label>
       )}
@@ -194,12 +211,12 @@ const STATE_VALUE: Record<string, number> = { m: 0, f: 1, h: 2, z: 3 }
 const STATE_NAME = ['missing', 'in flight', 'held', 'zero']
 
 function ChunkMap ({ image }: { image: ImageView }): ReactNode {
-  const map = useEndpoint<ChunkMapView>(`/v1/images/${encodeURIComponent(image.id)}/chunks`, 2000)
+  const map = useEndpoint<ChunkMapView>(`/v1/images/${encodeURIComponent(image.rootCid)}/chunks`, 2000)
   return (
     <div className='panel'>
       <h3>Chunk map of {image.name}</h3>
       {map.notOffered
-        ? <NotOffered what='chunk maps' endpoint={`GET /v1/images/${short(image.id, 8)}/chunks`} />
+        ? <NotOffered what='chunk maps' endpoint='GET /v1/images/:cid/chunks' />
         : map.error !== null
           ? <ErrorState title='Could not load the chunk map'>{map.error}</ErrorState>
           : map.data === null

@@ -2,7 +2,7 @@
 import { useEffect, useState, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
 import { EmptyState, ErrorState, formatBytes, formatMs, NotOffered, short } from '../components'
-import type { ImagesView, InviteView, SwarmRequests } from '../contract'
+import { memberSince, memberUntil, roleOf, type ImagesView, type InviteView, type SwarmRequests } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
 export function SwarmView (): ReactNode {
@@ -24,35 +24,40 @@ export function SwarmView (): ReactNode {
   }
   const holdings = (site: string): string => {
     const held = images.data?.sites.find((s) => s.site === site)
-    if (held === undefined) return images.notOffered ? 'n/a' : '—'
-    return `${held.images.length} image${held.images.length === 1 ? '' : 's'} · ${formatBytes(held.images.reduce((sum, i) => sum + i.size, 0))}`
+    if (held === undefined || images.data === null) return images.notOffered ? 'n/a' : '—'
+    const bytes = held.images.reduce((sum, cid) => sum + (images.data!.images.find((i) => i.rootCid === cid)?.size ?? 0), 0)
+    return `${held.images.length} image${held.images.length === 1 ? '' : 's'} · ${formatBytes(bytes)}`
   }
 
   return (
     <section aria-labelledby='swarm-title'>
       <h2 id='swarm-title'>Swarm <span className='muted'>{status.swarm.name} · {short(status.swarm.id, 16)}</span></h2>
-      {status.members.length === 1 && (
+      <RoleBanner role={roleOf(status)} />
+      {status.members.filter((m) => memberUntil(m) === null).length === 1 && roleOf(status) === 'member' && (
         <EmptyState title='No other sites yet'>
           This site is the swarm's only member. Invite another site below, or have it join with the code.
         </EmptyState>
       )}
       <table className='grid' aria-label='Member sites' data-testid='members'>
         <thead>
-          <tr><th scope='col'>#</th><th scope='col'>Site</th><th scope='col'>Peer id</th><th scope='col'>Connection</th><th scope='col'>Round trip</th><th scope='col'>Throughput</th><th scope='col'>Holdings</th><th scope='col'><span className='sr-only'>Actions</span></th></tr>
+          <tr><th scope='col'>#</th><th scope='col'>Site</th><th scope='col'>Peer id</th><th scope='col'>Member</th><th scope='col'>Connection</th><th scope='col'>Round trip</th><th scope='col'>Throughput</th><th scope='col'>Holdings</th><th scope='col'><span className='sr-only'>Actions</span></th></tr>
         </thead>
         <tbody>
           {status.members.map((m) => {
             const throughput = (m as { bytesPerSecond?: number }).bytesPerSecond
+            const since = memberSince(m)
+            const until = memberUntil(m)
             return (
-              <tr key={m.peerId} data-site={m.name}>
+              <tr key={m.peerId} data-site={m.name} data-gone={until !== null ? 'true' : undefined} className={until !== null ? 'gone' : undefined}>
                 <td>{m.index}</td>
                 <th scope='row'>{m.name}{m.self && <span className='tag'>this site</span>}</th>
                 <td><code title={m.peerId}>{short(m.peerId, 20)}</code></td>
+                <td>{until !== null ? `left at round ${until}` : since === null || since <= 1 ? 'founding' : `from round ${since}`}</td>
                 <td><span className={`badge ${m.connected ? 'ok' : 'bad'}`}>{m.connected ? 'connected' : 'disconnected'}</span></td>
                 <td>{m.self ? '—' : formatMs(m.rttMs)}</td>
                 <td>{throughput === undefined ? '—' : `${formatBytes(throughput)}/s`}</td>
                 <td>{holdings(m.name)}</td>
-                <td>{!m.self && (
+                <td>{!m.self && until === null && (
                   <button type='button' className='link' aria-label={`Remove ${m.name} from the swarm`} onClick={() => {
                     if (window.confirm(`Remove ${m.name} from the swarm? This is decided by consensus.`)) void act(async () => { await api.post('/v1/swarm/remove', { site: m.name }) })
                   }}
@@ -71,7 +76,7 @@ export function SwarmView (): ReactNode {
           <p className='muted'>The code lets a site ask to join; a member approves the request, and consensus admits it. It carries the swarm key: give it to that site's operator only.</p>
           <div className='row'>
             <label>Valid for (hours) <input inputMode='numeric' size={4} value={ttlHours} onChange={(e) => { setTtlHours(e.target.value.replace(/[^\d.]/g, '')) }} /></label>
-            <button type='button' onClick={() => { void act(async () => { setInvite(await api.post<InviteView>('/v1/swarm/invite', ttlHours === '' ? {} : { ttlHours: Number(ttlHours) })) }) }}>Create invite code</button>
+            <button type='button' onClick={() => { setInvite(null); void act(async () => { setInvite(await api.post<InviteView>('/v1/swarm/invite', ttlHours === '' ? {} : { ttlHours: Number(ttlHours) })) }) }}>Create invite code</button>
           </div>
           {invite !== null && (
             <div data-testid='invite'>
@@ -102,6 +107,16 @@ export function SwarmView (): ReactNode {
       {actionError !== null && <ErrorState title='That did not work'>{actionError}</ErrorState>}
     </section>
   )
+}
+
+function RoleBanner ({ role }: { role: string }): ReactNode {
+  switch (role) {
+    case 'joining': return <EmptyState title='Not in a swarm yet: waiting for approval'>This site asked to join with an invite code; a member has to approve it (Swarm view, or <code>npx hgmig swarm approve</code>). Until then it only listens.</EmptyState>
+    case 'approved': return <EmptyState title='Approved'>The swarm admitted this site; it takes part from the round the consensus fixed.</EmptyState>
+    case 'leaving': return <ErrorState title='Leaving the swarm'>This site's removal is ordered; it keeps taking part until that round is decided.</ErrorState>
+    case 'removed': return <ErrorState title='Removed from the swarm'>This site is no longer a member. Join again with a new invite code.</ErrorState>
+    default: return null
+  }
 }
 
 function Requests ({ data, onApprove }: { data: SwarmRequests | null, onApprove: (peer: string) => void }): ReactNode {
