@@ -34,7 +34,7 @@ export function ImagesView (): ReactNode {
                 const held = site.images.flatMap((cid) => images.data!.images.filter((i) => i.rootCid === cid))
                 return (
                   <div className='panel' key={site.peerId} data-testid={`images-${site.site}`}>
-                    <h3>{site.site} <span className='muted'>{held.length} images · {formatBytes(held.reduce((n, i) => n + i.size, 0))}</span></h3>
+                    <h3>{site.site} <span className='muted'>{held.length} image{held.length === 1 ? '' : 's'} · {formatBytes(held.reduce((n, i) => n + i.size, 0))}</span></h3>
                     {held.length === 0 ? <p className='muted'>Holds no image.</p> : <ImageTree images={held} onSelect={setSelected} selected={selected?.rootCid ?? null} />}
                   </div>
                 )
