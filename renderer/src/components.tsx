@@ -79,7 +79,7 @@ export function formatBytes (bytes: number | null | undefined): string {
 
 export function formatMs (ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—'
-  return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`
 }
 
 export function short (id: string, length = 12): string {

@@ -70,7 +70,7 @@ function Wizard ({ onStarted }: { onStarted: () => void }): ReactNode {
   const plan = useEndpoint<{ suggested?: SuggestedSite[], bitmapSummary?: string, m?: number, n?: number }>(vm === '' ? null : `/v1/migrations/plan?vm=${encodeURIComponent(vm)}${to === '' ? '' : `&to=${encodeURIComponent(to)}`}`)
   if (vms.notOffered) return <NotOffered what='VMs to migrate' endpoint='GET /v1/vms' />
   const list = vms.data === null ? [] : Array.isArray(vms.data) ? vms.data : vms.data.vms
-  const sites = status?.members.map((m) => m.name) ?? []
+  const sites = [...new Set([...(status?.members.map((m) => m.name) ?? []), ...(plan.data?.suggested?.map((s) => s.site) ?? [])])]
   const chosen = list.find((v) => v.id === vm || v.name === vm)
 
   const start = async (): Promise<void> => {
@@ -190,6 +190,7 @@ function RunningMigration ({ migration: m, onChange }: { migration: MigrationVie
       {bar('Memory', m.bars?.memory)}
       <div className='columns'>
         {m.sources !== undefined && m.sources.length > 0 && (
+          <figure className='chart-figure'><figcaption>Throughput per source site</figcaption>
           <Chart label='Throughput per source site' points={m.sources.length} height={160} option={{
             grid: { left: 100, right: 24, top: 8, bottom: 24 },
             xAxis: { type: 'value', axisLabel: { formatter: (v: number) => `${formatBytes(v)}/s` } },
@@ -197,8 +198,10 @@ function RunningMigration ({ migration: m, onChange }: { migration: MigrationVie
             series: [{ type: 'bar', data: m.sources.map((s) => s.bytesPerSecond) }]
           }}
           />
+          </figure>
         )}
         {m.dirtyPages !== undefined && m.dirtyPages.length > 0 && (
+          <figure className='chart-figure'><figcaption>Dirty pages per pre-copy pass</figcaption>
           <Chart label='Dirty pages per pre-copy pass' points={m.dirtyPages.length} height={160} option={{
             grid: { left: 56, right: 16, top: 8, bottom: 24 },
             xAxis: { type: 'category', data: m.dirtyPages.map((_, i) => `pass ${i + 1}`) },
@@ -206,6 +209,7 @@ function RunningMigration ({ migration: m, onChange }: { migration: MigrationVie
             series: [{ type: 'bar', data: m.dirtyPages }]
           }}
           />
+          </figure>
         )}
       </div>
       <p className='muted'>Downtime expected {formatMs(m.expectedDowntimeMs)}, actual {formatMs(m.actualDowntimeMs)}{m.plan?.m !== undefined ? ` · (m, n) = (${m.plan.m}, ${m.plan.n ?? '?'})` : ''}</p>
