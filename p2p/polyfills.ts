@@ -1,4 +1,5 @@
-// Runtime polyfills. Every entry point imports this module first.
+// Runtime polyfills and guards. Every entry point imports this module first.
+import { createRequire } from 'node:module';
 //
 // Promise.withResolvers (ES2024) is used by libp2p 3 but is missing from Node 20.
 // It is installed only when the runtime lacks it.
@@ -32,5 +33,44 @@ if (typeof P.withResolvers !== 'function') {
     },
   });
 }
+
+// @libp2p/pnet (3.0.27) runs every read and write of a private-network connection through
+// xsalsa20's WebAssembly cipher in one call. An input larger than the module's memory (640 KiB)
+// grows that memory, which leaves every other cipher in the process with a stale view of it; each
+// of them then grows the memory again on its next call, until WebAssembly.Memory.grow throws
+// "Maximum memory size exceeded" from a socket callback and the process dies. Any member could
+// crash the others with one large message. (Fixed upstream in js-libp2p PR #3585, not in the
+// published release.) The cipher is a stream cipher with state across calls, so feeding it in
+// pieces gives the same bytes; pieces of 32 KiB never grow its memory.
+const XSALSA20_PIECE_BYTES = 32 * 1024;
+
+interface XSalsa20Prototype {
+  update(input: Uint8Array, output?: Uint8Array): Uint8Array;
+  __hgmigChunked?: boolean;
+}
+
+function chunkXSalsa20(): void {
+  let XSalsa20: { prototype: XSalsa20Prototype };
+  try {
+    XSalsa20 = createRequire(import.meta.url)('xsalsa20') as { prototype: XSalsa20Prototype };
+  } catch {
+    return; // not installed (no pnet in this build): nothing to guard
+  }
+  const proto = XSalsa20.prototype;
+  if (proto.__hgmigChunked === true) return;
+  const update = proto.update;
+  proto.update = function (this: XSalsa20Prototype, input: Uint8Array, output?: Uint8Array): Uint8Array {
+    if (input.length <= XSALSA20_PIECE_BYTES) return update.call(this, input, output);
+    const out = output ?? new Uint8Array(input.length);
+    for (let offset = 0; offset < input.length; offset += XSALSA20_PIECE_BYTES) {
+      const end = Math.min(offset + XSALSA20_PIECE_BYTES, input.length);
+      update.call(this, input.subarray(offset, end), out.subarray(offset, end));
+    }
+    return out;
+  };
+  proto.__hgmigChunked = true;
+}
+
+chunkXSalsa20();
 
 export {};

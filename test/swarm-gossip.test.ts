@@ -94,3 +94,37 @@ test('a node with a wrong swarm key cannot connect', async () => {
     await outsider.stop()
   }
 })
+
+test('malformed, badly signed and oversized gossip is dropped, lowers the sender\'s score, and crashes nobody', async () => {
+  const swarm = await makeSwarm(3)
+  const peers = [0, 1, 2].map((i) => startPeer(swarm, i))
+  try {
+    await connectAll(peers)
+    const sender = (await peers[2]!.call<{ peerId: string }>({ cmd: 'peer-id' })).peerId
+    await eventually('topic meshes formed', async () => {
+      const r = await peers[2]!.call<{ recipients: number }>({ cmd: 'publish-raw', hex: '00' })
+      return r.recipients >= 2 ? true : undefined
+    })
+    const garbage = [
+      'ff00ff00', // not CBOR
+      Buffer.from('a26161016162f6', 'hex').toString('hex'), // CBOR, not an event
+      // An event-shaped [body, signature] with a signature that cannot be right.
+      Buffer.concat([Buffer.from([0x82, 0x58, 0x20]), Buffer.alloc(32, 1), Buffer.from([0x58, 0x40]), Buffer.alloc(64, 2)]).toString('hex')
+    ]
+    for (const hex of garbage) await peers[2]!.call({ cmd: 'publish-raw', hex })
+    // Larger than any member accepts (gossipsub's inbound limit): the stream carrying it is dropped.
+    await peers[2]!.call({ cmd: 'publish-raw', hex: Buffer.alloc(1200 * 1024, 7).toString('hex') })
+    const score = await eventually('the sender\'s score lowered at member 0', async () => {
+      const { score } = await peers[0]!.call<{ score: number }>({ cmd: 'score', peer: sender })
+      return score < 0 ? score : undefined
+    })
+    assert.ok(score < 0)
+    // Everyone still works: a transaction from each member is ordered at all three.
+    for (const [i, peer] of peers.entries()) await peer.call({ cmd: 'submit', tx: `after-garbage-${i}` })
+    const statuses = await allOrdered(peers, 3)
+    for (const status of statuses) assert.deepEqual([...status.ordered].sort(), ['after-garbage-0', 'after-garbage-1', 'after-garbage-2'])
+    assert.equal(new Set(statuses.map((s) => s.snapshot.runningHash)).size, 1)
+  } finally {
+    await Promise.all(peers.map(async (p) => { await p.stop() }))
+  }
+})

@@ -12,7 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ImagesResponse, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageStore } from '../store/index.js'
-import { createSwarmNode, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
+import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
 import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
@@ -226,6 +226,7 @@ class MigrationAgent implements Agent {
       listen,
       bootstrap: [...bootstrap, ...(core.join?.bootstrap ?? [])],
       metricsRegistry: core.metrics.registry,
+      scoredTopics: [eventsTopic(genesis.swarmId)],
       mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
     })
     undo.push(async () => { await node.stop() })

@@ -27,7 +27,18 @@ export interface HashgraphGossipInit {
   heartbeatMs?: number
   /** Events per sync response; a member that lacks more asks again. */
   syncBatch?: number
+  /**
+   * While something awaits ordering, sync with one admitted peer (in turn) this often, whatever
+   * gossipsub does: a mesh that pruned a peer (a low score, a partition that healed) cannot keep
+   * its events away for long, and consensus does not depend on the mesh being whole.
+   */
+  antiEntropyMs?: number
   onError?: (err: Error) => void
+}
+
+/** The gossipsub topic a swarm's hashgraph events travel on. */
+export function eventsTopic (swarmId: string): string {
+  return `/hgmig/${swarmId}/events/1.0.0`
 }
 
 const MAX_MESSAGE_BYTES = 1024 * 1024 + 4096
@@ -42,11 +53,13 @@ export class HashgraphGossip {
   private timer: NodeJS.Timeout | null = null
   private readonly syncing = new Set<string>()
   private running = false
+  private lastAntiEntropy = 0
+  private antiEntropyTurn = 0
   private readonly onSubscriptionChange = (): void => { this.schedule(0) }
 
   constructor (init: HashgraphGossipInit) {
-    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, ...init }
-    this.topic = `/hgmig/${init.swarmId}/events/1.0.0`
+    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, ...init }
+    this.topic = eventsTopic(init.swarmId)
     this.syncProtocol = `/hgmig/${init.swarmId}/sync/1.0.0`
   }
 
@@ -142,7 +155,19 @@ export class HashgraphGossip {
       // Added, but its first round is still ahead: wait for it quietly.
       if (!(err instanceof EventRejectedError && err.reason === 'not-a-member')) this.init.onError?.(err as Error)
     }
-    if (hasWork(hashgraph)) this.schedule(this.init.heartbeatMs)
+    if (hasWork(hashgraph)) {
+      this.schedule(this.init.heartbeatMs)
+      this.antiEntropy()
+    }
+  }
+
+  private antiEntropy (): void {
+    const now = Date.now()
+    if (now - this.lastAntiEntropy < this.init.antiEntropyMs) return
+    this.lastAntiEntropy = now
+    const peers = this.init.node.getPeers().filter((p) => this.admitted(p))
+    if (peers.length === 0) return
+    void this.syncFrom(peers[this.antiEntropyTurn++ % peers.length]!)
   }
 
   private async syncFrom (peer: PeerId): Promise<void> {

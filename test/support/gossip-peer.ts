@@ -4,6 +4,8 @@
  *   argv: <genesis.json> <member index> <data dir>
  *   genesis: { swarmId, swarmKey (text), keys: [hex protobuf private keys] }  (test-only: every key in one file)
  *   commands: {"cmd":"addr"} {"cmd":"dial","addr"} {"cmd":"submit","tx"} {"cmd":"status"} {"cmd":"sync"}
+ *             {"cmd":"publish-raw","hex"} (bytes straight onto the events topic, bypassing the engine)
+ *             {"cmd":"score","peer"} (this node's gossipsub score of a peer id)
  */
 import '../../p2p/polyfills.js'
 import { readFileSync } from 'node:fs'
@@ -13,7 +15,7 @@ import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { EventLog, Hashgraph } from '../../p2p/hashgraph/index.js'
-import { createSwarmNode, HashgraphGossip, parseSwarmKey } from '../../p2p/swarm/index.js'
+import { createSwarmNode, eventsTopic, HashgraphGossip, parseSwarmKey } from '../../p2p/swarm/index.js'
 
 const [genesisPath, indexArg, dataDir] = process.argv.slice(2)
 const genesis = JSON.parse(readFileSync(genesisPath!, 'utf8')) as { swarmId: string, swarmKey: string, keys: string[] }
@@ -28,7 +30,7 @@ const hashgraph = new Hashgraph({
   onTransactions: (txs) => { for (const t of txs) ordered.push(Buffer.from(t.transaction).toString()) }
 })
 hashgraph.start()
-const node = await createSwarmNode({ privateKey: keys[self]!, swarmKey: parseSwarmKey(genesis.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
+const node = await createSwarmNode({ privateKey: keys[self]!, swarmKey: parseSwarmKey(genesis.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'], scoredTopics: [eventsTopic(genesis.swarmId)] })
 const errors: string[] = []
 const gossip = new HashgraphGossip({
   node,
@@ -41,13 +43,20 @@ await gossip.start()
 
 const reply = (value: unknown): void => { process.stdout.write(JSON.stringify(value) + '\n') }
 for await (const line of createInterface({ input: process.stdin })) {
-  const command = JSON.parse(line) as { cmd: string, addr?: string, tx?: string }
+  const command = JSON.parse(line) as { cmd: string, addr?: string, tx?: string, hex?: string, peer?: string }
   try {
     switch (command.cmd) {
       case 'addr': reply({ addr: node.getMultiaddrs()[0]!.toString() }); break
       case 'dial': await node.dial(multiaddr(command.addr!)); reply({ ok: true }); break
       case 'submit': gossip.submit(Buffer.from(command.tx!)); reply({ ok: true }); break
       case 'sync': await gossip.syncWithAll(); reply({ ok: true }); break
+      case 'publish-raw': {
+        const result = await node.services.pubsub.publish(gossip.topic, Buffer.from(command.hex!, 'hex'))
+        reply({ recipients: result.recipients.length })
+        break
+      }
+      case 'score': reply({ score: (node.services.pubsub as unknown as { getScore: (peer: string) => number }).getScore(command.peer!) }); break
+      case 'peer-id': reply({ peerId: node.peerId.toString() }); break
       case 'status': reply({ ordered, snapshot: hashgraph.snapshot(), peers: node.getPeers().length, forks: hashgraph.forks.length, errors }); break
       default: reply({ error: `unknown command ${command.cmd}` })
     }
