@@ -34,6 +34,14 @@ export function NotOffered ({ what, endpoint }: { what: string, endpoint: string
   )
 }
 
+/** An endpoint's answer, or the state it is in: not offered (404), failed, loading. */
+export function Loaded<T> ({ result, what, endpoint, children }: { result: { data: T | null, error: string | null, notOffered: boolean }, what: string, endpoint: string, children: (data: T) => ReactNode }): ReactNode {
+  if (result.notOffered) return <NotOffered what={what} endpoint={endpoint} />
+  if (result.error !== null) return <ErrorState title={`Could not load ${what}`}>{result.error}</ErrorState>
+  if (result.data === null) return <EmptyState title='Loading…' />
+  return children(result.data)
+}
+
 export function usePrefersDark (): boolean {
   const query = '(prefers-color-scheme: dark)'
   const [dark, setDark] = useState(() => window.matchMedia(query).matches)

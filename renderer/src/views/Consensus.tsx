@@ -1,6 +1,6 @@
 /** Consensus: the live hashgraph, latency p50/p95/p99 and events/s as charts, state hashes per site. */
 import { useMemo, useState, type ReactNode } from 'react'
-import { Chart, EmptyState, ErrorState, formatMs, NotOffered, short } from '../components'
+import { Chart, EmptyState, ErrorState, formatMs, Loaded, short } from '../components'
 import type { HashgraphView, LatencySample } from '../contract'
 import { layoutHashgraph, quantile, roundColour } from '../hashgraph-layout'
 import { useAgent, useEndpoint } from '../store'
@@ -84,11 +84,7 @@ export function ConsensusView (): ReactNode {
             </select>
           </label>
         </div>
-        {graph.notOffered
-          ? <NotOffered what='the hashgraph' endpoint='GET /v1/hashgraph' />
-          : graph.error !== null
-            ? <ErrorState title='Could not load the hashgraph'>{graph.error}</ErrorState>
-            : graph.data === null ? <EmptyState title='Loading…' /> : <HashgraphDrawing graph={graph.data} />}
+        <Loaded result={graph} what='the hashgraph' endpoint='GET /v1/hashgraph'>{(data) => <HashgraphDrawing graph={data} />}</Loaded>
       </div>
     </section>
   )

@@ -1,7 +1,7 @@
 /** Images: each site's library as OS → WE → UD trees, import with progress, similarity heat map, chunk map. */
 import { useEffect, useMemo, useState, type FormEvent, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
-import { Bar, Chart, EmptyState, ErrorState, formatBytes, NotOffered, short } from '../components'
+import { Bar, Chart, EmptyState, ErrorState, formatBytes, Loaded, NotOffered, short } from '../components'
 import type { ImageLayer, ImagesView as ImagesList, ImageView, ImportRequest, SimilarityView } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
@@ -43,13 +43,9 @@ export function ImagesView (): ReactNode {
             )}
       <div className='panel'>
         <h3>Similarity across images and sites</h3>
-        {similarity.notOffered
-          ? <NotOffered what='image similarity' endpoint='GET /v1/images/similarity' />
-          : similarity.error !== null
-            ? <ErrorState title='Could not load the similarity'>{similarity.error}</ErrorState>
-            : similarity.data === null || similarity.data.images.length === 0
-              ? <EmptyState title='Nothing to compare yet' />
-              : <SimilarityHeatMap data={similarity.data} />}
+        <Loaded result={similarity} what='image similarity' endpoint='GET /v1/images/similarity'>
+          {(data) => data.images.length === 0 ? <EmptyState title='Nothing to compare yet' /> : <SimilarityHeatMap data={data} />}
+        </Loaded>
       </div>
       {selected !== null && <ChunkMap image={selected} />}
     </section>
@@ -215,27 +211,23 @@ function ChunkMap ({ image }: { image: ImageView }): ReactNode {
   return (
     <div className='panel'>
       <h3>Chunk map of {image.name}</h3>
-      {map.notOffered
-        ? <NotOffered what='chunk maps' endpoint='GET /v1/images/:cid/chunks' />
-        : map.error !== null
-          ? <ErrorState title='Could not load the chunk map'>{map.error}</ErrorState>
-          : map.data === null
-            ? <EmptyState title='Loading…' />
-            : (
-              <Chart
-                label={`Chunk map of ${image.name} at ${map.data.sites.length} sites`}
-                points={map.data.sites.length * map.data.buckets}
-                height={80 + 36 * map.data.sites.length}
-                option={{
-                  grid: { left: 120, right: 16, top: 8, bottom: 56 },
-                  tooltip: { formatter: (p: { value: [number, number, number] }) => STATE_NAME[p.value[2]] ?? '' },
-                  xAxis: { type: 'category', data: Array.from({ length: map.data.buckets }, (_, i) => i), show: false },
-                  yAxis: { type: 'category', data: map.data.sites.map((s) => s.site) },
-                  visualMap: { type: 'piecewise', pieces: STATE_NAME.map((label, value) => ({ value, label })), orient: 'horizontal', left: 'center', bottom: 0 },
-                  series: [{ type: 'heatmap', data: map.data.sites.flatMap((s, row) => [...s.states].map((c, i) => [i, row, STATE_VALUE[c] ?? 0])) }]
-                }}
-              />
-              )}
+      <Loaded result={map} what='chunk maps' endpoint='GET /v1/images/:cid/chunks'>
+        {(data) => (
+          <Chart
+            label={`Chunk map of ${image.name} at ${data.sites.length} sites`}
+            points={data.sites.length * data.buckets}
+            height={80 + 36 * data.sites.length}
+            option={{
+              grid: { left: 120, right: 16, top: 8, bottom: 56 },
+              tooltip: { formatter: (p: { value: [number, number, number] }) => STATE_NAME[p.value[2]] ?? '' },
+              xAxis: { type: 'category', data: Array.from({ length: data.buckets }, (_, i) => i), show: false },
+              yAxis: { type: 'category', data: data.sites.map((s) => s.site) },
+              visualMap: { type: 'piecewise', pieces: STATE_NAME.map((label, value) => ({ value, label })), orient: 'horizontal', left: 'center', bottom: 0 },
+              series: [{ type: 'heatmap', data: data.sites.flatMap((s, row) => [...s.states].map((c, i) => [i, row, STATE_VALUE[c] ?? 0])) }]
+            }}
+          />
+        )}
+      </Loaded>
     </div>
   )
 }

@@ -1,7 +1,7 @@
 /** Swarm: member sites (connection, RTT, holdings), join requests and LAN peers, invite/approve/remove. */
 import { useEffect, useState, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
-import { EmptyState, ErrorState, formatBytes, formatMs, NotOffered, short } from '../components'
+import { EmptyState, ErrorState, formatBytes, formatMs, Loaded, short } from '../components'
 import { memberSince, memberUntil, roleOf, type ImagesView, type InviteView, type SwarmRequests } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
@@ -97,11 +97,9 @@ export function SwarmView (): ReactNode {
         </div>
         <div className='panel'>
           <h3>Join requests and LAN peers</h3>
-          {requests.notOffered
-            ? <NotOffered what='join requests' endpoint='GET /v1/swarm/requests' />
-            : requests.error !== null
-              ? <ErrorState title='Could not load join requests'>{requests.error}</ErrorState>
-              : <Requests data={requests.data} onApprove={(peer) => { void act(async () => { await api.post('/v1/swarm/approve', { peer }); requests.reload() }) }} />}
+          <Loaded result={requests} what='join requests' endpoint='GET /v1/swarm/requests'>
+            {(data) => <Requests data={data} onApprove={(peer) => { void act(async () => { await api.post('/v1/swarm/approve', { peer }); requests.reload() }) }} />}
+          </Loaded>
         </div>
       </div>
       {actionError !== null && <ErrorState title='That did not work'>{actionError}</ErrorState>}
@@ -119,8 +117,7 @@ function RoleBanner ({ role }: { role: string }): ReactNode {
   }
 }
 
-function Requests ({ data, onApprove }: { data: SwarmRequests | null, onApprove: (peer: string) => void }): ReactNode {
-  if (data === null) return <EmptyState title='Loading…' />
+function Requests ({ data, onApprove }: { data: SwarmRequests, onApprove: (peer: string) => void }): ReactNode {
   const pending = data.requests ?? []
   const lan = data.lanPeers ?? []
   return (
