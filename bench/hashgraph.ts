@@ -22,6 +22,7 @@
  *              over a pipe from this process (the generator, which never holds the history); the
  *              receiver samples process.memoryUsage() every --rss-sample events.
  */
+import { startLoadMeter } from './machine-load.js';
 import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -249,32 +250,10 @@ function table(header: string[], rows: Array<Array<string | number>>): string {
 
 const BASE_TIME = 1_700_000_000_000_000_000n;
 
-/**
- * How busy the machine was with *other* processes during a section (average cores), from
- * /proc/stat minus this process's (and its children's) CPU time. NaN where /proc/stat is missing.
- */
+/** How busy the machine was with *other* processes during a section (average cores); NaN without /proc/stat. */
 function startMeter(): { stop: (childCpuMicros?: number) => number } {
-  const read = (): number | null => {
-    try {
-      const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-      // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
-      return (fields[0]! + fields[1]! + fields[2]! + fields[5]! + fields[6]! + fields[7]!) / 100;
-    } catch {
-      return null;
-    }
-  };
-  const busy0 = read();
-  const own0 = process.cpuUsage();
-  const t0 = performance.now();
-  return {
-    stop: (childCpuMicros = 0) => {
-      const busy1 = read();
-      const own = process.cpuUsage(own0);
-      const wall = (performance.now() - t0) / 1000;
-      if (busy0 === null || busy1 === null || wall <= 0) return NaN;
-      return Math.max(0, (busy1 - busy0 - (own.user + own.system + childCpuMicros) / 1e6) / wall);
-    },
-  };
+  const meter = startLoadMeter();
+  return { stop: (childCpuMicros = 0) => meter.stop(childCpuMicros / 1e6) };
 }
 
 // ------------------------------------------------------------------ gossip history

@@ -26,6 +26,14 @@ const benches: Record<string, Bench> = {
     description: 'image store (issue 3): import | layout | blocksize | scale (see bench/store.ts)',
     script: 'store.js',
   },
+  swarm: {
+    description: 'swarm of agent processes (issue 4): consensus latency p50/p95/p99 and ordered tx/s for 3/5/10 agents, loopback and user-space link delays (`swarm --help`)',
+    load: () => import('./swarm.js'),
+  },
+  migration: {
+    description: 'migration engine (issue 6): NSS / SS / H-GMIG time and bytes per similarity and workload, 5 concurrent, source knock-out (see bench/migration.ts)',
+    script: 'migration.js',
+  },
 };
 
 function list(): void {

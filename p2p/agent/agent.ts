@@ -33,6 +33,8 @@ export interface AgentInit {
   siteName?: string
   /** libp2p listen multiaddrs; default loopback only, so a first try exposes nothing. */
   listen?: string[]
+  /** Addresses announced to peers instead of the listen addresses (a NAT or relay in front of the site). */
+  announce?: string[]
   /** Multiaddrs (with /p2p/<peer id>) of members to connect to. */
   bootstrap?: string[]
   /** 0 (default): any free port. */
@@ -225,6 +227,7 @@ class MigrationAgent implements Agent {
       swarmKey: parseSwarmKey(genesis.swarmKey),
       listen,
       bootstrap: [...bootstrap, ...(core.join?.bootstrap ?? [])],
+      announce: this.init.announce === undefined ? undefined : checkAddresses('--announce', this.init.announce, false),
       metricsRegistry: core.metrics.registry,
       scoredTopics: [eventsTopic(genesis.swarmId)],
       mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false

@@ -44,6 +44,8 @@ export interface SwarmNodeInit {
   /** pnet pre-shared key in its text form (see createSwarmKey). */
   swarmKey: Uint8Array
   listen: string[]
+  /** Addresses to tell peers instead of the listen addresses (NAT, a relay in front of the site). */
+  announce?: string[]
   bootstrap?: string[]
   /** Discover peers on the LAN by multicast DNS; the tag keeps different swarms apart. */
   mdns?: false | { serviceTag: string, interval?: number }
@@ -96,7 +98,7 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
     privateKey: init.privateKey,
     // libp2p's own counters (bytes in/out per protocol and per transport, connections, streams) on the agent's /metrics.
     ...(init.metricsRegistry === undefined ? {} : { metrics: prometheusMetrics({ registry: init.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }) }),
-    addresses: { listen: init.listen },
+    addresses: { listen: init.listen, ...(init.announce === undefined || init.announce.length === 0 ? {} : { announce: init.announce }) },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

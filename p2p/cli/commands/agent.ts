@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 interface AgentOptions {
   site?: string
   listen?: string[]
+  announce?: string[]
   bootstrap?: string[]
   apiPort?: number
 }
@@ -13,6 +14,7 @@ export function register (program: Command): void {
     .description('run this site\'s Migration Agent (headless): join the swarm, reach consensus, serve the local API')
     .option('--site <name>', 'announce this site name to the swarm (if it differs from the current one)')
     .option('--listen <multiaddr...>', 'libp2p listen addresses (default /ip4/127.0.0.1/tcp/0; a non-loopback address also turns on mDNS)')
+    .option('--announce <multiaddr...>', 'addresses to tell peers instead of the listen addresses (a NAT or relay in front of this site)')
     .option('--bootstrap <multiaddr...>', 'members to connect to, as /ip4/.../tcp/.../p2p/<peer id>')
     .option('--api-port <port>', 'local API port on 127.0.0.1 (default: any free port; see api.json)', parsePort)
     .action(async (options: AgentOptions, command: Command) => {
@@ -23,6 +25,7 @@ export function register (program: Command): void {
         dataDir: data,
         siteName: options.site,
         listen: options.listen,
+        announce: options.announce,
         bootstrap: options.bootstrap,
         apiPort: options.apiPort,
         log: (line) => { process.stdout.write(`${new Date().toISOString()} ${line}\n`) }
