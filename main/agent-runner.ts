@@ -91,3 +91,24 @@ export async function startSiteAgent (init: AgentRunnerInit): Promise<RunningAge
     throw err
   }
 }
+
+export interface JoinInit {
+  runtime: string
+  env?: NodeJS.ProcessEnv
+  cli: string
+  /** An empty (or absent) data directory: `hgmig swarm join` refuses one that has a swarm. */
+  dataDir: string
+  site: string
+  /** The invite code: a secret (it carries the swarm key), so it goes through stdin, never argv. */
+  code: string
+}
+
+/** `hgmig swarm join - --name SITE`: prepares `dataDir` to ask the swarm's members to admit this site. */
+export async function joinSiteSwarm (init: JoinInit): Promise<void> {
+  const child = spawn(init.runtime, [init.cli, '--data', init.dataDir, 'swarm', 'join', '-', '--name', init.site], { env: init.env ?? process.env, stdio: ['pipe', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.setEncoding('utf8').on('data', (text: string) => { stderr += text })
+  child.stdin.end(init.code)
+  const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+  if (code !== 0) throw new AgentStartError(stderr.trim().replace(/^hgmig: /, '') || `hgmig swarm join exited with ${code}`)
+}

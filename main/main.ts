@@ -6,7 +6,7 @@ import { hostname } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import electron from 'electron'
-import { startSiteAgent } from './agent-runner.js'
+import { joinSiteSwarm, startSiteAgent } from './agent-runner.js'
 import { runShell } from './shell.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -18,6 +18,7 @@ runShell(electron, {
   preload: path.join(here, 'preload.cjs'),
   defaultSite: hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 63) || 'site',
   startAgent: startSiteAgent,
+  joinSwarm: joinSiteSwarm,
   agent: {
     // Packaged: Electron itself runs the agent as Node (better-sqlite3 is rebuilt for its ABI).
     // From a checkout: the Node that ran npm, whose ABI the installed better-sqlite3 was built for.

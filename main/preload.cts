@@ -7,6 +7,7 @@ import { contextBridge, ipcRenderer } from 'electron'
 const TOKEN = 'hgmig:token'
 const OPEN_IMAGE = 'hgmig:open-image'
 const SAVE_FILE = 'hgmig:save-file'
+const JOIN_SWARM = 'hgmig:join-swarm'
 
 contextBridge.exposeInMainWorld('hgmig', {
   platform: process.platform,
@@ -14,5 +15,8 @@ contextBridge.exposeInMainWorld('hgmig', {
   openImageFile: async (): Promise<string | null> => await ipcRenderer.invoke(OPEN_IMAGE) as string | null,
   // Only the two fields cross: nothing else the page passes reaches the main process.
   saveFile: async (request: { suggestedName: string, content: string }): Promise<string | null> =>
-    await ipcRenderer.invoke(SAVE_FILE, { suggestedName: String(request.suggestedName), content: String(request.content) }) as string | null
+    await ipcRenderer.invoke(SAVE_FILE, { suggestedName: String(request.suggestedName), content: String(request.content) }) as string | null,
+  // The agent restarts on the joined swarm: the window then loads its new address.
+  joinSwarm: async (code: string): Promise<{ site: string, previousData: string }> =>
+    await ipcRenderer.invoke(JOIN_SWARM, { code: String(code) }) as { site: string, previousData: string }
 })

@@ -4,16 +4,16 @@
  * the profile's userData, one locked-down window on the agent's own origin, a small IPC surface
  * whose every message's sender is checked, a tray with the swarm's status, and a graceful stop.
  */
-import { writeFile } from 'node:fs/promises'
+import { rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type * as ElectronModule from 'electron'
-import type { AgentRunnerInit, RunningAgent } from './agent-runner.js'
+import type { AgentRunnerInit, JoinInit, RunningAgent } from './agent-runner.js'
 
 export type ShellElectron = Pick<typeof ElectronModule, 'app' | 'BrowserWindow' | 'ipcMain' | 'dialog' | 'Tray' | 'Menu' | 'nativeImage' | 'session'>
 type Window = InstanceType<typeof ElectronModule.BrowserWindow>
 
 /** IPC channels; the preload (main/preload.cts) names the same ones. */
-export const IPC = { token: 'hgmig:token', openImage: 'hgmig:open-image', saveFile: 'hgmig:save-file' } as const
+export const IPC = { token: 'hgmig:token', openImage: 'hgmig:open-image', saveFile: 'hgmig:save-file', joinSwarm: 'hgmig:join-swarm' } as const
 
 export class UntrustedSenderError extends Error {
   constructor (message: string) {
@@ -45,6 +45,7 @@ export interface ShellConfig {
   /** The site name when --site is not given (the host name). */
   defaultSite: string
   startAgent: (init: AgentRunnerInit) => Promise<RunningAgent>
+  joinSwarm: (init: JoinInit) => Promise<void>
   statusPollMs?: number
 }
 
@@ -113,6 +114,15 @@ export function parseSaveRequest (value: unknown): { suggestedName: string, cont
   return { suggestedName, content }
 }
 
+export function parseJoinRequest (value: unknown): { code: string } {
+  if (typeof value !== 'object' || value === null) throw new BadIpcRequestError('join request must be an object')
+  const { code } = value as Record<string, unknown>
+  if (typeof code !== 'string' || !/^hgmig-invite-\d+\.[A-Za-z0-9_-]+$/.test(code.trim()) || code.length > 64 * 1024) {
+    throw new BadIpcRequestError('join request: "code" must be an invite code as `hgmig swarm invite` prints it (hgmig-invite-1.…)')
+  }
+  return { code: code.trim() }
+}
+
 export interface Shell {
   readonly window: Window | null
   readonly agent: RunningAgent | null
@@ -179,6 +189,30 @@ export function runShell (electron: ShellElectron, config: ShellConfig): Shell {
     return result.filePath
   })
 
+  // Joining another swarm: the founding data is kept aside, the agent restarts in a fresh data
+  // directory prepared by `hgmig swarm join`, and the window moves to its new origin.
+  ipcMain.handle(IPC.joinSwarm, async (event, request: unknown) => {
+    assertTrustedSender(event, trusted())
+    const { code } = parseJoinRequest(request)
+    const running = state.agent
+    if (running === null || siteName === null) throw new BadIpcRequestError('the agent is not running')
+    const dataDir = join(app.getPath('userData'), 'agent')
+    const aside = `${dataDir}-left-${new Date().toISOString().replace(/[:.]/g, '-')}`
+    stopping = true
+    await running.stop()
+    await rename(dataDir, aside)
+    try {
+      await config.joinSwarm({ runtime: config.agent.runtime, env: config.agent.env, cli: config.agent.cli, dataDir, site: siteName, code })
+    } catch (err) {
+      // Back to the swarm this site was in.
+      await rename(aside, dataDir)
+      await startAndShow()
+      throw err
+    }
+    await startAndShow()
+    return { site: siteName, previousData: aside }
+  })
+
   // Graceful stop: the agent finishes its writes before the app exits.
   app.on('before-quit', (event) => {
     if (stopped || state.agent === null) return
@@ -214,29 +248,42 @@ export function runShell (electron: ShellElectron, config: ShellConfig): Shell {
     app.on('will-quit', () => { clearInterval(timer); tray.destroy() })
   }
 
+  let siteName: string | null = null
+  const watch = (agent: RunningAgent): void => {
+    void agent.exited.then(({ code, signal }) => {
+      if (stopping || state.agent !== agent) return
+      dialog.showErrorBox('hgmig: the agent stopped', `The site's agent exited (${code ?? signal}). The app closes; start it again to restart the agent.`)
+      stopped = true
+      app.quit()
+    })
+  }
+  /** Starts the agent on the profile's data and shows its UI (a new window, or the same one at the new origin). */
+  const startAndShow = async (): Promise<void> => {
+    const agent = await config.startAgent({ ...config.agent, dataDir: join(app.getPath('userData'), 'agent'), site: siteName! })
+    state.agent = agent
+    origin = agent.origin
+    stopping = false
+    watch(agent)
+    if (state.window === null) {
+      const window = new BrowserWindow(windowOptions(config.preload))
+      state.window = window
+      window.on('closed', () => { state.window = null })
+      window.once('ready-to-show', () => { window.show() })
+    }
+    await state.window.loadURL(`${origin}/`)
+  }
+
   state.ready = (async () => {
     await app.whenReady()
     session.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => { callback(false) })
-    const siteName = site ?? config.defaultSite
+    siteName = site ?? config.defaultSite
     try {
-      state.agent = await config.startAgent({ ...config.agent, dataDir: join(app.getPath('userData'), 'agent'), site: siteName })
+      await startAndShow()
     } catch (err) {
       dialog.showErrorBox('hgmig: the agent did not start', (err as Error).message)
       app.quit()
       return
     }
-    origin = state.agent.origin
-    void state.agent.exited.then(({ code, signal }) => {
-      if (stopping) return
-      dialog.showErrorBox('hgmig: the agent stopped', `The site's agent exited (${code ?? signal}). The app closes; start it again to restart the agent.`)
-      stopped = true
-      app.quit()
-    })
-    const window = new BrowserWindow(windowOptions(config.preload))
-    state.window = window
-    window.on('closed', () => { state.window = null })
-    window.once('ready-to-show', () => { window.show() })
-    await window.loadURL(`${origin}/`)
     startTray(siteName)
   })()
 

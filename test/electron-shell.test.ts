@@ -9,9 +9,9 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startSiteAgent, AgentStartError } from '../main/agent-runner.js'
-import { assertTrustedSender, IPC, isAppUrl, parseSaveRequest, runShell, siteArgument, UntrustedSenderError, windowOptions, type ShellConfig } from '../main/shell.js'
-import { bin } from './support/agent-process.js'
+import { joinSiteSwarm, startSiteAgent, AgentStartError } from '../main/agent-runner.js'
+import { assertTrustedSender, IPC, isAppUrl, parseJoinRequest, parseSaveRequest, runShell, siteArgument, UntrustedSenderError, windowOptions, type ShellConfig } from '../main/shell.js'
+import { AgentProcess, bin, createSwarm, tempDataDir } from './support/agent-process.js'
 import { eventually } from './support/peer-process.js'
 import { agentServesUi, uiDir } from './support/ui-agents.js'
 import { electronStub, StubWebContents } from './support/ui-electron-stub.js'
@@ -24,6 +24,7 @@ function config (argv: string[], startAgent: ShellConfig['startAgent'] = startSi
     preload,
     defaultSite: 'desk-default',
     startAgent,
+    joinSwarm: joinSiteSwarm,
     statusPollMs: 200,
     agent: { runtime: process.execPath, cli: bin, uiDir: agentServesUi() ? uiDir : null, env: { ...process.env, HGMIG_DEBUG: '' } }
   }
@@ -71,6 +72,13 @@ describe('Electron shell: pure checks', () => {
     }
   })
 
+  test('join requests: an invite code only', () => {
+    assert.deepEqual(parseJoinRequest({ code: ' hgmig-invite-1.abc_-DEF ' }), { code: 'hgmig-invite-1.abc_-DEF' })
+    for (const bad of [null, { code: 3 }, { code: 'hgmig-invite-1.a b' }, { code: '--data=/etc' }, { code: '' }]) {
+      assert.throws(() => parseJoinRequest(bad), /join request/, JSON.stringify(bad))
+    }
+  })
+
   test('the preload names the same IPC channels the main process handles', () => {
     const source = readFileSync(preload, 'utf8')
     for (const channel of Object.values(IPC)) assert.ok(source.includes(`'${channel}'`), channel)
@@ -98,6 +106,41 @@ describe('Electron shell: pure checks', () => {
 })
 
 describe('Electron shell with a real agent', () => {
+  test('joining another swarm from the app: the agent restarts in a fresh data directory and asks that swarm\'s member to admit it', async () => {
+    const founderDir = tempDataDir()
+    createSwarm(founderDir, 'site-a')
+    const founder = new AgentProcess(founderDir)
+    const userData = mkdtempSync(join(tmpdir(), 'hgmig-shell-'))
+    const stub = electronStub({ userData, downloads: userData })
+    const shell = runShell(stub.electron, config(['electron', 'main.js', '--site', 'desk-b']))
+    try {
+      const [{ client: a }] = await Promise.all([founder.ready(), shell.ready])
+      const before = shell.agent!
+      const contents = stub.windows[0]!.webContents
+      const invoke = async (request: unknown, url = `${before.origin}/`): Promise<unknown> => await stub.ipc.get(IPC.joinSwarm)!({ sender: contents, senderFrame: { url } }, request)
+      await assert.rejects(invoke({ code: 'hgmig-invite-1.AAAA' }), /invite code is damaged|holds no genesis/, 'a damaged code is refused by join')
+      assert.notEqual(shell.agent, before, 'after a refused join the app runs its agent again')
+      assert.equal(((await (await fetch(`${shell.agent!.origin}/v1/status`, { headers: { Authorization: `Bearer ${shell.agent!.token}` } })).json()) as { site: string }).site, 'desk-b', 'on its own swarm, as before')
+
+      const { code } = await a.invite()
+      await assert.rejects(invoke({ code }, 'https://evil.example/'), UntrustedSenderError)
+      const result = await invoke({ code }, `${shell.agent!.origin}/`) as { site: string, previousData: string }
+      assert.equal(result.site, 'desk-b')
+      assert.ok(existsSync(join(result.previousData, 'swarm.json')), 'the founding data is kept aside')
+      const joined = shell.agent!
+      assert.deepEqual(stub.windows[0]!.loaded.at(-1), `${joined.origin}/`, 'the window shows the restarted agent')
+      assert.equal(stub.windows.length, 1)
+      const request = await eventually('desk-b asks site-a to admit it', async () => (await a.joinRequests()).find((r) => r.name === 'desk-b'))
+      const status = await (await fetch(`${joined.origin}/v1/status`, { headers: { Authorization: `Bearer ${joined.token}` } })).json() as { peerId: string, role: string }
+      assert.equal(request.peerId, status.peerId)
+      assert.equal(status.role, 'joining')
+      assert.deepEqual(stub.errors, [], 'restarting the agent for the join is not reported as a crash')
+    } finally {
+      await shell.agent?.stop(2000)
+      await founder.kill()
+    }
+  })
+
   test('profile, locked window on the agent\'s origin, validated IPC, dialogs, tray, graceful stop', async () => {
     const userData = mkdtempSync(join(tmpdir(), 'hgmig-shell-'))
     const stub = electronStub({ userData, downloads: userData })

@@ -117,6 +117,8 @@ export interface DesktopBridge {
   openImageFile: () => Promise<string | null>
   /** Native save dialog, then writes `content`; the path written, or null if cancelled. */
   saveFile: (request: { suggestedName: string, content: string }) => Promise<string | null>
+  /** Leaves this swarm's data aside and restarts the agent to ask another swarm to admit this site. */
+  joinSwarm?: (code: string) => Promise<{ site: string, previousData: string }>
 }
 
 declare global {

@@ -85,10 +85,12 @@ export function SwarmView (): ReactNode {
             </div>
           )}
           <h3>Join or create</h3>
-          <p className='muted'>
-            To join another swarm with its code: stop this agent, run <code>npx hgmig swarm join CODE --name SITE</code>, start the agent again, and have a member approve the request.
-            A new swarm is founded with <code>npx hgmig swarm create --name SITE</code>.
-          </p>
+          {window.hgmig?.joinSwarm !== undefined ? <JoinForm /> : (
+            <p className='muted'>
+              To join another swarm with its code: stop this agent, run <code>npx hgmig swarm join CODE --name SITE</code>, start the agent again, and have a member approve the request.
+              A new swarm is founded with <code>npx hgmig swarm create --name SITE</code>.
+            </p>
+          )}
           <button type='button' className='link' onClick={() => {
             if (window.confirm(`Leave ${status.swarm.name}? This site removes itself from the swarm by consensus.`)) void act(async () => { await api.post('/v1/swarm/leave', {}) })
           }}
@@ -104,6 +106,27 @@ export function SwarmView (): ReactNode {
       </div>
       {actionError !== null && <ErrorState title='That did not work'>{actionError}</ErrorState>}
     </section>
+  )
+}
+
+/** Desktop app only: the main process restarts the agent on the joined swarm. */
+function JoinForm (): ReactNode {
+  const [code, setCode] = useState('')
+  const [error, setError] = useState<string | null>(null)
+  const [busy, setBusy] = useState(false)
+  return (
+    <form onSubmit={(e) => {
+      e.preventDefault()
+      if (!window.confirm('Join the swarm of this code? This site leaves its current swarm (its data is kept aside) and asks the new one to admit it.')) return
+      setBusy(true)
+      setError(null)
+      window.hgmig!.joinSwarm!(code).catch((err: Error) => { setError(err.message); setBusy(false) })
+    }}
+    >
+      <label>Invite code from a member <textarea rows={3} value={code} onChange={(e) => { setCode(e.target.value) }} required /></label>
+      <button type='submit' disabled={busy}>{busy ? 'Joining…' : 'Join that swarm'}</button>
+      {error !== null && <ErrorState title='Could not join'>{error}</ErrorState>}
+    </form>
   )
 }
 
