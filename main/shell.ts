@@ -229,9 +229,10 @@ export function runShell (electron: ShellElectron, config: ShellConfig): Shell {
       let summary: string
       try {
         const response = await fetch(`${origin!}/v1/status`, { headers: { Authorization: `Bearer ${state.agent!.token}` } })
-        const status = await response.json() as { members: Array<{ connected: boolean }>, lastDecidedRound: number, halted: string | null }
-        const connected = status.members.filter((m) => m.connected).length
-        summary = status.halted !== null ? 'halted' : `${connected}/${status.members.length} sites connected · round ${status.lastDecidedRound}`
+        const status = await response.json() as { members: Array<{ connected: boolean, until?: number | null }>, lastDecidedRound: number, halted: string | null, role?: string }
+        const current = status.members.filter((m) => (m.until ?? null) === null)
+        const connected = current.filter((m) => m.connected).length
+        summary = status.halted !== null ? 'halted' : status.role === 'joining' ? 'waiting for approval' : `${connected}/${current.length} sites connected · round ${status.lastDecidedRound}`
       } catch {
         summary = 'agent not answering'
       }
