@@ -26,6 +26,7 @@ const benches: Record<string, Bench> = {
     description: 'image store (issue 3): import | layout | blocksize | scale (see bench/store.ts)',
     script: 'store.js',
   },
+  exchange: { description: 'chunk exchange (issue 5): streams | fetch | knockout | tbf (see bench/exchange.ts)', script: 'exchange.js' },
   swarm: {
     description: 'swarm of agent processes (issue 4): consensus latency p50/p95/p99 and ordered tx/s for 3/5/10 agents, loopback and user-space link delays (`swarm --help`)',
     load: () => import('./swarm.js'),

@@ -42,13 +42,13 @@ export class TokenBucket {
   }
 
   /**
-   * Takes `bytes` now if the bucket is not in debt and no waiter of the same or higher priority
-   * is ahead. A block larger than the tokens left still goes (the bucket goes into debt), so
-   * blocks larger than the burst are never stuck.
+   * Takes `bytes` now if the bucket holds them and no waiter of the same or higher priority is
+   * ahead. A block larger than the burst goes once the bucket is full (it then goes into debt),
+   * so such blocks are never stuck.
    */
   tryTake (bytes: number, priority: number): boolean {
     this.refill()
-    if (this.tokens <= 0) return false
+    if (this.tokens < Math.min(bytes, this.burstBytes)) return false
     if (this.waiters.some((w) => w.priority <= priority)) return false
     this.tokens -= bytes
     return true
@@ -98,14 +98,15 @@ export class TokenBucket {
   private schedule (): void {
     if (this.timer !== null) return
     this.refill()
-    while (this.tokens > 0 && this.waiters.length > 0) {
+    while (this.waiters.length > 0 && this.tokens >= Math.min((this.waiters[0] as Waiter).bytes, this.burstBytes)) {
       const waiter = this.waiters.shift() as Waiter
       waiter.signal?.removeEventListener('abort', waiter.onAbort)
       this.tokens -= waiter.bytes
       waiter.resolve()
     }
     if (this.waiters.length === 0) return
-    const waitMs = Math.max(1, Math.ceil((-this.tokens + 1) * 1000 / this.bytesPerSecond))
+    const needed = Math.min((this.waiters[0] as Waiter).bytes, this.burstBytes) - this.tokens
+    const waitMs = Math.max(1, Math.ceil(needed * 1000 / this.bytesPerSecond))
     this.timer = setTimeout(() => {
       this.timer = null
       this.schedule()

@@ -193,11 +193,15 @@ export class Transfer {
     signal?.addEventListener('abort', this.onAbort, { once: true })
     try {
       await this.prepare()
+      const fetchStarted = performance.now()
       if (this.fetchDone < this.wants.length) await this.fetch()
+      const fetchMs = performance.now() - fetchStarted
       await this.closeFile()
       this.phase = 'importing'
       this.emitProgress()
+      const importStarted = performance.now()
       const image = await this.importImage()
+      const importMs = performance.now() - importStarted
       this.phase = 'done'
       this.emitProgress()
       this.deps.state.delete(this.record.id)
@@ -213,7 +217,9 @@ export class Transfer {
         chunksZero: this.chunksZero,
         invalidBlocks: this.invalidBlocks,
         sources: this.sources.map((s) => s.progress()),
-        durationMs: performance.now() - this.started
+        durationMs: performance.now() - this.started,
+        fetchMs,
+        importMs
       }
     } finally {
       signal?.removeEventListener('abort', this.onAbort)

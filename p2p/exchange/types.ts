@@ -148,6 +148,9 @@ export interface FetchResult {
   invalidBlocks: number
   sources: SourceProgress[]
   durationMs: number
+  /** Of durationMs: the network phase (first dial to last block written), and the store's import after it. */
+  fetchMs: number
+  importMs: number
 }
 
 export interface TransferSummary {

@@ -1,0 +1,409 @@
+/**
+ * Benchmark of the chunk exchange (issue 5). Every figure is measured against a baseline taken in
+ * the same run, between separate OS processes on loopback:
+ *
+ *   node dist/bench/exchange.js streams  [--mib 512] [--runs 3]   plain TCP copy vs libp2p streams (pnet/noise/yamux variants), CPU per side
+ *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3]   one-source and two-source image fetch vs plain TCP copy
+ *   node dist/bench/exchange.js knockout [--mib 64] [--mbit 100] [--runs 3]  two rate-limited sources, one killed at 50 %
+ *   node dist/bench/exchange.js tbf      [--mib 64] [--mbit 100]  one vs two sources behind tbf-shaped links in network namespaces (root)
+ *
+ * (`npm run bench -- exchange <mode> ...` runs the same.) Child roles (`--child ...`) are this
+ * script run again as the other process.
+ */
+import '../p2p/polyfills.js'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createConnection, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { Stream } from '@libp2p/interface'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { createSwarmKey } from '../p2p/swarm/index.js'
+import { eventually } from '../test/support/peer-process.js'
+import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type FetchStatus } from '../test/support/exchange-sites.js'
+
+const self = fileURLToPath(import.meta.url)
+const MiB = 1024 * 1024
+const WRITE_SIZE = 64 * 1024
+
+function option (args: string[], name: string, fallback: number): number {
+  const index = args.indexOf(`--${name}`)
+  if (index < 0) return fallback
+  const value = Number(args[index + 1])
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number`)
+  return value
+}
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] as number : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2
+}
+
+const fmt = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`
+
+// ------------------------------------------------------------------ child processes
+
+/** Starts this script as a child in `role`; resolves with the child and its first stdout line. */
+async function child (role: string[]): Promise<{ proc: ChildProcess, line: string, lines: AsyncIterator<string> }> {
+  // HGMIG_BENCH_PROFILE=DIR: the child writes a V8 CPU profile there (where the sender's time goes).
+  const profile = process.env.HGMIG_BENCH_PROFILE
+  const flags = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]
+  const proc = spawn(process.execPath, [...flags, self, '--child', ...role], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]()
+  const first = await lines.next()
+  if (first.done === true) throw new Error(`child ${role.join(' ')} exited before answering`)
+  return { proc, line: first.value, lines }
+}
+
+async function runChild (args: string[]): Promise<void> {
+  const [role, bytesArg, variantArg, keyArg] = args
+  const bytes = Number(bytesArg)
+  const payload = Buffer.alloc(WRITE_SIZE, 7)
+  if (role === 'tcp-source') {
+    const server = createServer((socket) => {
+      const started = process.cpuUsage()
+      let sent = 0
+      const pump = (): void => {
+        while (sent < bytes) {
+          sent += WRITE_SIZE
+          if (!socket.write(payload)) { socket.once('drain', pump); return }
+        }
+        socket.end(() => {
+          const cpu = process.cpuUsage(started)
+          process.stdout.write(JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000 }) + '\n')
+        })
+      }
+      pump()
+    })
+    server.listen(0, '127.0.0.1', () => { process.stdout.write(`${(server.address() as { port: number }).port}\n`) })
+    return
+  }
+  if (role === 'p2p-source') {
+    const variant = JSON.parse(variantArg as string) as StackVariant
+    const node = await stackNode(variant, new TextEncoder().encode(keyArg as string))
+    await node.handle('/bench/bytes/1.0.0', (stream) => {
+      const started = process.cpuUsage()
+      sendBytes(stream, bytes, payload).then(() => {
+        const cpu = process.cpuUsage(started)
+        process.stdout.write(JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000 }) + '\n')
+      }, (err: unknown) => {
+        const reason = err instanceof Event ? (err as Event & { error?: Error }).error : err
+        process.stderr.write(`p2p-source: sending failed: ${String((reason as Error | undefined)?.stack ?? reason)}\n`)
+        process.exit(1)
+      })
+    }, { maxInboundStreams: 64 })
+    process.stdout.write(`${node.getMultiaddrs()[0]!.toString()}\n`)
+    process.once('SIGINT', () => { void Promise.resolve(node.stop()).then(() => process.exit(0)) })
+  }
+}
+
+/** Acknowledged bytes the sender may run ahead of: the exchange's own window works the same way. */
+const ACK_EVERY = MiB
+const ACK = new Uint8Array(1)
+const SEND_AHEAD = 8 * MiB
+
+/**
+ * Sends `bytes` and keeps at most SEND_AHEAD unacknowledged: muxer backpressure alone lets the
+ * sender queue tens of MiB under the pnet layer, which then fails (see bench/RESULTS.md, issue 5).
+ */
+async function sendBytes (stream: Stream, bytes: number, payload: Uint8Array): Promise<void> {
+  let acked = 0
+  let wake: (() => void) | undefined
+  stream.addEventListener('message', (event) => {
+    acked += event.data.byteLength * ACK_EVERY
+    wake?.()
+  })
+  for (let sent = 0; sent < bytes; sent += payload.byteLength) {
+    while (sent - acked >= SEND_AHEAD) await new Promise<void>((resolve) => { wake = resolve })
+    if (!stream.send(payload)) await stream.onDrain()
+  }
+  await stream.close()
+}
+
+// ------------------------------------------------------------------ streams: where the time goes
+
+interface StackVariant {
+  name: string
+  pnet: boolean
+  streams: number
+  /** yamux per-stream receive window, bytes (default 256 KiB). */
+  window?: number
+}
+
+async function stackNode (variant: StackVariant, swarmKey: Uint8Array): Promise<Libp2p> {
+  const window = variant.window
+  return await createLibp2p({
+    privateKey: await generateKeyPair('Ed25519'),
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux(window === undefined ? {} : { streamOptions: { initialStreamWindowSize: window, maxStreamWindowSize: Math.max(window, 16 * MiB) } })],
+    ...(variant.pnet ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {})
+  })
+}
+
+/** Plain TCP: one process writes `bytes` in 64 KiB writes, this one reads them. */
+async function tcpCopy (bytes: number): Promise<{ bytesPerSecond: number, receiverCpuMs: number, senderCpuMs: number }> {
+  const { proc, line, lines } = await child(['tcp-source', String(bytes)])
+  try {
+    const cpu = process.cpuUsage()
+    const started = performance.now()
+    let received = 0
+    await new Promise<void>((resolve, reject) => {
+      const socket = createConnection({ host: '127.0.0.1', port: Number(line) })
+      socket.on('data', (data: Buffer) => { received += data.byteLength })
+      socket.on('end', resolve)
+      socket.on('error', reject)
+    })
+    const seconds = (performance.now() - started) / 1000
+    const used = process.cpuUsage(cpu)
+    const sender = JSON.parse((await lines.next()).value as string) as { cpuMs: number }
+    if (received !== bytes) throw new Error(`tcp copy: received ${received} of ${bytes} bytes`)
+    return { bytesPerSecond: bytes / seconds, receiverCpuMs: (used.user + used.system) / 1000, senderCpuMs: sender.cpuMs }
+  } finally {
+    proc.kill('SIGKILL')
+  }
+}
+
+/** A libp2p stack between two processes: `bytes` over `variant.streams` streams in 64 KiB sends. */
+async function streamCopy (variant: StackVariant, bytes: number): Promise<{ bytesPerSecond: number, receiverCpuMs: number, senderCpuMs: number }> {
+  const swarmKey = createSwarmKey()
+  const perStream = Math.ceil(bytes / variant.streams / WRITE_SIZE) * WRITE_SIZE
+  const { proc, line, lines } = await child(['p2p-source', String(perStream), JSON.stringify(variant), new TextDecoder().decode(swarmKey)])
+  const node = await stackNode(variant, swarmKey)
+  try {
+    const connection = await node.dial(multiaddr(line))
+    const cpu = process.cpuUsage()
+    const started = performance.now()
+    let received = 0
+    await Promise.all(Array.from({ length: variant.streams }, async () => {
+      const stream = await connection.newStream('/bench/bytes/1.0.0')
+      let unacked = 0
+      await new Promise<void>((resolve, reject) => {
+        stream.addEventListener('message', (event) => {
+          received += event.data.byteLength
+          unacked += event.data.byteLength
+          for (; unacked >= ACK_EVERY; unacked -= ACK_EVERY) stream.send(ACK)
+        })
+        stream.addEventListener('remoteCloseWrite', () => { resolve() })
+        stream.addEventListener('close', (event) => { if (event.error !== undefined) reject(event.error) })
+      })
+    }))
+    const seconds = (performance.now() - started) / 1000
+    const used = process.cpuUsage(cpu)
+    let senderCpuMs = 0
+    for (let i = 0; i < variant.streams; i++) senderCpuMs += (JSON.parse((await lines.next()).value as string) as { cpuMs: number }).cpuMs
+    if (received !== perStream * variant.streams) throw new Error(`${variant.name}: received ${received} of ${perStream * variant.streams} bytes`)
+    return { bytesPerSecond: received / seconds, receiverCpuMs: (used.user + used.system) / 1000, senderCpuMs }
+  } finally {
+    await node.stop()
+    // SIGTERM, not SIGKILL: a profiled child writes its profile on the way out.
+    proc.kill(process.env.HGMIG_BENCH_PROFILE === undefined ? 'SIGKILL' : 'SIGINT')
+  }
+}
+
+const ALL_STACK_VARIANTS: StackVariant[] = [
+  { name: 'tcp+noise+yamux+pnet (the swarm node), 1 stream', pnet: true, streams: 1 },
+  { name: 'tcp+noise+yamux+pnet, 4 streams', pnet: true, streams: 4 },
+  { name: 'tcp+noise+yamux+pnet, 1 stream, 4 MiB yamux window', pnet: true, streams: 1, window: 4 * MiB },
+  { name: 'tcp+noise+yamux (no pnet), 1 stream', pnet: false, streams: 1 },
+  { name: 'tcp+noise+yamux (no pnet), 1 stream, 4 MiB yamux window', pnet: false, streams: 1, window: 4 * MiB }
+]
+
+async function streams (args: string[]): Promise<void> {
+  const bytes = option(args, 'mib', 512) * MiB
+  const runs = option(args, 'runs', 3)
+  console.log(`streams: ${bytes / MiB} MiB per run, ${runs} runs, median; ratio = variant / plain TCP measured right before it`)
+  const rows: Array<{ name: string, rate: number, ratio: number, cpuRecv: number, cpuSend: number }> = []
+  const tcpRates: number[] = []
+  const only = args.indexOf('--variant')
+  const variants = only < 0 ? ALL_STACK_VARIANTS : [ALL_STACK_VARIANTS[Number(args[only + 1])] as StackVariant]
+  for (const variant of variants) {
+    const rates: number[] = []
+    const ratios: number[] = []
+    const cpuRecv: number[] = []
+    const cpuSend: number[] = []
+    for (let run = 0; run < runs; run++) {
+      const base = await tcpCopy(bytes)
+      tcpRates.push(base.bytesPerSecond)
+      const r = await streamCopy(variant, bytes)
+      rates.push(r.bytesPerSecond)
+      ratios.push(r.bytesPerSecond / base.bytesPerSecond)
+      // CPU seconds per GB moved: what each side spends, independent of the wall clock.
+      cpuRecv.push(r.receiverCpuMs / (bytes / 1e9) / 1000)
+      cpuSend.push(r.senderCpuMs / (bytes / 1e9) / 1000)
+    }
+    rows.push({ name: variant.name, rate: median(rates), ratio: median(ratios), cpuRecv: median(cpuRecv), cpuSend: median(cpuSend) })
+    console.log(`  ${variant.name}: ${fmt(median(rates))}, ${median(ratios).toFixed(2)} x TCP, CPU s/GB receiver ${median(cpuRecv).toFixed(2)} sender ${median(cpuSend).toFixed(2)}`)
+  }
+  const base = await tcpCopy(bytes)
+  console.log(`  plain TCP: ${fmt(median(tcpRates))} (median of ${tcpRates.length}), CPU s/GB receiver ${(base.receiverCpuMs / (bytes / 1e9) / 1000).toFixed(2)} sender ${(base.senderCpuMs / (bytes / 1e9) / 1000).toFixed(2)}`)
+}
+
+// ------------------------------------------------------------------ image fetch
+
+interface FetchRun {
+  seconds: number
+  fetchSeconds: number
+  bytes: number
+  status: FetchStatus
+}
+
+async function fetchRun (dir: string, swarm: string, image: string, sourceCount: number, sourceOptions: Parameters<typeof Site.start>[3] = {}, during?: (sites: { sources: Site[], fetcher: Site, total: number }) => Promise<void>): Promise<FetchRun> {
+  const runDir = mkdtempSync(join(dir, 'run-'))
+  const sources: Site[] = []
+  let fetcher: Site | undefined
+  try {
+    for (let i = 0; i < sourceCount; i++) {
+      const site = await Site.start(swarm, i, join(runDir, `source${i}`), sourceOptions)
+      sources.push(site)
+      await site.call({ cmd: 'addImage', path: image, layer: 'os', name: 'img' })
+    }
+    fetcher = await Site.start(swarm, 3, join(runDir, 'fetcher'))
+    const request = await sources[0]!.requestFor('img', sources)
+    const started = performance.now()
+    await fetcher.fetchStart(request)
+    const total = (request.chunks as string[]).length
+    const watching = during?.({ sources, fetcher, total })
+    const status = await fetcher.fetchEnd(600_000)
+    await watching
+    const seconds = (performance.now() - started) / 1000
+    if (status.result === undefined) throw new Error(`fetch failed: ${status.failure ?? ''}`)
+    const result = status.result as FetchStatus['result'] & { fetchMs: number }
+    return { seconds, fetchSeconds: result.fetchMs / 1000, bytes: result.bytesFetched, status }
+  } finally {
+    await fetcher?.stop()
+    for (const s of sources) await s.stop()
+    rmSync(runDir, { recursive: true, force: true })
+  }
+}
+
+async function fetchBench (args: string[]): Promise<void> {
+  const mib = option(args, 'mib', 256)
+  const runs = option(args, 'runs', 3)
+  const dir = mkdtempSync(join(tmpdir(), 'hgmig-bench-exchange-'))
+  try {
+    const swarm = await writeSwarmFile(dir, 4)
+    const image = join(dir, 'image.img')
+    const chunkPlan = plan(Math.round(mib * MiB / CHUNK), 1)
+    writeImage(image, chunkPlan, new Map())
+    const missing = missingBytes(chunkPlan, undefined)
+    console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median`)
+    for (const sources of [1, 2]) {
+      const ratios: number[] = []
+      const rates: number[] = []
+      const totals: number[] = []
+      const tcpRates: number[] = []
+      for (let run = 0; run < runs; run++) {
+        const base = await tcpCopy(Math.ceil(missing.bytes / WRITE_SIZE) * WRITE_SIZE)
+        tcpRates.push(base.bytesPerSecond)
+        const r = await fetchRun(dir, swarm, image, sources)
+        rates.push(r.bytes / r.fetchSeconds)
+        ratios.push(r.bytes / r.fetchSeconds / base.bytesPerSecond)
+        totals.push(r.seconds)
+        const contributions = r.status.result!.sources.map((s) => `${(s.bytes / MiB).toFixed(0)} MiB`).join(' + ')
+        console.log(`  run ${run + 1}, ${sources} source(s): network phase ${fmt(r.bytes / r.fetchSeconds)} (${contributions}), with import ${r.seconds.toFixed(2)} s; plain TCP ${fmt(base.bytesPerSecond)}`)
+      }
+      console.log(`${sources} source(s): ${fmt(median(rates))} = ${median(ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch incl. store import ${median(totals).toFixed(2)} s`)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+// ------------------------------------------------------------------ knockout
+
+async function knockout (args: string[]): Promise<void> {
+  const mib = option(args, 'mib', 64)
+  const mbit = option(args, 'mbit', 100)
+  const runs = option(args, 'runs', 3)
+  const rate = mbit * 1e6 / 8
+  const dir = mkdtempSync(join(tmpdir(), 'hgmig-bench-knockout-'))
+  try {
+    const swarm = await writeSwarmFile(dir, 4)
+    const image = join(dir, 'image.img')
+    const chunkPlan = plan(Math.round(mib * MiB / CHUNK), 1)
+    writeImage(image, chunkPlan, new Map())
+    const missing = missingBytes(chunkPlan, undefined)
+    console.log(`knockout: ${mib} MiB image (${(missing.bytes / MiB).toFixed(1)} MiB to fetch), two sources each limited to ${mbit} Mbit/s (egress token bucket), ${runs} runs`)
+    const both: number[] = []
+    const added: number[] = []
+    for (let run = 0; run < runs; run++) {
+      const whole = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate })
+      both.push(whole.fetchSeconds)
+      let killedAt = 0
+      let doneAtKill = 0
+      const r = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate }, async ({ sources, fetcher, total }) => {
+        await eventually('50 %', async () => {
+          const { progress } = await fetcher.status()
+          if (progress === undefined || progress.fetchChunksDone < total / 2) return undefined
+          doneAtKill = progress.fetchChunksDone
+          return true
+        }, 600_000)
+        killedAt = performance.now()
+        await sources[0]!.kill()
+      })
+      // Ideal: the chunks left at the kill, at the one remaining source's rate, right after the kill.
+      const left = (total(chunkPlan) - doneAtKill) / total(chunkPlan) * missing.bytes
+      const afterKill = r.fetchSeconds - (killedAt - (performance.now() - r.seconds * 1000)) / 1000
+      void afterKill
+      const ideal = whole.fetchSeconds / 2 + left / rate
+      added.push(r.fetchSeconds - ideal)
+      console.log(`  run ${run + 1}: both sources ${whole.fetchSeconds.toFixed(2)} s; one killed at ${doneAtKill} chunks: ${r.fetchSeconds.toFixed(2)} s, ideal ${ideal.toFixed(2)} s, added ${(r.fetchSeconds - ideal).toFixed(2)} s`)
+    }
+    console.log(`knockout: median added ${median(added).toFixed(2)} s beyond the ideal (both sources: ${median(both).toFixed(2)} s)`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function total (chunkPlan: ReturnType<typeof plan>): number {
+  return missingBytes(chunkPlan, undefined).chunks
+}
+
+// ------------------------------------------------------------------ tbf in network namespaces
+
+function tbfAvailable (): boolean {
+  const probe = spawnSync('ip', ['netns', 'add', 'hgmig-probe'], { encoding: 'utf8' })
+  if (probe.status !== 0) return false
+  spawnSync('ip', ['netns', 'del', 'hgmig-probe'])
+  return true
+}
+
+async function tbf (args: string[]): Promise<void> {
+  if (!tbfAvailable()) {
+    console.log('tbf: network namespaces are not available here (needs root and `ip netns`); skipped')
+    return
+  }
+  console.log('tbf: see bench/RESULTS.md for the set-up; run as root')
+  void args
+}
+
+// ------------------------------------------------------------------ entry
+
+const argv = process.argv.slice(2)
+if (argv[0] === '--child') {
+  await runChild(argv.slice(1))
+} else {
+  const [mode, ...rest] = argv
+  switch (mode) {
+    case 'streams': await streams(rest); break
+    case 'fetch': await fetchBench(rest); break
+    case 'knockout': await knockout(rest); break
+    case 'tbf': await tbf(rest); break
+    default:
+      console.log('usage: node dist/bench/exchange.js streams|fetch|knockout|tbf [--mib N] [--runs N] [--mbit N]')
+      process.exitCode = mode === undefined ? 0 : 2
+  }
+  // libp2p leaves timers behind in this process.
+  process.exit()
+}
