@@ -75,7 +75,14 @@ class RendererFiles implements StaticSite {
     // A page on a DNS-rebound name must not get even the public files: the API refuses such hosts too.
     const host = request.headers.host
     const port = new URL(apiOrigin).port
-    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) {
+    if (host === `localhost:${port}`) {
+      // The API accepts its own origin only (http://127.0.0.1:PORT): send the page there. Browsers
+      // keep the URL fragment (the token) across the redirect.
+      response.writeHead(307, { ...headers, Location: `${apiOrigin}${request.url ?? '/'}`, 'Content-Length': 0 })
+      response.end()
+      return
+    }
+    if (host !== `127.0.0.1:${port}`) {
       return end(response, 403, headers, `host ${host ?? '(none)'} is not allowed (only 127.0.0.1:${port})`)
     }
     let path: string
