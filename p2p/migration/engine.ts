@@ -564,8 +564,9 @@ export class MigrationEngine {
       const reason = errorMessage(err)
       // Before the commit: the VM runs on here, as it was; the target drops its partial copy.
       await ctx.outgoing?.cancel(reason).catch(() => {})
+      // Closed, not reset: the reason must reach the target before the stream ends.
       await pump?.channel.send({ type: 'cancel', reason }).catch(() => {})
-      pump?.channel.abort(err instanceof Error ? err : new Error(reason))
+      await pump?.channel.close()
       const state: MigrationState = err instanceof MigrationRefusedError ? 'refused' : err instanceof MigrationCancelledError ? 'cancelled' : 'failed'
       return this.finish(ctx.id, 'source', state, `${phase}: ${reason}; VM ${vm.name} runs on at ${ctx.source}`, { wire: ctx.counter.toJSON() })
     } finally {
@@ -769,7 +770,7 @@ export class MigrationEngine {
       await ctx.incoming?.abort(reason).catch(() => {})
       ctx.incomingReady.reject(err)
       if (!(err instanceof MigrationCancelledError && reason.startsWith('the source'))) await control.send({ type: 'cancel', reason }).catch(() => {})
-      control.abort(err instanceof Error ? err : new Error(reason))
+      await control.close()
       const state: MigrationState = err instanceof PlanMismatchError || err instanceof MigrationRefusedError ? 'refused' : err instanceof MigrationCancelledError ? 'cancelled' : 'failed'
       ctx.done.resolve(this.finish(id, 'target', state, `${phase}: ${reason}; the partial VM was dropped`, { wire: ctx.counter.toJSON() }))
     } finally {

@@ -162,8 +162,13 @@ export class ControlChannel {
     }
   }
 
+  /** Ends our side after what was sent has gone out (a dead peer: reset after 5 s). */
   async close (): Promise<void> {
-    try { await this.stream.close() } catch { /* already gone */ }
+    try {
+      await this.stream.close({ signal: AbortSignal.timeout(5_000) })
+    } catch {
+      this.stream.abort(new PeerLostError(`${this.what}: closing timed out`))
+    }
   }
 
   abort (err: Error): void { this.stream.abort(err) }

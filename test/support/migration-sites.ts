@@ -99,3 +99,13 @@ export async function until<T> (what: string, probe: () => Promise<T | undefined
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
+
+/** Starts a site again (after a kill) on its data directory and tells every site its new address. */
+export async function restartSite (root: string, sites: Map<string, MigrationSite>, name: string): Promise<MigrationSite> {
+  const site = new MigrationSite(name, join(root, 'sites.json'), join(root, name))
+  sites.set(name, site)
+  const addrs: Record<string, string> = {}
+  for (const [other, s] of sites) addrs[other] = (await s.call<{ addr: string }>({ cmd: 'addr' })).addr
+  for (const s of sites.values()) await s.call({ cmd: 'peers', addrs })
+  return site
+}

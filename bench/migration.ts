@@ -1,0 +1,245 @@
+/**
+ * The H-GMIG paper's experiment (section 4) in one harness, scaled to this machine:
+ *   node dist/bench/migration.js [--runs 3] [--memory-mib 32] [--os-mib 64] [--we-mib 32] [--link-mbs 40]
+ *                                [--similarities 5,20,40,60] [--workloads idle,static,dynamic,compilation] [--skip-single] [--skip-concurrent] [--skip-knockout]
+ *
+ * Defaults: 32 MiB VM memory, a 64 MiB OS image and a 96 MiB WE image on it (images larger than
+ * memory, as in the paper where they are tens of GB against 1 GiB), 8 MiB of user data.
+ *
+ * Three sites, each its own process (store, synthetic driver, libp2p node, engine) on loopback.
+ * Links are rate-limited by each site's in-process shaper (the engine's FairShaper at
+ * `--link-mbs` MB/s of upload per site), not by tc: the sites are processes of one network
+ * namespace. Site a runs the VM; b is the target, with OS/WE images of similarity (m, n) to a's
+ * (the generator's ground truth); c holds copies of a's base images (the paper's other data
+ * centres' redundant copies) and is SS's central repository.
+ *
+ * Per similarity × workload × strategy (NSS, SS, H-GMIG): total migration time (the source's, from
+ * request to record) and bytes on the wire (every byte the target sent or received for the
+ * migration: control, hash lists, base chunks, UD, memory), median of `--runs`. Then 5 concurrent
+ * migrations at (5,5) and (40,40), and H-GMIG with chunk source c killed at 50 % of the base
+ * transfer against the same migration without.
+ */
+import '../p2p/polyfills.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import type { MigrationInfo, Strategy } from '../p2p/migration/index.js'
+import { generateSitePair, writePlan } from '../test/support/image-generator.js'
+import { buildReplica, restartSite, startSites, until, type MigrationSite } from '../test/support/migration-sites.js'
+
+const MiB = 1024 * 1024
+const UNIT = 64 * 1024
+
+interface Options {
+  runs: number
+  memoryMiB: number
+  osMiB: number
+  weMiB: number
+  linkMBs: number
+  similarities: number[]
+  workloads: string[]
+  single: boolean
+  concurrent: boolean
+  knockout: boolean
+}
+
+function parse (args: string[]): Options {
+  const value = (name: string, fallback: string): string => {
+    const i = args.indexOf(name)
+    return i >= 0 && args[i + 1] !== undefined ? args[i + 1] as string : fallback
+  }
+  return {
+    runs: Number(value('--runs', '3')),
+    memoryMiB: Number(value('--memory-mib', '32')),
+    osMiB: Number(value('--os-mib', '64')),
+    weMiB: Number(value('--we-mib', '32')),
+    linkMBs: Number(value('--link-mbs', '40')),
+    similarities: value('--similarities', '5,20,40,60').split(',').map(Number),
+    workloads: value('--workloads', 'idle,static,dynamic,compilation').split(','),
+    single: !args.includes('--skip-single'),
+    concurrent: !args.includes('--skip-concurrent'),
+    knockout: !args.includes('--skip-knockout')
+  }
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+}
+
+interface Outcome { totalMs: number, wireBytes: number, downtimeMs: number, baseBytes: number }
+
+class Harness {
+  private vmCount = 0
+  imported: string[] = []
+
+  constructor (readonly root: string, readonly sites: Map<string, MigrationSite>, readonly options: Options) {}
+
+  site (name: string): MigrationSite { return this.sites.get(name) as MigrationSite }
+
+  /** Fresh images at similarity (m, n) = (s, s): a's and c's the same, b's similar. */
+  async images (similarity: number): Promise<void> {
+    for (const [name, site] of this.sites) {
+      const { images } = await site.call<{ images: Array<{ name: string, layer: string }> }>({ cmd: 'images' })
+      for (const layer of ['ud', 'we', 'os']) for (const image of images.filter((i) => i.layer === layer)) await site.call({ cmd: 'remove-image', image: image.name })
+      void name
+    }
+    const pair = generateSitePair({
+      seed: 1000 + similarity, osUnits: this.options.osMiB * MiB / UNIT, weUnits: this.options.weMiB * MiB / UNIT, udUnits: 1, zeroShare: 0.1,
+      similarity: { os: similarity / 100, we: similarity / 100 }
+    })
+    for (const [name, plan] of Object.entries({ 'a-os': pair.a.os, 'a-we': pair.a.we, 'b-os': pair.b.os, 'b-we': pair.b.we })) await writePlan(plan, join(this.root, `${name}.img`))
+    for (const name of ['a', 'c']) {
+      await this.site(name).call({ cmd: 'import', layer: 'os', path: join(this.root, 'a-os.img'), name: 'a-os' })
+      await this.site(name).call({ cmd: 'import', layer: 'we', path: join(this.root, 'a-we.img'), name: 'a-we', base: 'a-os' })
+    }
+    await this.site('b').call({ cmd: 'import', layer: 'os', path: join(this.root, 'b-os.img'), name: 'b-os' })
+    await this.site('b').call({ cmd: 'import', layer: 'we', path: join(this.root, 'b-we.img'), name: 'b-we', base: 'b-os' })
+    const replica = await buildReplica(this.sites, [
+      { site: 'a', image: 'a-os' }, { site: 'a', image: 'a-we' }, { site: 'b', image: 'b-os' }, { site: 'b', image: 'b-we' },
+      { site: 'c', image: 'a-os' }, { site: 'c', image: 'a-we' }
+    ])
+    for (const site of this.sites.values()) await site.call({ cmd: 'replica', replica })
+  }
+
+  async createVm (workload: string): Promise<string> {
+    const name = `vm-${++this.vmCount}`
+    await this.site('a').call({ cmd: 'create-vm', name, os: 'a-os', we: 'a-we', memoryBytes: this.options.memoryMiB * MiB, workload, initialUserDataBytes: 8 * MiB })
+    return name
+  }
+
+  /** The target back to its own images only: drop the migrated VM and the base images it rebuilt. */
+  async resetTarget (vm: string): Promise<void> {
+    const b = this.site('b')
+    await b.call({ cmd: 'destroy-vm', vm })
+    for (const image of ['a-we', 'a-os']) await b.call({ cmd: 'remove-image', image }).catch(() => {})
+  }
+
+  async start (vm: string, strategy: Strategy): Promise<MigrationInfo> {
+    return (await this.site('a').call<{ migration: MigrationInfo }>({ cmd: 'migrate', request: { vm, to: 'b', strategy, repository: strategy === 'ss' ? 'c' : undefined } })).migration
+  }
+
+  async finish (id: string): Promise<Outcome> {
+    const done = (await this.site('a').call<{ migration: MigrationInfo }>({ cmd: 'wait', migration: id })).migration
+    if (done.state !== 'completed') {
+      const target = await this.site('b').call<{ migrations: MigrationInfo[] }>({ cmd: 'get', migration: id }).catch(() => ({ migrations: [] }))
+      const logs = [...this.sites.values()].map((site) => `--- ${site.name} stderr:\n${site.stderr.join('').slice(-3000)}`).join('\n') +
+        `\n--- target: ${target.migrations.map((m) => `${m.state} ${String(m.error)}`).join('; ')}`
+      throw new Error(`migration ${done.vmName} ${done.strategy}: ${done.state} ${String(done.error)}\n${logs}`)
+    }
+    const target = await until('the target record', async () => {
+      const row = (await this.site('b').call<{ migrations: MigrationInfo[] }>({ cmd: 'get', migration: id })).migrations.find((m) => m.role === 'target')
+      return row?.state === 'completed' ? row : undefined
+    })
+    const wire = target.result.wire as { sent: Record<string, number>, received: Record<string, number> }
+    const sum = (r: Record<string, number>): number => Object.values(r).reduce((x, y) => x + y, 0)
+    return { totalMs: Number(done.result.totalMs), wireBytes: sum(wire.sent) + sum(wire.received), downtimeMs: Number(done.result.downtimeMs), baseBytes: wire.received.chunks ?? 0 }
+  }
+
+  async migrateOne (workload: string, strategy: Strategy): Promise<Outcome> {
+    const vm = await this.createVm(workload)
+    const outcome = await this.finish((await this.start(vm, strategy)).id)
+    await this.resetTarget(vm)
+    return outcome
+  }
+
+  async migrateFive (workload: string, strategy: Strategy): Promise<Outcome> {
+    const vms: string[] = []
+    for (let i = 0; i < 5; i++) vms.push(await this.createVm(workload))
+    const started = performance.now()
+    const ids = await Promise.all(vms.map(async (vm) => (await this.start(vm, strategy)).id))
+    const outcomes = await Promise.all(ids.map(async (id) => await this.finish(id)))
+    const totalMs = performance.now() - started
+    for (const vm of vms) await this.resetTarget(vm)
+    return { totalMs, wireBytes: outcomes.reduce((s, o) => s + o.wireBytes, 0), downtimeMs: Math.max(...outcomes.map((o) => o.downtimeMs)), baseBytes: outcomes.reduce((s, o) => s + o.baseBytes, 0) }
+  }
+
+  /** H-GMIG with chunk source c killed once the target has half of the base chunks. */
+  async migrateKnockout (workload: string): Promise<Outcome> {
+    const vm = await this.createVm(workload)
+    const { id } = await this.start(vm, 'h-gmig')
+    await until('half of the base transfer', async () => {
+      const row = (await this.site('b').call<{ migrations: MigrationInfo[] }>({ cmd: 'get', migration: id })).migrations.find((m) => m.role === 'target')
+      const p = row?.progress
+      return p !== undefined && p.baseTotal > 0 && p.baseBytes >= p.baseTotal / 2 ? true : undefined
+    }, 120_000)
+    await this.site('c').kill()
+    const outcome = await this.finish(id)
+    await this.resetTarget(vm)
+    await restartSite(this.root, this.sites, 'c')
+    return outcome
+  }
+}
+
+const STRATEGY_ORDER: Strategy[] = ['nss', 'ss', 'h-gmig']
+
+export async function main (args: string[]): Promise<void> {
+  const options = parse(args)
+  const root = mkdtempSync(join(os.tmpdir(), 'hgmig-bench-migration-'))
+  console.log(`# migration bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`)
+  console.log(`# links: in-process shaper, ${options.linkMBs} MB/s upload per site; VM ${options.memoryMiB} MiB memory, OS ${options.osMiB} MiB, WE +${options.weMiB} MiB, UD 8 MiB; runs ${options.runs} (median)`)
+  const sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: options.linkMBs * 1e6 })
+  const harness = new Harness(root, sites, options)
+  const row = (cells: Array<string | number>): void => { console.log(`| ${cells.join(' | ')} |`) }
+  const fmt = (o: { totalMs: number, wireBytes: number }): string => `${(o.totalMs / 1000).toFixed(2)} s, ${(o.wireBytes / MiB).toFixed(1)} MiB`
+  try {
+    // Warm-up (JIT, first connections between the sites): measured nowhere.
+    await harness.images(options.similarities[0] ?? 5)
+    await harness.migrateOne('idle', 'h-gmig')
+    await harness.migrateOne('idle', 'nss')
+    if (options.single) {
+      console.log('\n## single migration: total time, bytes on the wire (median)\n')
+      row(['(m, n)', 'workload', 'NSS', 'SS', 'H-GMIG', 'H-GMIG time vs NSS', 'H-GMIG bytes vs SS', 'H-GMIG downtime'])
+      row(['---', '---', '---', '---', '---', '---', '---', '---'])
+      for (const similarity of options.similarities) {
+        await harness.images(similarity)
+        for (const workload of options.workloads) {
+          const results = new Map<Strategy, Outcome[]>(STRATEGY_ORDER.map((s) => [s, []]))
+          // Interleaved: each run measures the three strategies back to back under the same load.
+          for (let run = 0; run < options.runs; run++) for (const strategy of STRATEGY_ORDER) results.get(strategy)?.push(await harness.migrateOne(workload, strategy))
+          const med = (s: Strategy): Outcome => {
+            const list = results.get(s) as Outcome[]
+            return { totalMs: median(list.map((o) => o.totalMs)), wireBytes: median(list.map((o) => o.wireBytes)), downtimeMs: median(list.map((o) => o.downtimeMs)), baseBytes: median(list.map((o) => o.baseBytes)) }
+          }
+          const [nss, ss, hg] = STRATEGY_ORDER.map(med) as [Outcome, Outcome, Outcome]
+          row([`(${similarity}, ${similarity})`, workload, fmt(nss), fmt(ss), fmt(hg), `${((1 - hg.totalMs / nss.totalMs) * 100).toFixed(1)} % less`, `${(hg.wireBytes / ss.wireBytes).toFixed(3)} ×`, `${hg.downtimeMs.toFixed(0)} ms`])
+        }
+      }
+    }
+    if (options.concurrent) {
+      console.log('\n## 5 concurrent migrations (static): time until all five completed, bytes on the wire (all five)\n')
+      row(['(m, n)', 'NSS', 'SS', 'H-GMIG', 'H-GMIG time vs NSS'])
+      row(['---', '---', '---', '---', '---'])
+      for (const similarity of [5, 40]) {
+        await harness.images(similarity)
+        const results = new Map<Strategy, Outcome[]>(STRATEGY_ORDER.map((s) => [s, []]))
+        for (let run = 0; run < options.runs; run++) for (const strategy of STRATEGY_ORDER) results.get(strategy)?.push(await harness.migrateFive('static', strategy))
+        const med = (s: Strategy): Outcome => {
+          const list = results.get(s) as Outcome[]
+          return { totalMs: median(list.map((o) => o.totalMs)), wireBytes: median(list.map((o) => o.wireBytes)), downtimeMs: 0, baseBytes: 0 }
+        }
+        const [nss, ss, hg] = STRATEGY_ORDER.map(med) as [Outcome, Outcome, Outcome]
+        row([`(${similarity}, ${similarity})`, fmt(nss), fmt(ss), fmt(hg), `${((1 - hg.totalMs / nss.totalMs) * 100).toFixed(1)} % less`])
+      }
+    }
+    if (options.knockout) {
+      console.log('\n## chunk source c killed (SIGKILL) at 50 % of the base transfer, H-GMIG, (5, 5), idle\n')
+      await harness.images(5)
+      const plain: number[] = []
+      const knocked: number[] = []
+      for (let run = 0; run < options.runs; run++) {
+        plain.push((await harness.migrateOne('idle', 'h-gmig')).totalMs)
+        knocked.push((await harness.migrateKnockout('idle')).totalMs)
+      }
+      row(['without', 'with c killed', 'added'])
+      row(['---', '---', '---'])
+      row([`${(median(plain) / 1000).toFixed(2)} s`, `${(median(knocked) / 1000).toFixed(2)} s`, `${((median(knocked) - median(plain)) / 1000).toFixed(2)} s`])
+    }
+  } finally {
+    await Promise.all([...harness.sites.values()].map(async (site) => { await site.stop() }))
+    rmSync(root, { recursive: true, force: true })
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main(process.argv.slice(2))
