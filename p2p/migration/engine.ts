@@ -160,13 +160,18 @@ class ControlPump {
     if (i >= 0) return this.queue.splice(i, 1)[0] as { type: string } & Record<string, unknown>
     if (this.ended !== null) throw this.ended
     return await new Promise((resolve, reject) => {
-      const waiter = { types, resolve, reject }
-      this.waiters.push(waiter)
-      signal.addEventListener('abort', () => {
+      const onAbort = (): void => {
         const k = this.waiters.indexOf(waiter)
         if (k >= 0) this.waiters.splice(k, 1)
         reject(signal.reason)
-      }, { once: true })
+      }
+      const waiter = {
+        types,
+        resolve: (m: { type: string } & Record<string, unknown>) => { signal.removeEventListener('abort', onAbort); resolve(m) },
+        reject: (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e) }
+      }
+      this.waiters.push(waiter)
+      signal.addEventListener('abort', onAbort, { once: true })
     })
   }
 }

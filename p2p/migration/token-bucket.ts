@@ -95,7 +95,20 @@ export class FairShaper {
     for (let left = bytes; left > 0; left -= SLICE_BYTES) {
       const slice = Math.min(left, SLICE_BYTES)
       await new Promise<void>((resolve, reject) => {
-        const waiter: Waiter = { bytes: slice, resolve, reject }
+        const onAbort = (): void => {
+          const q = this.queues.get(flow)
+          const i = q?.indexOf(waiter) ?? -1
+          if (i >= 0) {
+            q?.splice(i, 1)
+            reject(signal?.reason ?? new MigrationCancelledError('cancelled'))
+          }
+        }
+        // The listener goes with the grant: a long migration takes many slices on one signal.
+        const waiter: Waiter = {
+          bytes: slice,
+          resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
+          reject
+        }
         let queue = this.queues.get(flow)
         if (queue === undefined) {
           queue = []
@@ -104,14 +117,7 @@ export class FairShaper {
           if (busy.length > 0) this.served.set(flow, Math.max(this.served.get(flow) ?? 0, Math.min(...busy)))
         }
         queue.push(waiter)
-        signal?.addEventListener('abort', () => {
-          const q = this.queues.get(flow)
-          const i = q?.indexOf(waiter) ?? -1
-          if (i >= 0) {
-            q?.splice(i, 1)
-            reject(signal.reason ?? new MigrationCancelledError('cancelled'))
-          }
-        }, { once: true })
+        signal?.addEventListener('abort', onAbort, { once: true })
         void this.pump()
       })
     }
