@@ -236,7 +236,18 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     const columns = await drawing.locator('.hashgraph-head span').allTextContents()
     assert.deepEqual(columns, view.members)
     await drawing.locator('[data-testid="hashgraph"] g.event.famous').first().click()
-    assert.match(await drawing.locator('p[aria-live]').last().textContent() ?? '', /witness, famous/)
+    const details = drawing.locator('p[aria-live]').last()
+    assert.match(await details.textContent() ?? '', /witness, famous/)
+    // Keyboard: from the selected event, up is the creator's next event, right the next member's nearest.
+    const first = view.events.find((e) => e.famous === true)!
+    await svg.focus()
+    await drawing.keyboard.press('ArrowUp')
+    const next = view.events.find((e) => e.selfParent === first.id)!
+    assert.match(await details.textContent() ?? '', new RegExp(`by ${view.members[next.creator]!} \\(#${next.seq}\\)`))
+    await drawing.keyboard.press('ArrowDown')
+    assert.match(await details.textContent() ?? '', new RegExp(`by ${view.members[first.creator]!} \\(#${first.seq}\\)`))
+    await drawing.keyboard.press('ArrowRight')
+    assert.match(await details.textContent() ?? '', new RegExp(`by ${view.members[first.creator + 1]!} `))
     await drawing.screenshot({ path: join(screenshotDir, 'consensus-hashgraph.png'), fullPage: true })
     await drawing.close()
   })

@@ -1,5 +1,5 @@
 /** Consensus: the live hashgraph, latency p50/p95/p99 and events/s as charts, state hashes per site. */
-import { useMemo, useState, type ReactNode } from 'react'
+import { useMemo, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
 import { Chart, EmptyState, ErrorState, formatMs, Loaded, short } from '../components'
 import type { HashgraphView, LatencySample } from '../contract'
 import { layoutHashgraph, quantile, roundColour } from '../hashgraph-layout'
@@ -144,6 +144,26 @@ const MARGIN = 24
 function HashgraphDrawing ({ graph }: { graph: HashgraphView }): ReactNode {
   const layout = useMemo(() => layoutHashgraph(graph.events), [graph])
   const [selected, setSelected] = useState<string | null>(null)
+  const drawing = useRef<SVGSVGElement>(null)
+  // Keyboard: arrows walk the graph (up: the creator's next event, down: its self-parent, left and
+  // right: the nearest event of the neighbouring member), Escape clears.
+  const onKey = (event: KeyboardEvent<SVGSVGElement>): void => {
+    const current = layout.events.find((p) => p.event.id === selected)
+    const newest = layout.events.reduce<typeof current>((best, p) => best === undefined || p.row > best.row ? p : best, undefined)
+    let next: typeof current
+    if (event.key === 'Escape') { setSelected(null); return }
+    if (current === undefined) next = newest
+    else if (event.key === 'ArrowUp') next = layout.events.find((p) => p.event.selfParent === current.event.id) ?? current
+    else if (event.key === 'ArrowDown') next = layout.events.find((p) => p.event.id === current.event.selfParent) ?? current
+    else if (event.key === 'ArrowLeft' || event.key === 'ArrowRight') {
+      const column = current.column + (event.key === 'ArrowLeft' ? -1 : 1)
+      next = layout.events.filter((p) => p.column === column).reduce<typeof current | undefined>((best, p) => best === undefined || Math.abs(p.row - current.row) < Math.abs(best.row - current.row) ? p : best, undefined) ?? current
+    } else return
+    event.preventDefault()
+    if (next === undefined) return
+    setSelected(next.event.id)
+    drawing.current?.querySelector(`[data-id="${next.event.id}"]`)?.scrollIntoView({ block: 'nearest', inline: 'nearest' })
+  }
   if (graph.events.length === 0) return <EmptyState title='No events yet' />
   const width = MARGIN * 2 + COLUMN * Math.max(1, graph.members.length)
   const height = MARGIN * 2 + ROW * layout.rows
@@ -158,7 +178,11 @@ function HashgraphDrawing ({ graph }: { graph: HashgraphView }): ReactNode {
         {graph.members.map((name, column) => <span key={column} style={{ left: x(column) }}>{name}</span>)}
       </div>
       <div className='hashgraph-scroll'>
-        <svg width={width} height={height} role='img' aria-label={`Hashgraph: ${graph.events.length} events by ${graph.members.length} members, newest at the top`} data-testid='hashgraph' data-events={graph.events.length}>
+        <svg
+          ref={drawing} width={width} height={height} role='img' tabIndex={0} onKeyDown={onKey}
+          aria-label={`Hashgraph: ${graph.events.length} events by ${graph.members.length} members, newest at the top. Arrow keys select events.`}
+          data-testid='hashgraph' data-events={graph.events.length}
+        >
           {graph.members.map((_, column) => <line key={column} className='lane' x1={x(column)} x2={x(column)} y1={MARGIN / 2} y2={height - MARGIN / 2} />)}
           {layout.edges.map((edge) => (
             <line key={`${edge.from.event.id}-${edge.kind}`} className={`edge ${edge.kind}`} x1={x(edge.from.column)} y1={y(edge.from.row)} x2={x(edge.to.column)} y2={y(edge.to.row)} />
@@ -166,6 +190,7 @@ function HashgraphDrawing ({ graph }: { graph: HashgraphView }): ReactNode {
           {layout.events.map(({ event, column, row }) => (
             <g
               key={event.id}
+              data-id={event.id}
               className={`event${event.witness ? ' witness' : ''}${event.famous === true ? ' famous' : ''}${event.id === selected ? ' selected' : ''}`}
               transform={`translate(${x(column)} ${y(row)})`}
               onClick={() => { setSelected(event.id) }}
