@@ -6,7 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -41,6 +41,10 @@ test('npm start serves the UI to a browser where Electron is absent, and Ctrl-C 
     assert.equal(await exited, 0, `start.js exits 0 after the agent stopped cleanly:\n${output}`)
     assert.equal(existsSync(join(data, 'api.json')), false)
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL')
+    if (child.exitCode === null) {
+      // The agent is start.js's child: stop it too, by the pid it published.
+      try { process.kill((JSON.parse(readFileSync(join(data, 'api.json'), 'utf8')) as { pid: number }).pid, 'SIGKILL') } catch { /* not started or gone */ }
+      child.kill('SIGKILL')
+    }
   }
 })
