@@ -1,21 +1,16 @@
-import { createHash } from 'node:crypto'
 import * as dagPb from '@ipld/dag-pb'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { sha256Digest } from './sha256.js'
+
+export { sha256Digest }
 
 /** How leaves and the DAG are encoded: the project's format, or `ipfs add`'s (kubo) defaults. */
 export type DagProfile = 'hgmig' | 'ipfs'
 
-/**
- * SHA-256 through node:crypto directly: synchronous, so a leaf's CID costs no promise round trip
- * (multiformats' sha256.digest is async and the importer would await it per block).
- */
-export function sha256Digest (block: Uint8Array): Uint8Array {
-  return createHash('sha256').update(block).digest()
-}
 
 export function cidOf (block: Uint8Array, version: 0 | 1, codec: number): CID {
   return CID.create(version, codec, createDigest(sha256.code, sha256Digest(block)))

@@ -4,8 +4,8 @@
  * file (whole chunks, except the file's last piece) with their buffers transferred, not copied;
  * each comes back, in order, with the SHA-256 digests of its chunks.
  */
-import { createHash } from 'node:crypto'
 import { parentPort, workerData } from 'node:worker_threads'
+import { sha256Digest } from './sha256.js'
 
 export interface HashWorkerInput {
   chunkSize: number
@@ -24,7 +24,7 @@ port.on('message', (bytes: Uint8Array) => {
   const chunks = Math.ceil(bytes.byteLength / chunkSize)
   const digests = new Uint8Array(32 * chunks)
   for (let i = 0; i < chunks; i++) {
-    digests.set(createHash('sha256').update(bytes.subarray(i * chunkSize, Math.min(bytes.byteLength, (i + 1) * chunkSize))).digest(), 32 * i)
+    digests.set(sha256Digest(bytes.subarray(i * chunkSize, Math.min(bytes.byteLength, (i + 1) * chunkSize))), 32 * i)
   }
   port.postMessage({ bytes, digests } satisfies HashedPiece, [bytes.buffer as ArrayBuffer, digests.buffer])
 })

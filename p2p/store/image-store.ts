@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createWriteStream, mkdirSync, type ReadStream } from 'node:fs'
+import { createWriteStream, mkdirSync } from 'node:fs'
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -13,7 +13,7 @@ import {
   AbortError, AmbiguousImageError, CorruptChunkError, ImageExistsError, ImageInUseError, ImageNotFoundError,
   ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFormatError, StoreFullError
 } from './errors.js'
-import { HashedFileReader } from './hashed-file-reader.js'
+import { FileReader } from './file-reader.js'
 import { ImportSession } from './import-session.js'
 import { DirectoryLock } from './lock.js'
 import { PackFiles } from './packs.js'
@@ -177,19 +177,20 @@ export class ImageStore implements ImageStoreClient {
     this.checkNameFree(name)
     throwIfAborted(options.signal, 'import cancelled')
 
-    const opened = await openSource(source, options.signal)
+    const opened = await openSource(source)
     const { size, description, closeSource } = opened
-    // Raw leaves from a file: a worker thread reads and hashes, so that two cores share the work.
-    // (kubo's dag-pb leaves hash the wrapped block, which the main thread builds: no worker then.)
-    const hashedReader = opened.handle !== undefined && profile === 'hgmig' && this.hashInWorker ? new HashedFileReader(opened.handle, chunkSize) : undefined
-    const content = hashedReader?.content() ?? opened.content()
+    // A file is read in chunk-aligned pieces from reused buffers. Raw leaves: a worker thread
+    // hashes them while this one reads, so that two cores share the work. (kubo's dag-pb leaves
+    // hash the wrapped block, which this thread builds: no worker then.)
+    const fileReader = 'handle' in opened ? new FileReader(opened.handle, chunkSize, profile === 'hgmig' && this.hashInWorker) : undefined
+    const content = 'content' in opened ? opened.content : (fileReader as FileReader).content()
     const importId = Number(db.prepare('INSERT INTO pending_imports (source, started) VALUES (?, ?)').run(description, Date.now()).lastInsertRowid)
     const tracker = new ProgressTracker('import', size, options.onProgress)
-    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal, hashedReader)
+    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal, fileReader)
     try {
       let root: CID | undefined
       const entries = importer([{ content }], session, {
-        chunker: fixedSize({ chunkSize }),
+        chunker: fileReader?.chunker() ?? fixedSize({ chunkSize }),
         bufferImporter: session.bufferImporter(),
         ...(profile === 'ipfs' ? { profile: 'unixfs-v0-2015' as const } : { cidVersion: 1 as const, rawLeaves: true })
       })
@@ -205,7 +206,7 @@ export class ImageStore implements ImageStoreClient {
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(importId)
       throw translateImportError(err, description)
     } finally {
-      await hashedReader?.close()
+      await fileReader?.close()
       await closeSource()
     }
   }
@@ -518,6 +519,16 @@ export class ImageStore implements ImageStoreClient {
     }).immediate()
   }
 
+  /** A recorded manifest of this root CID (any site's: the chunk list is the same for one root), or undefined. */
+  async remoteManifest (rootCid: string): Promise<RemoteManifest | undefined> {
+    const db = this.openDb()
+    const remote = db.prepare('SELECT id, site, root_cid, name, layer, base_root_cid, size, chunk_size FROM remote_images WHERE root_cid = ? ORDER BY received DESC LIMIT 1').get(rootCid) as
+      { id: number, site: string, root_cid: string, name: string | null, layer: Layer, base_root_cid: string | null, size: number, chunk_size: number } | undefined
+    if (remote === undefined) return undefined
+    const chunks = (db.prepare('SELECT cid FROM remote_image_chunks WHERE remote_image = ? ORDER BY position').pluck().all(remote.id) as Uint8Array[]).map((bytes) => CID.decode(bytes))
+    return { site: remote.site, rootCid: remote.root_cid, name: remote.name ?? undefined, layer: remote.layer, baseRootCid: remote.base_root_cid ?? undefined, size: remote.size, chunkSize: remote.chunk_size, chunks }
+  }
+
   /** Whether some site's manifest of this root CID is recorded. */
   async hasRemoteManifest (rootCid: string): Promise<boolean> {
     return this.openDb().prepare('SELECT 1 FROM remote_images WHERE root_cid = ? LIMIT 1').get(rootCid) !== undefined
@@ -736,19 +747,17 @@ function normaliseCid (text: string): string {
   }
 }
 
-interface OpenedSource {
-  /** The open file, when the source is one. */
-  handle?: FileHandle
-  content: () => AsyncIterable<Uint8Array> | Iterable<Uint8Array>
+/** An open file (read by a FileReader) or the caller's byte stream. */
+type OpenedSource = {
   size: number
   description: string
   closeSource: () => Promise<void>
-}
+} & ({ handle: FileHandle } | { content: AsyncIterable<Uint8Array> | Iterable<Uint8Array> })
 
-async function openSource (source: ImportSource, signal: AbortSignal | undefined): Promise<OpenedSource> {
+async function openSource (source: ImportSource): Promise<OpenedSource> {
   if (typeof source !== 'string') {
     if (!(source.size > 0)) throw new ImportSourceError(`${source.description} is empty (0 bytes): a VM disk image is never empty`)
-    return { content: () => source.content, size: source.size, description: source.description, closeSource: async () => {} }
+    return { content: source.content, size: source.size, description: source.description, closeSource: async () => {} }
   }
   let handle
   try {
@@ -765,12 +774,7 @@ async function openSource (source: ImportSource, signal: AbortSignal | undefined
     await handle.close()
     throw new ImportSourceError(`${source} is empty (0 bytes): a VM disk image is never empty`)
   }
-  let stream: ReadStream | undefined
-  const content = (): ReadStream => {
-    stream = handle.createReadStream({ highWaterMark: 4 << 20, autoClose: false, ...(signal === undefined ? {} : { signal }) })
-    return stream
-  }
-  return { handle, content, size: info.size, description: source, closeSource: async () => { stream?.destroy(); await handle.close() } }
+  return { handle, size: info.size, description: source, closeSource: async () => { await handle.close() } }
 }
 
 function translateImportError (err: unknown, description: string): unknown {

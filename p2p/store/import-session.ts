@@ -3,7 +3,8 @@ import type { BufferImporter, BufferImporterResult, WritableStorage } from 'ipfs
 import type { CID } from 'multiformats/cid'
 import { encodeLeaf, isAllZero, leafCid, type DagProfile } from './blocks.js'
 import { AbortError } from './errors.js'
-import type { BlockLocation, PackFiles } from './packs.js'
+import type { LeafSource } from './file-reader.js'
+import type { BlockLocation, BufferHolder, PackFiles } from './packs.js'
 import type { ProgressTracker } from './progress.js'
 
 /** New blocks are indexed (after an fsync) at least every this many bytes: bounds what a crash redoes. */
@@ -54,8 +55,8 @@ export class ImportSession implements WritableStorage {
     private readonly profile: DagProfile,
     private readonly tracker: ProgressTracker,
     private readonly signal: AbortSignal | undefined,
-    /** Digests hashed by a worker thread ahead of us, when the content comes from one. */
-    private readonly hashedAhead?: { takeDigest: (position: number) => Uint8Array | undefined }
+    /** The file reader, when the content comes from one: digests hashed ahead, and the pieces' buffers to release. */
+    private readonly leafSource?: LeafSource
   ) {
     this.findPresent = db.prepare<[Uint8Array], number>('SELECT id FROM chunks WHERE cid = ? AND present = 1').pluck()
     // A row may exist without its bytes (present = 0: known from a remote manifest): fill it in.
@@ -82,10 +83,13 @@ export class ImportSession implements WritableStorage {
   async storeLeaf (position: number, data: Uint8Array): Promise<BufferImporterResult> {
     this.throwIfAborted()
     const { block, unixfs } = encodeLeaf(data, this.profile)
-    const cid = leafCid(block, this.profile, this.hashedAhead?.takeDigest(position))
+    const cid = leafCid(block, this.profile, this.leafSource?.takeDigest(position))
     const zero = isAllZero(data)
     if (zero) this.zeroBytes += data.byteLength
-    this.record(cid, block, zero ? data.byteLength : null)
+    // A raw leaf is a view of the reader's buffer: the pack write holds that buffer until written.
+    const piece = this.leafSource?.pieceOf(position)
+    this.record(cid, block, zero ? data.byteLength : null, block === data ? piece : undefined)
+    piece?.release()
     this.batch.leaves.push([position, cid.bytes])
     this.leafCount++
     this.bytesRead += data.byteLength
@@ -103,11 +107,11 @@ export class ImportSession implements WritableStorage {
     return cid
   }
 
-  private record (cid: CID, block: Uint8Array, zeroDataLength: number | null): void {
+  private record (cid: CID, block: Uint8Array, zeroDataLength: number | null, holder?: BufferHolder): void {
     const key = Buffer.from(cid.bytes).toString('base64')
     if (this.batch.newBlocks.has(key) || [...this.committingBlocks].some((blocks) => blocks.has(key))) return
     if (this.findPresent.get(cid.bytes) !== undefined) return
-    const location = zeroDataLength === null ? this.packs.append(block) : null
+    const location = zeroDataLength === null ? this.packs.append(block, holder) : null
     this.batch.newBlocks.set(key, { cid: cid.bytes, length: block.byteLength, zeroDataLength, location })
     if (location !== null) this.batch.bytes += block.byteLength
   }

@@ -23,6 +23,12 @@ const WRITE_BYTES = 8 << 20
 /** At most this much written but not yet on disk per store: the importer waits beyond it. */
 const MAX_WRITES_IN_FLIGHT_BYTES = 32 << 20
 
+/** Whoever owns the memory behind appended blocks: held until the write carrying them completes. */
+export interface BufferHolder {
+  hold: () => void
+  release: () => void
+}
+
 export interface BlockLocation {
   pack: number
   offset: number
@@ -36,6 +42,8 @@ interface WritablePack {
   /** Blocks appended but not yet handed to write(): they start at `end - bufferedBytes`. */
   buffer: Uint8Array[]
   bufferedBytes: number
+  /** Owners of buffered blocks' memory, released once those bytes are written. */
+  holders: BufferHolder[]
   dirty: boolean
 }
 
@@ -94,13 +102,17 @@ export class PackFiles {
     }
   }
 
-  /** Appends a block; its bytes are durable after the next `sync()`. */
-  append (block: Uint8Array): BlockLocation {
+  /**
+   * Appends a block; its bytes are durable after the next `sync()`. The block is not copied: it
+   * must not change until written, so `holder` (if any) is held until then and released after.
+   */
+  append (block: Uint8Array, holder?: BufferHolder): BlockLocation {
     if (this.writeFailure !== undefined) throw this.writeFailure
     let pack = this.active
     if (pack === undefined || (pack.end > 0 && pack.end + block.byteLength > PACK_LIMIT_BYTES)) pack = this.openNextPack()
     const location = { pack: pack.id, offset: pack.end }
     pack.buffer.push(block)
+    if (holder !== undefined) { holder.hold(); pack.holders.push(holder) }
     pack.bufferedBytes += block.byteLength
     pack.end += block.byteLength
     if (pack.bufferedBytes >= WRITE_BYTES) this.startWrite(pack)
@@ -192,10 +204,10 @@ export class PackFiles {
     let pack: WritablePack
     if (newest !== undefined && newest.bytes < PACK_LIMIT_BYTES / 2 && newest.dead_bytes === 0 && !this.retired.some((p) => p.id === newest.id)) {
       const fd = openSync(this.path(newest.id), 'r+')
-      pack = { id: newest.id, fd, end: fstatSync(fd).size, buffer: [], bufferedBytes: 0, dirty: false }
+      pack = { id: newest.id, fd, end: fstatSync(fd).size, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
     } else {
       const id = Number(this.db.prepare('INSERT INTO packs DEFAULT VALUES').run().lastInsertRowid)
-      pack = { id, fd: openSync(this.path(id), 'w+'), end: 0, buffer: [], bufferedBytes: 0, dirty: false }
+      pack = { id, fd: openSync(this.path(id), 'w+'), end: 0, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
     }
     this.active = pack
     return pack
@@ -204,15 +216,21 @@ export class PackFiles {
   private startWrite (pack: WritablePack): void {
     if (pack.bufferedBytes === 0) return
     const blocks = pack.buffer
+    const holders = pack.holders
     const length = pack.bufferedBytes
     const position = pack.end - length
     pack.buffer = []
+    pack.holders = []
     pack.bufferedBytes = 0
     pack.dirty = true
     this.inFlightBytes += length
     const done = writeAll(pack.fd, blocks, position)
       .catch((err: unknown) => { this.writeFailure ??= err })
-      .finally(() => { this.inFlight.delete(done); this.inFlightBytes -= length })
+      .finally(() => {
+        this.inFlight.delete(done)
+        this.inFlightBytes -= length
+        for (const holder of holders) holder.release()
+      })
     this.inFlight.add(done)
   }
 }

@@ -1,0 +1,158 @@
+import type { FileHandle } from 'node:fs/promises'
+import { Worker } from 'node:worker_threads'
+import type { Chunker } from 'ipfs-unixfs-importer/chunker'
+import type { HashedPiece, HashWorkerInput } from './hash-worker.js'
+
+/** Pieces of about 4 MiB (whole chunks): few reads and messages, and a piece is hashed while the next is read. */
+const PIECE_BYTES = 4 << 20
+/** Pieces read but not yet consumed by the importer, at most: bounds memory to ~16 MiB. */
+const PIECES_AHEAD = 4
+/**
+ * Released pieces kept for reuse, at most. Pieces live until the pack writes holding their blocks
+ * complete (up to ~40 MiB, see packs.ts) plus the read-ahead: 16 covers that at 4 MiB.
+ */
+const POOL_PIECES = 16
+
+/**
+ * One piece of the file: `holds` counts its chunks the importer has not yet stored plus its
+ * blocks appended to a pack file but not yet written. At zero its buffer goes back to the pool.
+ */
+export class Piece {
+  private holds: number
+
+  constructor (readonly bytes: Uint8Array, chunks: number, private readonly pool: Uint8Array[]) {
+    this.holds = chunks
+  }
+
+  hold (): void {
+    this.holds++
+  }
+
+  release (): void {
+    // Only whole buffers are reused (the file's last piece may be a shorter view of one).
+    if (--this.holds === 0 && this.pool.length < POOL_PIECES && this.bytes.byteLength === this.bytes.buffer.byteLength) this.pool.push(this.bytes)
+  }
+}
+
+/** What an import session needs from the reader of its file, per leaf position. */
+export interface LeafSource {
+  /** The SHA-256 of chunk `position`, when a worker thread hashed it ahead (each is handed out once). */
+  takeDigest: (position: number) => Uint8Array | undefined
+  /** The piece holding chunk `position`'s bytes: hold it while a pack write needs them, release it when the leaf is stored. */
+  pieceOf: (position: number) => Piece | undefined
+}
+
+/**
+ * Reads an image file for the importer in chunk-aligned pieces from a small pool of reused buffers,
+ * and cuts them into chunks itself (no copies: each chunk is a view of its piece). Reusing the
+ * buffers matters: a fresh 4 MiB buffer per read is a gigabyte of external memory per gigabyte
+ * imported, and V8 answers external memory pressure with full garbage collections (measured:
+ * ~20 % of an import's CPU). With `hashInWorker`, each piece goes to a worker thread
+ * (hash-worker.ts) that computes its chunks' SHA-256 while this thread reads, chunks, writes and
+ * indexes; the buffer is transferred there and back, never copied.
+ */
+export class FileReader implements LeafSource {
+  private readonly worker: Worker | undefined
+  private readonly digests = new Map<number, Uint8Array>()
+  private readonly pieces = new Map<number, Piece>()
+  private readonly pool: Uint8Array[] = []
+  private readonly pieceBytes: number
+  private readonly chunksPerPiece: number
+  private readonly returned: Array<HashedPiece | Error> = []
+  private wake: (() => void) | undefined
+  private hashedChunks = 0
+
+  constructor (private readonly file: FileHandle, private readonly chunkSize: number, hashInWorker: boolean) {
+    this.chunksPerPiece = Math.max(1, Math.floor(PIECE_BYTES / chunkSize))
+    this.pieceBytes = this.chunksPerPiece * chunkSize
+    if (hashInWorker) {
+      this.worker = new Worker(new URL('./hash-worker.js', import.meta.url), { workerData: { chunkSize } satisfies HashWorkerInput })
+      this.worker.on('message', (piece: HashedPiece) => { this.returned.push(piece); this.wake?.() })
+      this.worker.on('error', (err) => { this.returned.push(err); this.wake?.() })
+    }
+  }
+
+  /** The file as pieces of whole chunks (only the last may end in a partial chunk). */
+  async * content (): AsyncGenerator<Uint8Array> {
+    if (this.worker === undefined) {
+      for (let position = 0; ; position += this.pieceBytes) {
+        const piece = await this.readPiece(position)
+        if (piece.byteLength > 0) yield piece
+        if (piece.byteLength < this.pieceBytes) return
+      }
+    }
+    yield * this.hashedContent(this.worker)
+  }
+
+  /** The importer's chunker: the pieces are chunk-aligned, so chunks are views of them, with no list to keep. */
+  chunker (): Chunker {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const reader = this
+    return async function * chunks (source) {
+      let pieceIndex = 0
+      for await (const piece of source) {
+        const chunks = Math.ceil(piece.byteLength / reader.chunkSize)
+        reader.pieces.set(pieceIndex++, new Piece(piece, chunks, reader.pool))
+        for (let offset = 0; offset < piece.byteLength; offset += reader.chunkSize) {
+          yield piece.subarray(offset, Math.min(piece.byteLength, offset + reader.chunkSize))
+        }
+      }
+    }
+  }
+
+  takeDigest (position: number): Uint8Array | undefined {
+    const digest = this.digests.get(position)
+    this.digests.delete(position)
+    return digest
+  }
+
+  pieceOf (position: number): Piece | undefined {
+    const index = Math.floor(position / this.chunksPerPiece)
+    const piece = this.pieces.get(index)
+    // Each chunk asks once, in order: the piece's last chunk is the last to ask.
+    if ((position + 1) % this.chunksPerPiece === 0) this.pieces.delete(index)
+    return piece
+  }
+
+  async close (): Promise<void> {
+    await this.worker?.terminate()
+  }
+
+  private async * hashedContent (worker: Worker): AsyncGenerator<Uint8Array> {
+    let position = 0
+    let inFlight = 0
+    let ended = false
+    for (;;) {
+      while (!ended && inFlight < PIECES_AHEAD) {
+        const piece = await this.readPiece(position)
+        if (piece.byteLength === 0) { ended = true; break }
+        const length = piece.byteLength
+        position += length
+        inFlight++
+        // Transferred: `piece` is empty (detached) from here on; it comes back with the digests.
+        worker.postMessage(piece, [piece.buffer as ArrayBuffer])
+        if (length < this.pieceBytes) ended = true
+      }
+      if (inFlight === 0) return
+      while (this.returned.length === 0) await new Promise<void>((resolve) => { this.wake = resolve })
+      this.wake = undefined
+      const hashed = this.returned.shift() as HashedPiece | Error
+      if (hashed instanceof Error) throw hashed
+      inFlight--
+      for (let i = 0; i < hashed.digests.byteLength / 32; i++) this.digests.set(this.hashedChunks++, hashed.digests.subarray(32 * i, 32 * (i + 1)))
+      yield hashed.bytes
+    }
+  }
+
+  /** Reads the piece at `position` into a pooled buffer; only bytes read from the file are handed on. */
+  private async readPiece (position: number): Promise<Uint8Array> {
+    const bytes = this.pool.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(this.pieceBytes).buffer, 0, this.pieceBytes)
+    let filled = 0
+    while (filled < this.pieceBytes) {
+      const { bytesRead } = await this.file.read(bytes, filled, this.pieceBytes - filled, position + filled)
+      if (bytesRead === 0) break
+      filled += bytesRead
+    }
+    return filled === this.pieceBytes ? bytes : bytes.subarray(0, filled)
+  }
+}
