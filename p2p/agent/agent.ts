@@ -18,6 +18,8 @@ import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js
 import { memberPublicKeys, type Genesis } from './genesis.js'
 import { createInvite } from './invite.js'
 import { SiteImages } from './images.js'
+import { ImageTransfers } from './transfers.js'
+import { createBlockExchange, type BlockExchange } from '../exchange/index.js'
 import { askToJoin, isCurrentMember, JoinDesk, joinProtocol } from './join.js'
 import { ConsensusLatency } from './latency.js'
 import { DataDirLock } from './lock.js'
@@ -39,6 +41,8 @@ export interface AgentInit {
   bootstrap?: string[]
   /** 0 (default): any free port. */
   apiPort?: number
+  /** The built UI (dist/ui) to serve on the API's origin (no token for its files; the API still needs it). */
+  uiDir?: string
   /** One line per significant event (start, stop, peers, names, rejections, errors). */
   log?: (line: string) => void
   /** How often connected members are pinged for their round-trip time, and the others dialled again. */
@@ -78,6 +82,8 @@ interface Network {
   node: SwarmNode
   gossip: HashgraphGossip
   images: SiteImages
+  exchange: BlockExchange
+  transfers: ImageTransfers
   api: ApiServer
 }
 
@@ -265,10 +271,43 @@ class MigrationAgent implements Agent {
     undo.push(async () => { await images.stop() })
     // The replay has passed every announcement already: note the manifests this site lacks.
     images.wantAnnounced()
-    const api = createApiServer({ backend: this, port: this.init.apiPort, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
+    const isMemberPeer = (peerId: string): boolean => isCurrentMember(core.state.memberByPeerId(peerId))
+    // The exchange's policy asks the transfers, which need the exchange: tied after both exist.
+    const policyOf: { transfers?: ImageTransfers } = {}
+    const exchange = createBlockExchange({
+      node,
+      store: core.store,
+      swarmId: genesis.swarmId,
+      directory: join(this.init.dataDir, 'exchange'),
+      policy: {
+        isMember: (peer) => isMemberPeer(peer.toString()),
+        mayServe: (peer, _cid, context) => policyOf.transfers?.mayServe(peer, context) ?? false
+      }
+    })
+    exchange.addEventListener('peer:penalised', (evt) => { this.say(`peer ${evt.detail.peer} sent a block that does not match ${evt.detail.cid} (${evt.detail.reason}); ${evt.detail.dropped ? 'dropped as a source' : 'fetching it elsewhere'}`) })
+    exchange.addEventListener('serve:refused', (evt) => { this.say(`refused to serve ${evt.detail.peer}: ${evt.detail.reason}`) })
+    await exchange.start()
+    undo.push(async () => { await exchange.stop() })
+    const transfers = new ImageTransfers({
+      exchange,
+      store: core.store,
+      node,
+      swarmId: genesis.swarmId,
+      state: () => core.state,
+      selfPeerId: core.peerId,
+      peerOf: (peerId) => this.peerOf(peerId),
+      isMember: isMemberPeer,
+      announce: async (info) => { await images.announce(info) },
+      say: this.say,
+      onProgress: (progress) => { this.emit({ type: 'transfer', progress }) }
+    })
+    policyOf.transfers = transfers
+    await transfers.start()
+    undo.push(async () => { await transfers.stop() })
+    const api = createApiServer({ backend: this, port: this.init.apiPort, staticDir: this.init.uiDir, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
     await api.start()
     undo.push(async () => { await api.stop() })
-    this.network = { node, gossip, images, api }
+    this.network = { node, gossip, images, exchange, transfers, api }
     undo.push(() => { this.network = null })
     return this.network
   }
@@ -287,6 +326,8 @@ class MigrationAgent implements Agent {
     await removeApiFile(this.init.dataDir, process.pid)
     await this.attempt('stopping gossip', async () => { await network.gossip.stop() })
     await this.attempt('stopping the manifest service', async () => { await network.images.stop() })
+    await this.attempt('stopping transfers', async () => { await network.transfers.stop() })
+    await this.attempt('stopping the block exchange', async () => { await network.exchange.stop() })
     await this.attempt('stopping libp2p', async () => { await network.node.stop() })
     this.network = null
     // Flushes the received events still queued, so the next start replays everything this run saw.
@@ -464,6 +505,7 @@ class MigrationAgent implements Agent {
     if (core === null || network === null) return
     if (this.role() === 'joining') void this.askMembersToAdmit()
     void network.images.maintain().catch((err: Error) => { this.say(`images: ${err.message}`) })
+    if (this.role() === 'member') network.transfers.resumeInterrupted()
     await Promise.all(this.otherMembers().map(async (member) => {
       const peer = this.peerOf(member.peerId)
       if (this.isConnected(peer)) await this.pingMember(peer)
@@ -638,7 +680,18 @@ class MigrationAgent implements Agent {
   }
 
   async storeCall (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }): Promise<unknown> {
-    return await this.needNetwork().images.call(call, options)
+    const network = this.needNetwork()
+    if (call.method === 'fetch') {
+      const [reference] = call.args
+      if (typeof reference !== 'string') throw new ApiRequestError(400, 'fetch takes an image: its name or root CID')
+      return await network.transfers.fetch(reference, { signal: options.signal, onProgress: (progress) => { options.onProgress({ type: 'exchange:fetch:progress', detail: progress }) } })
+    }
+    if (call.method === 'replicate') {
+      const [reference, site] = call.args
+      if (typeof reference !== 'string' || typeof site !== 'string') throw new ApiRequestError(400, 'replicate takes an image (name or root CID) and a site (name or peer id)')
+      return await network.transfers.replicate(reference, site)
+    }
+    return await network.images.call(call, options)
   }
 
   async images (): Promise<ImagesResponse> {

@@ -181,7 +181,7 @@ export class SiteImages {
   }
 
   /** Imports are announced once the site is a member (a joining site's reconcile does it later). */
-  private async announce (info: ImageInfo): Promise<void> {
+  async announce (info: ImageInfo): Promise<void> {
     if (!this.init.isMember() || info.profile !== 'hgmig') return
     this.init.submit({ type: 'image-announce', image: await this.describe(info, await this.init.store.list()) })
     this.init.say(`announced ${info.name} (${info.layer}, ${info.rootCid}, ${info.public ? 'public' : 'private'})`)

@@ -7,8 +7,8 @@
  */
 import { ApiRequestError } from './errors.js'
 
-/** Store calls the API forwards; anything else is refused before it reaches the agent. */
-export const STORE_METHODS = ['add', 'list', 'show', 'export', 'verify', 'similarity', 'similarityMatrix', 'presence', 'remove', 'gc', 'stats'] as const
+/** Store calls the API forwards (and the swarm's `fetch` and `replicate`); anything else is refused before it reaches the agent. */
+export const STORE_METHODS = ['add', 'list', 'show', 'export', 'verify', 'similarity', 'similarityMatrix', 'presence', 'remove', 'gc', 'stats', 'fetch', 'replicate'] as const
 export type StoreMethod = typeof STORE_METHODS[number]
 
 export interface StoreCall {

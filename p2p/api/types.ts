@@ -90,6 +90,7 @@ export type AgentEvent =
   | { type: 'peer', peerId: string, member: number | null, connected: boolean }
   | { type: 'progress', task: string, done: number, total: number | null, message?: string }
   | { type: 'join-request', request: JoinRequestView }
+  | { type: 'transfer', progress: TransferProgressView }
   | { type: 'membership', change: 'add' | 'remove', index: number, peerId: string, name: string, fromRound: number }
 
 export interface PingRequest {
@@ -139,6 +140,24 @@ export interface RemoveRequest {
 export interface SubmittedResponse {
   /** Hex SHA-256 of the transaction bytes. */
   submitted: string
+}
+
+/** A chunk transfer's progress (the block exchange's own report). */
+export interface TransferProgressView {
+  rootCid: string
+  name: string
+  purpose: 'migration' | 'replication'
+  chunksDone: number
+  chunksTotal: number
+  bytesDone: number
+  bytesTotal: number
+  /** Block bytes received over the network so far. */
+  bytesReceived: number
+  bytesPerSecond: number
+  etaSeconds?: number
+  phase: 'preparing' | 'fetching' | 'importing' | 'done'
+  /** Per source: its contribution and rate. */
+  sources: Array<{ peer: string, state: 'connecting' | 'active' | 'dropped', chunks: number, bytes: number, bytesPerSecond: number, invalidBlocks: number, dropReason?: string }>
 }
 
 /** An image as the swarm knows it: announced by consensus, with this site's view of it. */

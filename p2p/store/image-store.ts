@@ -200,7 +200,7 @@ export class ImageStore implements ImageStoreClient {
       if (session.bytesRead !== size) throw new ImportSourceError(`${description}: read ${session.bytesRead} bytes, but it has ${size}; was it changed during the import?`)
       // The last chance to cancel: after this the image exists.
       throwIfAborted(options.signal, 'import cancelled')
-      return this.register({ importId, name, layer: options.layer, base, root, size: session.bytesRead, chunkSize, profile, isPublic: options.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes })
+      return this.register(session, { importId, name, layer: options.layer, base, root, size: session.bytesRead, chunkSize, profile, isPublic: options.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes })
     } catch (err) {
       await packs.abandon()
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(importId)
@@ -211,7 +211,7 @@ export class ImageStore implements ImageStoreClient {
     }
   }
 
-  private register (image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number }): ImageInfo {
+  private register (session: ImportSession, image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number }): ImageInfo {
     const db = this.openDb()
     const ref = this.newImageRef()
     const id = db.transaction(() => {
@@ -220,12 +220,11 @@ export class ImageStore implements ImageStoreClient {
       const rowid = Number(db.prepare(`INSERT INTO images (ref, name, layer, base, root_cid, size, chunk_size, profile, public, created, chunk_count, zero_bytes)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(ref, image.name, image.layer, image.base?.id ?? null, image.root.toString(), image.size,
         image.chunkSize, image.profile, image.isPublic ? 1 : 0, Date.now(), image.chunkCount, image.zeroBytes).lastInsertRowid)
-      db.prepare('INSERT INTO image_chunks (image, position, chunk) SELECT ?, position, chunk FROM pending_chunks WHERE import = ?').run(rowid, image.importId)
-      db.prepare('INSERT INTO image_nodes (image, chunk) SELECT ?, chunk FROM pending_nodes WHERE import = ?').run(rowid, image.importId)
+      // The manifest is written once, here: an import's batches keep it in memory, not in pending_* tables.
+      const positions = session.writeManifest(rowid)
       db.prepare(`UPDATE chunks SET refcount = refcount + 1 WHERE id IN (
         SELECT chunk FROM image_chunks WHERE image = ? UNION SELECT chunk FROM image_nodes WHERE image = ?)`).run(rowid, rowid)
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(image.importId)
-      const positions = db.prepare('SELECT count(*) FROM image_chunks WHERE image = ?').pluck().get(rowid) as number
       if (positions !== image.chunkCount) throw new ImageStoreError(`internal error: ${positions} manifest entries recorded for ${image.chunkCount} chunks`)
       return rowid
     }).immediate()

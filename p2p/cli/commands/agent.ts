@@ -4,6 +4,7 @@ interface AgentOptions {
   site?: string
   listen?: string[]
   announce?: string[]
+  ui?: string
   bootstrap?: string[]
   apiPort?: number
 }
@@ -15,6 +16,7 @@ export function register (program: Command): void {
     .option('--site <name>', 'announce this site name to the swarm (if it differs from the current one)')
     .option('--listen <multiaddr...>', 'libp2p listen addresses (default /ip4/127.0.0.1/tcp/0; a non-loopback address also turns on mDNS)')
     .option('--announce <multiaddr...>', 'addresses to tell peers instead of the listen addresses (a NAT or relay in front of this site)')
+    .option('--ui <dir>', 'serve the built UI from DIR on the API origin (npm start passes dist/ui)')
     .option('--bootstrap <multiaddr...>', 'members to connect to, as /ip4/.../tcp/.../p2p/<peer id>')
     .option('--api-port <port>', 'local API port on 127.0.0.1 (default: any free port; see api.json)', parsePort)
     .action(async (options: AgentOptions, command: Command) => {
@@ -26,6 +28,7 @@ export function register (program: Command): void {
         siteName: options.site,
         listen: options.listen,
         announce: options.announce,
+        uiDir: options.ui,
         bootstrap: options.bootstrap,
         apiPort: options.apiPort,
         log: (line) => { process.stdout.write(`${new Date().toISOString()} ${line}\n`) }

@@ -2,7 +2,18 @@ import { existsSync } from 'node:fs'
 import { Command, Option } from 'commander'
 import { dataDirLayout, loadGenesis } from '../../agent/index.js'
 import { AgentNotRunningError, ApiClient, ApiImageStoreClient, apiFilePath } from '../../api/index.js'
-import { LAYERS, openImageStoreClient, type ImageInfo, type ImageStoreClient, type Layer, type SimilarityReport } from '../../store/index.js'
+import { LAYERS, openImageStoreClient, type ImageInfo, type ImageStoreClient, type Layer, type SimilarityReport, type StoreProgressEvent } from '../../store/index.js'
+
+/** What the agent answers to a fetch (p2p/agent/transfers.ts FetchSummary). */
+interface FetchSummaryView {
+  image: ImageInfo
+  chunksFetched: number
+  bytesFetched: number
+  chunksLocal: number
+  chunksZero: number
+  durationMs: number
+  sources: Array<{ site: string, chunks: number, bytes: number, dropReason?: string }>
+}
 import type { GlobalOptions } from '../index.js'
 import { formatBytes, ProgressBar } from '../progress-bar.js'
 
@@ -100,6 +111,52 @@ export function register (program: Command): void {
   simpleCommand(image.command('rm').alias('remove').description('remove an image; frees the chunks no other image uses (disk space comes back with gc)'), '<image>',
     async (store, reference) => await store.remove(reference),
     (r) => `removed ${r.name} (${r.image}): ${r.freedChunks} chunks freed, ${formatBytes(r.freedBytes)} to reclaim with 'hgmig image gc'`)
+
+  image.command('swarm')
+    .description('every image announced in the swarm: layer, size, which sites hold it, whether this site knows its chunk list; needs the running agent')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (options: JsonOption, command: Command) => {
+      const { data } = command.optsWithGlobals<GlobalOptions>()
+      const view = await (await ApiClient.forDataDir(data)).images()
+      print(options, view, () => view.images.length === 0
+        ? 'no image is announced in the swarm'
+        : view.images.map((i) => `${i.name.padEnd(24)} ${i.layer.toUpperCase()}  ${formatBytes(i.size).padStart(10)}  ${i.public ? 'public ' : 'private'}  at ${i.holders.join(', ')}${i.local ? ' (here)' : ''}${i.manifest ? '' : ' — chunk list not known here yet'}  ${i.rootCid}`).join('\n'))
+    })
+
+  image.command('fetch')
+    .description('pull an image another site announced (its base first) from every site that holds it; needs the running agent')
+    .argument('<image>', 'its name or root CID, as `hgmig image swarm` lists them')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (reference: string, options: JsonOption, command: Command) => {
+      const { data, json } = command.optsWithGlobals<GlobalOptions & JsonOption>()
+      const client = await ApiClient.forDataDir(data)
+      const progress = new ProgressBar('fetching', process.stderr.isTTY === true && json !== true)
+      const controller = new AbortController()
+      const cancel = (): void => { controller.abort() }
+      process.once('SIGINT', cancel)
+      try {
+        const summary = await client.storeCall({ method: 'fetch', args: [reference] }, { signal: controller.signal, onProgress: (event) => { progress.update(event as StoreProgressEvent) } }) as FetchSummaryView
+        progress.stop()
+        print(options, summary, () => [
+          `fetched ${summary.image.name} (${summary.image.rootCid}) ${formatBytes(summary.image.size)}: ${summary.chunksFetched} chunks (${formatBytes(summary.bytesFetched)}) over the network, ${summary.chunksLocal} already here, ${summary.chunksZero} all-zero, in ${(summary.durationMs / 1000).toFixed(1)} s`,
+          ...summary.sources.map((source) => `  from ${source.site}: ${source.chunks} chunks, ${formatBytes(source.bytes)}${source.dropReason === undefined ? '' : ` (dropped: ${source.dropReason})`}`)
+        ].join('\n'))
+      } finally {
+        progress.stop()
+        process.off('SIGINT', cancel)
+      }
+    })
+
+  image.command('replicate')
+    .description('ask another site to pull an image (pre-warming it for a migration); it fetches in the background')
+    .argument('<image>', 'its name or root CID')
+    .requiredOption('--to <site>', 'the site that should hold it (name or peer id)')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (reference: string, options: JsonOption & { to: string }, command: Command) => {
+      const { data } = command.optsWithGlobals<GlobalOptions>()
+      const result = await (await ApiClient.forDataDir(data)).storeCall({ method: 'replicate', args: [reference, options.to] }) as { site: string, rootCid: string, accepted: boolean }
+      print(options, result, () => `${result.site} ${result.accepted ? 'is fetching' : 'declined'} ${result.rootCid}; its "hgmig image list" shows it when done`)
+    })
 
   simpleCommand(image.command('gc').description('delete chunks of unfinished imports and compact pack files to give disk space back'), undefined,
     async (store, _reference, signal) => await store.gc({ signal }),
