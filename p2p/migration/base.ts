@@ -84,7 +84,7 @@ export interface DirectFetchInit {
   open: (site: string, signal: AbortSignal, flow: string) => Promise<Stream>
   counter: WireCounter
   stagingDirectory: string
-  /** Sites known to be unreachable are skipped from the start. */
+  /** A source failed (its share is retried once, then moved to other holders). */
   onSourceFailed?: (site: string, err: Error) => void
 }
 
@@ -99,6 +99,7 @@ export function directChunkFetch (init: DirectFetchInit): FetchMissingChunks {
     const totalBytes = plan.missing.reduce((s, c) => s + c.bytes, 0)
     let doneBytes = 0
     const failed = new Set<string>()
+    const failures = new Map<string, number>()
     let pending = plan.missing.filter((c) => !index.has(c.cid))
     try {
       while (pending.length > 0) {
@@ -123,7 +124,7 @@ export function directChunkFetch (init: DirectFetchInit): FetchMissingChunks {
               for (const cid of batch) {
                 const data = await control.receiveRaw(signal)
                 if (data === null) throw new PeerLostError(`${site} closed the chunks stream`)
-                if (data.byteLength === 0) throw new PeerLostError(`${site} does not have chunk ${cid}`)
+                if (data.byteLength === 0) throw new MigrationError(`${site} does not have chunk ${cid}`)
                 if (cidOfData(data).toString() !== cid) throw new ProtocolError(`${site} sent a block that does not hash to ${cid}`)
                 writeSync(fd, data, 0, data.byteLength, offset)
                 index.set(cid, { offset, length: data.byteLength })
@@ -136,7 +137,10 @@ export function directChunkFetch (init: DirectFetchInit): FetchMissingChunks {
             await control.close()
           } catch (err) {
             if (signal.aborted) throw err
-            failed.add(site)
+            // A dropped connection gets one more try (a fresh dial) before the site's share moves on.
+            const count = (failures.get(site) ?? 0) + 1
+            failures.set(site, count)
+            if (count >= 2 || !(err instanceof PeerLostError)) failed.add(site)
             init.onSourceFailed?.(site, err as Error)
           }
         }))

@@ -201,7 +201,7 @@ export class MigrationEngine {
       open: async (site, signal, flow) => await this.openChannel(site, { migration: flow, channel: 'chunks', site: this.init.site }, signal),
       counter: ctx.counter,
       stagingDirectory: join(this.init.directory, 'staging'),
-      onSourceFailed: (site, err) => { this.log(ctx, 'error', 'transfer', { source: site, error: `chunk source ${site} failed: ${err.message}; its share goes to other holders` }) }
+      onSourceFailed: (site, err) => { this.log(ctx, 'error', 'transfer', { source: site, error: `chunk source ${site} failed: ${err.message}; its share is retried once, then goes to other holders` }) }
     })
   }
 
