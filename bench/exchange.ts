@@ -27,7 +27,6 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { createSwarmKey } from '../p2p/swarm/index.js'
-import { eventually } from '../test/support/peer-process.js'
 import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type FetchStatus } from '../test/support/exchange-sites.js'
 
 const self = fileURLToPath(import.meta.url)
@@ -335,39 +334,53 @@ async function knockout (args: string[]): Promise<void> {
     writeImage(image, chunkPlan, new Map())
     const missing = missingBytes(chunkPlan, undefined)
     console.log(`knockout: ${mib} MiB image (${(missing.bytes / MiB).toFixed(1)} MiB to fetch), two sources each limited to ${mbit} Mbit/s (egress token bucket), ${runs} runs`)
-    const both: number[] = []
     const added: number[] = []
+    const addedReached: number[] = []
+    const bothRuns: number[] = []
     for (let run = 0; run < runs; run++) {
-      const whole = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate })
-      both.push(whole.fetchSeconds)
-      let killedAt = 0
-      let doneAtKill = 0
-      const r = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate }, async ({ sources, fetcher, total }) => {
-        await eventually('50 %', async () => {
-          const { progress } = await fetcher.status()
-          if (progress === undefined || progress.fetchChunksDone < total / 2) return undefined
-          doneAtKill = progress.fetchChunksDone
-          return true
-        }, 600_000)
-        killedAt = performance.now()
-        await sources[0]!.kill()
-      })
-      // Ideal: the chunks left at the kill, at the one remaining source's rate, right after the kill.
-      const left = (total(chunkPlan) - doneAtKill) / total(chunkPlan) * missing.bytes
-      const afterKill = r.fetchSeconds - (killedAt - (performance.now() - r.seconds * 1000)) / 1000
-      void afterKill
-      const ideal = whole.fetchSeconds / 2 + left / rate
+      // Times on this process's clock from the fetch request to the end of the network phase.
+      const watch = async (sites: { sources: Site[], fetcher: Site, total: number }, killAtShare: number | undefined): Promise<{ end: number, killedAt: number, doneAtKill: number }> => {
+        const t0 = performance.now()
+        let killedAt = 0
+        let doneAtKill = 0
+        for (;;) {
+          const { progress, result, failure } = await sites.fetcher.status()
+          if (failure !== undefined) throw new Error(failure)
+          if (result !== undefined || (progress !== undefined && progress.phase !== 'fetching' && progress.phase !== 'preparing')) {
+            return { end: (performance.now() - t0) / 1000, killedAt, doneAtKill }
+          }
+          if (killAtShare !== undefined && killedAt === 0 && progress !== undefined && progress.fetchChunksDone >= killAtShare * sites.total) {
+            killedAt = (performance.now() - t0) / 1000
+            doneAtKill = progress.fetchChunksDone
+            await sites.sources[0]!.kill()
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+      }
+      let both = 0
+      await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate }, async (sites) => { both = (await watch(sites, undefined)).end })
+      bothRuns.push(both)
+      let knocked = { end: 0, killedAt: 0, doneAtKill: 0 }
+      const r = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate }, async (sites) => { knocked = await watch(sites, 0.5) })
+      // Ideal, from the fetcher's own figures: the survivor C sends at its full rate from the first
+      // block to the last (plus its bucket's initial burst), and everything A sent before it died
+      // counts. Then the fetch cannot end before (bytes - A's bytes - burst) / rate.
+      const result = r.status.result!
+      const fromA = result.sources.find((s) => s.state === 'dropped')
+      const aBytes = fromA?.bytes ?? 0
+      const burst = Math.max(256 * 1024, rate / 4)
+      const ideal = (missing.bytes - aBytes - burst) / rate
+      // The same with the per-source rate this machine actually reached in the run with both sources.
+      const reached = missing.bytes / (2 * both)
+      const idealReached = (missing.bytes - aBytes) / reached
       added.push(r.fetchSeconds - ideal)
-      console.log(`  run ${run + 1}: both sources ${whole.fetchSeconds.toFixed(2)} s; one killed at ${doneAtKill} chunks: ${r.fetchSeconds.toFixed(2)} s, ideal ${ideal.toFixed(2)} s, added ${(r.fetchSeconds - ideal).toFixed(2)} s`)
+      addedReached.push(r.fetchSeconds - idealReached)
+      console.log(`  run ${run + 1}: both sources ${both.toFixed(2)} s (ideal ${(missing.bytes / (2 * rate)).toFixed(2)} s); A killed at ~${knocked.killedAt.toFixed(2)} s after sending ${(aBytes / MiB).toFixed(1)} MiB: network phase ${r.fetchSeconds.toFixed(2)} s, ideal ${ideal.toFixed(2)} s at the configured rate (added ${(r.fetchSeconds - ideal).toFixed(2)} s), ${idealReached.toFixed(2)} s at the rate reached with both (added ${(r.fetchSeconds - idealReached).toFixed(2)} s)`)
     }
-    console.log(`knockout: median added ${median(added).toFixed(2)} s beyond the ideal (both sources: ${median(both).toFixed(2)} s)`)
+    console.log(`knockout: median time added beyond the ideal ${median(added).toFixed(2)} s at the configured rate, ${median(addedReached).toFixed(2)} s at the rate reached with both sources (both sources: ${median(bothRuns).toFixed(2)} s for ${(missing.bytes / MiB).toFixed(1)} MiB, ideal ${(missing.bytes / (2 * rate)).toFixed(2)} s)`)
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-}
-
-function total (chunkPlan: ReturnType<typeof plan>): number {
-  return missingBytes(chunkPlan, undefined).chunks
 }
 
 // ------------------------------------------------------------------ tbf in network namespaces

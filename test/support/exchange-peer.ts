@@ -11,8 +11,9 @@
  * across a kill -9 and a restart.
  */
 import '../../p2p/polyfills.js'
-import { appendFileSync, readFileSync } from 'node:fs'
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Session } from 'node:inspector/promises'
 import { createInterface } from 'node:readline'
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
@@ -36,6 +37,15 @@ const options = JSON.parse(optionsArg ?? '{}') as PeerOptions
 const keys = swarm.keys.map((hex) => privateKeyFromProtobuf(Buffer.from(hex, 'hex')))
 const self = keys[Number(indexArg)]!
 const members = new Set((options.members ?? keys.map((_, i) => i)).map((i) => peerIdFromPrivateKey(keys[i]!).toString()))
+
+// HGMIG_EXCHANGE_PROFILE=DIR: a V8 CPU profile of this site, written when it stops (the benchmark's "where the time goes").
+const profileDir = process.env.HGMIG_EXCHANGE_PROFILE
+const profiler = profileDir === undefined ? undefined : new Session()
+if (profiler !== undefined) {
+  profiler.connect()
+  await profiler.post('Profiler.enable')
+  await profiler.post('Profiler.start')
+}
 
 const store = createImageStore({ directory: join(dataDir!, 'store'), hashInWorker: false })
 await store.open()
@@ -121,6 +131,10 @@ for await (const line of createInterface({ input: process.stdin })) {
   } catch (err) {
     reply({ error: `${(err as Error).name}: ${(err as Error).message}` })
   }
+}
+if (profiler !== undefined) {
+  const { profile } = await profiler.post('Profiler.stop')
+  writeFileSync(join(profileDir!, `site${indexArg!}-${process.pid}.cpuprofile`), JSON.stringify(profile))
 }
 await exchange.stop()
 await node.stop()

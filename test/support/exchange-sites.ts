@@ -86,7 +86,7 @@ export interface SourceStatus {
 }
 
 export interface FetchStatus {
-  progress?: { fetchChunksDone: number, fetchChunksTotal: number, chunksDone: number, chunksTotal: number, sources: SourceStatus[] }
+  progress?: { phase: string, fetchChunksDone: number, fetchChunksTotal: number, chunksDone: number, chunksTotal: number, sources: SourceStatus[] }
   result?: { image: { rootCid: string, id: string }, chunksFetched: number, bytesFetched: number, bytesReceived: number, chunksResumed: number, chunksRecovered: number, chunksLocal: number, chunksZero: number, invalidBlocks: number, sources: SourceStatus[] }
   failure?: string
   failureName?: string
