@@ -107,6 +107,17 @@ test('an agent serves status, orders its own pings, refuses a second agent, stop
     const series = await client.latencySeries()
     assert.deepEqual(series.samples.map((s) => s.kind), ['ping', 'ping', 'ping'])
     assert.deepEqual(series.remote, [], 'no other site, no other site\'s probes')
+    const graph = await client.hashgraph(50)
+    assert.equal(graph.members.length, 1)
+    assert.ok(graph.events.length > 0 && graph.events.length <= 50)
+    assert.ok(graph.events.some((e) => e.witness && e.famous === true), 'famous witnesses are marked')
+    assert.ok(graph.events.some((e) => e.order !== null && e.transactions > 0), 'ordered events with their positions')
+    const byId = new Map(graph.events.map((e) => [e.id, e]))
+    for (const e of graph.events) {
+      const parent = e.selfParent === null ? undefined : byId.get(e.selfParent)
+      if (parent !== undefined) assert.equal(parent.seq, e.seq - 1, 'the self-parent is the creator\'s previous event')
+    }
+    await assert.rejects(client.hashgraph(0), /query "limit" must be an integer from 1 to 5000/)
 
     const stopped = await agent.stop('SIGTERM')
     assert.deepEqual(stopped, { code: 0, signal: null }, agent.log)

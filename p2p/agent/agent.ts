@@ -9,8 +9,8 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ImagesResponse, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
-import { EventLog, Hashgraph, type OrderedTransaction } from '../hashgraph/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type HashgraphEventView, type HashgraphView, type ImagesResponse, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
+import { EventLog, Hashgraph, toHex, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
@@ -692,6 +692,29 @@ class MigrationAgent implements Agent {
       return await network.transfers.replicate(reference, site)
     }
     return await network.images.call(call, options)
+  }
+
+  hashgraph (limit: number): HashgraphView {
+    const { hashgraph, state } = this.needCore()
+    const events: HashgraphEventView[] = []
+    for (const event of hashgraph.recentEvents()) {
+      const body = event.payload
+      events.push({
+        id: event.id,
+        creator: event.creator,
+        seq: event.seq,
+        selfParent: body.selfParent === null ? null : toHex(body.selfParent),
+        otherParent: body.otherParent === null ? null : toHex(body.otherParent),
+        round: event.round,
+        witness: event.witness,
+        famous: event.famous,
+        order: event.position,
+        timestamp: new Date(Number(event.timestamp / 1_000_000n)).toISOString(),
+        transactions: body.transactions.length
+      })
+    }
+    // Rounds in order, creation order within a round: the newest `limit` are the last ones.
+    return { members: state.memberList().map((m) => m.name), events: events.slice(-limit) }
   }
 
   async images (): Promise<ImagesResponse> {

@@ -7,7 +7,7 @@ import { API_HOST } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
 import type { StoreCall, StoreCallLine } from './store-rpc.js'
-import type { AgentEvent, AgentStatus, ApproveRequest, ImagesResponse, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
+import type { AgentEvent, AgentStatus, ApproveRequest, HashgraphView, ImagesResponse, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
 
 export interface ApiClientInit {
   /** e.g. http://127.0.0.1:41234 */
@@ -40,6 +40,10 @@ export class ApiClient {
 
   async ping (request: PingRequest = {}, options: { signal?: AbortSignal } = {}): Promise<PingResponse> {
     return await this.request<PingResponse>('POST', '/v1/transactions/ping', request, options.signal)
+  }
+
+  async hashgraph (limit = 300, options: { signal?: AbortSignal } = {}): Promise<HashgraphView> {
+    return await this.request<HashgraphView>('GET', `/v1/hashgraph?limit=${limit}`, undefined, options.signal)
   }
 
   async images (options: { signal?: AbortSignal } = {}): Promise<ImagesResponse> {

@@ -74,6 +74,7 @@ class LocalApiServer implements ApiServer {
       ['/v1/status', 'GET', async () => ({ body: backend.status() })],
       ['/v1/latency', 'GET', async () => ({ body: backend.latencySeries() })],
       ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
+      ['/v1/hashgraph', 'GET', async (request) => ({ body: backend.hashgraph(parseLimit(request.url, 300, 5000)) })],
       ['/v1/images', 'GET', async () => ({ body: await backend.images() })],
       ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],
       ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
@@ -259,6 +260,15 @@ class LocalApiServer implements ApiServer {
     client.on('error', () => { client.terminate() })
     // The stream is one-way; anything a client sends is ignored.
   }
+}
+
+/** `?limit=N` of a request URL: 1..max, default `fallback`; anything else is a 400 naming it. */
+function parseLimit (url: string | undefined, fallback: number, max: number): number {
+  const raw = new URL(url ?? '/', 'http://x').searchParams.get('limit')
+  if (raw === null) return fallback
+  const limit = Number(raw)
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new ApiRequestError(400, `query "limit" must be an integer from 1 to ${max}, got ${JSON.stringify(raw)}`)
+  return limit
 }
 
 function send (response: ServerResponse, status: number, body: string, contentType: string): void {

@@ -142,6 +142,32 @@ export interface SubmittedResponse {
   submitted: string
 }
 
+/** One hashgraph event as the UI draws it. */
+export interface HashgraphEventView {
+  id: string
+  creator: number
+  /** The creator's sequence number (0 for its first event). */
+  seq: number
+  selfParent: string | null
+  otherParent: string | null
+  round: number | null
+  witness: boolean
+  /** null: not decided yet (or not a witness). */
+  famous: boolean | null
+  /** Position in the consensus order, once decided. */
+  order: number | null
+  /** The creator's timestamp, ISO. */
+  timestamp: string
+  transactions: number
+}
+
+export interface HashgraphView {
+  /** Site names by creator index. */
+  members: string[]
+  /** The newest events this site holds in memory, oldest first. */
+  events: HashgraphEventView[]
+}
+
 /** A chunk transfer's progress (the block exchange's own report). */
 export interface TransferProgressView {
   rootCid: string
@@ -201,6 +227,7 @@ export interface AgentBackend {
    */
   storeCall: (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }) => Promise<unknown>
   images: () => Promise<ImagesResponse>
+  hashgraph: (limit: number) => HashgraphView
   invite: (request: InviteRequest) => Promise<InviteResponse>
   joinRequests: () => JoinRequestView[]
   approve: (request: ApproveRequest) => SubmittedResponse
