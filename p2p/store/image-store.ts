@@ -18,6 +18,7 @@ import { ImportSession } from './import-session.js'
 import { DirectoryLock } from './lock.js'
 import { PackFiles } from './packs.js'
 import { ProgressTracker, type ProgressOptions } from './progress.js'
+import { PresentFilter } from './present-filter.js'
 import { migrate } from './schema.js'
 import {
   BASE_LAYER, LAYERS, type AbortOptions, type AddImageOptions, type CorruptChunk, type ExportOptions, type ExportResult,
@@ -93,6 +94,8 @@ export class ImageStore implements ImageStoreClient {
   private writeQueue: Promise<unknown> = Promise.resolve()
   private chunkSizeSetting = DEFAULT_CHUNK_SIZE
   private readonly hashInWorker: boolean
+  /** Digests of the chunks stored here (a Bloom filter), built at the first import after open. */
+  private presentFilter: PresentFilter | undefined
 
   constructor (init: ImageStoreInit) {
     this.directory = resolve(init.directory)
@@ -158,6 +161,7 @@ export class ImageStore implements ImageStoreClient {
     this.db = undefined
     this.packs = undefined
     this.lock = undefined
+    this.presentFilter = undefined
   }
 
   // ---------------------------------------------------------------- import
@@ -186,7 +190,8 @@ export class ImageStore implements ImageStoreClient {
     const content = 'content' in opened ? opened.content : (fileReader as FileReader).content()
     const importId = Number(db.prepare('INSERT INTO pending_imports (source, started) VALUES (?, ?)').run(description, Date.now()).lastInsertRowid)
     const tracker = new ProgressTracker('import', size, options.onProgress)
-    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal, fileReader)
+    if (this.presentFilter === undefined || this.presentFilter.full) this.presentFilter = PresentFilter.build(db)
+    const session = new ImportSession(db, packs, importId, profile, tracker, options.signal, this.presentFilter, fileReader)
     try {
       let root: CID | undefined
       const entries = importer([{ content }], session, {
@@ -200,7 +205,7 @@ export class ImageStore implements ImageStoreClient {
       if (session.bytesRead !== size) throw new ImportSourceError(`${description}: read ${session.bytesRead} bytes, but it has ${size}; was it changed during the import?`)
       // The last chance to cancel: after this the image exists.
       throwIfAborted(options.signal, 'import cancelled')
-      return this.register({ importId, name, layer: options.layer, base, root, size: session.bytesRead, chunkSize, profile, isPublic: options.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes })
+      return this.register(session, { importId, name, layer: options.layer, base, root, size: session.bytesRead, chunkSize, profile, isPublic: options.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes })
     } catch (err) {
       await packs.abandon()
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(importId)
@@ -211,7 +216,7 @@ export class ImageStore implements ImageStoreClient {
     }
   }
 
-  private register (image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number }): ImageInfo {
+  private register (session: ImportSession, image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number }): ImageInfo {
     const db = this.openDb()
     const ref = this.newImageRef()
     const id = db.transaction(() => {
@@ -220,12 +225,11 @@ export class ImageStore implements ImageStoreClient {
       const rowid = Number(db.prepare(`INSERT INTO images (ref, name, layer, base, root_cid, size, chunk_size, profile, public, created, chunk_count, zero_bytes)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(ref, image.name, image.layer, image.base?.id ?? null, image.root.toString(), image.size,
         image.chunkSize, image.profile, image.isPublic ? 1 : 0, Date.now(), image.chunkCount, image.zeroBytes).lastInsertRowid)
-      db.prepare('INSERT INTO image_chunks (image, position, chunk) SELECT ?, position, chunk FROM pending_chunks WHERE import = ?').run(rowid, image.importId)
-      db.prepare('INSERT INTO image_nodes (image, chunk) SELECT ?, chunk FROM pending_nodes WHERE import = ?').run(rowid, image.importId)
+      // The manifest is written once, here: an import's batches keep it in memory, not in pending_* tables.
+      const positions = session.writeManifest(rowid)
       db.prepare(`UPDATE chunks SET refcount = refcount + 1 WHERE id IN (
         SELECT chunk FROM image_chunks WHERE image = ? UNION SELECT chunk FROM image_nodes WHERE image = ?)`).run(rowid, rowid)
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(image.importId)
-      const positions = db.prepare('SELECT count(*) FROM image_chunks WHERE image = ?').pluck().get(rowid) as number
       if (positions !== image.chunkCount) throw new ImageStoreError(`internal error: ${positions} manifest entries recorded for ${image.chunkCount} chunks`)
       return rowid
     }).immediate()
@@ -517,16 +521,6 @@ export class ImageStore implements ImageStoreClient {
       const insert = db.prepare('INSERT INTO remote_image_chunks (remote_image, position, cid) VALUES (?, ?, ?)')
       manifest.chunks.forEach((cid, position) => insert.run(id, position, cid instanceof Uint8Array ? cid : cid.bytes))
     }).immediate()
-  }
-
-  /** A recorded manifest of this root CID (any site's: the chunk list is the same for one root), or undefined. */
-  async remoteManifest (rootCid: string): Promise<RemoteManifest | undefined> {
-    const db = this.openDb()
-    const remote = db.prepare('SELECT id, site, root_cid, name, layer, base_root_cid, size, chunk_size FROM remote_images WHERE root_cid = ? ORDER BY received DESC LIMIT 1').get(rootCid) as
-      { id: number, site: string, root_cid: string, name: string | null, layer: Layer, base_root_cid: string | null, size: number, chunk_size: number } | undefined
-    if (remote === undefined) return undefined
-    const chunks = (db.prepare('SELECT cid FROM remote_image_chunks WHERE remote_image = ? ORDER BY position').pluck().all(remote.id) as Uint8Array[]).map((bytes) => CID.decode(bytes))
-    return { site: remote.site, rootCid: remote.root_cid, name: remote.name ?? undefined, layer: remote.layer, baseRootCid: remote.base_root_cid ?? undefined, size: remote.size, chunkSize: remote.chunk_size, chunks }
   }
 
   /** A recorded manifest of this root CID (any site's: the chunk list is the same for one root), or undefined. */

@@ -2,48 +2,59 @@ import type Database from 'better-sqlite3'
 import type { BufferImporter, BufferImporterResult, WritableStorage } from 'ipfs-unixfs-importer'
 import type { CID } from 'multiformats/cid'
 import { encodeLeaf, isAllZero, leafCid, type DagProfile } from './blocks.js'
-import { AbortError } from './errors.js'
+import { AbortError, ImageStoreError } from './errors.js'
 import type { LeafSource } from './file-reader.js'
 import type { BlockLocation, BufferHolder, PackFiles } from './packs.js'
+import type { PresentFilter } from './present-filter.js'
 import type { ProgressTracker } from './progress.js'
 
 /** New blocks are indexed (after an fsync) at least every this many bytes: bounds what a crash redoes. */
 const BATCH_BYTES = 64 << 20
-/** ...or every this many manifest entries, which bounds memory at small chunk sizes. */
+/** ...or every this many blocks, which bounds memory at small chunk sizes. */
 const BATCH_ENTRIES = 32_768
+/** Manifest rows per INSERT statement at registration: one statement per row would cost more than the rows. */
+const MANIFEST_ROWS_PER_INSERT = 128
 
+/** A block first seen by this import: its chunk id is known once its batch is indexed. */
 interface NewBlock {
   cid: Uint8Array
   length: number
   zeroDataLength: number | null
   location: BlockLocation | null
+  id: number
 }
 
 interface Batch {
-  /** Blocks not yet in the index, by CID (base64): a block repeated within a batch is written once. */
-  newBlocks: Map<string, NewBlock>
-  leaves: Array<[position: number, cid: Uint8Array]>
-  nodes: Uint8Array[]
+  /** Blocks not yet in the index, each once: a block repeated within the import is written once. */
+  newBlocks: NewBlock[]
+  /** Leaves and inner nodes whose chunk id waits for the indexing of this batch (or an earlier one). */
+  leaves: Array<[position: number, block: NewBlock]>
+  nodes: NewBlock[]
   bytes: number
 }
 
 /**
  * One import's writes. The importer hands it leaves (through `bufferImporter`, in file order) and
  * inner nodes (through `put`). Blocks go to the pack files at once; every batch is fsynced, then
- * indexed in one SQLite transaction together with the import's manifest so far, which lives in
- * `pending_*` tables until the image is registered. So a crash leaves stored, indexed chunks
- * (reused by the next attempt) and no image.
+ * indexed in one SQLite transaction, so a crash leaves stored, indexed chunks (reused by the next
+ * attempt) and no image. The manifest (each position's chunk id, and the inner nodes' ids) is
+ * kept in memory — 8 bytes a chunk — and written once, straight into `image_chunks` and
+ * `image_nodes`, by the registration transaction (`writeManifest`).
  */
 export class ImportSession implements WritableStorage {
   private batch: Batch = emptyBatch()
-  /** Blocks of batches swapped out but not yet indexed: still "new", yet must not be written twice. */
-  private readonly committingBlocks = new Set<Map<string, NewBlock>>()
+  /** Blocks of this import not yet indexed (this batch and those committing), by CID. */
+  private readonly unindexed = new Map<string, NewBlock>()
   private committing: Promise<void> = Promise.resolve()
   private readonly findPresent: Database.Statement<[Uint8Array], number>
-  private readonly upsertChunk: Database.Statement
-  private readonly addLeaf: Database.Statement
-  private readonly addNode: Database.Statement
+  private readonly insertChunk: Database.Statement
+  private readonly fillChunk: Database.Statement
+  private readonly findChunk: Database.Statement<[Uint8Array], number>
+  private readonly addDeadBytes: Database.Statement
   private readonly growPack: Database.Statement
+  /** Chunk id per leaf position (0 while its batch is not indexed). */
+  private leafIds = new Float64Array(1024)
+  private readonly nodeIds = new Set<number>()
   leafCount = 0
   zeroBytes = 0
   bytesRead = 0
@@ -55,15 +66,18 @@ export class ImportSession implements WritableStorage {
     private readonly profile: DagProfile,
     private readonly tracker: ProgressTracker,
     private readonly signal: AbortSignal | undefined,
+    /** What the store holds already, roughly: a "no" spares the SQLite lookup. */
+    private readonly present: PresentFilter,
     /** The file reader, when the content comes from one: digests hashed ahead, and the pieces' buffers to release. */
     private readonly leafSource?: LeafSource
   ) {
     this.findPresent = db.prepare<[Uint8Array], number>('SELECT id FROM chunks WHERE cid = ? AND present = 1').pluck()
-    // A row may exist without its bytes (present = 0: known from a remote manifest): fill it in.
-    this.upsertChunk = db.prepare(`INSERT INTO chunks (cid, length, zero_data_length, pack, offset) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT (cid) DO UPDATE SET zero_data_length = excluded.zero_data_length, pack = excluded.pack, offset = excluded.offset, present = 1 WHERE present = 0`)
-    this.addLeaf = db.prepare('INSERT INTO pending_chunks (import, position, chunk) SELECT ?, ?, id FROM chunks WHERE cid = ?')
-    this.addNode = db.prepare('INSERT OR IGNORE INTO pending_nodes (import, chunk) SELECT ?, id FROM chunks WHERE cid = ?')
+    // A plain insert gives the new row's id; on a conflict the row exists without its bytes
+    // (present = 0: known from a remote manifest, not fetched) and is filled in.
+    this.insertChunk = db.prepare('INSERT INTO chunks (cid, length, zero_data_length, pack, offset) VALUES (?, ?, ?, ?, ?) ON CONFLICT (cid) DO NOTHING')
+    this.fillChunk = db.prepare('UPDATE chunks SET zero_data_length = ?, pack = ?, offset = ?, present = 1 WHERE cid = ? AND present = 0 RETURNING id').pluck()
+    this.findChunk = db.prepare<[Uint8Array], number>('SELECT id FROM chunks WHERE cid = ?').pluck()
+    this.addDeadBytes = db.prepare('UPDATE packs SET dead_bytes = dead_bytes + ? WHERE id = ?')
     this.growPack = db.prepare('UPDATE packs SET bytes = max(bytes, ?) WHERE id = ?')
   }
 
@@ -88,9 +102,11 @@ export class ImportSession implements WritableStorage {
     if (zero) this.zeroBytes += data.byteLength
     // A raw leaf is a view of the reader's buffer: the pack write holds that buffer until written.
     const piece = this.leafSource?.pieceOf(position)
-    this.record(cid, block, zero ? data.byteLength : null, block === data ? piece : undefined)
+    const chunk = this.record(cid, block, zero ? data.byteLength : null, block === data ? piece : undefined)
     piece?.release()
-    this.batch.leaves.push([position, cid.bytes])
+    if (position >= this.leafIds.length) this.growLeafIds(position)
+    if (typeof chunk === 'number') this.leafIds[position] = chunk
+    else this.batch.leaves.push([position, chunk])
     this.leafCount++
     this.bytesRead += data.byteLength
     this.tracker.advance(data.byteLength)
@@ -101,24 +117,41 @@ export class ImportSession implements WritableStorage {
   /** Inner DAG nodes (and nothing else: leaves come through `storeLeaf`). */
   async put (cid: CID, block: Uint8Array): Promise<CID> {
     this.throwIfAborted()
-    this.record(cid, block, null)
-    this.batch.nodes.push(cid.bytes)
+    const chunk = this.record(cid, block, null)
+    if (typeof chunk === 'number') this.nodeIds.add(chunk)
+    else this.batch.nodes.push(chunk)
     await this.afterAppend()
     return cid
   }
 
-  private record (cid: CID, block: Uint8Array, zeroDataLength: number | null, holder?: BufferHolder): void {
-    const key = Buffer.from(cid.bytes).toString('base64')
-    if (this.batch.newBlocks.has(key) || [...this.committingBlocks].some((blocks) => blocks.has(key))) return
-    if (this.findPresent.get(cid.bytes) !== undefined) return
+  /** The block's chunk id if it is indexed already, else its (possibly just appended) unindexed block. */
+  private record (cid: CID, block: Uint8Array, zeroDataLength: number | null, holder?: BufferHolder): number | NewBlock {
+    const key = Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
+    const pending = this.unindexed.get(key)
+    if (pending !== undefined) return pending
+    const digest = cid.multihash.digest
+    if (this.present.mightHold(digest)) {
+      const id = this.findPresent.get(cid.bytes)
+      if (id !== undefined) return id
+    }
+    this.present.add(digest)
     const location = zeroDataLength === null ? this.packs.append(block, holder) : null
-    this.batch.newBlocks.set(key, { cid: cid.bytes, length: block.byteLength, zeroDataLength, location })
+    const fresh: NewBlock = { cid: cid.bytes, length: block.byteLength, zeroDataLength, location, id: 0 }
+    this.unindexed.set(key, fresh)
+    this.batch.newBlocks.push(fresh)
     if (location !== null) this.batch.bytes += block.byteLength
+    return fresh
+  }
+
+  private growLeafIds (position: number): void {
+    const grown = new Float64Array(Math.max(position + 1, this.leafIds.length * 2))
+    grown.set(this.leafIds)
+    this.leafIds = grown
   }
 
   private async afterAppend (): Promise<void> {
     if (this.packs.congested) await this.packs.drain()
-    if (this.batch.bytes >= BATCH_BYTES || this.batch.leaves.length + this.batch.nodes.length >= BATCH_ENTRIES) {
+    if (this.batch.bytes >= BATCH_BYTES || this.batch.newBlocks.length + this.batch.leaves.length >= BATCH_ENTRIES) {
       // The new batch's fsync and transaction overlap the hashing of the next one; waiting for the
       // one before keeps at most two batches in memory.
       const older = this.committing
@@ -133,43 +166,83 @@ export class ImportSession implements WritableStorage {
     await this.commitBatch()
   }
 
+  /**
+   * Writes the manifest into `image_chunks` and `image_nodes` for image `imageId`, inside the
+   * caller's (registration) transaction, after `flush()`. Returns how many leaf rows it wrote.
+   */
+  writeManifest (imageId: number): number {
+    const rows = MANIFEST_ROWS_PER_INSERT
+    const insertMany = this.db.prepare(`INSERT INTO image_chunks (image, position, chunk) VALUES ${Array(rows).fill('(?, ?, ?)').join(', ')}`)
+    const insertOne = this.db.prepare('INSERT INTO image_chunks (image, position, chunk) VALUES (?, ?, ?)')
+    const params = new Array<number>(3 * rows)
+    let position = 0
+    for (; position + rows <= this.leafCount; position += rows) {
+      for (let i = 0; i < rows; i++) {
+        params[3 * i] = imageId
+        params[3 * i + 1] = position + i
+        params[3 * i + 2] = this.leafId(position + i)
+      }
+      insertMany.run(params)
+    }
+    for (; position < this.leafCount; position++) insertOne.run(imageId, position, this.leafId(position))
+    const insertNode = this.db.prepare('INSERT INTO image_nodes (image, chunk) VALUES (?, ?)')
+    for (const id of this.nodeIds) insertNode.run(imageId, id)
+    return position
+  }
+
+  private leafId (position: number): number {
+    const id = this.leafIds[position] as number
+    if (id === 0) throw new ImageStoreError(`internal error: leaf ${position} has no chunk id after the import's last batch`)
+    return id
+  }
+
   private async commitBatch (): Promise<void> {
     // Batches commit in order, one at a time; the importer keeps filling the next one meanwhile.
     const batch = this.batch
     this.batch = emptyBatch()
-    this.committingBlocks.add(batch.newBlocks)
     const previous = this.committing
     const current = (async () => {
       await previous
       await this.packs.sync()
-      const packEnds = new Map<number, number>()
       // synchronous = NORMAL for this one transaction: its WAL fsync would block the event loop at
       // every batch, and nothing depends on a batch surviving a power cut — a batch lost with it
       // only means its chunks are stored again by the next attempt (its pack bytes are cut off at
       // open as unindexed). The registration commit is FULL and makes all earlier batches durable.
       this.db.pragma('synchronous = NORMAL')
       try {
-        this.indexBatch(batch, packEnds)
+        this.indexBatch(batch)
       } finally {
         this.db.pragma('synchronous = FULL')
       }
-    })().finally(() => this.committingBlocks.delete(batch.newBlocks))
+      for (const [position, block] of batch.leaves) this.leafIds[position] = block.id
+      for (const block of batch.nodes) this.nodeIds.add(block.id)
+      for (const block of batch.newBlocks) this.unindexed.delete(Buffer.from(block.cid.buffer, block.cid.byteOffset, block.cid.byteLength).toString('latin1'))
+    })()
     this.committing = current
     await current
   }
 
-  private indexBatch (batch: Batch, packEnds: Map<number, number>): void {
+  private indexBatch (batch: Batch): void {
+    const packEnds = new Map<number, number>()
     this.db.transaction(() => {
-      for (const block of batch.newBlocks.values()) {
-        this.upsertChunk.run(block.cid, block.length, block.zeroDataLength, block.location?.pack ?? null, block.location?.offset ?? null)
+      for (const block of batch.newBlocks) {
+        const pack = block.location?.pack ?? null
+        const offset = block.location?.offset ?? null
+        const inserted = this.insertChunk.run(block.cid, block.length, block.zeroDataLength, pack, offset)
+        if (inserted.changes === 1) {
+          block.id = Number(inserted.lastInsertRowid)
+        } else {
+          const filled = this.fillChunk.get(block.zeroDataLength, pack, offset, block.cid) as number | undefined
+          // Present already (not by this store's imports, which looked first): the bytes just written are dead.
+          if (filled === undefined && pack !== null) this.addDeadBytes.run(block.length, pack)
+          block.id = filled ?? this.findChunk.get(block.cid) as number
+        }
         if (block.location !== null) {
           const end = block.location.offset + block.length
           packEnds.set(block.location.pack, Math.max(end, packEnds.get(block.location.pack) ?? 0))
         }
       }
       for (const [pack, end] of packEnds) this.growPack.run(end, pack)
-      for (const [position, cid] of batch.leaves) this.addLeaf.run(this.importId, position, cid)
-      for (const cid of batch.nodes) this.addNode.run(this.importId, cid)
     })()
   }
 
@@ -179,5 +252,5 @@ export class ImportSession implements WritableStorage {
 }
 
 function emptyBatch (): Batch {
-  return { newBlocks: new Map(), leaves: [], nodes: [], bytes: 0 }
+  return { newBlocks: [], leaves: [], nodes: [], bytes: 0 }
 }
