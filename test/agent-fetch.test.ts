@@ -51,7 +51,21 @@ test('an image held at A and C is fetched at B from both, byte-identical; replic
     cli('image', 'add', weFile, '--layer', 'we', '--base', 'debian-os', '--name', 'lamp-we', '--data', a.dir)
     const secretFile = join(files, 'secret.img')
     await writePlan(randomImage('secret', 8, 0, 9), secretFile)
-    cli('image', 'add', secretFile, '--layer', 'os', '--name', 'secret-os', '--private', '--data', a.dir)
+    // Through the API, as the UI imports: progress and the outcome come on the event stream.
+    const stream = a.client.events({ signal: AbortSignal.timeout(120_000) })
+    const { task } = await a.client.importImage({ path: secretFile, layer: 'os', name: 'secret-os', private: true })
+    let progressed = false
+    for await (const event of stream) {
+      if (event.type === 'progress' && event.task === task) progressed = true
+      if (event.type === 'image' && event.task === task) {
+        assert.equal(event.error, undefined)
+        assert.equal(event.image?.name, 'secret-os')
+        assert.equal(event.image?.public, false)
+        break
+      }
+    }
+    assert.ok(progressed, 'the import reported progress')
+    await assert.rejects(a.client.importImage({ path: 'relative.img', layer: 'os' }), /"path" must be an absolute path/)
 
     await eventually('B knows the chunk lists of both public images', async () => {
       const view = await b.client.images()

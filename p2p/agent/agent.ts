@@ -9,9 +9,9 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type HashgraphEventView, type HashgraphView, type ImagesResponse, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, toHex, type OrderedTransaction } from '../hashgraph/index.js'
-import { createImageStore, type ImageStore } from '../store/index.js'
+import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
 import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
@@ -692,6 +692,28 @@ class MigrationAgent implements Agent {
       return await network.transfers.replicate(reference, site)
     }
     return await network.images.call(call, options)
+  }
+
+  importImage (request: ImportImageRequest): { task: string } {
+    const network = this.needNetwork()
+    const task = `import:${randomBytes(6).toString('hex')}`
+    const site = this.siteName()
+    const { path, ...options } = request
+    this.say(`importing ${path} (${request.layer}) for the API`)
+    network.images.call({ method: 'add', args: [path, options] }, {
+      signal: AbortSignal.timeout(24 * 3600 * 1000),
+      onProgress: (event) => {
+        const detail = event.detail as { bytesDone: number, bytesTotal: number, bytesPerSecond: number }
+        this.emit({ type: 'progress', task, done: detail.bytesDone, total: detail.bytesTotal, message: `importing ${request.name ?? path}` })
+      }
+    }).then((info) => {
+      const image = info as ImageInfo
+      this.emit({ type: 'image', task, site, image: { rootCid: image.rootCid, name: image.name, layer: image.layer, size: image.size, chunkCount: image.chunkCount, public: image.public } })
+    }, (err: Error) => {
+      this.say(`import of ${path} failed: ${err.message}`)
+      this.emit({ type: 'image', task, site, error: err.message })
+    })
+    return { task }
   }
 
   hashgraph (limit: number): HashgraphView {

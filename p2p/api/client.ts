@@ -7,7 +7,7 @@ import { API_HOST } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
 import type { StoreCall, StoreCallLine } from './store-rpc.js'
-import type { AgentEvent, AgentStatus, ApproveRequest, HashgraphView, ImagesResponse, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
+import type { AgentEvent, AgentStatus, ApproveRequest, HashgraphView, ImagesResponse, ImportImageRequest, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
 
 export interface ApiClientInit {
   /** e.g. http://127.0.0.1:41234 */
@@ -40,6 +40,11 @@ export class ApiClient {
 
   async ping (request: PingRequest = {}, options: { signal?: AbortSignal } = {}): Promise<PingResponse> {
     return await this.request<PingResponse>('POST', '/v1/transactions/ping', request, options.signal)
+  }
+
+  /** Starts an import at the agent; follow it on `events()` (progress, then an `image` event with the same task). */
+  async importImage (request: ImportImageRequest, options: { signal?: AbortSignal } = {}): Promise<{ task: string }> {
+    return await this.request<{ task: string }>('POST', '/v1/images', request, options.signal)
   }
 
   async hashgraph (limit = 300, options: { signal?: AbortSignal } = {}): Promise<HashgraphView> {

@@ -3,7 +3,7 @@
  * or throws ApiRequestError(400) naming the field that is wrong, so a client learns what to fix.
  */
 import { ApiRequestError } from './errors.js'
-import type { ApproveRequest, InviteRequest, PingRequest, RemoveRequest } from './types.js'
+import type { ApproveRequest, ImportImageRequest, InviteRequest, PingRequest, RemoveRequest } from './types.js'
 
 export const MAX_PINGS_PER_REQUEST = 1000
 
@@ -34,6 +34,22 @@ export function parseApproveRequest (body: unknown): ApproveRequest {
 
 export function parseRemoveRequest (body: unknown): RemoveRequest {
   return { site: requiredString(objectWithOnly(body, ['site']), 'site', 'a member\'s name or peer id') }
+}
+
+export function parseImportImageRequest (body: unknown): ImportImageRequest {
+  const fields = objectWithOnly(body, ['path', 'layer', 'base', 'name', 'private'])
+  const path = requiredString(fields, 'path', 'the image file\'s absolute path on the agent\'s host')
+  if (!path.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(path)) throw new ApiRequestError(400, `field "path" must be an absolute path, got ${JSON.stringify(path)}`)
+  const layer = fields['layer']
+  if (layer !== 'os' && layer !== 'we' && layer !== 'ud') throw new ApiRequestError(400, `field "layer" must be "os", "we" or "ud", got ${JSON.stringify(layer)}`)
+  const request: ImportImageRequest = { path, layer }
+  if (fields['base'] !== undefined) request.base = requiredString(fields, 'base', 'a local image\'s name, id or root CID')
+  if (fields['name'] !== undefined) request.name = requiredString(fields, 'name', 'a name for the image')
+  if (fields['private'] !== undefined) {
+    if (typeof fields['private'] !== 'boolean') throw new ApiRequestError(400, 'field "private" must be true or false')
+    request.private = fields['private']
+  }
+  return request
 }
 
 function requiredString (fields: Record<string, unknown>, field: string, what: string): string {

@@ -10,7 +10,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { ApiListenError, ApiRequestError } from './errors.js'
-import { parseApproveRequest, parseInviteRequest, parsePingRequest, parseRemoveRequest } from './requests.js'
+import { parseApproveRequest, parseImportImageRequest, parseInviteRequest, parsePingRequest, parseRemoveRequest } from './requests.js'
 import { parseStoreCall, type StoreCallLine } from './store-rpc.js'
 import { createStaticSite, type StaticSite } from './static.js'
 import type { AgentBackend, AgentEvent } from './types.js'
@@ -76,6 +76,7 @@ class LocalApiServer implements ApiServer {
       ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
       ['/v1/hashgraph', 'GET', async (request) => ({ body: backend.hashgraph(parseLimit(request.url, 300, 5000)) })],
       ['/v1/images', 'GET', async () => ({ body: await backend.images() })],
+      ['/v1/images', 'POST', async (request) => ({ status: 202, body: backend.importImage(parseImportImageRequest(await this.readJson(request))) })],
       ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],
       ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
       ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests() } })],

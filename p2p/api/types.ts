@@ -91,6 +91,8 @@ export type AgentEvent =
   | { type: 'progress', task: string, done: number, total: number | null, message?: string }
   | { type: 'join-request', request: JoinRequestView }
   | { type: 'transfer', progress: TransferProgressView }
+  /** An import started with POST /v1/images finished (`error` set if it failed). */
+  | { type: 'image', task: string, site: string, image?: { rootCid: string, name: string, layer: 'os' | 'we' | 'ud', size: number, chunkCount: number, public: boolean }, error?: string }
   | { type: 'membership', change: 'add' | 'remove', index: number, peerId: string, name: string, fromRound: number }
 
 export interface PingRequest {
@@ -140,6 +142,16 @@ export interface RemoveRequest {
 export interface SubmittedResponse {
   /** Hex SHA-256 of the transaction bytes. */
   submitted: string
+}
+
+export interface ImportImageRequest {
+  /** Absolute path of the image file on the agent's host. */
+  path: string
+  layer: 'os' | 'we' | 'ud'
+  /** The base image (WE: its OS, UD: its WE): name, id or root CID of a local image. */
+  base?: string
+  name?: string
+  private?: boolean
 }
 
 /** One hashgraph event as the UI draws it. */
@@ -227,6 +239,8 @@ export interface AgentBackend {
    */
   storeCall: (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }) => Promise<unknown>
   images: () => Promise<ImagesResponse>
+  /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */
+  importImage: (request: ImportImageRequest) => { task: string }
   hashgraph: (limit: number) => HashgraphView
   invite: (request: InviteRequest) => Promise<InviteResponse>
   joinRequests: () => JoinRequestView[]
