@@ -118,7 +118,7 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     // One image per root: already here, nothing to do.
     const existing = await this.localImage(rootCid)
     if (existing !== undefined) {
-      return { image: existing, chunksFetched: 0, bytesFetched: 0, bytesReceived: 0, chunksResumed: 0, chunksRecovered: 0, chunksLocal: 0, chunksZero: 0, invalidBlocks: 0, sources: [], durationMs: 0, fetchMs: 0, importMs: 0 }
+      return { image: existing, chunksFetched: 0, bytesFetched: 0, bytesReceived: 0, chunksResumed: 0, chunksRecovered: 0, chunksLocal: 0, chunksZero: 0, invalidBlocks: 0, sources: [], durationMs: 0, fetchMs: 0, importMs: 0, firstBlockMs: 0 }
     }
     const stored = state.load(rootCid)
     if (stored !== undefined && !sameManifest(state, stored, normalized.cids)) {

@@ -176,6 +176,8 @@ export class Transfer {
   private bytesSinceTick = 0
   private lastTick = performance.now()
   private phase: TransferProgress['phase'] = 'preparing'
+  private fetchStartedAt = 0
+  private firstBlockAt = 0
   private finished = false
   private readonly started = performance.now()
   private settle: { resolve: () => void, reject: (err: Error) => void } | undefined
@@ -194,6 +196,7 @@ export class Transfer {
     try {
       await this.prepare()
       const fetchStarted = performance.now()
+      this.fetchStartedAt = fetchStarted
       if (this.fetchDone < this.wants.length) await this.fetch()
       const fetchMs = performance.now() - fetchStarted
       await this.closeFile()
@@ -219,7 +222,8 @@ export class Transfer {
         sources: this.sources.map((s) => s.progress()),
         durationMs: performance.now() - this.started,
         fetchMs,
-        importMs
+        importMs,
+        firstBlockMs: this.firstBlockAt === 0 ? 0 : this.firstBlockAt - this.fetchStartedAt
       }
     } finally {
       signal?.removeEventListener('abort', this.onAbort)
@@ -530,6 +534,7 @@ export class Transfer {
   }
 
   private onBlock (source: SourceLink, want: Want, block: Uint8Array): void {
+    if (this.firstBlockAt === 0) this.firstBlockAt = performance.now()
     source.bytesReceived += block.byteLength
     source.bytesSinceTick += block.byteLength
     this.bytesReceived += block.byteLength

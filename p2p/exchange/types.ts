@@ -151,6 +151,8 @@ export interface FetchResult {
   /** Of durationMs: the network phase (first dial to last block written), and the store's import after it. */
   fetchMs: number
   importMs: number
+  /** Of fetchMs: until the first block arrived (dialling sources, handshakes, the first round trip). */
+  firstBlockMs: number
 }
 
 export interface TransferSummary {
