@@ -100,7 +100,7 @@ test('invite, join, approve: sites join a running swarm by consensus, a taken na
       try {
         const { client } = await agent.ready(1000)
         const s = await client.status()
-        process.stderr.write(`--- ${s.site}: role ${s.role}, decided round ${s.lastDecidedRound}, ordered ${s.transactions.ordered}, pending ${s.transactions.pending}, events/s ${s.eventsPerSecond}\n`)
+        process.stderr.write(`--- ${s.site}: role ${s.role}, decided round ${s.lastDecidedRound}, last round ${s.hashgraph.lastRound}, waiting ${s.hashgraph.waiting}, in memory ${s.hashgraph.eventsInMemory}, ordered ${s.transactions.ordered}, pending ${s.transactions.pending}, events/s ${s.eventsPerSecond}, members ${JSON.stringify(s.members.map((m) => [m.name, m.since, m.until]))}\n`)
       } catch { /* stopped */ }
     }
     throw err

@@ -652,6 +652,7 @@ class MigrationAgent implements Agent {
         }
       }),
       lastDecidedRound: hashgraph.lastOrderedRound,
+      hashgraph: { lastRound: hashgraph.lastRound, eventsInMemory: hashgraph.eventsInMemory, waiting: hashgraph.parkedCount },
       stateHash: state.stateHash,
       halted: this.halted,
       transactions: { ordered: state.applied + state.rejected, applied: state.applied, rejected: state.rejected, pending: this.latency.pendingCount },

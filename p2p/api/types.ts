@@ -46,6 +46,8 @@ export interface AgentStatus {
   members: MemberStatus[]
   /** Last round whose events all have their place in the consensus order (0: none yet). */
   lastDecidedRound: number
+  /** The engine's view: highest round of any event held, events in memory, events waiting (for parents or for a round's member set). */
+  hashgraph: { lastRound: number, eventsInMemory: number, waiting: number }
   /** Running SHA-256 over the replicated state's history: equal at sites that applied the same order. */
   stateHash: string
   /** Set if the state machine stopped applying the consensus order (it had a gap): the state is frozen and suspect. */
