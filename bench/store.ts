@@ -13,7 +13,7 @@
 import '../p2p/polyfills.js'
 
 import { createHash } from 'node:crypto'
-import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import os from 'node:os'
@@ -59,13 +59,32 @@ async function withPeakRss<T> (work: () => Promise<T>): Promise<{ result: T, pea
   }
 }
 
-/** Wall-clock seconds, and CPU seconds (user + system, all threads of this process: the hash worker too). */
-async function timed<T> (work: () => Promise<T>): Promise<{ result: T, seconds: number, cpuSeconds: number }> {
+/** CPU seconds all processes of the machine have used since boot (/proc/stat; undefined elsewhere). */
+function machineBusySeconds (): number | undefined {
+  try {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number)
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
+    return (fields.reduce((sum, value) => sum + value, 0) - idle) / 100 // USER_HZ
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Wall-clock seconds, CPU seconds (user + system, all threads of this process: the hash worker
+ * too), and the other load: how many cores everything else on the machine kept busy meanwhile.
+ */
+async function timed<T> (work: () => Promise<T>): Promise<{ result: T, seconds: number, cpuSeconds: number, otherCores: number }> {
   const start = performance.now()
   const cpu = process.cpuUsage()
+  const busy = machineBusySeconds()
   const result = await work()
   const used = process.cpuUsage(cpu)
-  return { result, seconds: (performance.now() - start) / 1000, cpuSeconds: (used.user + used.system) / 1e6 }
+  const seconds = (performance.now() - start) / 1000
+  const cpuSeconds = (used.user + used.system) / 1e6
+  const busyAfter = machineBusySeconds()
+  const otherCores = busy === undefined || busyAfter === undefined ? Number.NaN : Math.max(0, busyAfter - busy - cpuSeconds) / seconds
+  return { result, seconds, cpuSeconds, otherCores }
 }
 
 /** The baseline: one running SHA-256 over the file's bytes on one thread, read like the import reads it. */
@@ -73,13 +92,13 @@ async function rawSha256 (file: string): Promise<number> {
   return (await rawSha256Timed(file)).rate
 }
 
-async function rawSha256Timed (file: string): Promise<{ rate: number, cpuSeconds: number }> {
-  const { seconds, cpuSeconds } = await timed(async () => {
+async function rawSha256Timed (file: string): Promise<{ rate: number, cpuSeconds: number, otherCores: number }> {
+  const { seconds, cpuSeconds, otherCores } = await timed(async () => {
     const hash = createHash('sha256')
     for await (const piece of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(piece as Buffer)
     hash.digest()
   })
-  return { rate: statSync(file).size / seconds, cpuSeconds }
+  return { rate: statSync(file).size / seconds, cpuSeconds, otherCores }
 }
 
 async function freshStore (label: string, chunkSize: number, hashInWorker = true): Promise<ImageStore> {
@@ -109,28 +128,28 @@ async function benchImport (): Promise<void> {
   const plan = randomImage('import', Math.round(gib * GiB / (64 * KiB)), 0, 1)
   const file = await ensureFile(plan, `import-${gib}g.img`)
   const variants = [{ label: 'two threads (leaves hashed by a worker)', worker: true }, { label: 'one thread', worker: false }]
-  const rows = variants.map(() => [] as Array<{ raw: number, store: number, ratio: number, rss: number, cpuRatio: number }>)
+  const rows = variants.map(() => [] as Array<{ raw: number, store: number, ratio: number, rss: number, cpuRatio: number, otherCores: number }>)
   for (let run = 0; run < runs; run++) {
     for (const [v, variant] of variants.entries()) {
       // The baseline right before each import, so that both see the same machine load.
       const raw = await rawSha256Timed(file)
       const store = await freshStore('import', chunkSize, variant.worker)
-      const { result: { seconds, cpuSeconds }, peakRss } = await withPeakRss(async () => await timed(async () => await store.add(file, { layer: 'os' })))
+      const { result: { seconds, cpuSeconds, otherCores }, peakRss } = await withPeakRss(async () => await timed(async () => await store.add(file, { layer: 'os' })))
       await store.close()
       rmSync(store.directory, { recursive: true, force: true })
       const rate = plan.size / seconds
       // CPU seconds of the baseline over CPU seconds of the import: what the import costs, whatever else the machine runs.
       const cpuRatio = raw.cpuSeconds / cpuSeconds
-      rows[v]?.push({ raw: raw.rate, store: rate, ratio: rate / raw.rate, rss: peakRss, cpuRatio })
-      console.log(`run ${run + 1}, ${variant.label}: raw SHA-256 ${mbps(raw.rate)} MB/s (${raw.cpuSeconds.toFixed(1)} CPU s), import ${mbps(rate)} MB/s (${cpuSeconds.toFixed(1)} CPU s), ratio ${(rate / raw.rate).toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)}, peak RSS ${(peakRss / MiB).toFixed(0)} MiB`)
+      rows[v]?.push({ raw: raw.rate, store: rate, ratio: rate / raw.rate, rss: peakRss, cpuRatio, otherCores })
+      console.log(`run ${run + 1}, ${variant.label}: raw SHA-256 ${mbps(raw.rate)} MB/s (${raw.cpuSeconds.toFixed(1)} CPU s, other load ${raw.otherCores.toFixed(2)} cores), import ${mbps(rate)} MB/s (${cpuSeconds.toFixed(1)} CPU s, other load ${otherCores.toFixed(2)} cores), ratio ${(rate / raw.rate).toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)}, peak RSS ${(peakRss / MiB).toFixed(0)} MiB, load average ${os.loadavg()[0]?.toFixed(1) ?? '?'}`)
     }
   }
   console.log(`\nimport of ${gib} GiB (${plan.size} bytes, random, chunk ${chunkSize / KiB} KiB, durable: pack fsync per batch before its index rows, registration committed with synchronous=FULL), ${runs} runs; ${machine()}`)
-  console.log('| import | raw SHA-256 MB/s (median) | import MB/s (median) | ratio (median of per-run ratios) | CPU ratio: baseline CPU s / import CPU s (median) | peak RSS MiB (max) |')
-  console.log('| --- | --- | --- | --- | --- | --- |')
+  console.log('| import | raw SHA-256 MB/s (median) | import MB/s (median) | ratio (median of per-run ratios) | CPU ratio: baseline CPU s / import CPU s (median) | other load during the imports, cores of 2 (median) | peak RSS MiB (max) |')
+  console.log('| --- | --- | --- | --- | --- | --- | --- |')
   variants.forEach((variant, v) => {
     const r = rows[v] ?? []
-    console.log(`| ${variant.label} | ${mbps(median(r.map((x) => x.raw)))} | ${mbps(median(r.map((x) => x.store)))} | ${median(r.map((x) => x.ratio)).toFixed(2)} | ${median(r.map((x) => x.cpuRatio)).toFixed(2)} | ${(Math.max(...r.map((x) => x.rss)) / MiB).toFixed(0)} |`)
+    console.log(`| ${variant.label} | ${mbps(median(r.map((x) => x.raw)))} | ${mbps(median(r.map((x) => x.store)))} | ${median(r.map((x) => x.ratio)).toFixed(2)} | ${median(r.map((x) => x.cpuRatio)).toFixed(2)} | ${median(r.map((x) => x.otherCores)).toFixed(2)} | ${(Math.max(...r.map((x) => x.rss)) / MiB).toFixed(0)} |`)
   })
   rmSync(file, { force: true })
 }
