@@ -1,39 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ApiClient } from '../p2p/api/index.js'
-import { AgentProcess, createSwarm, hgmig, tempDataDir } from './support/agent-process.js'
+import { AgentProcess, foundingSwarm, hgmig, type FoundingSite, hgmigOk } from './support/agent-process.js'
 import { randomImage, writePlan } from './support/image-generator.js'
 import { eventually } from './support/peer-process.js'
 
-interface Site { name: string, dir: string, agent: AgentProcess, client: ApiClient }
-
-function cli (...args: string[]): string {
-  const r = hgmig(...args)
-  assert.equal(r.status, 0, `hgmig ${args.join(' ')} failed: ${r.stderr}`)
-  return r.stdout
-}
-
-/** Three founding sites of one swarm (the genesis lists all three), agents started and connected. */
-async function threeSites (agents: AgentProcess[]): Promise<Site[]> {
-  const names = ['site-a', 'site-b', 'site-c']
-  const dirs = names.map(() => tempDataDir())
-  names.forEach((name, i) => createSwarm(dirs[i]!, name))
-  const genesis = JSON.parse(readFileSync(join(dirs[0]!, 'swarm.json'), 'utf8')) as { members: unknown[] }
-  genesis.members = dirs.map((dir) => (JSON.parse(readFileSync(join(dir, 'swarm.json'), 'utf8')) as { members: unknown[] }).members[0])
-  for (const dir of dirs) writeFileSync(join(dir, 'swarm.json'), JSON.stringify(genesis), { mode: 0o600 })
-  const sites: Site[] = []
-  for (const [i, dir] of dirs.entries()) {
-    const agent = new AgentProcess(dir, i === 0 ? [] : ['--bootstrap', (await sites[0]!.client.status()).listen[0]!])
-    agents.push(agent)
-    sites.push({ name: names[i]!, dir, agent, client: (await agent.ready()).client })
-  }
-  await eventually('all three connected', async () => (await Promise.all(sites.map(async (s) => await s.client.status()))).every((s) => s.members.every((m) => m.connected)) ? true : undefined, 120_000)
-  return sites
-}
+const cli = hgmigOk
 
 const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex')
 
@@ -41,7 +16,7 @@ test('an image held at A and C is fetched at B from both, byte-identical; replic
   const agents: AgentProcess[] = []
   const files = mkdtempSync(join(tmpdir(), 'hgmig-fetch-'))
   try {
-    const [a, b, c] = await threeSites(agents) as [Site, Site, Site]
+    const [a, b, c] = await foundingSwarm(['site-a', 'site-b', 'site-c'], agents) as [FoundingSite, FoundingSite, FoundingSite]
     const osFile = join(files, 'os.img')
     // 192 chunks of 64 KiB, a quarter all-zero: enough for both sources to take a share.
     await writePlan(randomImage('os', 192, 0.25, 7), osFile)

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { copyFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AgentStatus, ApiClient } from '../p2p/api/index.js'
-import { AgentProcess, createSwarm, hgmig, tempDataDir } from './support/agent-process.js'
+import { AgentProcess, createSwarm, hgmig, tempDataDir, hgmigOk } from './support/agent-process.js'
 import { eventually } from './support/peer-process.js'
 
 interface Site { name: string, dir: string, agent: AgentProcess, client: ApiClient }
@@ -15,11 +15,7 @@ async function startSite (name: string, dir: string, agents: AgentProcess[]): Pr
   return { name, dir, agent, client }
 }
 
-function cli (...args: string[]): string {
-  const r = hgmig(...args)
-  assert.equal(r.status, 0, `hgmig ${args.join(' ')} failed: ${r.stderr}`)
-  return r.stdout
-}
+const cli = hgmigOk
 
 /** Invite from `inviter`, join under `name` in a fresh directory, start its agent. */
 async function inviteAndJoin (inviter: Site, name: string, agents: AgentProcess[]): Promise<Site> {

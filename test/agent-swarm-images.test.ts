@@ -4,17 +4,13 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AgentStatus, ApiClient } from '../p2p/api/index.js'
-import { AgentProcess, createSwarm, hgmig, tempDataDir } from './support/agent-process.js'
+import { AgentProcess, createSwarm, tempDataDir, hgmigOk } from './support/agent-process.js'
 import { randomImage, writePlan } from './support/image-generator.js'
 import { eventually } from './support/peer-process.js'
 
 interface Site { name: string, dir: string, agent: AgentProcess, client: ApiClient }
 
-function cli (...args: string[]): string {
-  const r = hgmig(...args)
-  assert.equal(r.status, 0, `hgmig ${args.join(' ')} failed: ${r.stderr}`)
-  return r.stdout
-}
+const cli = hgmigOk
 
 async function start (name: string, dir: string, agents: AgentProcess[]): Promise<Site> {
   const agent = new AgentProcess(dir)

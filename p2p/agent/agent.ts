@@ -19,6 +19,7 @@ import { memberPublicKeys, type Genesis } from './genesis.js'
 import { createInvite } from './invite.js'
 import { SiteImages } from './images.js'
 import { ImageTransfers } from './transfers.js'
+import { SiteMigrations } from './migrations.js'
 import { createBlockExchange, type BlockExchange } from '../exchange/index.js'
 import { askToJoin, isCurrentMember, JoinDesk, joinProtocol } from './join.js'
 import { ConsensusLatency } from './latency.js'
@@ -84,6 +85,7 @@ interface Network {
   images: SiteImages
   exchange: BlockExchange
   transfers: ImageTransfers
+  migrations: SiteMigrations
   api: ApiServer
 }
 
@@ -304,10 +306,24 @@ class MigrationAgent implements Agent {
     policyOf.transfers = transfers
     await transfers.start()
     undo.push(async () => { await transfers.stop() })
+    const migrations = new SiteMigrations({
+      dataDir: this.init.dataDir,
+      store: core.store,
+      node,
+      swarmId: genesis.swarmId,
+      state: () => core.state,
+      siteName: () => this.siteName(),
+      peerOf: (peerId) => this.peerOf(peerId),
+      submit: (transaction) => { this.submitTransaction(transaction) },
+      say: this.say,
+      onEvent: (event) => { this.emit({ type: 'migration', event }) }
+    })
+    await migrations.start()
+    undo.push(async () => { await migrations.stop() })
     const api = createApiServer({ backend: this, port: this.init.apiPort, staticDir: this.init.uiDir, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
     await api.start()
     undo.push(async () => { await api.stop() })
-    this.network = { node, gossip, images, exchange, transfers, api }
+    this.network = { node, gossip, images, exchange, transfers, migrations, api }
     undo.push(() => { this.network = null })
     return this.network
   }
@@ -326,6 +342,8 @@ class MigrationAgent implements Agent {
     await removeApiFile(this.init.dataDir, process.pid)
     await this.attempt('stopping gossip', async () => { await network.gossip.stop() })
     await this.attempt('stopping the manifest service', async () => { await network.images.stop() })
+    // Migrations first: a running one is cancelled and leaves its VM at the source.
+    await this.attempt('stopping migrations', async () => { await network.migrations.stop() })
     await this.attempt('stopping transfers', async () => { await network.transfers.stop() })
     await this.attempt('stopping the block exchange', async () => { await network.exchange.stop() })
     await this.attempt('stopping libp2p', async () => { await network.node.stop() })
@@ -693,6 +711,23 @@ class MigrationAgent implements Agent {
       return await network.transfers.replicate(reference, site)
     }
     return await network.images.call(call, options)
+  }
+
+  async vms (): Promise<unknown[]> { return await this.needNetwork().migrations.vms() }
+  async createVm (body: unknown): Promise<unknown> { return await this.needNetwork().migrations.createVm(body) }
+  migrations (): { migrations: unknown[], history: unknown[] } {
+    return { ...this.needNetwork().migrations.list(), history: this.needCore().state.migrations() }
+  }
+
+  async migrate (body: unknown): Promise<unknown> {
+    this.needRole('member', 'migrate')
+    return await this.needNetwork().migrations.migrate(body)
+  }
+
+  async cancelMigration (id: string): Promise<unknown> { return await this.needNetwork().migrations.cancel(id) }
+  async migrationPlan (vm: string, to: string | null): Promise<unknown> { return await this.needNetwork().migrations.plan(vm, to) }
+  exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
+    return this.needNetwork().migrations.exportLog(format, migration, since)
   }
 
   importImage (request: ImportImageRequest): { task: string } {

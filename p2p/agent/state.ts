@@ -41,6 +41,28 @@ export type SwarmTransaction =
   | { type: 'image-announce', image: AnnouncedImage }
   /** The creator no longer holds this image. */
   | { type: 'image-drop', rootCid: string }
+  /** A migration the creator (its source) completed: every site's history shows it. */
+  | MigrationRecordTransaction
+
+export interface MigrationRecordTransaction {
+  type: 'migration-record'
+  migration: string
+  vm: string
+  from: string
+  to: string
+  strategy: string
+  planHash: string
+  bytesOnWire: number
+  bytesSaved: number
+  totalMs: number
+  downtimeMs: number
+}
+
+/** A migration in the swarm's history, with the consensus position that recorded it. */
+export interface MigrationRecord extends Omit<MigrationRecordTransaction, 'type'> {
+  position: number
+  recordedBy: number
+}
 
 export interface AnnouncedImage {
   rootCid: string
@@ -155,6 +177,17 @@ function transactionProblem (value: Record<string, unknown>): { reason: Rejectio
       if (problem !== undefined) return { reason: 'invalid-field', detail: `"image": ${problem}` }
       return onlyFields('type', 'image')
     }
+    case 'migration-record': {
+      for (const field of ['migration', 'vm', 'from', 'to', 'strategy', 'planHash']) {
+        const v = value[field]
+        if (typeof v !== 'string' || v.length === 0 || v.length > 128) return { reason: 'invalid-field', detail: `"${field}" must be a string of 1 to 128 characters` }
+      }
+      for (const field of ['bytesOnWire', 'bytesSaved', 'totalMs', 'downtimeMs']) {
+        const v = value[field]
+        if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return { reason: 'invalid-field', detail: `"${field}" must be a non-negative integer` }
+      }
+      return onlyFields('type', 'migration', 'vm', 'from', 'to', 'strategy', 'planHash', 'bytesOnWire', 'bytesSaved', 'totalMs', 'downtimeMs')
+    }
     case 'image-drop': {
       if (cidProblem(value['rootCid']) !== undefined) return { reason: 'invalid-field', detail: `"rootCid": ${cidProblem(value['rootCid'])!}` }
       return onlyFields('type', 'rootCid')
@@ -221,6 +254,7 @@ export class SwarmState {
   private readonly names = new Map<string, number>()
   /** Root CID → the image and who holds it. Kept in first-announcement order (deterministic iteration). */
   private readonly images = new Map<string, ImageRecord>()
+  private readonly migrationRecords: MigrationRecord[] = []
   private hash: Buffer
   private appliedCount = 0
   private readonly rejectedCounts = new Map<RejectionReason, number>()
@@ -267,6 +301,13 @@ export class SwarmState {
   /** Applies a valid transaction, or says why the rules refuse it (state unchanged). */
   private execute (transaction: SwarmTransaction, creator: number, round: number): { reason?: RejectionReason, detail?: string, membership?: MembershipChange } {
     switch (transaction.type) {
+      case 'migration-record': {
+        // Only the source records its migration (the engine calls record at the source).
+        if (this.members[creator]?.name !== transaction.from) return { reason: 'invalid-field', detail: `member ${creator} recorded a migration from ${transaction.from}, not from itself` }
+        const { type: _type, ...record } = transaction
+        this.migrationRecords.push({ ...record, position: this.nextPosition, recordedBy: creator })
+        return {}
+      }
       case 'site-name': {
         const key = siteNameKey(transaction.name)
         const holder = this.names.get(key)
@@ -345,6 +386,11 @@ export class SwarmState {
   imageList (options: { includeDropped?: boolean } = {}): ImageRecord[] {
     return [...this.images.values()].filter((i) => options.includeDropped === true || i.holders.length > 0).map((i) => ({ ...i, holders: [...i.holders] }))
   }
+  /** Completed migrations in consensus order. */
+  migrations (): MigrationRecord[] {
+    return this.migrationRecords.map((m) => ({ ...m }))
+  }
+
   image (rootCid: string): ImageRecord | undefined {
     const record = this.images.get(rootCid)
     return record === undefined ? undefined : { ...record, holders: [...record.holders] }

@@ -47,6 +47,35 @@ export class ApiClient {
     return await this.request<{ task: string }>('POST', '/v1/images', request, options.signal)
   }
 
+  async vms (options: { signal?: AbortSignal } = {}): Promise<unknown[]> {
+    return (await this.request<{ vms: unknown[] }>('GET', '/v1/vms', undefined, options.signal)).vms
+  }
+
+  async createVm (request: { name: string, os: string, we: string, memoryBytes: number, workload?: string, initialUserDataBytes?: number }, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('POST', '/v1/vms', request, options.signal)
+  }
+
+  async migrations (options: { signal?: AbortSignal } = {}): Promise<{ migrations: unknown[], history: unknown[] }> {
+    return await this.request('GET', '/v1/migrations', undefined, options.signal)
+  }
+
+  async migrate (request: { vm: string, to: string, strategy?: string, maxDowntimeMs?: number, bandwidth?: number, maxPasses?: number, repository?: string }, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('POST', '/v1/migrations', request, options.signal)
+  }
+
+  async cancelMigration (id: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('POST', `/v1/migrations/${encodeURIComponent(id)}/cancel`, {}, options.signal)
+  }
+
+  async migrationPlan (vm: string, to?: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('GET', `/v1/migrations/plan?vm=${encodeURIComponent(vm)}${to === undefined ? '' : `&to=${encodeURIComponent(to)}`}`, undefined, options.signal)
+  }
+
+  async exportLog (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const params = new URLSearchParams({ format, ...query })
+    return await (await this.fetch('GET', `/v1/logs?${params.toString()}`, undefined, options.signal)).text()
+  }
+
   async hashgraph (limit = 300, options: { signal?: AbortSignal } = {}): Promise<HashgraphView> {
     return await this.request<HashgraphView>('GET', `/v1/hashgraph?limit=${limit}`, undefined, options.signal)
   }

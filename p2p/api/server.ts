@@ -77,6 +77,22 @@ class LocalApiServer implements ApiServer {
       ['/v1/hashgraph', 'GET', async (request) => ({ body: backend.hashgraph(parseLimit(request.url, 300, 5000)) })],
       ['/v1/images', 'GET', async () => ({ body: await backend.images() })],
       ['/v1/images', 'POST', async (request) => ({ status: 202, body: backend.importImage(parseImportImageRequest(await this.readJson(request))) })],
+      ['/v1/vms', 'GET', async () => ({ body: { vms: await backend.vms() } })],
+      ['/v1/vms', 'POST', async (request) => ({ status: 201, body: await backend.createVm(await this.readJson(request)) })],
+      ['/v1/migrations', 'GET', async () => ({ body: backend.migrations() })],
+      ['/v1/migrations', 'POST', async (request) => ({ status: 202, body: await backend.migrate(await this.readJson(request)) })],
+      ['/v1/migrations/cancel', 'POST', async (request) => ({ body: await backend.cancelMigration(idField(await this.readJson(request))) })],
+      ['/v1/migrations/plan', 'GET', async (request) => {
+        const query = new URL(request.url ?? '/', this.origin).searchParams
+        const vm = query.get('vm')
+        if (vm === null || vm === '') throw new ApiRequestError(400, 'query "vm" is required (a VM\'s name or id)')
+        return { body: await backend.migrationPlan(vm, query.get('to')) }
+      }],
+      ['/v1/logs', 'GET', async (request) => {
+        const query = new URL(request.url ?? '/', this.origin).searchParams
+        const { text, contentType } = backend.exportLog(query.get('format') ?? 'json', query.get('migration'), query.get('since'))
+        return { text, contentType }
+      }],
       ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],
       ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
       ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests() } })],
@@ -141,7 +157,15 @@ class LocalApiServer implements ApiServer {
       // The UI's files are public code (the token reaches the page out of band): served without one.
       if (this.ui?.handles(request) === true) return await this.ui.serve(request, response, this.origin)
       this.checkAccess(request, false)
-      const path = new URL(request.url ?? '/', this.origin).pathname
+      let path = new URL(request.url ?? '/', this.origin).pathname
+      // The one route with an id in its path (as REST clients expect): /v1/migrations/<id>/cancel.
+      const cancel = /^\/v1\/migrations\/([^/]+)\/cancel$/.exec(path)
+      if (cancel !== null && request.method === 'POST') {
+        const body = await this.init.backend.cancelMigration(decodeURIComponent(cancel[1]!))
+        send(response, 200, JSON.stringify(body), 'application/json')
+        return
+      }
+      if (cancel !== null) path = '/v1/migrations/cancel'
       const methods = this.routes.get(path)
       if (methods === undefined) throw new ApiRequestError(404, `no such endpoint: ${path}`)
       const handler = methods.get(request.method ?? '')
@@ -159,6 +183,9 @@ class LocalApiServer implements ApiServer {
         // Node discards an unread request body after the response; one announced as too large is not worth reading.
         if (err.status === 413) response.setHeader('Connection', 'close')
         send(response, err.status, JSON.stringify({ error: err.message }), 'application/json')
+      } else if (domainStatus(err) !== undefined) {
+        // A named error of the store, the engine or the driver: the request was wrong for the state of things.
+        send(response, domainStatus(err)!, JSON.stringify({ error: (err as Error).message, code: (err as { code: string }).code }), 'application/json')
       } else {
         this.init.onError?.(err as Error)
         send(response, 500, JSON.stringify({ error: `internal error: ${(err as Error).message}` }), 'application/json')
@@ -261,6 +288,25 @@ class LocalApiServer implements ApiServer {
     client.on('error', () => { client.terminate() })
     // The stream is one-way; anything a client sends is ignored.
   }
+}
+
+/**
+ * The HTTP status for the agent's own named errors (they carry a string `code`, js-libp2p style):
+ * not found → 404, bad input → 400, anything else (a conflict with the current state) → 409.
+ */
+function domainStatus (err: unknown): number | undefined {
+  const { name, code } = (err ?? {}) as { name?: unknown, code?: unknown }
+  // Node's own errors also carry ERR_ codes, but under built-in names: those are bugs (500).
+  if (typeof code !== 'string' || !code.startsWith('ERR_') || typeof name !== 'string' || /^(Type|Range|Syntax|Reference)?Error$/.test(name)) return undefined
+  if (/NotFound/.test(name)) return 404
+  if (/Invalid|Ambiguous|LayerRule|Option/.test(name)) return 400
+  return 409
+}
+
+function idField (body: unknown): string {
+  const id = (body as { id?: unknown } | null)?.id
+  if (typeof id !== 'string' || id.length === 0 || id.length > 128) throw new ApiRequestError(400, 'field "id" must be a migration id')
+  return id
 }
 
 /** `?limit=N` of a request URL: 1..max, default `fallback`; anything else is a 400 naming it. */

@@ -93,6 +93,8 @@ export type AgentEvent =
   | { type: 'progress', task: string, done: number, total: number | null, message?: string }
   | { type: 'join-request', request: JoinRequestView }
   | { type: 'transfer', progress: TransferProgressView }
+  /** A migration's state changed or its log grew (`event.type` 'migration:state' or 'migration:log'). */
+  | { type: 'migration', event: { type: string, detail: unknown } }
   /** An import started with POST /v1/images finished (`error` set if it failed). */
   | { type: 'image', task: string, site: string, image?: { rootCid: string, name: string, layer: 'os' | 'we' | 'ud', size: number, chunkCount: number, public: boolean }, error?: string }
   | { type: 'membership', change: 'add' | 'remove', index: number, peerId: string, name: string, fromRound: number }
@@ -241,6 +243,18 @@ export interface AgentBackend {
    */
   storeCall: (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }) => Promise<unknown>
   images: () => Promise<ImagesResponse>
+  /** VMs at this site (the hypervisor driver's list). */
+  vms: () => Promise<unknown[]>
+  /** Creates a VM: `{ name, os, we, memoryBytes, workload?, initialUserDataBytes? }`. */
+  createVm: (body: unknown) => Promise<unknown>
+  /** Migrations this site takes part in, and the swarm's history of completed ones (by consensus). */
+  migrations: () => { migrations: unknown[], history: unknown[] }
+  /** Starts a migration: `{ vm, to, strategy?, maxDowntimeMs?, bandwidth?, maxPasses?, repository? }`. */
+  migrate: (body: unknown) => Promise<unknown>
+  cancelMigration: (id: string) => Promise<unknown>
+  /** The plan to one target, or candidate targets ranked (`to` null). */
+  migrationPlan: (vm: string, to: string | null) => Promise<unknown>
+  exportLog: (format: string, migration: string | null, since: string | null) => { text: string, contentType: string }
   /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */
   importImage: (request: ImportImageRequest) => { task: string }
   hashgraph: (limit: number) => HashgraphView

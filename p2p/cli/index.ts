@@ -9,13 +9,14 @@ import * as consensus from './commands/consensus.js';
 import * as image from './commands/image.js';
 import * as status from './commands/status.js';
 import * as swarm from './commands/swarm.js';
+import * as vm from './commands/vm.js';
 
 // Subcommand modules: each exports `register(program: Command): void`.
 // To add one, create p2p/cli/commands/<name>.ts and list it here.
 export interface CommandModule {
   register(program: Command): void;
 }
-const commands: CommandModule[] = [consensus, image, swarm, agent, status];
+const commands: CommandModule[] = [consensus, image, swarm, agent, status, vm];
 
 /** Options every subcommand can read via `program.opts<GlobalOptions>()`. */
 export interface GlobalOptions {

@@ -1,6 +1,6 @@
 /** Runs `hgmig` commands and agent daemons as separate OS processes, for the agent and API tests. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,6 +15,13 @@ export interface CommandResult { status: number | null, stdout: string, stderr: 
 export function hgmig (...args: string[]): CommandResult {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, HGMIG_DEBUG: '' }, timeout: 60_000 })
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** Runs one hgmig command that must succeed; returns its stdout, or throws with its stderr. */
+export function hgmigOk (...args: string[]): string {
+  const r = hgmig(...args)
+  if (r.status !== 0) throw new Error(`hgmig ${args.join(' ')} failed (${r.status ?? 'killed'}): ${r.stderr}`)
+  return r.stdout
 }
 
 export function tempDataDir (): string {
@@ -65,4 +72,26 @@ export class AgentProcess {
     this.child.kill('SIGKILL')
     await this.exited
   }
+}
+
+export interface FoundingSite { name: string, dir: string, agent: AgentProcess, client: ApiClient }
+
+/**
+ * `names.length` founding sites of one swarm (the genesis lists them all: no joining), their
+ * agents started on loopback, each bootstrapped to the first, and connected to one another.
+ */
+export async function foundingSwarm (names: string[], agents: AgentProcess[]): Promise<FoundingSite[]> {
+  const dirs = names.map(() => tempDataDir())
+  names.forEach((name, i) => createSwarm(dirs[i]!, name))
+  const genesis = JSON.parse(readFileSync(join(dirs[0]!, 'swarm.json'), 'utf8')) as { members: unknown[] }
+  genesis.members = dirs.map((dir) => (JSON.parse(readFileSync(join(dir, 'swarm.json'), 'utf8')) as { members: unknown[] }).members[0])
+  for (const dir of dirs) writeFileSync(join(dir, 'swarm.json'), JSON.stringify(genesis), { mode: 0o600 })
+  const sites: FoundingSite[] = []
+  for (const [i, dir] of dirs.entries()) {
+    const agent = new AgentProcess(dir, i === 0 ? [] : ['--bootstrap', (await sites[0]!.client.status()).listen[0]!])
+    agents.push(agent)
+    sites.push({ name: names[i]!, dir, agent, client: (await agent.ready()).client })
+  }
+  await eventually(`all ${names.length} sites connected`, async () => (await Promise.all(sites.map(async (s) => await s.client.status()))).every((s) => s.members.every((m) => m.connected)) ? true : undefined, 120_000)
+  return sites
 }

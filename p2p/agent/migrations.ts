@@ -1,0 +1,204 @@
+/**
+ * The site's VMs and migrations: the hypervisor driver (the synthetic one, the embedded default)
+ * and the migration engine, fed from the replicated state — which site holds which image, and
+ * every image's chunk list (local manifests and the remote ones the agent fetched) — so that the
+ * source and the target compute the same plan from their own replicas. A completed migration is
+ * recorded by consensus (a migration-record transaction), so every site's history shows it.
+ */
+import { join } from 'node:path'
+import type { PeerId } from '@libp2p/interface'
+import { ApiRequestError } from '../api/index.js'
+import {
+  createMigrationEngine, createSyntheticDriver, EXPORT_FORMATS, WORKLOAD_NAMES,
+  type ExportFormat, type ImageManifestData, type MigrationEngine, type MigrationEvent, type MigrationInfo, type MigrationRequest, type ReplicaView, type Strategy, type SyntheticDriver
+} from '../migration/index.js'
+import type { ImageStore } from '../store/index.js'
+import type { SwarmNode } from '../swarm/index.js'
+import type { SwarmState, SwarmTransaction } from './state.js'
+
+export interface SiteMigrationsInit {
+  dataDir: string
+  store: ImageStore
+  node: SwarmNode
+  swarmId: string
+  state: () => SwarmState
+  siteName: () => string
+  peerOf: (peerId: string) => PeerId
+  submit: (transaction: SwarmTransaction) => void
+  say: (line: string) => void
+  onEvent: (event: MigrationEvent) => void
+}
+
+const STRATEGY_NAMES: readonly Strategy[] = ['h-gmig', 'nss', 'ss']
+
+export class SiteMigrations {
+  readonly driver: SyntheticDriver
+  private engine: MigrationEngine | undefined
+  /** Chunk lists by root CID: content-addressed, so never stale once known. */
+  private readonly manifests = new Map<string, ImageManifestData>()
+
+  constructor (private readonly init: SiteMigrationsInit) {
+    this.driver = createSyntheticDriver({ directory: join(init.dataDir, 'vms'), images: init.store })
+  }
+
+  async start (): Promise<void> {
+    await this.driver.start()
+    const { state } = this.init
+    this.engine = createMigrationEngine({
+      site: this.init.siteName(),
+      swarmId: this.init.swarmId,
+      node: this.init.node,
+      peerOf: (site) => {
+        const member = state().memberByName(site)
+        return member === undefined || member.untilRound !== null ? undefined : this.init.peerOf(member.peerId)
+      },
+      siteOf: (peer) => {
+        const member = state().memberByPeerId(peer.toString())
+        return member === undefined || member.untilRound !== null ? undefined : member.name
+      },
+      driver: this.driver,
+      store: this.init.store,
+      replica: async () => await this.replica(),
+      directory: join(this.init.dataDir, 'migration'),
+      record: (summary) => {
+        this.init.say(`migration ${summary.migration} of ${summary.vmName} to ${summary.to} done: ${summary.bytesOnWire} bytes on the wire, ${summary.bytesSaved} saved, ${Math.round(summary.totalMs)} ms, downtime ${Math.round(summary.downtimeMs)} ms`)
+        this.init.submit({
+          type: 'migration-record',
+          migration: summary.migration,
+          vm: summary.vmName,
+          from: summary.from,
+          to: summary.to,
+          strategy: summary.strategy,
+          planHash: summary.planHash,
+          bytesOnWire: Math.round(summary.bytesOnWire),
+          bytesSaved: Math.round(summary.bytesSaved),
+          totalMs: Math.round(summary.totalMs),
+          downtimeMs: Math.round(summary.downtimeMs)
+        })
+      },
+      onEvent: this.init.onEvent
+    })
+    await this.engine.start()
+  }
+
+  async stop (): Promise<void> {
+    await this.engine?.stop()
+    await this.driver.stop()
+  }
+
+  /** What the planner reads: the agreed holdings and every announced image's chunk list known here. */
+  private async replica (): Promise<ReplicaView> {
+    const state = this.init.state()
+    const holdings: ReplicaView['holdings'] = []
+    const manifests: ImageManifestData[] = []
+    const local = new Set((await this.init.store.list()).map((i) => i.rootCid))
+    for (const image of state.imageList()) {
+      for (const holder of image.holders) holdings.push({ site: state.member(holder)?.name ?? String(holder), rootCid: image.rootCid })
+      let manifest = this.manifests.get(image.rootCid)
+      if (manifest === undefined) {
+        let chunks: string[] | undefined
+        if (local.has(image.rootCid)) {
+          chunks = []
+          for await (const cid of this.init.store.manifest(image.rootCid)) chunks.push(cid.toString())
+        } else {
+          chunks = (await this.init.store.remoteManifest(image.rootCid))?.chunks.map((c) => c.toString())
+        }
+        if (chunks === undefined) continue
+        manifest = { rootCid: image.rootCid, layer: image.layer, size: image.size, chunkSize: image.chunkSize, chunks }
+        this.manifests.set(image.rootCid, manifest)
+      }
+      manifests.push(manifest)
+    }
+    return { holdings, manifests }
+  }
+
+  private needEngine (): MigrationEngine {
+    if (this.engine === undefined) throw new ApiRequestError(503, 'the migration engine is not running')
+    return this.engine
+  }
+
+  // ------------------------------------------------------------ API
+
+  async vms (): Promise<unknown[]> {
+    return await this.driver.list()
+  }
+
+  async createVm (body: unknown): Promise<unknown> {
+    const b = objectOf(body, ['name', 'os', 'we', 'memoryBytes', 'workload', 'initialUserDataBytes'])
+    const name = stringField(b, 'name')
+    const os = stringField(b, 'os')
+    const we = stringField(b, 'we')
+    const memoryBytes = b['memoryBytes']
+    if (typeof memoryBytes !== 'number' || !Number.isSafeInteger(memoryBytes) || memoryBytes <= 0) throw new ApiRequestError(400, 'field "memoryBytes" must be a positive integer')
+    const workload = b['workload'] ?? 'idle'
+    if (typeof workload !== 'string' || !(WORKLOAD_NAMES as readonly string[]).includes(workload)) throw new ApiRequestError(400, `field "workload" must be one of ${WORKLOAD_NAMES.join(', ')}`)
+    const initial = b['initialUserDataBytes']
+    if (initial !== undefined && (typeof initial !== 'number' || !Number.isSafeInteger(initial) || initial < 0)) throw new ApiRequestError(400, 'field "initialUserDataBytes" must be a non-negative integer')
+    const vm = await this.driver.create({ name, os, we, memoryBytes, workload: workload as typeof WORKLOAD_NAMES[number], ...(initial === undefined ? {} : { initialUserDataBytes: initial }) })
+    this.init.say(`created VM ${name} (${workload}, ${memoryBytes} bytes of memory) on ${os} / ${we}`)
+    return vm
+  }
+
+  async migrate (body: unknown): Promise<MigrationInfo> {
+    const b = objectOf(body, ['vm', 'to', 'strategy', 'maxDowntimeMs', 'bandwidth', 'maxPasses', 'repository'])
+    const request: MigrationRequest = { vm: stringField(b, 'vm'), to: stringField(b, 'to') }
+    if (b['strategy'] !== undefined) {
+      if (!STRATEGY_NAMES.includes(b['strategy'] as Strategy)) throw new ApiRequestError(400, `field "strategy" must be one of ${STRATEGY_NAMES.join(', ')}`)
+      request.strategy = b['strategy'] as Strategy
+    }
+    for (const field of ['maxDowntimeMs', 'bandwidth', 'maxPasses'] as const) {
+      const value = b[field]
+      if (value === undefined) continue
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new ApiRequestError(400, `field "${field}" must be a non-negative number`)
+      request[field] = value
+    }
+    if (b['repository'] !== undefined) request.repository = stringField(b, 'repository')
+    const target = this.init.state().memberByName(request.to)
+    if (target === undefined || target.untilRound !== null) throw new ApiRequestError(404, `no current member named ${JSON.stringify(request.to)}`)
+    if (target.name === this.init.siteName()) throw new ApiRequestError(409, 'the VM already runs at this site')
+    return await this.needEngine().migrate(request)
+  }
+
+  list (): { migrations: MigrationInfo[] } {
+    return { migrations: this.needEngine().list() }
+  }
+
+  async cancel (id: string): Promise<MigrationInfo> {
+    return await this.needEngine().cancel(id, 'cancelled by the user')
+  }
+
+  /** The plan for one target, or (without `to`) the candidate sites ranked by bytes to send and time. */
+  async plan (vm: string, to: string | null): Promise<unknown> {
+    const engine = this.needEngine()
+    if (to !== null) return await engine.plan(vm, to)
+    const candidates = this.init.state().activeMembers().map((m) => m.name).filter((name) => name !== this.init.siteName())
+    return await engine.suggest(vm, candidates)
+  }
+
+  exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
+    if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new ApiRequestError(400, `query "format" must be one of ${EXPORT_FORMATS.join(', ')}`)
+    const query: { migration?: string, since?: number } = {}
+    if (migration !== null) query.migration = migration
+    if (since !== null) {
+      const at = Date.parse(since)
+      if (Number.isNaN(at)) throw new ApiRequestError(400, `query "since" must be an ISO time, got ${JSON.stringify(since)}`)
+      query.since = at
+    }
+    const text = this.needEngine().exportLog(format as ExportFormat, query)
+    const contentType = format === 'csv' ? 'text/csv' : format === 'ndjson' ? 'application/x-ndjson' : 'application/json'
+    return { text, contentType }
+  }
+}
+
+function objectOf (body: unknown, allowed: string[]): Record<string, unknown> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ApiRequestError(400, 'request body must be a JSON object')
+  const extra = Object.keys(body).find((k) => !allowed.includes(k))
+  if (extra !== undefined) throw new ApiRequestError(400, `unknown field "${extra}" (allowed: ${allowed.join(', ')})`)
+  return body as Record<string, unknown>
+}
+
+function stringField (body: Record<string, unknown>, field: string): string {
+  const value = body[field]
+  if (typeof value !== 'string' || value.length === 0 || value.length > 256) throw new ApiRequestError(400, `field "${field}" must be a non-empty string`)
+  return value
+}

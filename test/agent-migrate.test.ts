@@ -1,0 +1,69 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AgentProcess, foundingSwarm, hgmig, hgmigOk as cli, type FoundingSite } from './support/agent-process.js'
+import { randomImage, writePlan } from './support/image-generator.js'
+import { eventually } from './support/peer-process.js'
+
+test('through the agents: a synthetic VM is created at A, migrated to B from the CLI, runs there, the swarm records it, and its log exports', async () => {
+  const agents: AgentProcess[] = []
+  const files = mkdtempSync(join(tmpdir(), 'hgmig-migrate-'))
+  try {
+    const [a, b, c] = await foundingSwarm(['site-a', 'site-b', 'site-c'], agents) as [FoundingSite, FoundingSite, FoundingSite]
+    const osFile = join(files, 'os.img')
+    const weFile = join(files, 'we.img')
+    await writePlan(randomImage('os', 64, 0.25, 21), osFile)
+    await writePlan(randomImage('we', 32, 0, 22), weFile)
+    cli('image', 'add', osFile, '--layer', 'os', '--name', 'os', '--data', a.dir)
+    cli('image', 'add', weFile, '--layer', 'we', '--base', 'os', '--name', 'we', '--data', a.dir)
+    // B already holds the OS image: only the WE layer's chunks need to travel.
+    cli('image', 'add', osFile, '--layer', 'os', '--name', 'os', '--data', b.dir)
+    for (const site of [a, b]) {
+      await eventually(`${site.name} knows both chunk lists and holdings`, async () => {
+        const view = await site.client.images()
+        return view.images.length === 2 && view.images.every((i) => i.manifest) && view.images.find((i) => i.name === 'os')?.holders.length === 2 ? true : undefined
+      }, 120_000)
+    }
+
+    const vm = JSON.parse(cli('vm', 'create', '--os', 'os', '--we', 'we', '--memory', '8MiB', '--workload', 'dynamic', '--name', 'web', '--json', '--data', a.dir)) as { name: string }
+    assert.equal(vm.name, 'web')
+    assert.match(cli('vm', 'ls', '--data', a.dir), /^web\s/m)
+    const suggestion = JSON.parse(cli('migrate', 'web', '--suggest', '--json', '--data', a.dir)) as unknown
+    assert.ok(JSON.stringify(suggestion).includes('site-b'), 'site-b is among the suggested targets')
+
+    const result = JSON.parse(cli('migrate', 'web', '--to', 'site-b', '--max-downtime', '300ms', '--json', '--data', a.dir)) as { id: string, state: string }
+    assert.equal(result.state, 'completed', JSON.stringify(result))
+    assert.match(cli('vm', 'ls', '--data', b.dir), /^web\s.*running/m)
+    // Every site's history shows the migration, by consensus.
+    for (const site of [a, b, c]) {
+      await eventually(`${site.name} has the migration in its history`, async () => {
+        const { history } = await site.client.migrations() as { history: Array<{ migration: string, from: string, to: string }> }
+        return history.some((h) => h.migration === result.id && h.from === 'site-a' && h.to === 'site-b') ? true : undefined
+      }, 120_000)
+    }
+    const statuses = await eventually('the same state hash everywhere', async () => {
+      const all = await Promise.all([a, b, c].map(async (s) => await s.client.status()))
+      return all.every((s) => s.stateHash === all[0]!.stateHash) ? all : undefined
+    }, 120_000)
+    assert.equal(new Set(statuses.map((s) => s.stateHash)).size, 1)
+
+    const out = join(files, 'log.ndjson')
+    cli('logs', 'export', out, '--format', 'ndjson', '--migration', result.id, '--data', a.dir)
+    const phases = new Set(readFileSync(out, 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { phase: string | null }).phase))
+    for (const phase of ['plan', 'transfer', 'precopy', 'switchover']) assert.ok(phases.has(phase), `the log has phase ${phase} (has ${[...phases].join(', ')})`)
+
+    // Bad requests are refused with the reason, and the agent goes on.
+    const unknown = hgmig('migrate', 'no-such-vm', '--to', 'site-b', '--data', a.dir)
+    assert.notEqual(unknown.status, 0)
+    assert.match(unknown.stderr, /no-such-vm/)
+    const nowhere = hgmig('migrate', 'web', '--to', 'atlantis', '--data', b.dir)
+    assert.match(nowhere.stderr, /no current member named "atlantis"/)
+  } catch (err) {
+    for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log.slice(-6000)}\n`)
+    throw err
+  } finally {
+    await Promise.all(agents.map(async (agent) => { await agent.kill() }))
+  }
+})
