@@ -10,6 +10,13 @@ import { eventually } from './support/peer-process.js'
 
 const cli = hgmigOk
 
+async function fetchJson (site: FoundingSite, path: string): Promise<unknown> {
+  const api = JSON.parse(readFileSync(join(site.dir, 'api.json'), 'utf8')) as { port: number, token: string }
+  const response = await fetch(`http://127.0.0.1:${api.port}${path}`, { headers: { Authorization: `Bearer ${api.token}` } })
+  assert.equal(response.status, 200)
+  return await response.json()
+}
+
 const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex')
 
 test('an image held at A and C is fetched at B from both, byte-identical; replicate asks C to pull an image; a private image is never fetched', async () => {
@@ -60,6 +67,12 @@ test('an image held at A and C is fetched at B from both, byte-identical; replic
     cli('image', 'export', 'debian-os', exported, '--data', b.dir)
     assert.equal(sha256(exported), sha256(osFile), 'byte-identical at B')
     await eventually('B announced as a holder', async () => (await a.client.images()).images.find((i) => i.name === 'debian-os')?.holders.includes('site-b') === true ? true : undefined)
+
+    const similarity = await fetchJson(a, '/v1/images/similarity') as { labels: string[], matrix: number[][] }
+    const os = similarity.labels.findIndex((l) => l.startsWith('debian-os'))
+    const we = similarity.labels.findIndex((l) => l.startsWith('lamp-we'))
+    assert.equal(similarity.matrix[os]![os], 1, 'an image is all in itself')
+    assert.equal(similarity.matrix[we]![os]! < 1, true)
 
     // Replicate: A asks C to pull the WE image (C already holds its OS base).
     const replicated = JSON.parse(cli('image', 'replicate', 'lamp-we', '--to', 'site-c', '--json', '--data', a.dir)) as { accepted: boolean }

@@ -713,6 +713,11 @@ class MigrationAgent implements Agent {
     return await network.images.call(call, options)
   }
 
+  async similarity (): Promise<{ images: string[], labels: string[], matrix: number[][] }> {
+    const matrix = await this.needCore().store.similarityMatrix()
+    return { images: matrix.images.map((i) => i.id), labels: matrix.images.map((i) => `${i.name} (${i.layer.toUpperCase()})`), matrix: matrix.ratios }
+  }
+
   async vms (): Promise<unknown[]> { return await this.needNetwork().migrations.vms() }
   async createVm (body: unknown): Promise<unknown> { return await this.needNetwork().migrations.createVm(body) }
   migrations (): { migrations: unknown[], history: unknown[] } {

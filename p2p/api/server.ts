@@ -76,6 +76,7 @@ class LocalApiServer implements ApiServer {
       ['/v1/transactions/ping', 'POST', async (request) => ({ status: 202, body: backend.submitPing(parsePingRequest(await this.readJson(request))) })],
       ['/v1/hashgraph', 'GET', async (request) => ({ body: backend.hashgraph(parseLimit(request.url, 300, 5000)) })],
       ['/v1/images', 'GET', async () => ({ body: await backend.images() })],
+      ['/v1/images/similarity', 'GET', async () => ({ body: await backend.similarity() })],
       ['/v1/images', 'POST', async (request) => ({ status: 202, body: backend.importImage(parseImportImageRequest(await this.readJson(request))) })],
       ['/v1/vms', 'GET', async () => ({ body: { vms: await backend.vms() } })],
       ['/v1/vms', 'POST', async (request) => ({ status: 201, body: await backend.createVm(await this.readJson(request)) })],

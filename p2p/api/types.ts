@@ -243,6 +243,8 @@ export interface AgentBackend {
    */
   storeCall: (call: StoreCall, options: { signal: AbortSignal, onProgress: (event: { type: string, detail: unknown }) => void }) => Promise<unknown>
   images: () => Promise<ImagesResponse>
+  /** Shared-chunk fractions between this site's images: matrix[i][j] = bytes of image i found in image j / size of i. */
+  similarity: () => Promise<{ images: string[], labels: string[], matrix: number[][] }>
   /** VMs at this site (the hypervisor driver's list). */
   vms: () => Promise<unknown[]>
   /** Creates a VM: `{ name, os, we, memoryBytes, workload?, initialUserDataBytes? }`. */
