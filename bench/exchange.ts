@@ -251,6 +251,9 @@ async function streams (args: string[]): Promise<void> {
 // ------------------------------------------------------------------ image fetch
 
 interface FetchRun {
+  /** CPU seconds per GB fetched, of the fetcher and of the sources together (load-independent, unlike rates). */
+  fetcherCpuPerGB: number
+  sourcesCpuPerGB: number
   seconds: number
   fetchSeconds: number
   bytes: number
@@ -269,6 +272,9 @@ async function fetchRun (dir: string, swarm: string, image: string, sourceCount:
     }
     fetcher = await Site.start(swarm, 3, join(runDir, 'fetcher'))
     const request = await sources[0]!.requestFor('img', sources)
+    const cpu = async (site: Site): Promise<number> => (await site.call<{ cpuMs: number }>({ cmd: 'cpu' })).cpuMs
+    const fetcherCpu = await cpu(fetcher)
+    const sourcesCpu = await Promise.all(sources.map(cpu))
     const started = performance.now()
     await fetcher.fetchStart(request)
     const total = (request.chunks as string[]).length
@@ -277,9 +283,13 @@ async function fetchRun (dir: string, swarm: string, image: string, sourceCount:
     await watching
     const seconds = (performance.now() - started) / 1000
     if (status.result === undefined) throw new Error(`fetch failed: ${status.failure ?? ''}`)
+    const gb = status.result.bytesFetched / 1e9
+    const fetcherCpuPerGB = (await cpu(fetcher) - fetcherCpu) / 1000 / gb
+    let sourcesCpuMs = 0
+    for (const [i, site] of sources.entries()) sourcesCpuMs += await cpu(site).catch(() => sourcesCpu[i] as number) - (sourcesCpu[i] as number)
     const result = status.result as FetchStatus['result'] & { fetchMs: number, firstBlockMs: number }
     // From the first block on: dialling and handshakes (a second or more on a loaded machine) are not transfer.
-    return { seconds, fetchSeconds: (result.fetchMs - result.firstBlockMs) / 1000, bytes: result.bytesFetched, status }
+    return { seconds, fetchSeconds: (result.fetchMs - result.firstBlockMs) / 1000, bytes: result.bytesFetched, status, fetcherCpuPerGB, sourcesCpuPerGB: sourcesCpuMs / 1000 / gb }
   } finally {
     await fetcher?.stop()
     for (const s of sources) await s.stop()
@@ -303,6 +313,8 @@ async function fetchBench (args: string[]): Promise<void> {
       const rates: number[] = []
       const totals: number[] = []
       const tcpRates: number[] = []
+      const cpuFetcher: number[] = []
+      const cpuSources: number[] = []
       for (let run = 0; run < runs; run++) {
         const base = await tcpCopy(Math.ceil(missing.bytes / WRITE_SIZE) * WRITE_SIZE)
         tcpRates.push(base.bytesPerSecond)
@@ -311,9 +323,11 @@ async function fetchBench (args: string[]): Promise<void> {
         ratios.push(r.bytes / r.fetchSeconds / base.bytesPerSecond)
         totals.push(r.seconds)
         const contributions = r.status.result!.sources.map((s) => `${(s.bytes / MiB).toFixed(0)} MiB`).join(' + ')
-        console.log(`  run ${run + 1}, ${sources} source(s): network phase ${fmt(r.bytes / r.fetchSeconds)} (${contributions}), with import ${r.seconds.toFixed(2)} s; plain TCP ${fmt(base.bytesPerSecond)}`)
+        cpuFetcher.push(r.fetcherCpuPerGB)
+        cpuSources.push(r.sourcesCpuPerGB)
+        console.log(`  run ${run + 1}, ${sources} source(s): network phase ${fmt(r.bytes / r.fetchSeconds)} (${contributions}), with import ${r.seconds.toFixed(2)} s; plain TCP ${fmt(base.bytesPerSecond)}; CPU s/GB fetcher ${r.fetcherCpuPerGB.toFixed(1)} (incl. import), sources ${r.sourcesCpuPerGB.toFixed(1)}`)
       }
-      console.log(`${sources} source(s): ${fmt(median(rates))} = ${median(ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch incl. store import ${median(totals).toFixed(2)} s`)
+      console.log(`${sources} source(s): ${fmt(median(rates))} = ${median(ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch incl. store import ${median(totals).toFixed(2)} s; CPU s/GB fetcher ${median(cpuFetcher).toFixed(1)}, sources ${median(cpuSources).toFixed(1)}`)
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -82,13 +82,11 @@ export class BlockServer {
   /** The block's bytes, or undefined when this site does not hold it (in the store or a partial image). */
   readBlock (cid: CID): Uint8Array | undefined {
     const { store, state } = this.init
-    if (store.blockstore().has(cid)) {
-      try {
-        return store.readBlock(cid)
-      } catch {
-        // Corrupt or vanished: say "don't have"; the fetcher asks another source.
-        return undefined
-      }
+    try {
+      // One lookup: readBlock fails for a block that is not here (or is corrupt: then the fetcher asks another source).
+      return store.readBlock(cid)
+    } catch {
+      // Not in the store: perhaps in a partial image below.
     }
     // Chunks a transfer in progress here already wrote can be passed on before its image is complete.
     if (cid.code !== RAW_CODEC) return undefined

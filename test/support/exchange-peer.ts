@@ -124,6 +124,7 @@ for await (const line of createInterface({ input: process.stdin })) {
       // failure, not error: PeerProcess takes an `error` field for a failed command.
       case 'status': reply({ progress: fetching?.progress, result: fetching?.result, failure: fetching?.error, failureName: fetching?.errorName, transfers: exchange.transfers() }); break
       case 'served': reply(exchange.served()); break
+      case 'cpu': { const cpu = process.cpuUsage(); reply({ cpuMs: (cpu.user + cpu.system) / 1000 }); break }
       case 'penalties': reply({ penalties, penalised: exchange.penalised() }); break
       case 'export': await store.export(command.image as string, command.path as string, { overwrite: true }); reply({ ok: true }); break
       default: reply({ error: `unknown command ${command.cmd}` })
