@@ -14,26 +14,8 @@ export function roleOf (status: object): SiteRole { return (status as { role?: S
 export function memberSince (member: object): number | null { return (member as { since?: number }).since ?? null }
 export function memberUntil (member: object): number | null { return (member as { until?: number | null }).until ?? null }
 
-export interface HashgraphEventView {
-  id: string
-  creator: number
-  seq: number
-  selfParent: string | null
-  otherParent: string | null
-  round: number | null
-  witness: boolean
-  famous: boolean | null
-  /** Position in the consensus order, once decided. */
-  order: number | null
-  timestamp: string
-  transactions: number
-}
-
-export interface HashgraphView {
-  /** Site names by creator index. */
-  members: string[]
-  events: HashgraphEventView[]
-}
+/** The live hashgraph (GET /v1/hashgraph): the agent's own contract. */
+export type { HashgraphEventView, HashgraphView } from '../../p2p/api/types.js'
 
 export type ImageLayer = 'os' | 'we' | 'ud'
 
