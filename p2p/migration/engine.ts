@@ -11,6 +11,7 @@
  * (asking the source for the outcome if the connection broke in between).
  */
 import { randomBytes } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { join } from 'node:path'
 import type { PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -371,6 +372,8 @@ export class MigrationEngine {
       passes: 0, baseBytes: 0, baseTotal: 0, startedAt: performance.now()
     }
     ctx.done.promise.catch(() => {})
+    // Every stream, wait and shaper grant of the migration listens on its signal: a known handful, not a leak.
+    setMaxListeners(64, ctx.abort.signal)
     this.contexts.set(`${id}/${role}`, ctx)
     return ctx
   }
