@@ -52,6 +52,17 @@ export type FetchMissingChunks = (plan: MigrationPlan, signal: AbortSignal, onPr
 
 /** Chunks per request on the chunks channel, and per progress report. */
 const BATCH_CHUNKS = 64
+/** Hashing and rebuilding yield to the event loop this often (in chunks), so streams and timers keep being served. */
+const YIELD_EVERY_CHUNKS = 64
+
+/**
+ * A turn of the event loop. Reading blocks from the store is synchronous, so a loop over an
+ * image's chunks runs on microtasks alone and would keep I/O (every migration's streams) and
+ * timers waiting until the whole image is done — long enough, under load, for peers to time out.
+ */
+export async function yieldToEventLoop (): Promise<void> {
+  await new Promise((resolve) => setImmediate(resolve))
+}
 
 export function cidOfData (data: Uint8Array): CID {
   return CID.create(1, raw.code, createDigest(sha256.code, createHash('sha256').update(data).digest()))
@@ -184,6 +195,7 @@ export async function materializeBaseImages (store: MigrationImageStore, vm: VmD
     const content = async function * (): AsyncGenerator<Uint8Array> {
       for (let position = 0; position < manifest.chunks.length; position++) {
         if (signal.aborted) throw signal.reason
+        if (position % YIELD_EVERY_CHUNKS === YIELD_EVERY_CHUNKS - 1) await yieldToEventLoop()
         const cid = manifest.chunks[position] as string
         const length = Math.min(manifest.chunkSize, manifest.size - position * manifest.chunkSize)
         if (zeroChunkCids(length).has(cid)) { yield new Uint8Array(length); continue }
@@ -211,7 +223,10 @@ export async function hashImageNow (store: MigrationImageStore, reference: strin
   for await (const piece of store.read(reference, { signal })) {
     pending = pending.byteLength === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece])
     let at = 0
-    for (; pending.byteLength - at >= chunkSize; at += chunkSize) cids.push(cidOfData(pending.subarray(at, at + chunkSize)).toString())
+    for (; pending.byteLength - at >= chunkSize; at += chunkSize) {
+      cids.push(cidOfData(pending.subarray(at, at + chunkSize)).toString())
+      if (cids.length % YIELD_EVERY_CHUNKS === 0) await yieldToEventLoop()
+    }
     pending = pending.subarray(at)
   }
   if (pending.byteLength > 0) cids.push(cidOfData(pending).toString())
