@@ -1,4 +1,4 @@
-/** Logs: the agent's migration log (GET /v1/logs) or, until it offers one, this session's event stream; filter and export. */
+/** Logs: the agent's migration log (GET /v1/logs) merged with this session's event stream; filter and export. */
 import { useMemo, useState, type ReactNode } from 'react'
 import { EmptyState, ErrorState } from '../components'
 import type { LogEntry } from '../contract'
@@ -11,7 +11,7 @@ export function LogsView (): ReactNode {
   const { log: streamLog, api, status } = useAgent()
   const [migration, setMigration] = useState('')
   const query = migration === '' ? '' : `&migration=${encodeURIComponent(migration)}`
-  const server = useEndpoint<LogEntry[] | { entries: LogEntry[] }>(`/v1/logs?format=json${query}`, 3000)
+  const server = useEndpoint<LogEntry[] | { entries: Array<LogEntry | EngineLogEntry> }>(`/v1/logs?format=json${query}`, 3000)
   const [text, setText] = useState('')
   const [level, setLevel] = useState('all')
   const [saved, setSaved] = useState<string | null>(null)
@@ -19,7 +19,9 @@ export function LogsView (): ReactNode {
   const fromAgent = !server.notOffered && server.data !== null
   const entries = useMemo<LogEntry[]>(() => {
     if (!fromAgent) return streamLog
-    return Array.isArray(server.data) ? server.data : server.data?.entries ?? []
+    const agentEntries = (Array.isArray(server.data) ? server.data : server.data?.entries ?? []).map(toLogEntry)
+    // One timeline: the migrations' phases and passes beside the transactions and peers seen meanwhile.
+    return [...agentEntries, ...streamLog].sort((a, b) => a.at < b.at ? -1 : a.at > b.at ? 1 : 0)
   }, [fromAgent, server.data, streamLog])
   const migrations = useMemo(() => [...new Set(entries.flatMap((e) => e.migration === undefined ? [] : [e.migration]))].sort(), [entries])
   const filtered = useMemo(() => {
@@ -49,7 +51,7 @@ export function LogsView (): ReactNode {
     <section aria-labelledby='logs-title'>
       <h2 id='logs-title'>Logs</h2>
       <p className='muted' data-testid='log-source'>
-        {fromAgent ? 'The agent\'s migration log.' : server.notOffered ? 'This agent does not offer a migration log yet (GET /v1/logs answers 404): showing what its event stream reported since this page opened.' : 'Showing the event stream since this page opened.'}
+        {fromAgent ? 'The agent\'s migration log, with this session\'s event stream.' : server.notOffered ? 'This agent does not offer a migration log yet (GET /v1/logs answers 404): showing what its event stream reported since this page opened.' : 'Showing the event stream since this page opened.'}
       </p>
       {server.error !== null && <ErrorState title="Could not load the agent's log">{server.error}</ErrorState>}
       <div className='toolbar' role='search' aria-label='Filter the log'>
@@ -95,4 +97,19 @@ export function LogsView (): ReactNode {
           )}
     </section>
   )
+}
+
+/** An entry of the migration engine's log (p2p/migration LogEntry), as GET /v1/logs?format=json lists them. */
+interface EngineLogEntry { seq: number, migration: string, time: number, kind: string, phase: string | null, data: Record<string, unknown> }
+
+function toLogEntry (entry: LogEntry | EngineLogEntry): LogEntry {
+  if (!('time' in entry) || typeof entry.time !== 'number') return entry as LogEntry
+  const e = entry as EngineLogEntry
+  return {
+    at: new Date(e.time).toISOString(),
+    level: e.kind === 'error' ? 'error' : 'info',
+    message: `${e.kind}${e.phase === null ? '' : ` ${e.phase}`} ${JSON.stringify(e.data)}`,
+    migration: e.migration,
+    ...(e.phase === null ? {} : { phase: e.phase })
+  }
 }
