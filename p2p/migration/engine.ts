@@ -461,7 +461,8 @@ export class MigrationEngine {
   }
 
   private async acceptControl (control: ControlChannel, site: string, header: ChannelHeader): Promise<void> {
-    const first = await control.receive(AbortSignal.timeout(15_000))
+    // Generous: a target busy hashing (NSS/SS) for several concurrent migrations reads late.
+    const first = await control.receive(AbortSignal.timeout(120_000))
     if (first === null) return
     if (first.type === 'outcome') {
       // The other end lost the control stream around the commit and asks how it ended here.

@@ -56,7 +56,7 @@ export async function writeHeader (stream: Stream, header: ChannelHeader): Promi
 
 export async function readHeader (stream: Stream): Promise<ChannelHeader> {
   const lp = lpStream(stream, { maxDataLength: 4096 })
-  const bytes = await lp.read({ signal: AbortSignal.timeout(10_000) })
+  const bytes = await lp.read({ signal: AbortSignal.timeout(60_000) })
   lp.unwrap()
   let header: ChannelHeader
   try {
