@@ -28,7 +28,7 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { createSwarmKey } from '../p2p/swarm/index.js'
-import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type FetchStatus } from '../test/support/exchange-sites.js'
+import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type ChunkPlan, type FetchStatus } from '../test/support/exchange-sites.js'
 
 const self = fileURLToPath(import.meta.url)
 const MiB = 1024 * 1024
@@ -298,16 +298,24 @@ async function fetchRun (dir: string, swarm: string, image: string, sourceCount:
   }
 }
 
-async function fetchBench (args: string[]): Promise<void> {
-  const mib = option(args, 'mib', 256)
-  const runs = option(args, 'runs', 3)
-  const dir = mkdtempSync(join(tmpdir(), 'hgmig-bench-exchange-'))
+/** A scratch directory with a swarm file and a `mib` MiB image of the usual plan; removed afterwards. */
+async function withImage (name: string, mib: number, body: (fixture: { dir: string, swarm: string, image: string, chunkPlan: ChunkPlan, missing: { chunks: number, bytes: number } }) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), `hgmig-bench-${name}-`))
   try {
     const swarm = await writeSwarmFile(dir, 4)
     const image = join(dir, 'image.img')
     const chunkPlan = plan(Math.round(mib * MiB / CHUNK), 1)
     writeImage(image, chunkPlan, new Map())
-    const missing = missingBytes(chunkPlan, undefined)
+    await body({ dir, swarm, image, chunkPlan, missing: missingBytes(chunkPlan, undefined) })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function fetchBench (args: string[]): Promise<void> {
+  const mib = option(args, 'mib', 256)
+  const runs = option(args, 'runs', 3)
+  await withImage('fetch', mib, async ({ dir, swarm, image, missing }) => {
     console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median`)
     for (const sources of [1, 2]) {
       const ratios: number[] = []
@@ -330,9 +338,7 @@ async function fetchBench (args: string[]): Promise<void> {
       }
       console.log(`${sources} source(s): ${fmt(median(rates))} = ${median(ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch incl. store import ${median(totals).toFixed(2)} s; CPU s/GB fetcher ${median(cpuFetcher).toFixed(1)}, sources ${median(cpuSources).toFixed(1)}`)
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 // ------------------------------------------------------------------ knockout
@@ -342,13 +348,7 @@ async function knockout (args: string[]): Promise<void> {
   const mbit = option(args, 'mbit', 100)
   const runs = option(args, 'runs', 3)
   const rate = mbit * 1e6 / 8
-  const dir = mkdtempSync(join(tmpdir(), 'hgmig-bench-knockout-'))
-  try {
-    const swarm = await writeSwarmFile(dir, 4)
-    const image = join(dir, 'image.img')
-    const chunkPlan = plan(Math.round(mib * MiB / CHUNK), 1)
-    writeImage(image, chunkPlan, new Map())
-    const missing = missingBytes(chunkPlan, undefined)
+  await withImage('knockout', mib, async ({ dir, swarm, image, missing }) => {
     console.log(`knockout: ${mib} MiB image (${(missing.bytes / MiB).toFixed(1)} MiB to fetch), two sources each limited to ${mbit} Mbit/s (egress token bucket), ${runs} runs`)
     const added: number[] = []
     const addedReached: number[] = []
@@ -393,9 +393,7 @@ async function knockout (args: string[]): Promise<void> {
       console.log(`  run ${run + 1}: both sources ${both.toFixed(2)} s (ideal ${(missing.bytes / (2 * rate)).toFixed(2)} s); A killed at ~${knocked.killedAt.toFixed(2)} s after sending ${(aBytes / MiB).toFixed(1)} MiB: network phase ${r.fetchSeconds.toFixed(2)} s, ideal ${ideal.toFixed(2)} s at the configured rate (added ${(r.fetchSeconds - ideal).toFixed(2)} s), ${idealReached.toFixed(2)} s at the rate reached with both (added ${(r.fetchSeconds - idealReached).toFixed(2)} s)`)
     }
     console.log(`knockout: median time added beyond the ideal ${median(added).toFixed(2)} s at the configured rate, ${median(addedReached).toFixed(2)} s at the rate reached with both sources (both sources: ${median(bothRuns).toFixed(2)} s for ${(missing.bytes / MiB).toFixed(1)} MiB, ideal ${(missing.bytes / (2 * rate)).toFixed(2)} s)`)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 // ------------------------------------------------------------------ rate-limited sources: one vs two
@@ -405,11 +403,7 @@ async function limited (args: string[]): Promise<void> {
   const mbit = option(args, 'mbit', 40)
   const runs = option(args, 'runs', 3)
   const rate = mbit * 1e6 / 8
-  const dir = mkdtempSync(join(tmpdir(), 'hgmig-bench-limited-'))
-  try {
-    const swarm = await writeSwarmFile(dir, 4)
-    const image = join(dir, 'image.img')
-    writeImage(image, plan(Math.round(mib * MiB / CHUNK), 1), new Map())
+  await withImage('limited', mib, async ({ dir, swarm, image }) => {
     console.log(`limited: ${mib} MiB image, every source's egress limited to ${mbit} Mbit/s (token bucket), ${runs} runs; ratio = two sources / one source in the same run`)
     const ratios: number[] = []
     for (let run = 0; run < runs; run++) {
@@ -421,9 +415,7 @@ async function limited (args: string[]): Promise<void> {
       console.log(`  run ${run + 1}: one source ${fmt(r1)} (${(r1 / rate * 100).toFixed(0)} % of its limit), two ${fmt(r2)} (${two.status.result!.sources.map((x) => `${(x.bytes / MiB).toFixed(1)} MiB`).join(' + ')}): ${(r2 / r1).toFixed(2)} x`)
     }
     console.log(`limited: two sources = ${median(ratios).toFixed(2)} x one source (median)`)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  })
 }
 
 // ------------------------------------------------------------------ tbf in network namespaces
