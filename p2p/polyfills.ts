@@ -49,6 +49,11 @@ interface XSalsa20Prototype {
   __hgmigChunked?: boolean;
 }
 
+/** The WebAssembly state behind one cipher: a cached view of the memory all ciphers share. */
+interface XorState {
+  _memory?: Uint8Array;
+}
+
 function chunkXSalsa20(): void {
   let XSalsa20: { prototype: XSalsa20Prototype };
   try {
@@ -59,12 +64,19 @@ function chunkXSalsa20(): void {
   const proto = XSalsa20.prototype;
   if (proto.__hgmigChunked === true) return;
   const update = proto.update;
-  proto.update = function (this: XSalsa20Prototype, input: Uint8Array, output?: Uint8Array): Uint8Array {
-    if (input.length <= XSALSA20_PIECE_BYTES) return update.call(this, input, output);
+  // Pieces keep the memory from growing; should it grow anyway (every new cipher takes 64 bytes
+  // of it for good, as pnet never finalizes them), a cipher whose view went stale is handed the
+  // live one, so it never "grows" the memory again by its whole input.
+  let liveView: Uint8Array | undefined;
+  proto.update = function (this: XSalsa20Prototype & { _xor?: XorState | null }, input: Uint8Array, output?: Uint8Array): Uint8Array {
     const out = output ?? new Uint8Array(input.length);
-    for (let offset = 0; offset < input.length; offset += XSALSA20_PIECE_BYTES) {
+    for (let offset = 0; offset < input.length || offset === 0; offset += XSALSA20_PIECE_BYTES) {
+      const state = this._xor;
+      if (state?._memory !== undefined && state._memory.byteLength === 0 && liveView !== undefined && liveView.byteLength > 0) state._memory = liveView;
       const end = Math.min(offset + XSALSA20_PIECE_BYTES, input.length);
       update.call(this, input.subarray(offset, end), out.subarray(offset, end));
+      if (state?._memory !== undefined && state._memory.byteLength > 0) liveView = state._memory;
+      if (input.length === 0) break;
     }
     return out;
   };

@@ -49,3 +49,34 @@ test('xsalsa20 (pnet\'s cipher) is fed in pieces: large inputs encrypt the same 
   const large = new Uint8Array(1200 * 1024);
   for (let i = 0; i < 200; i++) (i % 2 === 0 ? a : b).update(large);
 });
+
+test('xsalsa20 ciphers keep a live view of their shared memory after it grows (after thousands of connections)', async () => {
+  const { createRequire } = await import('node:module');
+  const XSalsa20 = createRequire(import.meta.url)('xsalsa20') as (nonce: Uint8Array, key: Uint8Array) => { update: (input: Uint8Array) => Uint8Array };
+  const nonce = new Uint8Array(24).fill(5);
+  const key = new Uint8Array(32).fill(6);
+  const first = XSalsa20(nonce, key);
+  const second = XSalsa20(nonce, key);
+  // Each cipher takes 64 bytes of the 640 KiB memory for good (pnet never finalizes one). Once
+  // the constructor fails (a per-process limit of about 5,000 pnet connections over the process's
+  // life, which this guard cannot lift), the next update no longer fits and grows the memory,
+  // leaving every other cipher's view stale.
+  let created = 0;
+  for (;;) {
+    try {
+      XSalsa20(nonce, key);
+      created++;
+    } catch (err) {
+      assert.ok(err instanceof RangeError, String(err));
+      break;
+    }
+  }
+  assert.ok(created > 5000, `${created} ciphers before the memory is full`);
+  // Unguarded, every call of a cipher with a stale view grows the memory again: about 6,000 calls exhaust it.
+  const data = new Uint8Array(1024).fill(1);
+  const outputs: Uint8Array[] = [];
+  for (let i = 0; i < 8000; i++) outputs.push((i % 2 === 0 ? first : second).update(data));
+  // Both streams still encrypt correctly: the same key and nonce give the same keystream.
+  assert.deepEqual(outputs[0], outputs[1]);
+  assert.deepEqual(outputs[7998], outputs[7999]);
+});

@@ -99,6 +99,8 @@ class MigrationAgent implements Agent {
   private readonly remoteLatency: ConsensusLatency
   private readonly rtt = new Map<string, number | null>()
   private readonly peerIds = new Map<string, PeerId>()
+  /** What each member last reported of its replicated state (for comparing sites at a glance). */
+  private readonly reportedState = new Map<string, { stateHash: string, ordered: number }>()
   /** Last answer per member to this site's join request (logged when it changes). */
   private readonly joinAnswers = new Map<string, string>()
   private asking = false
@@ -254,6 +256,11 @@ class MigrationAgent implements Agent {
     undo.push(async () => { await gossip.stop() })
     await handleRequests(node, joinProtocol(genesis.swarmId), async (request, peer) => await core.desk.answer(request, peer))
     undo.push(async () => { await node.unhandle(joinProtocol(genesis.swarmId)) })
+    await handleRequests(node, stateProtocol(genesis.swarmId), async (_request, peer) => {
+      if (!isCurrentMember(core.state.memberByPeerId(peer.toString()))) throw new Error('only members may ask')
+      return { stateHash: core.state.stateHash, ordered: core.state.applied + core.state.rejected }
+    })
+    undo.push(async () => { await node.unhandle(stateProtocol(genesis.swarmId)) })
     await handleRequests(node, addressBookProtocol(genesis.swarmId), async () => await this.memberAddresses(node))
     undo.push(async () => { await node.unhandle(addressBookProtocol(genesis.swarmId)) })
     const images = new SiteImages({
@@ -526,8 +533,12 @@ class MigrationAgent implements Agent {
     if (this.role() === 'member') network.transfers.resumeInterrupted()
     await Promise.all(this.otherMembers().map(async (member) => {
       const peer = this.peerOf(member.peerId)
-      if (this.isConnected(peer)) await this.pingMember(peer)
-      else await this.connectMember(network.node, peer)
+      if (this.isConnected(peer)) {
+        await this.pingMember(peer)
+        await this.askState(network.node, peer)
+      } else {
+        await this.connectMember(network.node, peer)
+      }
     }))
   }
 
@@ -614,6 +625,15 @@ class MigrationAgent implements Agent {
     }
   }
 
+  private async askState (node: SwarmNode, peer: PeerId): Promise<void> {
+    const core = this.core
+    if (core === null) return
+    try {
+      const reported = await sendRequest(node, peer, stateProtocol(core.genesis.swarmId), {}, { signal: AbortSignal.timeout(5000) }) as { stateHash?: unknown, ordered?: unknown }
+      if (typeof reported.stateHash === 'string' && typeof reported.ordered === 'number') this.reportedState.set(peer.toString(), { stateHash: reported.stateHash, ordered: reported.ordered })
+    } catch { /* an older agent or a busy one: keep the last report */ }
+  }
+
   private async pingMember (peer: PeerId): Promise<void> {
     const network = this.network
     if (network === null) return
@@ -665,6 +685,8 @@ class MigrationAgent implements Agent {
           self: isSelf,
           connected: isSelf || this.isConnected(this.peerOf(m.peerId)),
           rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null,
+          stateHash: isSelf ? state.stateHash : this.reportedState.get(m.peerId)?.stateHash ?? null,
+          ordered: isSelf ? state.applied + state.rejected : this.reportedState.get(m.peerId)?.ordered ?? null,
           since: m.fromRound,
           until: m.untilRound
         }
@@ -939,6 +961,10 @@ function checkAddresses (option: string, addresses: string[], needPeerId: boolea
     if (needPeerId && !components.some((c) => c.name === 'p2p')) throw new AgentConfigError(`${option} ${address}: must end in /p2p/<peer id> (the member's peer id)`)
   }
   return addresses
+}
+
+function stateProtocol (swarmId: string): string {
+  return `/hgmig/${swarmId}/state/1.0.0`
 }
 
 function addressBookProtocol (swarmId: string): string {

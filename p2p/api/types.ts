@@ -16,6 +16,9 @@ export interface MemberStatus {
   connected: boolean
   /** Last round-trip time measured by the libp2p ping service, in milliseconds; null if unknown. */
   rttMs: number | null
+  /** That site's state hash and count of ordered transactions as it last reported them (every few seconds while connected); null if never. */
+  stateHash: string | null
+  ordered: number | null
   /** First consensus round in which its events count (1 for founding members). */
   since: number
   /** First round without it once removed or gone; null while it stays. */

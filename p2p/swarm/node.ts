@@ -101,7 +101,8 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
     addresses: { listen: init.listen, ...(init.announce === undefined || init.announce.length === 0 ? {} : { announce: init.announce }) },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // 4 MiB per-stream windows (default 256 KiB): chunk transfers keep a window's worth of blocks in flight.
+    streamMuxers: [yamux({ streamOptions: { initialStreamWindowSize: 4 * 1024 * 1024, maxStreamWindowSize: 16 * 1024 * 1024 } })],
     connectionProtector: preSharedKey({ psk: init.swarmKey }),
     peerDiscovery: discovery,
     services: {

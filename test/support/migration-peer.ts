@@ -9,7 +9,6 @@
  */
 import '../../p2p/polyfills.js'
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
@@ -20,32 +19,7 @@ import { createMigrationEngine, createSyntheticDriver, type ExportFormat, type I
 import { createImageStore, type Layer } from '../../p2p/store/index.js'
 import { createSwarmNode, parseSwarmKey } from '../../p2p/swarm/index.js'
 
-/*
- * Work-around for a fault below the migration module (reported to the lead, for p2p/swarm): the
- * pnet connection protector (@libp2p/pnet) uses xsalsa20 1.2.0, whose instances share one
- * WebAssembly memory but each cache a view of it. When one instance grows the memory (a large
- * write), every other instance's view is detached (length 0), so its next update "grows" the
- * memory again by its whole working size; with several connections and large writes the memory
- * soon reaches its maximum and the connection dies with "WebAssembly.Memory.grow(): Maximum memory
- * size exceeded" (seen with five concurrent migrations). Here a detached view is replaced by the
- * live one before each update, and large inputs go in 1 MiB slices (a stream cipher: the same
- * output), so the memory grows once, to about 1 MiB.
- */
-type XorState = { _memory?: Uint8Array }
-const XSalsa20 = createRequire(import.meta.url)('xsalsa20') as { prototype: { _xor: XorState | null, update: (input: Uint8Array, output?: Uint8Array) => Uint8Array } }
-const wholeUpdate = XSalsa20.prototype.update
-let liveView: Uint8Array | undefined
-XSalsa20.prototype.update = function (this: { _xor: XorState | null }, input: Uint8Array, output: Uint8Array = new Uint8Array(input.length)): Uint8Array {
-  const SLICE = 1 << 20
-  for (let at = 0; at < input.length || at === 0; at += SLICE) {
-    const state = this._xor
-    if (state?._memory !== undefined && state._memory.byteLength === 0 && liveView !== undefined && liveView.byteLength > 0) state._memory = liveView
-    wholeUpdate.call(this, input.subarray(at, at + SLICE), output.subarray(at, at + SLICE))
-    if (state?._memory !== undefined) liveView = state._memory
-    if (input.length === 0) break
-  }
-  return output
-}
+// pnet's xsalsa20 cipher is guarded in p2p/polyfills.ts (imported first): pieces and live memory views.
 
 interface Config { swarmId: string, swarmKey: string, keys: Record<string, string>, chunkSize: number, linkBandwidth?: number }
 
