@@ -54,6 +54,8 @@ export class HashgraphGossip {
   private readonly syncing = new Set<string>()
   private running = false
   private lastAntiEntropy = 0
+  /** When the pending timer fires (ms since the epoch). */
+  private timerDue = 0
   private antiEntropyTurn = 0
   private readonly onSubscriptionChange = (): void => { this.schedule(0) }
 
@@ -135,8 +137,14 @@ export class HashgraphGossip {
 
   /** Creates an own event now or after `delayMs`, if anything awaits ordering. */
   private schedule (delayMs: number): void {
-    if (!this.running || this.timer !== null) return
+    if (!this.running) return
     const wait = Math.max(delayMs, this.lastCreated + this.init.minEventIntervalMs - Date.now(), 0)
+    // A pending heartbeat must not hold back an answer to an event just received: the earlier wins.
+    if (this.timer !== null) {
+      if (Date.now() + wait >= this.timerDue) return
+      clearTimeout(this.timer)
+    }
+    this.timerDue = Date.now() + wait
     this.timer = setTimeout(() => {
       this.timer = null
       this.tick()
