@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
+import type { ImageAnnouncement } from '../api/index.js'
 import { MEMBERSHIP_DELAY_ROUNDS, type OrderedTransaction } from '../hashgraph/index.js'
 import { OrderGapError } from './errors.js'
 import { siteNameKey, siteNameProblem } from './site-name.js'
@@ -64,17 +65,8 @@ export interface MigrationRecord extends Omit<MigrationRecordTransaction, 'type'
   recordedBy: number
 }
 
-export interface AnnouncedImage {
-  rootCid: string
-  name: string
-  layer: 'os' | 'we' | 'ud'
-  /** Root CID of the base image (WE: its OS, UD: its WE), null for an OS image. */
-  base: string | null
-  size: number
-  chunkSize: number
-  chunkCount: number
-  public: boolean
-}
+/** The announcement's fields are the API's contract too (GET /v1/images shows them). */
+export type AnnouncedImage = ImageAnnouncement
 
 export type TransactionKind = SwarmTransaction['type']
 

@@ -205,17 +205,21 @@ export interface TransferProgressView {
   sources: Array<{ peer: string, state: 'connecting' | 'active' | 'dropped', chunks: number, bytes: number, bytesPerSecond: number, invalidBlocks: number, dropReason?: string }>
 }
 
-/** An image as the swarm knows it: announced by consensus, with this site's view of it. */
-export interface ImageView {
+/** What a site announces of an image it holds (the image-announce transaction's content). */
+export interface ImageAnnouncement {
   rootCid: string
   name: string
   layer: 'os' | 'we' | 'ud'
-  /** Root CID of its base image (null for OS). */
+  /** Root CID of its base image (WE: its OS, UD: its WE), null for an OS image. */
   base: string | null
   size: number
   chunkSize: number
   chunkCount: number
   public: boolean
+}
+
+/** An image as the swarm knows it: announced by consensus, with this site's view of it. */
+export interface ImageView extends ImageAnnouncement {
   /** Names of the sites holding it now. */
   holders: string[]
   /** This site holds it. */
