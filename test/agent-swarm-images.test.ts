@@ -19,11 +19,17 @@ async function start (name: string, dir: string, agents: AgentProcess[]): Promis
 }
 
 async function agreed (what: string, sites: Site[], check: (s: AgentStatus) => boolean, timeoutMs = 240_000): Promise<AgentStatus[]> {
-  return await eventually(what, async () => {
-    const all = await Promise.all(sites.map(async (s) => await s.client.status()))
-    const same = all.every((s) => s.stateHash === all[0]!.stateHash && s.transactions.ordered === all[0]!.transactions.ordered)
-    return same && all.every(check) ? all : undefined
-  }, timeoutMs)
+  let seen = ''
+  try {
+    return await eventually(what, async () => {
+      const all = await Promise.all(sites.map(async (s) => await s.client.status()))
+      seen = all.map((s, i) => `${sites[i]!.name}: ${s.role}, ${s.members.length} members, ordered ${s.transactions.ordered}, decided round ${s.lastDecidedRound}, highest round ${s.hashgraph.lastRound}, waiting ${s.hashgraph.waiting}${s.halted === null ? '' : `, halted: ${s.halted}`}`).join('; ')
+      const same = all.every((s) => s.stateHash === all[0]!.stateHash && s.transactions.ordered === all[0]!.transactions.ordered)
+      return same && all.every(check) ? all : undefined
+    }, timeoutMs)
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last seen: ${seen}`, { cause: err })
+  }
 }
 
 test('four sites: create, invite, join, approve; each imports an image through its agent; all agree and know every chunk list; kill -9 and restart catches up; two of four down stops ordering until they return', async () => {

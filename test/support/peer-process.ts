@@ -49,15 +49,22 @@ export class PeerProcess {
 /** Polls `probe` until it returns a value, or fails with `what` after `timeoutMs` (a liveness bound, not a speed check). */
 export async function eventually<T> (what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
-  let last: unknown
+  let lastError: unknown
+  let lastProbeFailed: boolean
   for (;;) {
     try {
       const value = await probe()
       if (value !== undefined) return value
+      lastProbeFailed = false
     } catch (err) {
-      last = err
+      lastError = err
+      lastProbeFailed = true
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`)
+    if (Date.now() > deadline) {
+      // Say whether the condition was unmet at the end or the probe itself kept failing.
+      const why = lastError === undefined ? '' : lastProbeFailed ? `: ${String(lastError)}` : ` (condition unmet; an earlier probe failed: ${String(lastError)})`
+      throw new Error(`timed out waiting for ${what}${why}`)
+    }
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
