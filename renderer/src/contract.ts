@@ -50,35 +50,64 @@ export interface SimilarityView { images: string[], labels: string[], matrix: nu
 export interface ImportRequest { path: string, layer: ImageLayer, base?: string, name?: string, private?: boolean }
 export interface SwarmRequests {
   requests?: Array<{ peerId: string, name: string, at: string, inviter?: string }>
-  /** Planned: peers found by mDNS that are not members. */
-  lanPeers?: Array<{ peerId: string, addrs: string[] }>
+  /** Planned: peers mDNS found (newest first); absent where the agent does not report them. */
+  lanPeers?: Array<{ peerId: string, addrs: string[], lastSeen?: string, member?: boolean }>
 }
 export interface InviteView { code: string, expiresAt?: string, bootstrap?: string[] }
 
-/** Migrations (issue 6): fields the UI shows when the agent reports them; all but the first few optional. */
-export interface VmView { id: string, name: string, site: string, memoryBytes?: number, diskBytes?: number, state?: string }
-export interface SuggestedSite { site: string, predictedBytes?: number, predictedMs?: number, m?: number, n?: number }
-export interface TransferBar { done: number, total: number, bytesPerSecond?: number, etaMs?: number }
-export interface MigrationView {
-  id: string
-  vm: string
-  from: string
-  to: string
-  /** e.g. planning, base, ud, precopy, stop-and-copy, resume, done, failed, cancelled */
-  phase: string
-  state?: 'running' | 'done' | 'failed' | 'cancelled'
-  error?: string
-  startedAt?: string
-  endedAt?: string
-  phases?: Array<{ name: string, startedAt: string, endedAt?: string | null }>
-  bars?: { base?: TransferBar, ud?: TransferBar, memory?: TransferBar }
-  sources?: Array<{ site: string, bytesPerSecond: number }>
-  dirtyPages?: number[]
-  plan?: { bitmapSummary?: string, m?: number, n?: number, suggested?: SuggestedSite[] }
-  expectedDowntimeMs?: number
-  actualDowntimeMs?: number | null
+/**
+ * Migrations: the engine's own shapes (p2p/migration), type-only, so a change there breaks this
+ * build rather than the page. GET /v1/migrations answers `{ migrations: MigrationInfo[], history:
+ * MigrationRecord[] }` (this site's rows, one per role, and the swarm's consensus history).
+ */
+import type { LogEntry as MigrationLogEntry } from '../../p2p/migration/index.js'
+export type { MigrationLogEntry }
+export type {
+  DiskRoundStats, LayerPlan, MemoryPassStats, MigrationInfo, MigrationPhase, MigrationPlan,
+  MigrationRole, MigrationState, Strategy, VmInfo, WorkloadName
+} from '../../p2p/migration/index.js'
+export type { MigrationRecord } from '../../p2p/agent/state.js'
+
+/** The phases in order, as p2p/migration PHASES (a value: copied, not imported, so no engine code is bundled). */
+export const MIGRATION_PHASES = ['request', 'plan', 'agree', 'transfer', 'precopy', 'switchover', 'committed', 'resumed', 'released', 'record'] as const
+/** The synthetic driver's workloads (p2p/migration WORKLOAD_NAMES). */
+export const WORKLOADS = ['idle', 'static', 'dynamic', 'compilation', 'memory-intensive', 'cpu-intensive', 'network-intensive'] as const
+
+/** A candidate target, as GET /v1/migrations/plan?vm= (no `to`) ranks them. */
+export interface RankedTarget { target: string, estimatedSeconds: number, bytesToSend: number, similarity: { m: number, n: number } }
+
+/** POST /v1/migrations. */
+export interface MigrationStart { vm: string, to: string, strategy?: 'h-gmig' | 'nss' | 'ss', maxDowntimeMs?: number, bandwidth?: number, repository?: string }
+
+/** GET /v1/logs?format=json: the entries and the rows of the migrations they belong to. */
+export interface MigrationLogExport { migrations: unknown[], entries: MigrationLogEntry[] }
+
+/**
+ * Planned (requested from the lead): per-source figures of the base-layer transfer in
+ * MigrationInfo.progress. Read through this helper so the UI runs against agents without them.
+ */
+export interface SourceFigures { site: string, chunks: number, bytes: number }
+export function progressSources (info: object): SourceFigures[] | null {
+  return (info as { progress?: { sources?: SourceFigures[] } }).progress?.sources ?? null
 }
-export interface MigrationStart { vm: string, to: string, maxDowntimeMs?: number, bandwidth?: number }
+
+/** Planned: a member's traffic (MemberStatus.throughput); undefined where the agent does not report it. */
+export interface MemberThroughput { sentBytesPerSecond: number, receivedBytesPerSecond: number }
+export function memberThroughput (member: object): MemberThroughput | null | undefined {
+  return (member as { throughput?: MemberThroughput | null }).throughput
+}
+
+/** Planned: GET /v1/images/:rootCid/chunks?buckets=N. */
+export interface ChunkMapView {
+  rootCid: string
+  name: string
+  chunkCount: number
+  chunkSize: number
+  buckets: number
+  chunksPerBucket: number
+  /** Per bucket: h all held, p some held, f some in flight, m none held, z all-zero. */
+  sites: Array<{ site: string, held: number, inFlight: number, states: string }>
+}
 
 export interface LogEntry {
   at: string
