@@ -12,6 +12,7 @@
  * script run again as the other process.
  */
 import '../p2p/polyfills.js'
+import '../test/support/exchange-pnet-guard.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
@@ -27,7 +28,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { createSwarmKey } from '../p2p/swarm/index.js'
+import { createSwarmKey, privateNetwork } from '../p2p/swarm/index.js'
 import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type ChunkPlan, type FetchStatus } from '../test/support/exchange-sites.js'
 
 const self = fileURLToPath(import.meta.url)
@@ -133,7 +134,8 @@ async function sendBytes (stream: Stream, bytes: number, payload: Uint8Array): P
 
 interface StackVariant {
   name: string
-  pnet: boolean
+  /** 'swarm': the swarm's own private-network protector (libsodium XSalsa20); 'pnet': @libp2p/pnet's. */
+  protector: 'swarm' | 'pnet' | 'none'
   streams: number
   /** yamux per-stream receive window, bytes (default 256 KiB). */
   window?: number
@@ -147,7 +149,8 @@ async function stackNode (variant: StackVariant, swarmKey: Uint8Array): Promise<
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux(window === undefined ? {} : { streamOptions: { initialStreamWindowSize: window, maxStreamWindowSize: Math.max(window, 16 * MiB) } })],
-    ...(variant.pnet ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {})
+    ...(variant.protector === 'pnet' ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
+    ...(variant.protector === 'swarm' ? { connectionProtector: privateNetwork({ psk: swarmKey }) } : {})
   })
 }
 
@@ -212,11 +215,11 @@ async function streamCopy (variant: StackVariant, bytes: number): Promise<{ byte
 }
 
 const ALL_STACK_VARIANTS: StackVariant[] = [
-  { name: 'tcp+noise+yamux+pnet (the swarm node), 1 stream', pnet: true, streams: 1 },
-  { name: 'tcp+noise+yamux+pnet, 4 streams', pnet: true, streams: 4 },
-  { name: 'tcp+noise+yamux+pnet, 1 stream, 4 MiB yamux window', pnet: true, streams: 1, window: 4 * MiB },
-  { name: 'tcp+noise+yamux (no pnet), 1 stream', pnet: false, streams: 1 },
-  { name: 'tcp+noise+yamux (no pnet), 1 stream, 4 MiB yamux window', pnet: false, streams: 1, window: 4 * MiB }
+  { name: 'tcp+noise+yamux+swarm protector (createSwarmNode), 1 stream, 4 MiB yamux window', protector: 'swarm', streams: 1, window: 4 * MiB },
+  { name: 'tcp+noise+yamux+@libp2p/pnet, 1 stream, 4 MiB yamux window', protector: 'pnet', streams: 1, window: 4 * MiB },
+  { name: 'tcp+noise+yamux (no protector), 1 stream, 4 MiB yamux window', protector: 'none', streams: 1, window: 4 * MiB },
+  { name: 'tcp+noise+yamux+swarm protector, 4 streams, 4 MiB yamux window', protector: 'swarm', streams: 4, window: 4 * MiB },
+  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 256 KiB yamux window (default)', protector: 'swarm', streams: 1 }
 ]
 
 async function streams (args: string[]): Promise<void> {

@@ -1,4 +1,6 @@
 import '../p2p/polyfills.js';
+// @libp2p/pnet's cipher guard, for the test and bench processes that still run pnet.
+import './support/exchange-pnet-guard.js';
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -3,4 +3,5 @@ export { createSwarmNode, createSwarmKey, parseSwarmKey, type SwarmNode, type Sw
 export { HashgraphGossip, eventsTopic, type HashgraphGossipInit } from './hashgraph-gossip.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { SwarmConfigError } from './errors.js'
+export { privateNetwork, decodeSwarmKey, XSalsa20Stream, type PrivateNetworkInit } from './private-network.js'
 export { sendRequest, handleRequests, RemoteRequestError, type RequestOptions, type HandleRequestsOptions } from './request-response.js'
