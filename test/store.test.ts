@@ -1,7 +1,7 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -324,19 +324,58 @@ test('IPFS profile: root CIDs equal `ipfs add` output (kubo defaults) for known 
   }
 })
 
-test('hashing on the worker thread and on the main thread give the same DAG', async () => {
+/** Whether this directory's file system takes O_DIRECT writes (ext4, xfs, tmpfs on recent kernels do). */
+function directIoWorks (dir: string): boolean {
+  const probe = join(dir, 'o-direct-probe')
+  try {
+    closeSync(openSync(probe, constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT))
+    return true
+  } catch {
+    return false
+  } finally {
+    rmSync(probe, { force: true })
+  }
+}
+
+test('hashing on the worker thread and on the main thread give the same DAG; full leaves are written with O_DIRECT, the rest through the page cache', async () => {
   const dir = tempDir('worker')
   const file = join(dir, 'disk.img')
+  const chunk = 16 * KiB
   // Not a multiple of the 4 MiB pieces nor of the chunk size: the last piece and chunk are short.
-  writeFileSync(file, Buffer.concat([randomBytes(5 * 1024 * KiB + 1234), Buffer.alloc(300 * KiB), randomBytes(77)]))
+  const data = Buffer.concat([randomBytes(5 * 1024 * KiB + 1234), Buffer.alloc(300 * KiB), randomBytes(77)])
+  writeFileSync(file, data)
+  // Stored leaves: every non-zero chunk once (random data: no repeats). Full ones can go direct; the short last one cannot.
+  let fullLeafBytes = 0
+  let shortLeafBytes = 0
+  for (let offset = 0; offset < data.length; offset += chunk) {
+    const leaf = data.subarray(offset, offset + chunk)
+    if (leaf.every((byte) => byte === 0)) continue
+    if (leaf.length === chunk) fullLeafBytes += chunk
+    else shortLeafBytes += leaf.length
+  }
+  const direct = directIoWorks(dir)
   const roots: string[] = []
   for (const hashInWorker of [true, false]) {
-    const store = createImageStore({ directory: join(dir, `store-${String(hashInWorker)}`), chunkSize: 16 * KiB, hashInWorker })
+    const store = createImageStore({ directory: join(dir, `store-${String(hashInWorker)}`), chunkSize: chunk, hashInWorker })
     await store.open()
     try {
       const info = await store.add(file, { layer: 'os' })
       assert.equal(info.size, statSync(file).size)
       roots.push(info.rootCid)
+      const stats = await store.stats()
+      const written = store.packBytesWritten
+      assert.equal(stats.storedLeafBytes, fullLeafBytes + shortLeafBytes)
+      assert.equal(written.direct + written.pageCache, stats.storedBytes, 'every stored byte written once, no padding')
+      if (direct) {
+        assert.equal(written.direct, fullLeafBytes, `full leaves bypass the page cache (hash worker: ${String(hashInWorker)})`)
+      } else {
+        assert.equal(written.direct, 0, 'no O_DIRECT here: everything through the page cache')
+      }
+      const out = join(dir, `out-${String(hashInWorker)}`)
+      await store.export(info.id, out)
+      assert.ok(readFileSync(out).equals(data), 'read back byte-identical')
+      const packs = join(dir, `store-${String(hashInWorker)}`, 'packs')
+      assert.equal(readdirSync(packs).reduce((sum, name) => sum + statSync(join(packs, name)).size, 0), stats.storedBytes, 'the pack files hold exactly the stored blocks')
     } finally {
       await store.close()
     }

@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { Worker } from 'node:worker_threads'
 import type { Chunker } from 'ipfs-unixfs-importer/chunker'
+import { AlignedArena } from './aligned.js'
 import type { HashedPiece, HashWorkerInput } from './hash-worker.js'
 
 /** Pieces of about 4 MiB (whole chunks): few reads and messages, and a piece is hashed while the next is read. */
@@ -8,10 +9,11 @@ const PIECE_BYTES = 4 << 20
 /** Pieces read but not yet consumed by the importer, at most: bounds memory to ~16 MiB. */
 const PIECES_AHEAD = 4
 /**
- * Released pieces kept for reuse, at most. Pieces live until the pack writes holding their blocks
- * complete (up to ~40 MiB, see packs.ts) plus the read-ahead: 16 covers that at 4 MiB.
+ * Page-aligned piece buffers per import, at most. Pieces live until the pack writes holding their
+ * blocks complete (up to ~40 MiB, see packs.ts) plus the read-ahead: ~16 at 4 MiB. Beyond this,
+ * ordinary buffers (whose chunks are written through the page cache) keep the import going.
  */
-const POOL_PIECES = 16
+const ALIGNED_PIECES = 24
 
 /**
  * One piece of the file: `holds` counts its chunks the importer has not yet stored plus its
@@ -20,7 +22,7 @@ const POOL_PIECES = 16
 export class Piece {
   private holds: number
 
-  constructor (readonly bytes: Uint8Array, chunks: number, private readonly pool: Uint8Array[]) {
+  constructor (readonly bytes: Uint8Array, chunks: number, private readonly pieceBytes: number, private readonly pool: Uint8Array[]) {
     this.holds = chunks
   }
 
@@ -29,8 +31,9 @@ export class Piece {
   }
 
   release (): void {
-    // Only whole buffers are reused (the file's last piece may be a shorter view of one).
-    if (--this.holds === 0 && this.pool.length < POOL_PIECES && this.bytes.byteLength === this.bytes.buffer.byteLength) this.pool.push(this.bytes)
+    // The whole buffer goes back (the file's last piece may be a shorter view of one). The pool
+    // never outgrows the most pieces alive at once, which the read-ahead and the pack writes bound.
+    if (--this.holds === 0) this.pool.push(new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, this.pieceBytes))
   }
 }
 
@@ -47,15 +50,17 @@ export interface LeafSource {
  * and cuts them into chunks itself (no copies: each chunk is a view of its piece). Reusing the
  * buffers matters: a fresh 4 MiB buffer per read is a gigabyte of external memory per gigabyte
  * imported, and V8 answers external memory pressure with full garbage collections (measured:
- * ~20 % of an import's CPU). With `hashInWorker`, each piece goes to a worker thread
- * (hash-worker.ts) that computes its chunks' SHA-256 while this thread reads, chunks, writes and
- * indexes; the buffer is transferred there and back, never copied.
+ * ~20 % of an import's CPU). The buffers are page-aligned shared memory (aligned.ts), so that
+ * the chunks, views of them, are written to the pack files with O_DIRECT. With `hashInWorker`,
+ * each piece goes to a worker thread (hash-worker.ts) that computes its chunks' SHA-256 while this
+ * thread reads, chunks, writes and indexes; it reads the shared piece in place, never a copy.
  */
 export class FileReader implements LeafSource {
   private readonly worker: Worker | undefined
   private readonly digests = new Map<number, Uint8Array>()
   private readonly pieces = new Map<number, Piece>()
   private readonly pool: Uint8Array[] = []
+  private readonly arena: AlignedArena
   private readonly pieceBytes: number
   private readonly chunksPerPiece: number
   private readonly returned: Array<HashedPiece | Error> = []
@@ -65,6 +70,7 @@ export class FileReader implements LeafSource {
   constructor (private readonly file: FileHandle, private readonly chunkSize: number, hashInWorker: boolean) {
     this.chunksPerPiece = Math.max(1, Math.floor(PIECE_BYTES / chunkSize))
     this.pieceBytes = this.chunksPerPiece * chunkSize
+    this.arena = new AlignedArena(this.pieceBytes, ALIGNED_PIECES)
     if (hashInWorker) {
       this.worker = new Worker(new URL('./hash-worker.js', import.meta.url), { workerData: { chunkSize } satisfies HashWorkerInput })
       this.worker.on('message', (piece: HashedPiece) => { this.returned.push(piece); this.wake?.() })
@@ -92,7 +98,7 @@ export class FileReader implements LeafSource {
       let pieceIndex = 0
       for await (const piece of source) {
         const chunks = Math.ceil(piece.byteLength / reader.chunkSize)
-        reader.pieces.set(pieceIndex++, new Piece(piece, chunks, reader.pool))
+        reader.pieces.set(pieceIndex++, new Piece(piece, chunks, reader.pieceBytes, reader.pool))
         for (let offset = 0; offset < piece.byteLength; offset += reader.chunkSize) {
           yield piece.subarray(offset, Math.min(piece.byteLength, offset + reader.chunkSize))
         }
@@ -120,33 +126,36 @@ export class FileReader implements LeafSource {
 
   private async * hashedContent (worker: Worker): AsyncGenerator<Uint8Array> {
     let position = 0
-    let inFlight = 0
     let ended = false
+    // The pieces sent, in order: a shared (arena) piece comes back as a view of a new buffer
+    // object, which pack writes would not know as aligned memory, so the view sent is yielded.
+    const sent: Uint8Array[] = []
     for (;;) {
-      while (!ended && inFlight < PIECES_AHEAD) {
+      while (!ended && sent.length < PIECES_AHEAD) {
         const piece = await this.readPiece(position)
         if (piece.byteLength === 0) { ended = true; break }
         const length = piece.byteLength
         position += length
-        inFlight++
-        // Transferred: `piece` is empty (detached) from here on; it comes back with the digests.
-        worker.postMessage(piece, [piece.buffer as ArrayBuffer])
+        sent.push(piece)
+        // Arena memory is shared with the worker; an ordinary buffer is transferred (`piece` is
+        // empty, detached, from here on) and comes back with the digests.
+        worker.postMessage(piece, piece.buffer instanceof ArrayBuffer ? [piece.buffer] : [])
         if (length < this.pieceBytes) ended = true
       }
-      if (inFlight === 0) return
+      const piece = sent.shift()
+      if (piece === undefined) return
       while (this.returned.length === 0) await new Promise<void>((resolve) => { this.wake = resolve })
       this.wake = undefined
       const hashed = this.returned.shift() as HashedPiece | Error
       if (hashed instanceof Error) throw hashed
-      inFlight--
       for (let i = 0; i < hashed.digests.byteLength / 32; i++) this.digests.set(this.hashedChunks++, hashed.digests.subarray(32 * i, 32 * (i + 1)))
-      yield hashed.bytes
+      yield piece.buffer instanceof ArrayBuffer ? hashed.bytes : piece
     }
   }
 
   /** Reads the piece at `position` into a pooled buffer; only bytes read from the file are handed on. */
   private async readPiece (position: number): Promise<Uint8Array> {
-    const bytes = this.pool.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(this.pieceBytes).buffer, 0, this.pieceBytes)
+    const bytes = this.pool.pop() ?? this.arena.allocate() ?? new Uint8Array(Buffer.allocUnsafeSlow(this.pieceBytes).buffer, 0, this.pieceBytes)
     let filled = 0
     while (filled < this.pieceBytes) {
       const { bytesRead } = await this.file.read(bytes, filled, this.pieceBytes - filled, position + filled)

@@ -26,5 +26,6 @@ port.on('message', (bytes: Uint8Array) => {
   for (let i = 0; i < chunks; i++) {
     digests.set(sha256Digest(bytes.subarray(i * chunkSize, Math.min(bytes.byteLength, (i + 1) * chunkSize))), 32 * i)
   }
-  port.postMessage({ bytes, digests } satisfies HashedPiece, [bytes.buffer as ArrayBuffer, digests.buffer])
+  // A piece in shared (arena) memory is not transferred: both threads see it already.
+  port.postMessage({ bytes, digests } satisfies HashedPiece, bytes.buffer instanceof ArrayBuffer ? [bytes.buffer, digests.buffer] : [digests.buffer])
 })

@@ -113,6 +113,14 @@ export class ImageStore implements ImageStoreClient {
     return this.chunkSizeSetting
   }
 
+  /**
+   * Bytes written to pack files since `open()`: with O_DIRECT (an imported file's leaves, where the
+   * file system allows it) and through the page cache (everything else). For benchmarks and tests.
+   */
+  get packBytesWritten (): { direct: number, pageCache: number } {
+    return { ...(this.packs?.written ?? { direct: 0, pageCache: 0 }) }
+  }
+
   async open (): Promise<void> {
     if (this.db !== undefined) return
     mkdirSync(this.directory, { recursive: true })

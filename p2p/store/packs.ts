@@ -1,6 +1,7 @@
-import { closeSync, existsSync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writev } from 'node:fs'
+import { closeSync, constants, existsSync, fstatSync, fsync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, unlinkSync, writev } from 'node:fs'
 import { join } from 'node:path'
 import type Database from 'better-sqlite3'
+import { DIRECT_IO_ALIGNMENT, isDirectIoAligned } from './aligned.js'
 import { StoreFormatError } from './errors.js'
 
 /** Linux accepts at most this many buffers per writev. */
@@ -34,9 +35,20 @@ export interface BlockLocation {
   offset: number
 }
 
+/**
+ * Which stream of packs a block goes to: page-aligned blocks of page-aligned memory (the leaves of
+ * an imported file) to packs written with O_DIRECT, everything else (inner nodes, a file's short
+ * last chunk, leaves from streams) through the page cache. Two streams, so that neither pads.
+ */
+type PackStream = 'direct' | 'buffered'
+
 interface WritablePack {
   id: number
   fd: number
+  /** `fd` was opened with O_DIRECT. */
+  direct: boolean
+  /** Opened without O_DIRECT after the kernel refused a direct write (`EINVAL`): used from then on. */
+  fallbackFd?: number
   /** File offset where the next block goes. */
   end: number
   /** Blocks appended but not yet handed to write(): they start at `end - bufferedBytes`. */
@@ -53,10 +65,19 @@ interface WritablePack {
  * store records a block in SQLite only after a `sync()` that covered it, so the index never points
  * at bytes that a crash could lose. Bytes written after the last indexed block are garbage from an
  * interrupted import: `recover()` truncates them.
+ *
+ * Page-aligned blocks in aligned memory are written with O_DIRECT (no page-cache copy, no
+ * writeback by the importing process: ~0.5 CPU s less per GiB), into packs of their own so that
+ * every direct write stays aligned; `sync()` still fsyncs them (the device's cache, the file's
+ * size and extents). Where the kernel refuses O_DIRECT, the same blocks go through the page cache.
  */
 export class PackFiles {
   private readonly directory: string
-  private active: WritablePack | undefined
+  private readonly active: Partial<Record<PackStream, WritablePack>> = {}
+  /** False once O_DIRECT was refused here (open or write): every block goes through the page cache then. */
+  private directIo = true
+  /** Bytes written to pack files since this object was made, with O_DIRECT and through the page cache. */
+  readonly written = { direct: 0, pageCache: 0 }
   /** Packs closed for appends whose last writes still need an fsync. */
   private readonly retired: WritablePack[] = []
   private readonly inFlight = new Set<Promise<unknown>>()
@@ -108,10 +129,17 @@ export class PackFiles {
    */
   append (block: Uint8Array, holder?: BufferHolder): BlockLocation {
     if (this.writeFailure !== undefined) throw this.writeFailure
-    let pack = this.active
-    if (pack === undefined || (pack.end > 0 && pack.end + block.byteLength > PACK_LIMIT_BYTES)) pack = this.openNextPack()
+    const stream: PackStream = this.directIo && isDirectIoAligned(block) ? 'direct' : 'buffered'
+    let pack = this.active[stream]
+    if (pack === undefined || (pack.end > 0 && pack.end + block.byteLength > PACK_LIMIT_BYTES)) pack = this.openNextPack(stream)
     const location = { pack: pack.id, offset: pack.end }
-    pack.buffer.push(block)
+    // Chunks of one piece follow each other in memory: one iovec for the run, not one per chunk.
+    const last = pack.buffer[pack.buffer.length - 1]
+    if (last !== undefined && last.buffer === block.buffer && last.byteOffset + last.byteLength === block.byteOffset) {
+      pack.buffer[pack.buffer.length - 1] = new Uint8Array(block.buffer, last.byteOffset, last.byteLength + block.byteLength)
+    } else {
+      pack.buffer.push(block)
+    }
     if (holder !== undefined) { holder.hold(); pack.holders.push(holder) }
     pack.bufferedBytes += block.byteLength
     pack.end += block.byteLength
@@ -131,12 +159,12 @@ export class PackFiles {
 
   /** Writes and fsyncs everything appended so far. */
   async sync (): Promise<void> {
-    if (this.active !== undefined) this.startWrite(this.active)
+    for (const pack of this.activePacks()) this.startWrite(pack)
     await Promise.all(this.inFlight)
     if (this.writeFailure !== undefined) throw this.writeFailure
-    const dirty = [...this.retired, ...(this.active?.dirty === true ? [this.active] : [])]
+    const dirty = [...this.retired, ...this.activePacks().filter((pack) => pack.dirty)]
     await Promise.all(dirty.map(async (pack) => { await fsyncFd(pack.fd); pack.dirty = false }))
-    for (const pack of this.retired.splice(0)) closeSync(pack.fd)
+    for (const pack of this.retired.splice(0)) closePack(pack)
   }
 
   /**
@@ -145,8 +173,8 @@ export class PackFiles {
    */
   async abandon (): Promise<void> {
     await Promise.allSettled(this.inFlight)
-    for (const pack of [...this.retired.splice(0), ...(this.active === undefined ? [] : [this.active])]) closeSync(pack.fd)
-    this.active = undefined
+    for (const pack of [...this.retired.splice(0), ...this.activePacks()]) closePack(pack)
+    this.forgetActive()
     this.writeFailure = undefined
     this.inFlightBytes = 0
     this.recover()
@@ -180,37 +208,76 @@ export class PackFiles {
   /** Syncs and closes the pack being appended to, so that compaction may rewrite it too. */
   async closeActive (): Promise<void> {
     await this.sync()
-    if (this.active === undefined) return
-    closeSync(this.active.fd)
-    this.active = undefined
+    for (const pack of this.activePacks()) closePack(pack)
+    this.forgetActive()
   }
 
   close (): void {
-    for (const pack of [...this.retired.splice(0), ...(this.active === undefined ? [] : [this.active])]) closeSync(pack.fd)
-    this.active = undefined
+    for (const pack of [...this.retired.splice(0), ...this.activePacks()]) closePack(pack)
+    this.forgetActive()
     for (const fd of this.readFds.values()) closeSync(fd)
     this.readFds.clear()
   }
 
-  private openNextPack (): WritablePack {
-    if (this.active !== undefined) {
-      this.startWrite(this.active)
-      this.retired.push(this.active)
-      this.active = undefined
+  private activePacks (): WritablePack[] {
+    return [this.active.direct, this.active.buffered].filter((pack) => pack !== undefined)
+  }
+
+  private forgetActive (): void {
+    delete this.active.direct
+    delete this.active.buffered
+  }
+
+  private openNextPack (stream: PackStream): WritablePack {
+    const full = this.active[stream]
+    if (full !== undefined) {
+      this.startWrite(full)
+      this.retired.push(full)
+      delete this.active[stream]
     }
     // Reuse the newest pack while it has room (a store that imports small images keeps few files).
-    // A pack with dead bytes is not reused: compaction may be about to rewrite and delete it.
+    // A pack with dead bytes is not reused: compaction may be about to rewrite and delete it. Nor
+    // is the other stream's pack, nor, for direct writes, a pack whose end is not page-aligned.
     const newest = this.db.prepare('SELECT id, bytes, dead_bytes FROM packs ORDER BY id DESC LIMIT 1').get() as { id: number, bytes: number, dead_bytes: number } | undefined
-    let pack: WritablePack
-    if (newest !== undefined && newest.bytes < PACK_LIMIT_BYTES / 2 && newest.dead_bytes === 0 && !this.retired.some((p) => p.id === newest.id)) {
-      const fd = openSync(this.path(newest.id), 'r+')
-      pack = { id: newest.id, fd, end: fstatSync(fd).size, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
-    } else {
-      const id = Number(this.db.prepare('INSERT INTO packs DEFAULT VALUES').run().lastInsertRowid)
-      pack = { id, fd: openSync(this.path(id), 'w+'), end: 0, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
+    const taken = [...this.retired, ...this.activePacks()].some((p) => p.id === newest?.id)
+    let pack: WritablePack | undefined
+    if (newest !== undefined && newest.bytes < PACK_LIMIT_BYTES / 2 && newest.dead_bytes === 0 && !taken) {
+      const fd = this.openForAppend(this.path(newest.id), stream, 'reuse')
+      const end = fstatSync(fd.fd).size
+      if (stream === 'direct' && end % DIRECT_IO_ALIGNMENT !== 0) closeSync(fd.fd)
+      else pack = { id: newest.id, ...fd, end, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
     }
-    this.active = pack
+    if (pack === undefined) {
+      const id = Number(this.db.prepare('INSERT INTO packs DEFAULT VALUES').run().lastInsertRowid)
+      pack = { id, ...this.openForAppend(this.path(id), stream, 'create'), end: 0, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
+    }
+    this.active[stream] = pack
     return pack
+  }
+
+  /** Opens a pack to append to, with O_DIRECT for the direct stream unless the file system refuses it. */
+  private openForAppend (path: string, stream: PackStream, how: 'create' | 'reuse'): { fd: number, direct: boolean } {
+    const flags = constants.O_RDWR | (how === 'create' ? constants.O_CREAT | constants.O_TRUNC : 0)
+    if (stream === 'direct' && this.directIo) {
+      try {
+        return { fd: openSync(path, flags | constants.O_DIRECT), direct: true }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
+        this.directIo = false
+      }
+    }
+    return { fd: openSync(path, flags), direct: false }
+  }
+
+  /** The descriptor a write to this pack uses: the O_DIRECT one unless the kernel refused it. */
+  private writeFd (pack: WritablePack): number {
+    return pack.fallbackFd ?? pack.fd
+  }
+
+  /** After the kernel refused a direct write (alignment it wants and we could not know): the page cache from now on. */
+  private fallBackToPageCache (pack: WritablePack): void {
+    this.directIo = false
+    pack.fallbackFd ??= openSync(this.path(pack.id), constants.O_RDWR)
   }
 
   private startWrite (pack: WritablePack): void {
@@ -224,7 +291,7 @@ export class PackFiles {
     pack.bufferedBytes = 0
     pack.dirty = true
     this.inFlightBytes += length
-    const done = writeAll(pack.fd, blocks, position)
+    const done = this.writeAll(pack, blocks, position)
       .catch((err: unknown) => { this.writeFailure ??= err })
       .finally(() => {
         this.inFlight.delete(done)
@@ -233,21 +300,35 @@ export class PackFiles {
       })
     this.inFlight.add(done)
   }
+
+  /** One writev per batch of blocks (no copy into a bigger buffer); loops over short writes. */
+  private async writeAll (pack: WritablePack, blocks: Uint8Array[], position: number): Promise<void> {
+    let pending = blocks
+    let at = position
+    while (pending.length > 0) {
+      let written: number
+      try {
+        written = await writevAt(this.writeFd(pack), pending.slice(0, IOV_MAX), at)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL' || !pack.direct || pack.fallbackFd !== undefined) throw err
+        this.fallBackToPageCache(pack)
+        continue
+      }
+      at += written
+      if (pack.direct && pack.fallbackFd === undefined) this.written.direct += written
+      else this.written.pageCache += written
+      const rest: Uint8Array[] = []
+      for (const block of pending) {
+        if (written >= block.byteLength) { written -= block.byteLength; continue }
+        rest.push(written > 0 ? block.subarray(written) : block)
+        written = 0
+      }
+      pending = rest
+    }
+  }
 }
 
-/** One writev per batch of blocks (no copy into a bigger buffer); loops over short writes. */
-async function writeAll (fd: number, blocks: Uint8Array[], position: number): Promise<void> {
-  let pending = blocks
-  let at = position
-  while (pending.length > 0) {
-    let written = await writevAt(fd, pending.slice(0, IOV_MAX), at)
-    at += written
-    const rest: Uint8Array[] = []
-    for (const block of pending) {
-      if (written >= block.byteLength) { written -= block.byteLength; continue }
-      rest.push(written > 0 ? block.subarray(written) : block)
-      written = 0
-    }
-    pending = rest
-  }
+function closePack (pack: WritablePack): void {
+  closeSync(pack.fd)
+  if (pack.fallbackFd !== undefined) closeSync(pack.fallbackFd)
 }
