@@ -49,6 +49,11 @@ test('four sites: create, invite, join, approve; each imports an image through i
       await agreed(`${name} a member everywhere`, sites, (s) => s.role === 'member' && s.members.length === sites.length)
     }
 
+    // Joining sites saw members' events before they knew those members: no member may have paid for that with its score.
+    for (const status of await Promise.all(sites.map(async (s) => await s.client.status()))) {
+      for (const m of status.members) if (!m.self) assert.ok(m.gossipScore! >= 0, `${status.site} scores ${m.name} ${m.gossipScore}`)
+    }
+
     // Each site imports its own OS image through the CLI, which goes through its running agent.
     for (const [i, site] of sites.entries()) {
       const file = join(files, `${site.name}.img`)

@@ -685,6 +685,7 @@ class MigrationAgent implements Agent {
           self: isSelf,
           connected: isSelf || this.isConnected(this.peerOf(m.peerId)),
           rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null,
+          gossipScore: isSelf ? null : gossipScore(network.node, m.peerId),
           stateHash: isSelf ? state.stateHash : this.reportedState.get(m.peerId)?.stateHash ?? null,
           ordered: isSelf ? state.applied + state.rejected : this.reportedState.get(m.peerId)?.ordered ?? null,
           since: m.fromRound,
@@ -939,7 +940,6 @@ class MigrationAgent implements Agent {
   }
 }
 
-
 /** Identifies a submitted transaction when it comes back in the order. */
 function transactionKey (transaction: Uint8Array): string {
   return createHash('sha256').update(transaction).digest('hex')
@@ -948,6 +948,11 @@ function transactionKey (transaction: Uint8Array): string {
 /** Events the hashgraph holds: per creator, its next sequence number. */
 function countEvents (hashgraph: Hashgraph): number {
   return hashgraph.knownCounts().reduce((a, b) => a + b, 0)
+}
+
+/** gossipsub's score of a peer (its class has the method; the interface it exports does not). */
+function gossipScore (node: SwarmNode, peerId: string): number {
+  return (node.services.pubsub as unknown as { getScore: (peer: string) => number }).getScore(peerId)
 }
 
 function checkAddresses (option: string, addresses: string[], needPeerId: boolean): string[] {

@@ -16,6 +16,12 @@ export interface MemberStatus {
   connected: boolean
   /** Last round-trip time measured by the libp2p ping service, in milliseconds; null if unknown. */
   rttMs: number | null
+  /**
+   * This agent's gossipsub score of the member: 0 normally, negative after it relayed events that
+   * proved invalid here (from -80 on, this agent ignores its gossip until the score decays); null
+   * for this site itself.
+   */
+  gossipScore: number | null
   /** That site's state hash and count of ordered transactions as it last reported them (every few seconds while connected); null if never. */
   stateHash: string | null
   ordered: number | null

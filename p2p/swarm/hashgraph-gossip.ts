@@ -116,8 +116,12 @@ export class HashgraphGossip {
       return TopicValidatorResult.Accept
     } catch (err) {
       if (err instanceof EventRejectedError) {
-        // A duplicate is normal in gossip; anything else is the sender's fault.
-        return err.reason === 'duplicate' ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
+        if (!senderAtFault(err)) {
+          // We may be the one behind (a member added in an order we have not reached): catch up.
+          if (err.reason === 'unknown-creator') void this.syncFrom(peer)
+          return TopicValidatorResult.Ignore
+        }
+        return TopicValidatorResult.Reject
       }
       this.init.onError?.(err as Error)
       return TopicValidatorResult.Ignore
@@ -153,8 +157,15 @@ export class HashgraphGossip {
 
   private tick (): void {
     const { hashgraph } = this.init
-    // A site that is not a member (yet) only listens.
-    if (!this.running || !hasWork(hashgraph) || hashgraph.selfId === null) return
+    if (!this.running) return
+    if (hashgraph.selfId === null) {
+      // A site that is not a member (yet) creates nothing, but it asks for what it lacks: gossip
+      // brings a joining site only the newest events, whose ancestry it must fetch to catch up.
+      this.antiEntropy(false)
+      this.schedule(this.init.antiEntropyMs)
+      return
+    }
+    if (!hasWork(hashgraph)) return
     try {
       const event = hashgraph.createEvent({ otherParent: this.latestFromOthers })
       this.lastCreated = Date.now()
@@ -169,24 +180,32 @@ export class HashgraphGossip {
     }
   }
 
-  private antiEntropy (): void {
+  /** Syncs with the next admitted peer in turn, at most once per antiEntropyMs. */
+  private antiEntropy (reportErrors = true): void {
     const now = Date.now()
     if (now - this.lastAntiEntropy < this.init.antiEntropyMs) return
     this.lastAntiEntropy = now
     const peers = this.init.node.getPeers().filter((p) => this.admitted(p))
     if (peers.length === 0) return
-    void this.syncFrom(peers[this.antiEntropyTurn++ % peers.length]!)
+    void this.syncFrom(peers[this.antiEntropyTurn++ % peers.length]!, reportErrors)
   }
 
-  private async syncFrom (peer: PeerId): Promise<void> {
+  /**
+   * Fetches, batch by batch, the events `peer` holds and we lack. Stops when a batch is not full,
+   * or when a full batch taught us nothing: events we cannot insert yet (their round's member set
+   * is not final here, or their parents are still missing) wait in the engine, and asking again
+   * at once would only fetch the same batch again.
+   */
+  private async syncFrom (peer: PeerId, reportErrors = true): Promise<void> {
     const key = peer.toString()
     if (this.syncing.has(key) || !this.admitted(peer)) return
     this.syncing.add(key)
     try {
       for (;;) {
+        const known = this.init.hashgraph.knownCounts()
         const stream = await this.init.node.dialProtocol(peer, this.syncProtocol, { signal: AbortSignal.timeout(10_000) })
         const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES })
-        await lp.write(dagCbor.encode({ known: this.init.hashgraph.knownCounts() }))
+        await lp.write(dagCbor.encode({ known }))
         let received = 0
         for (;;) {
           const chunk = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray()
@@ -195,10 +214,10 @@ export class HashgraphGossip {
           this.acceptSynced(chunk)
         }
         await stream.close()
-        if (received < this.init.syncBatch) break
+        if (received < this.init.syncBatch || !learnedAnything(known, this.init.hashgraph.knownCounts())) break
       }
     } catch (err) {
-      this.init.onError?.(err as Error)
+      if (reportErrors) this.init.onError?.(err as Error)
     } finally {
       this.syncing.delete(key)
       this.schedule(0)
@@ -230,6 +249,21 @@ export class HashgraphGossip {
     await lp.write(new Uint8Array(0))
     await stream.close()
   }
+}
+
+/**
+ * Whether a rejected event proves its sender wrong. A duplicate is normal in gossip; an event
+ * from a creator we do not know, or from rounds we have already pruned, may only mean that this
+ * site is behind or that the sender is: neither is misbehaviour, so neither may lower a score
+ * (a joining site that penalised every event of members it has not learned yet would soon ignore
+ * the whole swarm).
+ */
+function senderAtFault (err: EventRejectedError): boolean {
+  return err.reason !== 'duplicate' && err.reason !== 'unknown-creator' && err.reason !== 'ancient'
+}
+
+function learnedAnything (before: readonly number[], after: readonly number[]): boolean {
+  return after.length !== before.length || after.some((count, creator) => count !== before[creator])
 }
 
 /** Something awaits consensus: transactions, or the first round of a membership change. */

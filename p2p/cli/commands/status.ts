@@ -28,7 +28,9 @@ function formatStatus (s: AgentStatus): string {
   ]
   for (const m of s.members) {
     const state = m.self ? 'this site' : m.connected ? `connected, rtt ${ms(m.rttMs)}` : 'not connected'
-    lines.push(`  ${String(m.index).padStart(3)}  ${m.name.padEnd(20)} ${m.peerId}  ${state}`)
+    // Only worth a word when negative: it relayed invalid events, and below -80 its gossip is ignored.
+    const score = m.gossipScore !== null && m.gossipScore < 0 ? `, gossip score ${m.gossipScore.toFixed(0)}` : ''
+    lines.push(`  ${String(m.index).padStart(3)}  ${m.name.padEnd(20)} ${m.peerId}  ${state}${score}`)
   }
   return lines.join('\n') + '\n'
 }
