@@ -6,7 +6,7 @@
  *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3]   one-source and two-source image fetch vs plain TCP copy
  *   node dist/bench/exchange.js limited  [--mib 32] [--mbit 40] [--runs 3]   one vs two sources, each egress-limited (token bucket)
  *   node dist/bench/exchange.js knockout [--mib 64] [--mbit 100] [--runs 3]  two rate-limited sources, one killed at 50 %
- *   node dist/bench/exchange.js tbf      (not built yet: tbf-shaped links in network namespaces; `limited` stands in)
+ *   node dist/bench/exchange.js tbf      [--mib 64] [--mbit 100] [--runs 3]   sites in network namespaces, tbf-shaped links (root): TCP, one vs two sources, knockout
  *
  * (`npm run bench -- exchange <mode> ...` runs the same.) Child roles (`--child ...`) are this
  * script run again as the other process.
@@ -29,7 +29,8 @@ import { tcp } from '@libp2p/tcp'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { createSwarmKey, privateNetwork } from '../p2p/swarm/index.js'
-import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type ChunkPlan, type FetchStatus } from '../test/support/exchange-sites.js'
+import { CHUNK, missingBytes, plan, Site, writeImage, writeSwarmFile, type ChunkPlan, type FetchStatus, type SiteOptions } from '../test/support/exchange-sites.js'
+import { NetnsLab, netnsLabUnavailable } from '../test/support/exchange-netns.js'
 
 const self = fileURLToPath(import.meta.url)
 const MiB = 1024 * 1024
@@ -53,12 +54,16 @@ const fmt = (bytesPerSecond: number): string => `${(bytesPerSecond / 1e6).toFixe
 
 // ------------------------------------------------------------------ child processes
 
-/** Starts this script as a child in `role`; resolves with the child and its first stdout line. */
-async function child (role: string[]): Promise<{ proc: ChildProcess, line: string, lines: AsyncIterator<string> }> {
+/** Starts this script as a child in `role` (in network namespace `netns`, if given); resolves with the child and its first stdout line. */
+async function child (role: string[], netns?: string): Promise<{ proc: ChildProcess, line: string, lines: AsyncIterator<string> }> {
   // HGMIG_BENCH_PROFILE=DIR: the child writes a V8 CPU profile there (where the sender's time goes).
   const profile = process.env.HGMIG_BENCH_PROFILE
   const flags = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`]
-  const proc = spawn(process.execPath, [...flags, self, '--child', ...role], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const command = [process.execPath, ...flags, self, '--child', ...role]
+  // `ip netns exec` replaces itself with node: the child's pid is node's, so kill() reaches it.
+  const proc = netns === undefined
+    ? spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] })
+    : spawn('ip', ['netns', 'exec', netns, ...command], { stdio: ['pipe', 'pipe', 'inherit'] })
   const lines = createInterface({ input: proc.stdout! })[Symbol.asyncIterator]()
   const first = await lines.next()
   if (first.done === true) throw new Error(`child ${role.join(' ')} exited before answering`)
@@ -85,8 +90,23 @@ async function runChild (args: string[]): Promise<void> {
       }
       pump()
     })
-    server.listen(0, '127.0.0.1', () => { process.stdout.write(`${(server.address() as { port: number }).port}\n`) })
+    // A host as third argument: a source in a network namespace listens on its own address.
+    server.listen(0, variantArg ?? '127.0.0.1', () => { process.stdout.write(`${(server.address() as { port: number }).port}\n`) })
     return
+  }
+  if (role === 'tcp-sink') {
+    // tcp-sink HOST PORT BYTES: the receiving end of a plain TCP copy, in another namespace.
+    const [host, port] = [variantArg as string, Number(keyArg)]
+    const started = performance.now()
+    let received = 0
+    await new Promise<void>((resolve, reject) => {
+      const socket = createConnection({ host, port })
+      socket.on('data', (data: Buffer) => { received += data.byteLength })
+      socket.on('end', resolve)
+      socket.on('error', reject)
+    })
+    process.stdout.write(JSON.stringify({ received, bytesPerSecond: received / ((performance.now() - started) / 1000) }) + '\n')
+    process.exit(0)
   }
   if (role === 'p2p-source') {
     const variant = JSON.parse(variantArg as string) as StackVariant
@@ -264,17 +284,20 @@ interface FetchRun {
   status: FetchStatus
 }
 
-async function fetchRun (dir: string, swarm: string, image: string, sourceCount: number, sourceOptions: Parameters<typeof Site.start>[3] = {}, during?: (sites: { sources: Site[], fetcher: Site, total: number }) => Promise<void>): Promise<FetchRun> {
+/** Site options for every source, or per source index; `fetcher` for the fetching site. */
+type SourceOptions = SiteOptions | ((index: number) => SiteOptions)
+
+async function fetchRun (dir: string, swarm: string, image: string, sourceCount: number, sourceOptions: SourceOptions = {}, during?: (sites: { sources: Site[], fetcher: Site, total: number }) => Promise<void>, fetcherOptions: SiteOptions = {}): Promise<FetchRun> {
   const runDir = mkdtempSync(join(dir, 'run-'))
   const sources: Site[] = []
   let fetcher: Site | undefined
   try {
     for (let i = 0; i < sourceCount; i++) {
-      const site = await Site.start(swarm, i, join(runDir, `source${i}`), sourceOptions)
+      const site = await Site.start(swarm, i, join(runDir, `source${i}`), typeof sourceOptions === 'function' ? sourceOptions(i) : sourceOptions)
       sources.push(site)
       await site.call({ cmd: 'addImage', path: image, layer: 'os', name: 'img' })
     }
-    fetcher = await Site.start(swarm, 3, join(runDir, 'fetcher'))
+    fetcher = await Site.start(swarm, 3, join(runDir, 'fetcher'), fetcherOptions)
     const request = await sources[0]!.requestFor('img', sources)
     const cpu = async (site: Site): Promise<number> => (await site.call<{ cpuMs: number }>({ cmd: 'cpu' })).cpuMs
     const fetcherCpu = await cpu(fetcher)
@@ -346,6 +369,29 @@ async function fetchBench (args: string[]): Promise<void> {
 
 // ------------------------------------------------------------------ knockout
 
+/**
+ * Follows a running fetch until its network phase ends; at `killAtShare` of the chunks done it
+ * kill -9s the first source. Times on this process's clock from the fetch request.
+ */
+async function watchFetch (sites: { sources: Site[], fetcher: Site, total: number }, killAtShare: number | undefined): Promise<{ end: number, killedAt: number, doneAtKill: number }> {
+  const t0 = performance.now()
+  let killedAt = 0
+  let doneAtKill = 0
+  for (;;) {
+    const { progress, result, failure } = await sites.fetcher.status()
+    if (failure !== undefined) throw new Error(failure)
+    if (result !== undefined || (progress !== undefined && progress.phase !== 'fetching' && progress.phase !== 'preparing')) {
+      return { end: (performance.now() - t0) / 1000, killedAt, doneAtKill }
+    }
+    if (killAtShare !== undefined && killedAt === 0 && progress !== undefined && progress.fetchChunksDone >= killAtShare * sites.total) {
+      killedAt = (performance.now() - t0) / 1000
+      doneAtKill = progress.fetchChunksDone
+      await sites.sources[0]!.kill()
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 async function knockout (args: string[]): Promise<void> {
   const mib = option(args, 'mib', 64)
   const mbit = option(args, 'mbit', 100)
@@ -357,29 +403,10 @@ async function knockout (args: string[]): Promise<void> {
     const addedReached: number[] = []
     const bothRuns: number[] = []
     for (let run = 0; run < runs; run++) {
-      // Times on this process's clock from the fetch request to the end of the network phase.
-      const watch = async (sites: { sources: Site[], fetcher: Site, total: number }, killAtShare: number | undefined): Promise<{ end: number, killedAt: number, doneAtKill: number }> => {
-        const t0 = performance.now()
-        let killedAt = 0
-        let doneAtKill = 0
-        for (;;) {
-          const { progress, result, failure } = await sites.fetcher.status()
-          if (failure !== undefined) throw new Error(failure)
-          if (result !== undefined || (progress !== undefined && progress.phase !== 'fetching' && progress.phase !== 'preparing')) {
-            return { end: (performance.now() - t0) / 1000, killedAt, doneAtKill }
-          }
-          if (killAtShare !== undefined && killedAt === 0 && progress !== undefined && progress.fetchChunksDone >= killAtShare * sites.total) {
-            killedAt = (performance.now() - t0) / 1000
-            doneAtKill = progress.fetchChunksDone
-            await sites.sources[0]!.kill()
-          }
-          await new Promise((resolve) => setTimeout(resolve, 20))
-        }
-      }
       const both = (await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate })).fetchSeconds
       bothRuns.push(both)
       let knocked = { end: 0, killedAt: 0, doneAtKill: 0 }
-      const r = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate }, async (sites) => { knocked = await watch(sites, 0.5) })
+      const r = await fetchRun(dir, swarm, image, 2, { egressBytesPerSecond: rate }, async (sites) => { knocked = await watchFetch(sites, 0.5) })
       // Ideal, from the fetcher's own figures: the survivor C sends at its full rate from the first
       // block to the last (plus its bucket's initial burst), and everything A sent before it died
       // counts. Then the fetch cannot end before (bytes - A's bytes - burst) / rate.
@@ -423,11 +450,70 @@ async function limited (args: string[]): Promise<void> {
 
 // ------------------------------------------------------------------ tbf in network namespaces
 
-async function tbf (_args: string[]): Promise<void> {
-  // Not built yet: the sites would run under `ip netns exec` behind veth pairs shaped with
-  // `tc qdisc add dev X root tbf rate 100mbit burst 32kbit latency 50ms`. Until then `limited` and
-  // `knockout` shape each source with the exchange's own egress token bucket instead.
-  console.log('tbf: not implemented yet; use `limited` and `knockout` (token-bucket egress limits per source)')
+/** Plain TCP copy of `bytes` from `from` to `to`, two lab namespaces: what the shaped link itself carries. */
+async function labTcpCopy (lab: NetnsLab, from: string, to: string, bytes: number): Promise<number> {
+  const source = await child(['tcp-source', String(bytes), lab.site(from).ip], lab.site(from).netns)
+  try {
+    const sink = await child(['tcp-sink', String(bytes), lab.site(from).ip, source.line], lab.site(to).netns)
+    sink.proc.kill('SIGKILL')
+    const { received, bytesPerSecond } = JSON.parse(sink.line) as { received: number, bytesPerSecond: number }
+    if (received !== bytes) throw new Error(`lab tcp copy: received ${received} of ${bytes} bytes`)
+    return bytesPerSecond
+  } finally {
+    source.proc.kill('SIGKILL')
+  }
+}
+
+/**
+ * Sites in their own network namespaces on a bridge, each source's link shaped by tbf to `--mbit`:
+ * plain TCP over one shaped link (the baseline), one source, two sources, and two sources with the
+ * first killed at 50 %, `--runs` times each; medians.
+ */
+async function tbf (args: string[]): Promise<void> {
+  const unavailable = netnsLabUnavailable()
+  if (unavailable !== undefined) {
+    console.log(`tbf: cannot build network namespaces here: ${unavailable}`)
+    process.exitCode = 1
+    return
+  }
+  const mib = option(args, 'mib', 64)
+  const mbit = option(args, 'mbit', 100)
+  const runs = option(args, 'runs', 3)
+  const lab = new NetnsLab([{ name: 's0', egressMbit: mbit }, { name: 's1', egressMbit: mbit }, { name: 'f' }], String(process.pid))
+  try {
+    const onLab = (name: string): SiteOptions => ({ netns: lab.site(name).netns, listen: `/ip4/${lab.site(name).ip}/tcp/0` })
+    const sourceOptions = (i: number): SiteOptions => onLab(`s${i}`)
+    await withImage('tbf', mib, async ({ dir, swarm, image, missing }) => {
+      console.log(`tbf: ${mib} MiB image (${(missing.bytes / MiB).toFixed(1)} MiB of distinct non-zero chunks to fetch); sites in network namespaces on a bridge, each source's egress shaped by tbf to ${mbit} Mbit/s, the fetcher's link unshaped, no added delay; ${runs} runs, medians`)
+      const link: number[] = []
+      const one: number[] = []
+      const oneOfLink: number[] = []
+      const twoOfOne: number[] = []
+      const added: number[] = []
+      for (let run = 0; run < runs; run++) {
+        const tcpRate = await labTcpCopy(lab, 's0', 'f', Math.ceil(missing.bytes / WRITE_SIZE) * WRITE_SIZE)
+        const r1 = await fetchRun(dir, swarm, image, 1, sourceOptions, undefined, onLab('f'))
+        const r2 = await fetchRun(dir, swarm, image, 2, sourceOptions, undefined, onLab('f'))
+        let knocked = { end: 0, killedAt: 0, doneAtKill: 0 }
+        const rk = await fetchRun(dir, swarm, image, 2, sourceOptions, async (sites) => { knocked = await watchFetch(sites, 0.5) }, onLab('f'))
+        const rate1 = r1.bytes / r1.fetchSeconds
+        const rate2 = r2.bytes / r2.fetchSeconds
+        // Ideal for the knockout: the survivor's link carries, at the rate plain TCP reached over
+        // it, everything the killed source had not delivered.
+        const fromA = rk.status.result!.sources.find((x) => x.state === 'dropped')?.bytes ?? 0
+        const ideal = (missing.bytes - fromA) / tcpRate
+        link.push(tcpRate)
+        one.push(rate1)
+        oneOfLink.push(rate1 / tcpRate)
+        twoOfOne.push(rate2 / rate1)
+        added.push(rk.fetchSeconds - ideal)
+        console.log(`  run ${run + 1}: plain TCP over one shaped link ${fmt(tcpRate)}; one source ${fmt(rate1)} (${(rate1 / tcpRate).toFixed(2)} x TCP); two sources ${fmt(rate2)} (${r2.status.result!.sources.map((x) => `${(x.bytes / MiB).toFixed(1)} MiB`).join(' + ')}) = ${(rate2 / rate1).toFixed(2)} x one; knockout at ${knocked.killedAt.toFixed(2)} s (A sent ${(fromA / MiB).toFixed(1)} MiB): ${rk.fetchSeconds.toFixed(2)} s, ideal ${ideal.toFixed(2)} s, added ${(rk.fetchSeconds - ideal).toFixed(2)} s`)
+      }
+      console.log(`tbf ${mbit} Mbit/s: plain TCP ${fmt(median(link))}; one source ${fmt(median(one))} = ${median(oneOfLink).toFixed(2)} x TCP; two sources = ${median(twoOfOne).toFixed(2)} x one source; knockout adds ${median(added).toFixed(2)} s beyond the ideal (medians of ${runs})`)
+    })
+  } finally {
+    lab.destroy()
+  }
 }
 
 // ------------------------------------------------------------------ entry

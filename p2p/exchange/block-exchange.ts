@@ -166,14 +166,14 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
   transfers (): TransferSummary[] {
     const state = this.requireState()
     return state.list().map((record) => {
-      const chunks = state.chunks(record.id)
+      const chunks = state.counts(record.id)
       return {
         rootCid: record.id,
         name: record.name,
         layer: record.layer,
         purpose: record.purpose,
-        chunksDone: chunks.filter((c) => c.done).length,
-        chunksTotal: chunks.length,
+        chunksDone: chunks.done,
+        chunksTotal: chunks.total,
         running: this.running.has(record.id)
       }
     })

@@ -116,6 +116,12 @@ export class TransferState {
     return rows.map(([position, cid, done, source]) => ({ position, cid, done: done === 1, source }))
   }
 
+  /** How many positions a transfer has and how many are written (one aggregate, not every row: status polls it). */
+  counts (id: string): { total: number, done: number } {
+    const [total, done] = this.db.prepare('SELECT count(*), coalesce(sum(done), 0) FROM exchange_chunks WHERE transfer = ?').raw().get(id) as [number, number]
+    return { total, done }
+  }
+
   /** Marks positions written, in one transaction. `source` null: produced locally (zeros, local store). */
   markDone (id: string, written: Array<{ positions: number[], source: string | null }>): void {
     if (written.length === 0) return

@@ -24,6 +24,8 @@ import { SwarmConfigError } from './errors.js'
 
 const NONCE_BYTES = 24
 const KEY_BYTES = 32
+/** Pending outbound bytes that are written at once rather than at the end of the current task. */
+const FLUSH_AT_BYTES = 1024 * 1024
 /** pnet's own default for the nonce exchange when the upgrader gives no signal. */
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 1000
 
@@ -71,6 +73,11 @@ class PrivateNetworkConnection extends AbstractMultiaddrConnection {
   private readonly inner: MultiaddrConnection
   private readonly inbound: XSalsa20Stream
   private readonly outbound: XSalsa20Stream
+  private pending: Uint8Array[] = []
+  private pendingBytes = 0
+  private flushScheduled = false
+  /** False from a write the transport refused until its 'drain': then the muxer must wait too. */
+  private innerWritable = true
 
   constructor (inner: MultiaddrConnection, key: Uint8Array, localNonce: Uint8Array, remoteNonce: Uint8Array) {
     super({ log: inner.log.newScope('private-network'), remoteAddr: inner.remoteAddr, direction: inner.direction })
@@ -87,7 +94,10 @@ class PrivateNetworkConnection extends AbstractMultiaddrConnection {
         for (const piece of data) this.onData(this.inbound.xor(piece, piece))
       }
     })
-    inner.addEventListener('drain', () => { this.onMuxerDrain() })
+    inner.addEventListener('drain', () => {
+      this.innerWritable = true
+      this.onMuxerDrain()
+    })
     inner.addEventListener('close', (event) => {
       if (event.error === undefined) this.onTransportClosed()
       else if (event.local === true) this.abort(event.error)
@@ -96,19 +106,46 @@ class PrivateNetworkConnection extends AbstractMultiaddrConnection {
   }
 
   sendData (data: Uint8ArrayList): { sentBytes: number, canSendMore: boolean } {
-    // Encrypted into one new buffer piece by piece: what is queued may be shared with the
-    // sender (noise's output, a caller's reused payload), and concatenating first would copy twice.
-    const sealed = Buffer.allocUnsafe(data.byteLength)
+    // Coalesced until the current task's microtasks run: the muxer and noise send every frame and
+    // every 64 KiB noise message on its own (a block is two, a window update or a want one more),
+    // and a socket write per piece cost the receiving side of a transfer more than its cipher.
+    for (const piece of data) this.pending.push(piece)
+    this.pendingBytes += data.byteLength
+    if (this.pendingBytes >= FLUSH_AT_BYTES) this.flush()
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true
+      queueMicrotask(() => { this.flush() })
+    }
+    return { sentBytes: data.byteLength, canSendMore: this.innerWritable }
+  }
+
+  /** Encrypts everything pending into one new buffer (pieces may be shared with their senders) and writes it. */
+  private flush (): void {
+    this.flushScheduled = false
+    if (this.pendingBytes === 0) return
+    const sealed = Buffer.allocUnsafe(this.pendingBytes)
     let offset = 0
-    for (const piece of data) {
+    for (const piece of this.pending) {
       this.outbound.xor(piece, sealed.subarray(offset, offset + piece.byteLength))
       offset += piece.byteLength
     }
-    return { sentBytes: data.byteLength, canSendMore: this.inner.send(sealed) }
+    this.pending = []
+    this.pendingBytes = 0
+    if (this.inner.status !== 'open') return
+    if (!this.inner.send(sealed)) this.innerWritable = false
   }
 
-  async sendClose (options?: AbortOptions): Promise<void> { await this.inner.close(options) }
-  sendReset (err: Error): void { this.inner.abort(err) }
+  async sendClose (options?: AbortOptions): Promise<void> {
+    this.flush()
+    await this.inner.close(options)
+  }
+
+  sendReset (err: Error): void {
+    this.pending = []
+    this.pendingBytes = 0
+    this.inner.abort(err)
+  }
+
   sendPause (): void { this.inner.pause() }
   sendResume (): void { this.inner.resume() }
 }

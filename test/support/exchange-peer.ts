@@ -4,7 +4,7 @@
  * lines on stdin (see PeerProcess); answers with JSON lines on stdout.
  *   argv: <swarm.json> <key index> <data dir> [options JSON]
  *   swarm.json: { swarmId, swarmKey (text), keys: [hex protobuf private keys] }
- *   options: { members?: key indices this site serves (default all), corrupt?: serve wrong bytes,
+ *   options: { listen?: libp2p listen address, members?: key indices this site serves (default all), corrupt?: serve wrong bytes,
  *              egressBytesPerSecond?: this site's upload limit, stallTimeoutMs? }
  * Every block the exchange stores is appended to <data dir>/received.log (one CID per line) the
  * moment its position is committed, so a test can tell whether a chunk was ever received twice,
@@ -25,6 +25,8 @@ import { createImageStore, type Layer } from '../../p2p/store/index.js'
 import { createSwarmNode, parseSwarmKey } from '../../p2p/swarm/index.js'
 
 interface PeerOptions {
+  /** libp2p listen address (default 127.0.0.1, any port): a site in a network namespace listens on its own address. */
+  listen?: string
   members?: number[]
   corrupt?: boolean
   egressBytesPerSecond?: number
@@ -70,7 +72,7 @@ const privateChunks = new Set<string>()
 /** "peer|image root|migration id" of migrations whose target may fetch private chunks. */
 const migrations = new Set<string>()
 
-const node = await createSwarmNode({ privateKey: self, swarmKey: parseSwarmKey(swarm.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
+const node = await createSwarmNode({ privateKey: self, swarmKey: parseSwarmKey(swarm.swarmKey), listen: [options.listen ?? '/ip4/127.0.0.1/tcp/0'] })
 const exchange = createBlockExchange({
   node,
   store: served,
@@ -97,7 +99,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   const command = JSON.parse(line) as Record<string, unknown> & { cmd: string }
   try {
     switch (command.cmd) {
-      case 'addr': reply({ addr: node.getMultiaddrs()[0]!.toString(), peerId: node.peerId.toString() }); break
+      case 'addr': reply({ addr: node.getMultiaddrs()[0]!.toString(), peerId: node.peerId.toString(), pid: process.pid }); break
       case 'dial': await node.dial(multiaddr(command.addr as string)); reply({ ok: true }); break
       case 'addImage': {
         const image = await store.add(command.path as string, { layer: command.layer as Layer, name: command.name as string, private: command.private === true })

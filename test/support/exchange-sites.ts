@@ -13,6 +13,7 @@ import { eventually, PeerProcess } from './peer-process.js'
 
 export const CHUNK = 64 * 1024
 const peerScript = fileURLToPath(new URL('./exchange-peer.js', import.meta.url))
+const netnsLauncher = fileURLToPath(new URL('./exchange-netns-launch.js', import.meta.url))
 
 export async function writeSwarmFile (dir: string, sites: number): Promise<string> {
   const keys = await Promise.all(Array.from({ length: sites }, async () => Buffer.from(privateKeyToProtobuf(await generateKeyPair('Ed25519'))).toString('hex')))
@@ -22,6 +23,10 @@ export async function writeSwarmFile (dir: string, sites: number): Promise<strin
 }
 
 export interface SiteOptions {
+  /** Run the site in this network namespace (`ip netns exec`; needs root), listening on `listen`. */
+  netns?: string
+  /** libp2p listen address (default 127.0.0.1, any port). */
+  listen?: string
   members?: number[]
   corrupt?: boolean
   egressBytesPerSecond?: number
@@ -32,16 +37,21 @@ export class Site {
   readonly process: PeerProcess
   peerId = ''
   addr = ''
+  /** The site's own process id (under `netns`, PeerProcess drives a launcher in front of it). */
+  pid = 0
   constructor (readonly swarmFile: string, readonly index: number, readonly dataDir: string, readonly options: SiteOptions = {}) {
     mkdirSync(dataDir, { recursive: true })
-    this.process = new PeerProcess(peerScript, [swarmFile, String(index), dataDir, JSON.stringify(options)])
+    const { netns, ...peerOptions } = options
+    const args = [swarmFile, String(index), dataDir, JSON.stringify(peerOptions)]
+    this.process = netns === undefined ? new PeerProcess(peerScript, args) : new PeerProcess(netnsLauncher, [netns, peerScript, ...args])
   }
 
   static async start (swarmFile: string, index: number, dataDir: string, options: SiteOptions = {}): Promise<Site> {
     const site = new Site(swarmFile, index, dataDir, options)
-    const { addr, peerId } = await site.call<{ addr: string, peerId: string }>({ cmd: 'addr' })
+    const { addr, peerId, pid } = await site.call<{ addr: string, peerId: string, pid: number }>({ cmd: 'addr' })
     site.addr = addr.includes('/p2p/') ? addr : `${addr}/p2p/${peerId}`
     site.peerId = peerId
+    site.pid = pid
     return site
   }
 
@@ -71,7 +81,13 @@ export class Site {
     }, timeoutMs)
   }
 
-  async kill (): Promise<void> { await this.process.kill() }
+  /** kill -9 of the site itself (and of its launcher, if any). */
+  async kill (): Promise<void> {
+    if (this.options.netns !== undefined && this.pid !== 0) {
+      try { process.kill(this.pid, 'SIGKILL') } catch { /* already gone */ }
+    }
+    await this.process.kill()
+  }
   async stop (): Promise<void> { await this.process.stop() }
 }
 
