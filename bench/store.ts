@@ -135,13 +135,14 @@ async function benchImport (): Promise<void> {
       const raw = await rawSha256Timed(file)
       const store = await freshStore('import', chunkSize, variant.worker)
       const { result: { seconds, cpuSeconds, otherCores }, peakRss } = await withPeakRss(async () => await timed(async () => await store.add(file, { layer: 'os' })))
+      const written = store.packBytesWritten
       await store.close()
       rmSync(store.directory, { recursive: true, force: true })
       const rate = plan.size / seconds
       // CPU seconds of the baseline over CPU seconds of the import: what the import costs, whatever else the machine runs.
       const cpuRatio = raw.cpuSeconds / cpuSeconds
       rows[v]?.push({ raw: raw.rate, store: rate, ratio: rate / raw.rate, rss: peakRss, cpuRatio, otherCores })
-      console.log(`run ${run + 1}, ${variant.label}: raw SHA-256 ${mbps(raw.rate)} MB/s (${raw.cpuSeconds.toFixed(1)} CPU s, other load ${raw.otherCores.toFixed(2)} cores), import ${mbps(rate)} MB/s (${cpuSeconds.toFixed(1)} CPU s, other load ${otherCores.toFixed(2)} cores), ratio ${(rate / raw.rate).toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)}, peak RSS ${(peakRss / MiB).toFixed(0)} MiB, load average ${os.loadavg()[0]?.toFixed(1) ?? '?'}`)
+      console.log(`run ${run + 1}, ${variant.label}: raw SHA-256 ${mbps(raw.rate)} MB/s (${raw.cpuSeconds.toFixed(1)} CPU s, other load ${raw.otherCores.toFixed(2)} cores), import ${mbps(rate)} MB/s (${cpuSeconds.toFixed(1)} CPU s, other load ${otherCores.toFixed(2)} cores), ratio ${(rate / raw.rate).toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)}, peak RSS ${(peakRss / MiB).toFixed(0)} MiB, pack bytes written with O_DIRECT ${(written.direct / MiB).toFixed(0)} MiB / through the page cache ${(written.pageCache / MiB).toFixed(1)} MiB, load average ${os.loadavg()[0]?.toFixed(1) ?? '?'}`)
     }
   }
   console.log(`\nimport of ${gib} GiB (${plan.size} bytes, random, chunk ${chunkSize / KiB} KiB, durable: pack fsync per batch before its index rows, registration committed with synchronous=FULL), ${runs} runs; ${machine()}`)

@@ -5,8 +5,9 @@ import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { sha256Digest } from './sha256.js'
+import { isAllZero, zeroDigest } from './zeros.js'
 
-export { sha256Digest }
+export { isAllZero, sha256Digest }
 
 /** How leaves and the DAG are encoded: the project's format, or `ipfs add`'s (kubo) defaults. */
 export type DagProfile = 'hgmig' | 'ipfs'
@@ -34,23 +35,28 @@ export function blockMatches (cid: CID, block: Uint8Array): boolean {
   return Buffer.from(sha256Digest(block)).equals(cid.multihash.digest)
 }
 
-let zeros = new Uint8Array(0)
-
-export function isAllZero (data: Uint8Array): boolean {
-  // memcmp against a buffer of zeros: zero regions of disk images run to gigabytes, and a
-  // byte loop in JS is ~10x slower than this.
-  if (zeros.byteLength < data.byteLength) zeros = new Uint8Array(data.byteLength)
-  return Buffer.compare(data, zeros.subarray(0, data.byteLength)) === 0
-}
-
 /** Rebuilds the block of an all-zero leaf (never stored) from its CID's codec and its data length. */
 export function zeroLeafBlock (cid: CID, dataLength: number): Uint8Array {
   const data = new Uint8Array(dataLength)
   return cid.code === raw.code ? data : encodeLeaf(data, 'ipfs').block
 }
 
+const zeroLeafCids = new Map<string, CID>()
+
+/** The CID of an all-zero leaf of `length` bytes in a profile (computed once per length and profile). */
+export function zeroLeafCidOf (length: number, profile: DagProfile): CID {
+  const key = `${profile}:${length}`
+  let cid = zeroLeafCids.get(key)
+  if (cid === undefined) {
+    cid = profile === 'hgmig'
+      ? CID.create(1, raw.code, createDigest(sha256.code, zeroDigest(length)))
+      : leafCid(encodeLeaf(new Uint8Array(length), profile).block, profile)
+    zeroLeafCids.set(key, cid)
+  }
+  return cid
+}
+
 /** The CID (bytes) of an all-zero leaf of `length` bytes in a profile. */
 export function zeroLeafCid (length: number, profile: DagProfile): Uint8Array {
-  const block = encodeLeaf(new Uint8Array(length), profile).block
-  return leafCid(block, profile).bytes
+  return zeroLeafCidOf(length, profile).bytes
 }

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3'
 import type { BufferImporter, BufferImporterResult, WritableStorage } from 'ipfs-unixfs-importer'
 import type { CID } from 'multiformats/cid'
-import { encodeLeaf, isAllZero, leafCid, type DagProfile } from './blocks.js'
+import { encodeLeaf, isAllZero, leafCid, zeroLeafCidOf, type DagProfile } from './blocks.js'
 import { AbortError, ImageStoreError } from './errors.js'
 import type { LeafSource } from './file-reader.js'
 import type { BlockLocation, BufferHolder, PackFiles } from './packs.js'
@@ -97,8 +97,10 @@ export class ImportSession implements WritableStorage {
   async storeLeaf (position: number, data: Uint8Array): Promise<BufferImporterResult> {
     this.throwIfAborted()
     const { block, unixfs } = encodeLeaf(data, this.profile)
-    const cid = leafCid(block, this.profile, this.leafSource?.takeDigest(position))
+    const digest = this.leafSource?.takeDigest(position)
     const zero = isAllZero(data)
+    // An all-zero leaf's CID depends only on its length: known without hashing (nor is it stored).
+    const cid = zero ? zeroLeafCidOf(data.byteLength, this.profile) : leafCid(block, this.profile, digest)
     if (zero) this.zeroBytes += data.byteLength
     // A raw leaf is a view of the reader's buffer: the pack write holds that buffer until written.
     const piece = this.leafSource?.pieceOf(position)
