@@ -2,14 +2,17 @@
  * The H-GMIG paper's experiment (section 4) in one harness, scaled to this machine:
  *   node dist/bench/migration.js [--runs 3] [--memory-mib 32] [--os-mib 64] [--we-mib 32] [--link-mbs 40]
  *                                [--similarities 5,20,40,60] [--workloads idle,static,dynamic,compilation] [--skip-single] [--skip-concurrent] [--skip-knockout]
+ *                                [--base exchange|direct]
  *
  * Defaults: 32 MiB VM memory, a 64 MiB OS image and a 96 MiB WE image on it (images larger than
  * memory, as in the paper where they are tens of GB against 1 GiB), 8 MiB of user data.
  *
- * Three sites, each its own process (store, synthetic driver, libp2p node, engine) on loopback.
- * Links are rate-limited by each site's in-process shaper (the engine's FairShaper at
+ * Three sites, each its own process (store, synthetic driver, libp2p node, chunk exchange, engine)
+ * on loopback. Links are rate-limited by each site's in-process shaper (the engine's FairShaper at
  * `--link-mbs` MB/s of upload per site), not by tc: the sites are processes of one network
- * namespace. Site a runs the VM; b is the target, with OS/WE images of similarity (m, n) to a's
+ * namespace. Base chunks travel through the chunk exchange (p2p/exchange), as in the agent, and
+ * every block a site serves waits for the same shaper; `--base direct` uses the engine's
+ * built-in fetch instead. Site a runs the VM; b is the target, with OS/WE images of similarity (m, n) to a's
  * (the generator's ground truth); c holds copies of a's base images (the paper's other data
  * centres' redundant copies) and is SS's central repository.
  *
@@ -41,6 +44,7 @@ interface Options {
   single: boolean
   concurrent: boolean
   knockout: boolean
+  base: 'exchange' | 'direct'
 }
 
 function parse (args: string[]): Options {
@@ -58,7 +62,8 @@ function parse (args: string[]): Options {
     workloads: value('--workloads', 'idle,static,dynamic,compilation').split(','),
     single: !args.includes('--skip-single'),
     concurrent: !args.includes('--skip-concurrent'),
-    knockout: !args.includes('--skip-knockout')
+    knockout: !args.includes('--skip-knockout'),
+    base: value('--base', 'exchange') === 'direct' ? 'direct' : 'exchange'
   }
 }
 
@@ -178,8 +183,8 @@ export async function main (args: string[]): Promise<void> {
   const options = parse(args)
   const root = mkdtempSync(join(os.tmpdir(), 'hgmig-bench-migration-'))
   console.log(`# migration bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`)
-  console.log(`# links: in-process shaper, ${options.linkMBs} MB/s upload per site; VM ${options.memoryMiB} MiB memory, OS ${options.osMiB} MiB, WE +${options.weMiB} MiB, UD 8 MiB; runs ${options.runs} (median)`)
-  const sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: options.linkMBs * 1e6 })
+  console.log(`# links: in-process shaper, ${options.linkMBs} MB/s upload per site; VM ${options.memoryMiB} MiB memory, OS ${options.osMiB} MiB, WE +${options.weMiB} MiB, UD 8 MiB; runs ${options.runs} (median); base chunks: ${options.base}`)
+  const sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: options.linkMBs * 1e6, baseTransfer: options.base })
   const harness = new Harness(root, sites, options)
   const row = (cells: Array<string | number>): void => { console.log(`| ${cells.join(' | ')} |`) }
   const fmt = (o: { totalMs: number, wireBytes: number }): string => `${(o.totalMs / 1000).toFixed(2)} s, ${(o.wireBytes / MiB).toFixed(1)} MiB`

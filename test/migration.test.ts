@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { LogEntry, MigrationInfo, MigrationPlan, ReplicaView, VmInfo, VmStats } from '../p2p/migration/index.js'
 import { generateSitePair, writePlan } from './support/image-generator.js'
-import { buildReplica, startSites, until, type MigrationSite } from './support/migration-sites.js'
+import { buildReplica, restartSite, startSites, until, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
 const root = mkdtempSync(join(tmpdir(), 'hgmig-migration-'))
@@ -101,10 +101,14 @@ test('NSS baseline: hashes exchanged at migration time, the source alone sends t
   assert.ok(!(await vms(a)).some((vm) => vm.name === 'vm-nss'))
   const entries = await log(a, started.id)
   assert.ok(entries.some((e) => e.kind === 'info' && e.phase === 'plan' && typeof e.data.dedupMs === 'number'), 'NSS logs its deduplication time')
+  // b back to its own images (the replica never learnt that it rebuilt a's).
+  await b.call({ cmd: 'destroy-vm', vm: 'vm-nss' })
+  for (const image of ['a-we', 'a-os']) await b.call({ cmd: 'remove-image', image })
 })
 
 test('H-GMIG: a VM migrates with its memory and disk byte-identical, from two chunk sources, and keeps running at the target', async () => {
-  const vm = await createVm('vm-1', 16 * MiB, 'dynamic')
+  // Little memory and user data: the source site, which sends them, also sends a share of the base chunks.
+  const vm = await createVm('vm-1', 1 * MiB, 'dynamic')
   const { plan } = await a.call<{ plan: MigrationPlan }>({ cmd: 'plan', vm: 'vm-1', to: 'b' })
   assert.ok(plan.missing.length > 0 && plan.bytesToSend.base > 0)
   assert.ok(plan.similarity.m > 0.2 && plan.similarity.m < 0.6, `m = ${plan.similarity.m}`)
@@ -127,8 +131,13 @@ test('H-GMIG: a VM migrates with its memory and disk byte-identical, from two ch
   const wire = target.result.wire as { received: { chunks: number } }
   assert.ok(wire.received.chunks >= plan.bytesToSend.base, `${wire.received.chunks} < ${plan.bytesToSend.base}`)
   assert.ok(wire.received.chunks <= 1.02 * plan.bytesToSend.base, `base bytes on the wire ${wire.received.chunks} > 1.02 × plan ${plan.bytesToSend.base}`)
-  const batchSites = new Set((await log(b, started.id)).filter((e) => e.kind === 'batch').map((e) => e.data.site))
-  assert.deepEqual([...batchSites].sort(), ['a', 'c'], 'chunks came from both holders')
+  // Through the chunk exchange, split over both holders (c, which sends nothing else, takes more),
+  // each chunk from one of them: the verified bytes add up to the plan exactly.
+  const baseDone = (await log(b, started.id)).find((e) => e.kind === 'info' && e.data.baseDone === true)
+  const sources = baseDone?.data.sources as Array<{ site: string, bytes: number }> | undefined
+  assert.deepEqual(sources?.filter((s) => s.bytes > 0).map((s) => s.site), ['a', 'c'], `chunks came from both holders: ${JSON.stringify(sources)}`)
+  assert.ok((sources[1]?.bytes ?? 0) > (sources[0]?.bytes ?? 0), 'c, which sends no memory, sent more of the base')
+  assert.equal(sources.reduce((sum, s) => sum + s.bytes, 0), plan.bytesToSend.base)
 
   assert.ok(!(await vms(a)).some((v) => v.id === vm.id), 'the source released the VM')
   await assertRunning(b, 'vm-1')
@@ -165,11 +174,16 @@ test('a stale replica at the target gives another plan hash: the migration is re
   }
 })
 
-test('cancel half-way through pre-copy: the VM runs on at the source, the target drops its partial copy', async () => {
-  await createVm('vm-cancel', 32 * MiB, 'dynamic')
-  // 2 MB/s: the first pre-copy pass alone takes seconds.
-  const started = await migrate({ vm: 'vm-cancel', to: 'b', bandwidth: 2_000_000 })
+/** A 32 MiB VM migrating at 2 MB/s, once its pre-copy has sent 2 MiB: seconds from its end. */
+async function slowMigrationInPrecopy (name: string): Promise<MigrationInfo> {
+  await createVm(name, 32 * MiB, 'dynamic')
+  const started = await migrate({ vm: name, to: 'b', bandwidth: 2_000_000 })
   await sourceProgress(started.id, (m) => m.phase === 'precopy' && (m.progress?.wire.sent.memory ?? 0) > 2 * MiB)
+  return started
+}
+
+test('cancel half-way through pre-copy: the VM runs on at the source, the target drops its partial copy', async () => {
+  const started = await slowMigrationInPrecopy('vm-cancel')
   const cancelled = (await a.call<{ migration: MigrationInfo }>({ cmd: 'cancel', migration: started.id, reason: 'test cancels' })).migration
   assert.equal(cancelled.state, 'cancelled')
   assert.match(String(cancelled.error), /test cancels/)
@@ -179,6 +193,29 @@ test('cancel half-way through pre-copy: the VM runs on at the source, the target
   const here = (await vms(a)).find((vm) => vm.name === 'vm-cancel')
   assert.ok(here !== undefined && !here.migrating)
   await assertRunning(a, 'vm-cancel')
+})
+
+test('bandwidth cap and downtime limit change mid-flight: the new values reach the driver, bad ones are refused, the migration completes', async () => {
+  await createVm('vm-params', 32 * MiB, 'dynamic')
+  // 1 MB/s: without the change the first pass alone would take half a minute.
+  const started = await migrate({ vm: 'vm-params', to: 'b', bandwidth: 1_000_000, maxDowntimeMs: 50 })
+  await sourceProgress(started.id, (m) => m.phase === 'precopy' && (m.progress?.wire.sent.memory ?? 0) > 512 * 1024)
+  await assert.rejects(a.call({ cmd: 'set-parameters', migration: started.id, parameters: { maxDowntimeMs: 0 } }), /maxDowntimeMs must be > 0/)
+  await assert.rejects(a.call({ cmd: 'set-parameters', migration: 'no-such-migration', parameters: { bandwidth: 0 } }), /no running migration/)
+  await a.call({ cmd: 'set-parameters', migration: started.id, parameters: { bandwidth: 0, maxDowntimeMs: 2000 } })
+  const done = await wait(a, started.id)
+  assert.equal(done.state, 'completed', String(done.error))
+  const entries = await log(a, started.id)
+  const change = entries.find((e) => e.kind === 'info' && (e.data.parameters as { maxDowntimeMs?: number } | undefined)?.maxDowntimeMs === 2000)
+  assert.ok(change !== undefined, 'the log records the change')
+  // Read back from the driver after the change: both values reached it.
+  assert.deepEqual(change.data.applied, { maxBandwidth: 0, downtimeLimitMs: 2000 })
+  assert.deepEqual(done.result.parameters, { maxBandwidth: 0, downtimeLimitMs: 2000 })
+  // The driver converged against the new limit (2000 ms), not the one requested (50 ms).
+  const converged = entries.find((e) => e.data.converged === true)
+  assert.ok(converged !== undefined && converged.seq > change.seq, 'converged after the change')
+  assert.ok(Number(converged.data.expectedDowntimeMs) <= 2000)
+  assert.ok((await vms(b)).some((vm) => vm.name === 'vm-params'))
 })
 
 test('five concurrent migrations complete, sharing the source link', async () => {
@@ -215,9 +252,7 @@ test('the log exports as ndjson, csv and json', async () => {
 })
 
 test('kill -9 the target half-way: the VM runs on at the source and the log says why', async () => {
-  await createVm('vm-kill', 32 * MiB, 'dynamic')
-  const started = await migrate({ vm: 'vm-kill', to: 'b', bandwidth: 2_000_000 })
-  await sourceProgress(started.id, (m) => m.phase === 'precopy' && (m.progress?.wire.sent.memory ?? 0) > 2 * MiB)
+  const started = await slowMigrationInPrecopy('vm-kill')
   await b.kill()
   const done = await wait(a, started.id)
   assert.equal(done.state, 'failed')
@@ -227,4 +262,24 @@ test('kill -9 the target half-way: the VM runs on at the source and the log says
   const here = (await vms(a)).find((vm) => vm.name === 'vm-kill')
   assert.ok(here !== undefined && !here.migrating)
   await assertRunning(a, 'vm-kill')
+  // b restarts: its record is not left running — it says it failed, and why; no partial VM is there.
+  b = await restartSite(root, sites, 'b')
+  const row = (await b.call<{ migrations: MigrationInfo[] }>({ cmd: 'get', migration: started.id })).migrations.find((m) => m.role === 'target')
+  assert.equal(row?.state, 'failed')
+  assert.match(String(row?.error), /restarted during (transfer|precopy); the partial VM was dropped/)
+  assert.ok(!(await vms(b)).some((vm) => vm.name === 'vm-kill'))
+})
+
+test('kill -9 the source half-way and restart it: the migration is marked failed there, the VM boots again at the source, the target dropped its copy', async () => {
+  const started = await slowMigrationInPrecopy('vm-src-kill')
+  await a.kill()
+  const target = await targetRow(b, started.id)
+  assert.equal(target.state, 'failed')
+  assert.match(String(target.error), /partial VM was dropped/)
+  assert.ok(!(await vms(b)).some((vm) => vm.name === 'vm-src-kill'))
+  a = await restartSite(root, sites, 'a')
+  const row = (await a.call<{ migrations: MigrationInfo[] }>({ cmd: 'get', migration: started.id })).migrations.find((m) => m.role === 'source')
+  assert.equal(row?.state, 'failed')
+  assert.match(String(row?.error), /restarted during precopy; the VM runs on at a/)
+  await assertRunning(a, 'vm-src-kill')
 })

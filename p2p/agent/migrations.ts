@@ -8,11 +8,12 @@
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { ApiRequestError } from '../api/index.js'
+import type { BlockExchange, TransferContext } from '../exchange/index.js'
 import {
-  createMigrationEngine, createSyntheticDriver, EXPORT_FORMATS, WORKLOAD_NAMES,
+  createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, EXPORT_FORMATS, WORKLOAD_NAMES,
   type ExportFormat, type ImageManifestData, type MigrationEngine, type MigrationEvent, type MigrationInfo, type MigrationRequest, type ReplicaView, type Strategy, type SyntheticDriver
 } from '../migration/index.js'
-import type { ImageStore } from '../store/index.js'
+import type { ImageInfo, ImageStore } from '../store/index.js'
 import type { SwarmNode } from '../swarm/index.js'
 import type { SwarmState, SwarmTransaction } from './state.js'
 
@@ -27,6 +28,20 @@ export interface SiteMigrationsInit {
   submit: (transaction: SwarmTransaction) => void
   say: (line: string) => void
   onEvent: (event: MigrationEvent) => void
+  /**
+   * The site's chunk exchange: base layers travel through it (multi-source, verified, resumable).
+   * Without it the engine falls back to its built-in fetch over the migration protocol.
+   */
+  exchange?: BlockExchange
+  /** Announces an image this site now holds (the OS/WE images an incoming migration imported). */
+  announce?: (info: ImageInfo) => Promise<void>
+}
+
+/** The fields `PATCH /v1/migrations/<id>` may change (the names of the migrate request's). */
+export interface MigrationParameterUpdate {
+  /** Bytes/s on every stream the migration writes; 0 = no cap. */
+  bandwidth?: number
+  maxDowntimeMs?: number
 }
 
 const STRATEGY_NAMES: readonly Strategy[] = ['h-gmig', 'nss', 'ss']
@@ -60,6 +75,8 @@ export class SiteMigrations {
       store: this.init.store,
       replica: async () => await this.replica(),
       directory: join(this.init.dataDir, 'migration'),
+      ...(this.init.exchange === undefined ? {} : { fetchMissingChunks: this.exchangeFetch(this.init.exchange) }),
+      onBaseImported: (rootCids) => { void this.announceImported(rootCids) },
       record: (summary) => {
         this.init.say(`migration ${summary.migration} of ${summary.vmName} to ${summary.to} done: ${summary.bytesOnWire} bytes on the wire, ${summary.bytesSaved} saved, ${Math.round(summary.totalMs)} ms, downtime ${Math.round(summary.downtimeMs)} ms`)
         this.init.submit({
@@ -84,6 +101,42 @@ export class SiteMigrations {
   async stop (): Promise<void> {
     await this.engine?.stop()
     await this.driver.stop()
+  }
+
+  /** Base layers through the exchange: each chunk from the current members the plan names for it. */
+  private exchangeFetch (exchange: BlockExchange): ReturnType<typeof exchangeChunkFetch> {
+    const { state } = this.init
+    return exchangeChunkFetch({
+      exchange,
+      store: this.init.store,
+      sourceOf: (site) => {
+        const member = state().memberByName(site)
+        return member === undefined || member.untilRound !== null ? undefined : { peer: this.init.peerOf(member.peerId) }
+      },
+      siteOf: (peerId) => state().memberByPeerId(peerId)?.name,
+      onSourceDropped: (site, reason) => { this.init.say(`migration chunk source ${site} dropped: ${reason}; its share goes to the other holders`) }
+    })
+  }
+
+  private async announceImported (rootCids: string[]): Promise<void> {
+    const announce = this.init.announce
+    if (announce === undefined) return
+    try {
+      for (const image of (await this.init.store.list()).filter((i) => rootCids.includes(i.rootCid))) await announce(image)
+    } catch (err) {
+      this.init.say(`announcing the base images a migration brought failed: ${(err as Error).message}`)
+    }
+  }
+
+  /**
+   * The exchange's serving policy for migrations (the agent's `mayServe` asks this besides the
+   * public-image rule): the target of a migration running out of this site may fetch its chunks,
+   * private images' included.
+   */
+  mayServe (peer: PeerId, context: TransferContext): boolean {
+    if (context.purpose !== 'migration' || context.migration === undefined || this.engine === undefined) return false
+    const site = this.init.state().memberByPeerId(peer.toString())
+    return site !== undefined && site.untilRound === null && this.engine.isTargetOf(context.migration, site.name)
   }
 
   /** What the planner reads: the agreed holdings and every announced image's chunk list known here. */
@@ -161,6 +214,45 @@ export class SiteMigrations {
 
   list (): { migrations: MigrationInfo[] } {
     return { migrations: this.needEngine().list() }
+  }
+
+  /**
+   * Changes a running migration's bandwidth cap and downtime limit mid-flight (QEMU's
+   * migrate-set-parameters), at its source: body `{ bandwidth?, maxDowntimeMs? }`.
+   */
+  updateParameters (id: string, body: unknown): MigrationInfo {
+    const b = objectOf(body, ['bandwidth', 'maxDowntimeMs'])
+    const update: MigrationParameterUpdate = {}
+    if (b['bandwidth'] !== undefined) {
+      const value = b['bandwidth']
+      if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new ApiRequestError(400, 'field "bandwidth" must be a non-negative number of bytes/s (0: no cap)')
+      update.bandwidth = value
+    }
+    if (b['maxDowntimeMs'] !== undefined) {
+      const value = b['maxDowntimeMs']
+      if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new ApiRequestError(400, 'field "maxDowntimeMs" must be a positive number of milliseconds')
+      update.maxDowntimeMs = value
+    }
+    if (update.bandwidth === undefined && update.maxDowntimeMs === undefined) throw new ApiRequestError(400, 'nothing to change: give "bandwidth" and/or "maxDowntimeMs"')
+    const engine = this.needEngine()
+    const rows = engine.get(id)
+    if (rows.length === 0) throw new ApiRequestError(404, `no migration ${JSON.stringify(id)} at this site`)
+    const source = rows.find((r) => r.role === 'source')
+    if (source === undefined) throw new ApiRequestError(409, `migration ${id} runs out of ${rows[0]!.source}: change its parameters there`)
+    if (source.state !== 'running') throw new ApiRequestError(409, `migration ${id} is not running (${source.state})`)
+    return engine.setParameters(source.id, update)
+  }
+
+  /** The driver's live statistics of a VM at this site (memory, CPU, its network throughput, dirty rates). */
+  async vmStats (name: string): Promise<unknown> {
+    return await this.driver.stats(name)
+  }
+
+  /** Stops and deletes a VM at this site (refused while it migrates). */
+  async destroyVm (name: string): Promise<{ destroyed: string }> {
+    await this.driver.destroy(name)
+    this.init.say(`destroyed VM ${name}`)
+    return { destroyed: name }
   }
 
   async cancel (id: string): Promise<MigrationInfo> {

@@ -39,6 +39,15 @@ export interface FetchProgress {
   totalBytes: number
   /** The site the last batch came from. */
   site?: string
+  /** Per source site, cumulative: verified chunks and bytes it delivered (and why it was dropped, if it was). */
+  sources?: SourceFigures[]
+}
+
+export interface SourceFigures {
+  site: string
+  chunks: number
+  bytes: number
+  dropReason?: string
 }
 
 /** Where the fetched chunks can be read until the images are rebuilt. */
@@ -47,8 +56,24 @@ export interface ChunkSource {
   close: () => Promise<void>
 }
 
-/** The injected base-layer transfer: make every chunk of `plan.missing` readable here. */
-export type FetchMissingChunks = (plan: MigrationPlan, signal: AbortSignal, onProgress: (progress: FetchProgress) => void) => Promise<ChunkSource>
+/** What a base-layer transfer knows of the migration it serves. */
+export interface FetchContext {
+  /** The migration's id (sources may check it against their policy). */
+  migration: string
+  /** The VM as its source described it (its OS and WE images' root CIDs and names). */
+  vm: VmDescription
+  /** The OS and WE images' manifests (from the replica the plan came from). */
+  manifests: ImageManifestData[]
+  /** The migration's byte counts: a transfer adds what it received to `received.chunks`. */
+  counter: WireCounter
+}
+
+/**
+ * The injected base-layer transfer: make every chunk of `plan.missing` readable here — either
+ * staged (the built-in fetch) or already imported into the store as the VM's OS/WE images (the
+ * swarm's chunk exchange), in which case the rebuild finds the images and skips them.
+ */
+export type FetchMissingChunks = (plan: MigrationPlan, signal: AbortSignal, onProgress: (progress: FetchProgress) => void, context: FetchContext) => Promise<ChunkSource>
 
 /** Chunks per request on the chunks channel, and per progress report. */
 const BATCH_CHUNKS = 64
@@ -112,6 +137,7 @@ export function directChunkFetch (init: DirectFetchInit): FetchMissingChunks {
     const failed = new Set<string>()
     const failures = new Map<string, number>()
     let pending = plan.missing.filter((c) => !index.has(c.cid))
+    const perSite = new Map<string, SourceFigures>()
     try {
       while (pending.length > 0) {
         // Each chunk to the least-loaded live source that holds it.
@@ -138,11 +164,15 @@ export function directChunkFetch (init: DirectFetchInit): FetchMissingChunks {
                 if (data.byteLength === 0) throw new MigrationError(`${site} does not have chunk ${cid}`)
                 if (cidOfData(data).toString() !== cid) throw new ProtocolError(`${site} sent a block that does not hash to ${cid}`)
                 writeSync(fd, data, 0, data.byteLength, offset)
+                const figures = perSite.get(site) ?? { site, chunks: 0, bytes: 0 }
+                figures.chunks++
+                figures.bytes += data.byteLength
+                perSite.set(site, figures)
                 index.set(cid, { offset, length: data.byteLength })
                 offset += data.byteLength
                 doneBytes += data.byteLength
               }
-              onProgress({ chunks: index.size, bytes: doneBytes, totalChunks: plan.missing.length, totalBytes, site })
+              onProgress({ chunks: index.size, bytes: doneBytes, totalChunks: plan.missing.length, totalBytes, site, sources: [...perSite.values()].map((f) => ({ ...f })) })
             }
             await control.send({ type: 'end' }, signal)
             await control.close()
@@ -151,7 +181,10 @@ export function directChunkFetch (init: DirectFetchInit): FetchMissingChunks {
             // A dropped connection gets one more try (a fresh dial) before the site's share moves on.
             const count = (failures.get(site) ?? 0) + 1
             failures.set(site, count)
-            if (count >= 2 || !(err instanceof PeerLostError)) failed.add(site)
+            if (count >= 2 || !(err instanceof PeerLostError)) {
+              failed.add(site)
+              perSite.set(site, { ...(perSite.get(site) ?? { site, chunks: 0, bytes: 0 }), dropReason: (err as Error).message })
+            }
             init.onSourceFailed?.(site, err as Error)
           }
         }))
@@ -204,8 +237,7 @@ export async function materializeBaseImages (store: MigrationImageStore, vm: VmD
         yield blocks.has(parsed) ? store.readBlock(parsed) : await fetched.get(cid)
       }
     }
-    const names = new Set(local.map((i) => i.name))
-    const name = wanted.name === undefined || names.has(wanted.name) ? `${wanted.name ?? layer}@${wanted.rootCid.slice(-8)}` : wanted.name
+    const name = localImageName(wanted.name, layer, wanted.rootCid, local.map((i) => i.name))
     const image = await store.add({ content: content(), size: manifest.size, description: `${layer.toUpperCase()} image ${wanted.rootCid} (migration)` }, {
       layer, name, base: layer === 'we' ? vm.os.rootCid : undefined, signal
     })
@@ -214,6 +246,11 @@ export async function materializeBaseImages (store: MigrationImageStore, vm: VmD
     local.push(image)
   }
   return { imported }
+}
+
+/** The name a rebuilt base image gets here: the source's, unless a local image has it already. */
+export function localImageName (sourceName: string | undefined, layer: string, rootCid: string, taken: string[]): string {
+  return sourceName === undefined || taken.includes(sourceName) ? `${sourceName ?? layer}@${rootCid.slice(-8)}` : sourceName
 }
 
 /** Hashes an image's bytes now, chunk by chunk (what NSS and SS do at migration time). */

@@ -17,7 +17,7 @@ import type { PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
   directChunkFetch, hashImageNow, materializeBaseImages, serveChunks, type ChunkSource, type FetchMissingChunks, type FetchProgress,
-  type MigrationImageStore
+  type MigrationImageStore, type SourceFigures
 } from './base.js'
 import type { HypervisorDriver, IncomingMigration, OutgoingEvent, OutgoingMigration, VmDescription } from './driver.js'
 import {
@@ -79,6 +79,8 @@ export interface MigrationEngineInit {
   linkBandwidth?: number
   /** Bandwidth the plan's time estimate assumes when a request sets none (bytes/s). Default 125 MB/s (1 Gbit/s, the paper's links). */
   estimateBandwidth?: number
+  /** Base images this site imported for an incoming migration (root CIDs): the agent announces them. */
+  onBaseImported?: (rootCids: string[]) => void
   /** Called once per completed migration at the source: the agent submits it as a consensus transaction. */
   record?: (summary: MigrationSummary) => void
   onEvent?: (event: MigrationEvent) => void
@@ -104,7 +106,14 @@ export interface MigrationRequest {
 
 export interface MigrationInfo extends MigrationRecordRow {
   /** Live progress while running (this process only). */
-  progress?: { wire: ReturnType<WireCounter['toJSON']>, passes: number, baseBytes: number, baseTotal: number }
+  progress?: {
+    wire: ReturnType<WireCounter['toJSON']>
+    passes: number
+    baseBytes: number
+    baseTotal: number
+    /** Base-layer chunks per source site (counted at the target, relayed to the source). */
+    sources: SourceFigures[]
+  }
 }
 
 interface Context {
@@ -123,6 +132,7 @@ interface Context {
   passes: number
   baseBytes: number
   baseTotal: number
+  sources: SourceFigures[]
   startedAt: number
 }
 
@@ -194,6 +204,21 @@ export class MigrationEngine {
   constructor (private readonly init: MigrationEngineInit) {
     this.protocol = `/hgmig/${init.swarmId}/migrate/1.0.0`
     this.shaper = new FairShaper(init.linkBandwidth ?? 0)
+  }
+
+  /**
+   * For a host that serves base chunks over another transport (the swarm's chunk exchange): waits
+   * until this site's link shaper lets `bytes` go for `migration`, so those chunks share the link
+   * fairly with every migration's own streams.
+   */
+  async shapeServed (migration: string, bytes: number, signal?: AbortSignal): Promise<void> {
+    await this.shaper.take(migration, bytes, signal)
+  }
+
+  /** Whether `site` is the target of a migration running out of this site (it may fetch the VM's base chunks). */
+  isTargetOf (migration: string, site: string): boolean {
+    const ctx = this.contexts.get(`${migration}/source`)
+    return ctx !== undefined && ctx.target === site && !ctx.abort.signal.aborted
   }
 
   /** The injected base-layer transfer, or the built-in one counting into this migration's wire figures. */
@@ -338,14 +363,16 @@ export class MigrationEngine {
 
   /** Changes a running migration's bandwidth cap and downtime limit (QEMU: migrate-set-parameters). */
   setParameters (id: string, parameters: { bandwidth?: number, maxDowntimeMs?: number }): MigrationInfo {
-    const ctx = [...this.contexts.values()].find((c) => c.id === id)
+    const ctx = this.contexts.get(`${id}/source`) ?? this.contexts.get(`${id}/target`)
     if (ctx === undefined) throw new MigrationNotFoundError(`no running migration ${id} at this site`)
-    if (parameters.bandwidth !== undefined) {
-      if (!(parameters.bandwidth >= 0)) throw new InvalidMigrationInputError(`bandwidth must be ≥ 0 bytes/s (got ${parameters.bandwidth})`)
-      ctx.bucket.setRate(parameters.bandwidth)
-    }
+    if (parameters.bandwidth !== undefined && !(parameters.bandwidth >= 0)) throw new InvalidMigrationInputError(`bandwidth must be ≥ 0 bytes/s (got ${parameters.bandwidth})`)
+    if (parameters.maxDowntimeMs !== undefined && !(parameters.maxDowntimeMs > 0)) throw new InvalidMigrationInputError(`maxDowntimeMs must be > 0 (got ${parameters.maxDowntimeMs})`)
+    if (parameters.bandwidth !== undefined) ctx.bucket.setRate(parameters.bandwidth)
     ctx.outgoing?.setParameters({ maxBandwidth: parameters.bandwidth, downtimeLimitMs: parameters.maxDowntimeMs })
-    this.log(ctx, 'info', null, { parameters })
+    // What the driver now runs with (before the driver copies, the request's values stand).
+    const applied = ctx.outgoing?.parameters ?? null
+    this.openDb().update(ctx.id, ctx.role, { result: { parameters: applied ?? parameters } })
+    this.log(ctx, 'info', null, { parameters, applied })
     return this.info(ctx.id, ctx.role)
   }
 
@@ -369,7 +396,7 @@ export class MigrationEngine {
   private context (id: string, role: MigrationRole, source: string, target: string, bandwidth: number): Context {
     const ctx: Context = {
       id, role, source, target, abort: new AbortController(), counter: new WireCounter(), bucket: new TokenBucket(bandwidth), done: deferred<MigrationInfo>(),
-      passes: 0, baseBytes: 0, baseTotal: 0, startedAt: performance.now()
+      passes: 0, baseBytes: 0, baseTotal: 0, sources: [], startedAt: performance.now()
     }
     ctx.done.promise.catch(() => {})
     // Every stream, wait and shaper grant of the migration listens on its signal: a known handful, not a leak.
@@ -381,7 +408,7 @@ export class MigrationEngine {
   private withProgress (row: MigrationRecordRow): MigrationInfo {
     const ctx = this.contexts.get(`${row.id}/${row.role}`)
     if (ctx === undefined) return row
-    return { ...row, progress: { wire: ctx.counter.toJSON(), passes: ctx.passes, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal } }
+    return { ...row, progress: { wire: ctx.counter.toJSON(), passes: ctx.passes, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal, sources: ctx.sources } }
   }
 
   private info (id: string, role: MigrationRole): MigrationInfo {
@@ -522,12 +549,20 @@ export class MigrationEngine {
       })
       ctx.outgoing = outgoing
       const failOn = async <T>(p: Promise<T>): Promise<T> => await Promise.race([p, streamFailed.promise, abortPromise(signal)])
+      const baseDone = pump.next(['base-done'], signal)
+      baseDone.catch(() => {})
+      // The paper (4.2): SS and H-GMIG send the base layers and the user data in parallel; NSS does
+      // not — its source sends the images, then the user data, then memory.
+      if (strategy === 'nss') await failOn(baseDone)
       outgoing.startDisk(byteChannel(await this.open(ctx, 'disk', ctx.target), 'disk', ctx.counter, this.shapeFor(ctx)))
-      await failOn(Promise.all([diskReady.promise, pump.next(['base-done'], signal)]))
+      await failOn(diskReady.promise)
 
+      // Memory pre-copy starts once the user data's snapshot is across (paper 3.3.2, step 3), while
+      // base chunks may still be arriving from other holders; the switch-over waits for both. A
+      // converged pre-copy re-passes the few pages dirtied meanwhile, so waiting keeps downtime low.
       this.phase(ctx, 'precopy')
       outgoing.startMemory(byteChannel(await this.open(ctx, 'memory', ctx.target), 'memory', ctx.counter, this.shapeFor(ctx)))
-      await failOn(converged.promise)
+      await failOn(Promise.all([converged.promise, baseDone]))
 
       this.phase(ctx, 'switchover')
       const pauseStarted = performance.now()
@@ -587,6 +622,7 @@ export class MigrationEngine {
     if (message.type === 'base-progress') {
       ctx.baseBytes = Number(message.bytes)
       ctx.baseTotal = Number(message.totalBytes)
+      if (Array.isArray(message.sources)) ctx.sources = message.sources as SourceFigures[]
       return true
     }
     if (message.type === 'cancel') {
@@ -725,23 +761,28 @@ export class MigrationEngine {
       const started = performance.now()
       ctx.baseTotal = plan.bytesToSend.base
       let lastReport = 0
+      const manifests = replica.manifests.filter((m) => m.rootCid === vm.os.rootCid || m.rootCid === vm.we.rootCid)
+      const heldBefore = new Set((await this.init.store.list()).map((image) => image.rootCid))
       chunkSource = await this.fetcherFor(ctx)(plan, signal, (progress: FetchProgress) => {
         ctx.baseBytes = progress.bytes
+        if (progress.sources !== undefined) ctx.sources = progress.sources
         this.log(ctx, 'batch', 'transfer', { ...progress })
         if (performance.now() - lastReport > 200 || progress.bytes === progress.totalBytes) {
           lastReport = performance.now()
-          control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes }).catch(() => {})
+          control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes, sources: ctx.sources }).catch(() => {})
         }
-      })
-      const manifests = replica.manifests.filter((m) => m.rootCid === vm.os.rootCid || m.rootCid === vm.we.rootCid)
+      }, { migration: id, vm, manifests, counter: ctx.counter })
       const rebuild = this.materializing.then(async () => await materializeBaseImages(this.init.store, vm, manifests, chunkSource as ChunkSource, signal))
       this.materializing = rebuild.catch(() => {})
-      const { imported } = await rebuild
+      await rebuild
+      // Whoever imported them (the exchange, or the rebuild here), these base images are new at this site.
+      const imported = [vm.os.rootCid, vm.we.rootCid].filter((root) => !heldBefore.has(root))
       await chunkSource.close()
       chunkSource = undefined
       const baseMs = performance.now() - started
-      this.log(ctx, 'info', 'transfer', { baseDone: true, imported, baseMs, bytes: ctx.baseBytes })
-      await control.send({ type: 'base-done', bytes: ctx.baseBytes, baseMs }, signal)
+      this.log(ctx, 'info', 'transfer', { baseDone: true, imported, baseMs, bytes: ctx.baseBytes, sources: ctx.sources })
+      this.init.onBaseImported?.(imported)
+      await control.send({ type: 'base-done', bytes: ctx.baseBytes, baseMs, sources: ctx.sources }, signal)
 
       const switchover = await pump.next(['switchover'], signal)
       this.phase(ctx, 'switchover')

@@ -5,7 +5,11 @@
  * Driven by JSON lines on stdin, each with an `id`; answers with JSON lines on stdout carrying the
  * same id. Commands run concurrently (a `wait` does not hold up a `cancel`).
  *   argv: <config.json> <site> <data dir>
- *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth? }
+ *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth?, baseTransfer? }
+ * Base layers travel through the swarm's chunk exchange (p2p/exchange), as in the agent, unless
+ * `baseTransfer` is 'direct' (the engine's built-in fetch). With a `linkBandwidth`, the chunks the
+ * exchange serves wait for the engine's link shaper, so they share the site's upload with the
+ * migrations' own streams.
  */
 import '../../p2p/polyfills.js'
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
@@ -15,13 +19,14 @@ import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import { createMigrationEngine, createSyntheticDriver, type ExportFormat, type ImageManifestData, type ReplicaView, type WorkloadName } from '../../p2p/migration/index.js'
+import { createBlockExchange } from '../../p2p/exchange/index.js'
+import { createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, type ExportFormat, type ImageManifestData, type ReplicaView, type WorkloadName } from '../../p2p/migration/index.js'
 import { createImageStore, type Layer } from '../../p2p/store/index.js'
 import { createSwarmNode, parseSwarmKey } from '../../p2p/swarm/index.js'
 
 // pnet's xsalsa20 cipher is guarded in p2p/polyfills.ts (imported first): pieces and live memory views.
 
-interface Config { swarmId: string, swarmKey: string, keys: Record<string, string>, chunkSize: number, linkBandwidth?: number }
+interface Config { swarmId: string, swarmKey: string, keys: Record<string, string>, chunkSize: number, linkBandwidth?: number, baseTransfer?: 'exchange' | 'direct' }
 
 const [configPath, site, dataDir] = process.argv.slice(2) as [string, string, string]
 const config = JSON.parse(readFileSync(configPath, 'utf8')) as Config
@@ -35,18 +40,49 @@ await store.open()
 const driver = createSyntheticDriver({ directory: dataDir, images: store })
 await driver.start()
 const node = await createSwarmNode({ privateKey: keys[site]!, swarmKey: parseSwarmKey(config.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
+const siteOfPeer = (peer: PeerId | string): string | undefined => [...peerIds].find(([, id]) => id.toString() === peer.toString())?.[0]
+const shaped: { engine?: { shapeServed: (migration: string, bytes: number) => Promise<void> } } = {}
+const exchange = createBlockExchange({
+  node,
+  store,
+  swarmId: config.swarmId,
+  directory: join(dataDir, 'exchange'),
+  policy: {
+    isMember: (peer) => siteOfPeer(peer) !== undefined,
+    mayServe: async (_peer, _cid, context) => {
+      if ((config.linkBandwidth ?? 0) > 0) await shaped.engine?.shapeServed(context.migration ?? 'exchange', config.chunkSize)
+      return true
+    }
+  }
+})
+await exchange.start()
 const engine = createMigrationEngine({
   site,
   swarmId: config.swarmId,
   node,
   peerOf: (name) => addresses.get(name),
-  siteOf: (peer) => [...peerIds].find(([, id]) => id.equals(peer))?.[0],
+  siteOf: (peer) => siteOfPeer(peer),
   driver,
   store,
   replica: () => existsSync(replicaPath) ? JSON.parse(readFileSync(replicaPath, 'utf8')) as ReplicaView : { holdings: [], manifests: [] },
   directory: dataDir,
-  linkBandwidth: config.linkBandwidth ?? 0
+  linkBandwidth: config.linkBandwidth ?? 0,
+  ...(config.baseTransfer === 'direct'
+    ? {}
+    : {
+        fetchMissingChunks: exchangeChunkFetch({
+          exchange,
+          store,
+          sourceOf: (name) => {
+            const peer = peerIds.get(name)
+            const addr = addresses.get(name)
+            return peer === undefined ? undefined : { peer, ...(addr === undefined ? {} : { addrs: [addr] }) }
+          },
+          siteOf: (peer) => siteOfPeer(peer)
+        })
+      })
 })
+shaped.engine = engine
 await engine.start()
 
 type Command = Record<string, unknown> & { cmd: string, id: number }
@@ -58,6 +94,8 @@ async function handle (c: Command): Promise<void> {
       case 'addr': reply({ addr: node.getMultiaddrs()[0]!.toString() }); break
       case 'peers':
         for (const [name, addr] of Object.entries(c.addrs as Record<string, string>)) if (name !== site) addresses.set(name, multiaddr(addr))
+        // Connected to every other site, as an agent is to every member: no transfer starts with a dial.
+        await Promise.all([...addresses.values()].map(async (addr) => await node.dial(addr).catch(() => {})))
         reply({ ok: true })
         break
       case 'import': {
@@ -88,7 +126,7 @@ async function handle (c: Command): Promise<void> {
       case 'get': reply({ migrations: engine.get(String(c.migration)) }); break
       case 'list': reply({ migrations: engine.list() }); break
       case 'cancel': reply({ migration: await engine.cancel(String(c.migration), c.reason as string | undefined) }); break
-      case 'set-parameters': reply({ migration: engine.setParameters(String(c.migration), c.parameters as { bandwidth?: number }) }); break
+      case 'set-parameters': reply({ migration: engine.setParameters(String(c.migration), c.parameters as { bandwidth?: number, maxDowntimeMs?: number }) }); break
       case 'log': reply({ entries: engine.logEntries({ migration: c.migration as string | undefined }) }); break
       case 'export': reply({ text: engine.exportLog(c.format as ExportFormat, { migration: c.migration as string | undefined }) }); break
       case 'grants': reply({ grants: Object.fromEntries(engine.linkGrants()) }); break
@@ -103,6 +141,7 @@ const running: Array<Promise<void>> = []
 for await (const line of createInterface({ input: process.stdin })) running.push(handle(JSON.parse(line) as Command))
 await Promise.allSettled(running)
 await engine.stop()
+await exchange.stop()
 await driver.stop()
 await node.stop()
 await store.close()

@@ -1,6 +1,6 @@
 /**
- * VMs and migrations through the running agent: `hgmig vm create|ls`, `hgmig migrate VM --to SITE`
- * (or `--suggest`), `hgmig migrations`, `hgmig logs export`.
+ * VMs and migrations through the running agent: `hgmig vm create|ls|stats|destroy`, `hgmig migrate
+ * VM --to SITE` (or `--suggest`), `hgmig migration set|cancel ID`, `hgmig migrations`, `hgmig logs export`.
  */
 import { writeFile } from 'node:fs/promises'
 import { Command, Option } from 'commander'
@@ -12,6 +12,19 @@ interface JsonOption { json?: boolean }
 
 async function client (command: Command): Promise<ApiClient> {
   return await ApiClient.forDataDir(command.optsWithGlobals<WithData>().data)
+}
+
+/** Client methods the agent's API is getting (issue 6: PATCH /v1/migrations/<id>, VM stats and destroy). */
+interface PendingClient {
+  updateMigration?: (id: string, parameters: { bandwidth?: number, maxDowntimeMs?: number }) => Promise<unknown>
+  vmStats?: (name: string) => Promise<unknown>
+  destroyVm?: (name: string) => Promise<unknown>
+}
+
+function pending<K extends keyof PendingClient> (api: ApiClient, method: K): NonNullable<PendingClient[K]> {
+  const fn = (api as unknown as PendingClient)[method]
+  if (typeof fn !== 'function') throw new Error(`this agent's API client has no ${method} yet`)
+  return fn.bind(api) as NonNullable<PendingClient[K]>
 }
 
 function print (json: boolean | undefined, value: unknown, text: () => string): void {
@@ -59,6 +72,47 @@ export function register (program: Command): void {
     .action(async (options: JsonOption, command: Command) => {
       const vms = await (await client(command)).vms() as Array<{ id: string, name: string, driver: string, state: string, migrating: boolean }>
       print(options.json, vms, () => vms.length === 0 ? 'no VM at this site' : vms.map((v) => `${v.name.padEnd(20)} ${v.id}  ${v.driver}  ${v.state}${v.migrating ? ' (migrating)' : ''}`).join('\n'))
+    })
+
+  vm.command('stats')
+    .description('live statistics of a VM at this site: memory and CPU use, its network throughput, dirty rates')
+    .argument('<name>', 'VM name or id')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (name: string, options: JsonOption, command: Command) => {
+      const stats = await pending(await client(command), 'vmStats')(name)
+      print(options.json, stats, () => Object.entries(stats as Record<string, unknown>).map(([k, v]) => `${k.padEnd(24)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'))
+    })
+  vm.command('destroy')
+    .description('stop and delete a VM at this site (refused while it migrates)')
+    .argument('<name>', 'VM name or id')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (name: string, options: JsonOption, command: Command) => {
+      const result = await pending(await client(command), 'destroyVm')(name)
+      print(options.json, result, () => `destroyed VM ${name}`)
+    })
+
+  const migration = program.command('migration').description('one running migration: change its parameters, cancel it')
+  migration.command('set')
+    .description('change a running migration\'s bandwidth cap and downtime limit (at its source site)')
+    .argument('<id>', 'migration id')
+    .option('--bandwidth <rate>', 'new cap on the migration\'s streams, e.g. 100Mbit or 10MiB; 0 removes the cap')
+    .option('--max-downtime <duration>', 'new downtime limit, e.g. 300ms')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (id: string, options: { bandwidth?: string, maxDowntime?: string } & JsonOption, command: Command) => {
+      if (options.bandwidth === undefined && options.maxDowntime === undefined) throw new Error('give --bandwidth and/or --max-downtime')
+      const updated = await pending(await client(command), 'updateMigration')(id, {
+        ...(options.bandwidth === undefined ? {} : { bandwidth: options.bandwidth === '0' ? 0 : parseRate(options.bandwidth, '--bandwidth') }),
+        ...(options.maxDowntime === undefined ? {} : { maxDowntimeMs: parseDuration(options.maxDowntime, '--max-downtime') })
+      }) as { id: string, result?: { parameters?: unknown } }
+      print(options.json, updated, () => `migration ${updated.id}: now ${JSON.stringify(updated.result?.parameters ?? {})}`)
+    })
+  migration.command('cancel')
+    .description('cancel a running migration; before the switch-over the VM stays at its source')
+    .argument('<id>', 'migration id')
+    .addOption(new Option('--json', 'machine-readable output'))
+    .action(async (id: string, options: JsonOption, command: Command) => {
+      const cancelled = await (await client(command)).cancelMigration(id) as { id: string, state?: string, error?: string | null }
+      print(options.json, cancelled, () => `migration ${cancelled.id}: ${cancelled.state ?? '?'}${cancelled.error == null ? '' : ` (${cancelled.error})`}`)
     })
 
   program.command('migrate')

@@ -1,0 +1,216 @@
+/**
+ * The base-layer transfer through the swarm's chunk exchange (p2p/exchange): multi-source, every
+ * block verified against its CID, resumable. For each of the VM's OS and WE images the target
+ * lacks, one exchange fetch of the whole image: the exchange fills the positions the target
+ * already holds from its own store and the all-zero ones itself, and pulls only the plan's
+ * missing chunks, each from one of the sites the plan names for it (`FetchSource.positions`,
+ * split by load; a dropped source's share moves to the others at once). The exchange imports the
+ * image, so the engine's rebuild finds it in the store and skips it.
+ *
+ * OS first, then WE: the WE image is built on the OS image (the store needs the base there), and
+ * the chunks both share then come from the local store instead of crossing the network twice.
+ * Concurrent migrations of VMs on the same images share one fetch per image.
+ */
+import { CID } from 'multiformats/cid'
+import type { BlockExchange, FetchSource, SourceProgress, TransferProgress } from '../exchange/index.js'
+import { localImageName, type ChunkSource, type FetchContext, type FetchMissingChunks, type FetchProgress, type MigrationImageStore, type SourceFigures } from './base.js'
+import { MigrationError, PeerLostError } from './errors.js'
+import type { ImageManifestData, MigrationPlan } from './plan.js'
+
+export interface ExchangeFetchInit {
+  exchange: Pick<BlockExchange, 'fetch' | 'addEventListener' | 'removeEventListener'>
+  store: MigrationImageStore
+  /** How the exchange reaches a site (its peer id, and addresses if the peer store may lack them); undefined: not reachable. */
+  sourceOf: (site: string) => Omit<FetchSource, 'positions'> | undefined
+  /** A source the exchange dropped (its share moves to the other holders). */
+  onSourceDropped?: (site: string, reason: string) => void
+  /** The site name of a peer id, for progress and logs. */
+  siteOf?: (peerId: string) => string | undefined
+}
+
+export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks {
+  /** Image fetches running now, by root CID: a second migration of a VM on the same image waits for the first. */
+  const running = new Map<string, Promise<void>>()
+  return async (plan, signal, onProgress, context) => {
+    const totalBytes = plan.missing.reduce((sum, chunk) => sum + chunk.bytes, 0)
+    const fetched = { chunks: 0, bytes: 0 }
+    /** Per source site over both images. */
+    const figures = new Map<string, SourceFigures>()
+    const sources = (current: SourceFigures[] = []): SourceFigures[] => {
+      const merged = new Map([...figures].map(([site, f]) => [site, { ...f }]))
+      for (const f of current) {
+        const before = merged.get(f.site) ?? { site: f.site, chunks: 0, bytes: 0 }
+        merged.set(f.site, { ...before, chunks: before.chunks + f.chunks, bytes: before.bytes + f.bytes, ...(f.dropReason === undefined ? {} : { dropReason: f.dropReason }) })
+      }
+      return [...merged.values()].sort((x, y) => x.site.localeCompare(y.site))
+    }
+    for (const layer of [...plan.layers].sort((x, y) => x.layer.localeCompare(y.layer))) {
+      const manifest = context.manifests.find((m) => m.rootCid === layer.rootCid)
+      if (manifest === undefined) throw new MigrationError(`no manifest of the ${layer.layer.toUpperCase()} image ${layer.rootCid} to fetch it by`)
+      for (;;) {
+        const other = running.get(layer.rootCid)
+        if (other === undefined) break
+        await other.catch(() => {})
+      }
+      if ((await init.store.list()).some((image) => image.rootCid === layer.rootCid)) continue
+      const before = { ...fetched }
+      const fetch = fetchImage(init, plan, manifest, signal, context, (progress) => {
+        onProgress({ ...progress, chunks: before.chunks + progress.chunks, bytes: before.bytes + progress.bytes, totalChunks: plan.missing.length, totalBytes, sources: sources(progress.sources) })
+      })
+      running.set(layer.rootCid, fetch.then(() => {}))
+      try {
+        const result = await fetch
+        fetched.chunks += result.chunks
+        fetched.bytes += result.bytes
+        for (const f of sources(result.sources)) figures.set(f.site, f)
+      } finally {
+        running.delete(layer.rootCid)
+      }
+    }
+    onProgress({ chunks: fetched.chunks, bytes: totalBytes, totalChunks: plan.missing.length, totalBytes, sources: sources() })
+    return storeChunkSource(init.store)
+  }
+}
+
+/**
+ * Which holder sends each missing chunk: the least loaded one, where the migration's source site
+ * starts loaded with the user data and memory it sends meanwhile (so other holders take more of
+ * the base). Each chunk goes to one holder only, so no block crosses the network twice (the
+ * exchange's endgame re-requests a chunk only from sources said to hold it).
+ */
+function assignChunks (plan: MigrationPlan, live: Set<string>, previous?: Map<string, string>): Map<string, string> {
+  const load = new Map<string, number>([...live].map((site) => [site, site === plan.source ? plan.bytesToSend.ud + plan.bytesToSend.memory : 0]))
+  const assignment = new Map<string, string>()
+  for (const chunk of plan.missing) {
+    const kept = previous?.get(chunk.cid)
+    if (kept !== undefined && live.has(kept)) {
+      assignment.set(chunk.cid, kept)
+      load.set(kept, (load.get(kept) ?? 0) + chunk.bytes)
+      continue
+    }
+    let best: string | undefined
+    for (const site of chunk.sources) if (live.has(site) && (best === undefined || (load.get(site) ?? 0) < (load.get(best) ?? 0))) best = site
+    if (best === undefined) continue
+    assignment.set(chunk.cid, best)
+    load.set(best, (load.get(best) ?? 0) + chunk.bytes)
+  }
+  return assignment
+}
+
+/**
+ * One image through the exchange; reports per source as its delivered bytes grow. A source the
+ * exchange drops (its connection died, it stalled, it sent bad blocks) is taken out at once: this
+ * fetch is stopped and started again at once (the exchange resumes it: nothing verified is
+ * fetched twice) with the dropped source's chunks spread over the holders left.
+ */
+async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifest: ImageManifestData, signal: AbortSignal, context: FetchContext,
+  onProgress: (progress: FetchProgress) => void): Promise<{ chunks: number, bytes: number, sources: SourceFigures[] }> {
+  const layer = manifest.layer === 'os' ? 'os' : 'we'
+  const osRoot = plan.layers.find((l) => l.layer === 'os')?.rootCid
+  const wanted = new Set(manifest.chunks)
+  const holders = new Set(plan.missing.filter((chunk) => wanted.has(chunk.cid)).flatMap((chunk) => chunk.sources))
+  const live = new Set([...holders].filter((site) => init.sourceOf(site) !== undefined))
+  const unreachable = [...holders].filter((site) => !live.has(site))
+  if (holders.size > 0 && live.size === 0) throw new PeerLostError(`no source of the ${layer.toUpperCase()} image ${manifest.rootCid} is reachable (${unreachable.join(', ')})`)
+  const name = localImageName(context.vm[layer].name, layer, manifest.rootCid, (await init.store.list()).map((image) => image.name))
+  /** Per site over the attempts so far. */
+  const earlier = new Map<string, SourceFigures>()
+  let totalChunks = 0
+  let totalBytes = 0
+  let assignment = assignChunks(plan, live)
+  for (;;) {
+    const siteByPeer = new Map<string, string>()
+    const positions = new Map<string, number[]>()
+    manifest.chunks.forEach((cid, position) => {
+      const site = assignment.get(cid)
+      if (site === undefined) return
+      let list = positions.get(site)
+      if (list === undefined) positions.set(site, list = [])
+      list.push(position)
+    })
+    const sources: FetchSource[] = []
+    for (const [site, list] of positions) {
+      const source = init.sourceOf(site) as Omit<FetchSource, 'positions'>
+      sources.push({ ...source, positions: list })
+      siteByPeer.set(source.peer.toString(), site)
+    }
+    const siteOf = (peer: string): string => siteByPeer.get(peer) ?? init.siteOf?.(peer) ?? peer
+    const figuresOf = (list: SourceProgress[]): SourceFigures[] => {
+      const merged = new Map([...earlier].map(([site, f]) => [site, { ...f }]))
+      for (const source of list) {
+        const site = siteOf(source.peer)
+        const before = merged.get(site) ?? { site, chunks: 0, bytes: 0 }
+        merged.set(site, { site, chunks: before.chunks + source.chunks, bytes: before.bytes + source.bytes, ...(source.dropReason === undefined ? {} : { dropReason: source.dropReason }) })
+      }
+      return [...merged.values()]
+    }
+    const attempt = new AbortController()
+    let dropped: { site: string, reason: string } | undefined
+    const onDropped = (evt: CustomEvent<{ rootCid: string, peer: string, reason: string }>): void => {
+      if (evt.detail.rootCid !== manifest.rootCid || dropped !== undefined) return
+      dropped = { site: siteOf(evt.detail.peer), reason: evt.detail.reason }
+      attempt.abort(new PeerLostError(`chunk source ${dropped.site} dropped: ${dropped.reason}`))
+    }
+    init.exchange.addEventListener('source:dropped', onDropped)
+    let received = 0
+    let last: TransferProgress | undefined
+    const seen = new Map<string, number>()
+    const report = (progress: TransferProgress): void => {
+      last = progress
+      context.counter.received.chunks += progress.bytesReceived - received
+      received = progress.bytesReceived
+      for (const source of progress.sources) {
+        const site = siteOf(source.peer)
+        if (source.bytes > (seen.get(source.peer) ?? 0)) {
+          onProgress({ chunks: totalChunks + progress.fetchChunksDone, bytes: totalBytes + progress.bytesReceived, totalChunks: 0, totalBytes: 0, site, sources: figuresOf(progress.sources) })
+        }
+        seen.set(source.peer, source.bytes)
+      }
+    }
+    try {
+      const result = await init.exchange.fetch({
+        rootCid: manifest.rootCid,
+        chunks: manifest.chunks,
+        size: manifest.size,
+        chunkSize: manifest.chunkSize,
+        layer,
+        name,
+        ...(layer === 'we' && osRoot !== undefined ? { base: osRoot } : {}),
+        sources,
+        purpose: 'migration',
+        migration: context.migration,
+        signal: AbortSignal.any([signal, attempt.signal]),
+        onProgress: report
+      })
+      context.counter.received.chunks += result.bytesReceived - received
+      return { chunks: totalChunks + result.chunksFetched, bytes: totalBytes + result.bytesFetched, sources: figuresOf(result.sources) }
+    } catch (err) {
+      if (signal.aborted) throw err
+      // Which source went: the one this attempt saw dropped, or the one the exchange names.
+      const failures = (err as { failures?: Array<{ peer: string, reason: string }> }).failures ?? []
+      const gone = dropped ?? (failures[0] === undefined ? undefined : { site: siteOf(failures[0].peer), reason: failures[0].reason })
+      if (gone === undefined || !live.has(gone.site)) throw err
+      live.delete(gone.site)
+      if (live.size === 0) throw new PeerLostError(`every source of the ${layer.toUpperCase()} image ${manifest.rootCid} is gone (last: ${gone.site}: ${gone.reason})`)
+      init.onSourceDropped?.(gone.site, gone.reason)
+      for (const f of figuresOf(last?.sources ?? [])) earlier.set(f.site, f.site === gone.site ? { ...f, dropReason: gone.reason } : f)
+      totalChunks += last?.fetchChunksDone ?? 0
+      totalBytes += received
+      assignment = assignChunks(plan, live, assignment)
+    } finally {
+      init.exchange.removeEventListener('source:dropped', onDropped)
+    }
+  }
+}
+
+/** The images are in the store now: chunks read from there (the rebuild skips images it finds). */
+function storeChunkSource (store: MigrationImageStore): ChunkSource {
+  return {
+    async get (cid) {
+      const parsed = CID.parse(cid)
+      if (!store.blockstore().has(parsed)) throw new MigrationError(`chunk ${cid} is not in the store after the exchange fetched the base images`)
+      return store.readBlock(parsed)
+    },
+    async close () {}
+  }
+}
