@@ -12,12 +12,13 @@ import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
-import { createSwarm, hgmig, tempDataDir } from './support/agent-process.js'
+import { createSwarm, hgmig, hgmigOk, tempDataDir } from './support/agent-process.js'
+import { randomImage, writePlan } from './support/image-generator.js'
 import { eventually } from './support/peer-process.js'
-import { browserSkipReason, chromiumArgs, chromiumPath, screenshotDir, startUiAgent, swarmOf, type UiAgent } from './support/ui-agents.js'
+import { browserSkipReason, chromiumArgs, chromiumPath, publishScreenshots, screenshotDir, startUiAgent, swarmOf, type UiAgent } from './support/ui-agents.js'
 
 // Browser globals used inside page.evaluate callbacks (the tests' tsconfig has no DOM lib): module-scoped declarations.
-interface PageElement { getAttribute: (name: string) => string | null, textContent: string | null, value?: string }
+interface PageElement { getAttribute: (name: string) => string | null, textContent: string | null, value?: string, querySelector: (selector: string) => PageElement | null }
 declare const document: { querySelector: (selector: string) => PageElement | null, querySelectorAll: (selector: string) => { length: number }, body: PageElement, activeElement: PageElement | null }
 declare const sessionStorage: { getItem: (key: string) => string | null }
 declare function getComputedStyle (element: PageElement): { backgroundColor: string }
@@ -64,6 +65,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
   after(async () => {
     await browser?.close()
     await Promise.all(agents.map(async (agent) => { await agent.stop() }))
+    publishScreenshots(['swarm', 'consensus', 'consensus-dark', 'consensus-hashgraph', 'images', 'migrations-wizard', 'migrations-running', 'migrations', 'migrations-target', 'logs', 'agent-unreachable'])
   })
 
   test('the token moves from the URL into sessionStorage; sites join through the swarm view; it lists the three, connected', async () => {
@@ -139,7 +141,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     assert.notEqual(dark, light, 'the page follows prefers-color-scheme')
   })
 
-  test('images (import through the form, where offered) and migrations views show the agent\'s data or say what it does not offer', async () => {
+  test('images: import through the form, where offered; the image is then known at every site', async () => {
     await openView('Images')
     await page.waitForFunction(() => document.querySelector('[data-testid^="images-"]') !== null || /No images yet|does not offer an image library/.test(document.body.textContent ?? ''))
     // An empty import request: 400 (path missing) where the agent imports, 404 or 405 where it does not yet.
@@ -177,9 +179,119 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
       }
     }
     await shot('images')
+  })
+
+  /** The migration the wizard started (its id, once it shows in the history). */
+  let migrationId = ''
+
+  test('a migration started from the wizard (synthetic VM, suggested target, plan) runs to done with advancing bars; the target shows its sources', async () => {
+    const [a, b, c] = agents as [UiAgent, UiAgent, UiAgent]
+    const files = mkdtempSync(join(tmpdir(), 'hgmig-ui-migrate-'))
+    await writePlan(randomImage('os', 64, 0.25, 31), join(files, 'vm-os.img'))
+    await writePlan(randomImage('we', 48, 0, 32), join(files, 'vm-we.img'))
+    const add = (site: UiAgent, layer: 'os' | 'we', name: string): void => {
+      hgmigOk('image', 'add', join(files, `${name}.img`), '--layer', layer, '--name', name, ...(layer === 'we' ? ['--base', 'vm-os'] : []), '--data', site.agent.dataDir)
+    }
+    // site-b holds the OS image (only the WE layer must travel there); site-a and site-c both hold the WE image (two sources).
+    add(a, 'os', 'vm-os'); add(a, 'we', 'vm-we'); add(b, 'os', 'vm-os'); add(c, 'os', 'vm-os'); add(c, 'we', 'vm-we')
+    for (const site of [a, b, c]) {
+      await eventually(`${site.client.origin} knows both chunk lists and who holds them`, async () => {
+        const view = await site.client.images()
+        const os = view.images.find((i) => i.name === 'vm-os')
+        const we = view.images.find((i) => i.name === 'vm-we')
+        return os?.manifest === true && we?.manifest === true && os.holders.length === 3 && we.holders.length === 2 ? true : undefined
+      }, 120_000)
+    }
+
     await openView('Migrations')
-    await page.waitForFunction(() => /New migration|does not offer migrations/.test(document.body.textContent ?? ''))
+    await page.getByText('Create a synthetic VM…').click()
+    await page.getByLabel('VM name').fill('web-1')
+    await page.getByLabel('OS image').selectOption({ label: 'vm-os' })
+    await page.getByLabel('WE image').selectOption({ label: 'vm-we' })
+    await page.getByLabel('Memory (MiB)').fill('64')
+    await page.getByLabel('Workload').selectOption('static')
+    await page.getByRole('button', { name: 'Create VM' }).click()
+    await page.getByRole('radio', { name: /web-1/ }).waitFor()
+    assert.ok(await page.getByRole('radio', { name: /web-1/ }).isChecked(), 'the new VM is chosen')
+    await page.getByRole('button', { name: 'Next' }).click()
+
+    // The suggestions are the agent's ranking, in its order.
+    const ranked = await (await fetch(`${a.client.origin}/v1/migrations/plan?vm=web-1`, { headers: { Authorization: `Bearer ${a.api.token}` } })).json() as Array<{ target: string }>
+    await page.getByTestId('suggested-sites').waitFor({ timeout: 60_000 })
+    const suggested = await page.locator('[data-testid="suggested-sites"] tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-site')))
+    assert.deepEqual(suggested, ranked.map((r) => r.target))
+    assert.deepEqual(suggested, ['site-c', 'site-b'], 'site-c holds both images (no base layer to send), site-b the OS image only')
+    // Chosen anyway: site-b needs the WE layer, which two sites hold.
+    await page.getByRole('button', { name: 'Choose site-b' }).click()
+    assert.equal(await page.getByRole('combobox', { name: /^Site\b/ }).inputValue(), 'site-b')
+    // A bandwidth cap makes the copy last long enough for the bars to be seen advancing.
+    await page.getByLabel('Bandwidth limit (MB/s, optional)').fill('8')
+    await page.getByRole('button', { name: 'Next' }).click()
+
+    const plan = await (await fetch(`${a.client.origin}/v1/migrations/plan?vm=web-1&to=site-b`, { headers: { Authorization: `Bearer ${a.api.token}` } })).json() as { similarity: { m: number, n: number }, layers: Array<{ presentChunks: number }> }
+    await page.getByTestId('plan-summary').waitFor({ timeout: 60_000 })
+    const summary = await page.getByTestId('plan-summary').textContent() ?? ''
+    assert.ok(summary.includes(`(m, n) = (${plan.similarity.m.toFixed(2)}, ${plan.similarity.n.toFixed(2)})`), summary)
+    assert.equal(plan.similarity.m, 1, 'site-b holds every OS chunk')
+    assert.match(summary, new RegExp(`OS ${plan.layers[0]!.presentChunks} of \\d+ chunks already at site-b`))
+    assert.equal(await page.getByTestId('plan-bitmap').getAttribute('data-points'), String(2 * 64), 'one bitmap row per layer')
+    await shot('migrations-wizard')
+
+    await page.getByRole('button', { name: 'Start migration' }).click()
+    const card = page.locator('article.migration[data-state="running"]')
+    await card.waitFor({ timeout: 60_000 })
+    // Sample the bars as the page shows them until the migration leaves the running list.
+    const seen: Array<{ phase: string | null, memory: number, base: number | null }> = []
+    let runningShot = false
+    const deadline = Date.now() + 300_000
+    while (Date.now() < deadline) {
+      const now = await page.evaluate(() => {
+        const running = document.querySelector('article.migration[data-state="running"]')
+        if (running === null) return null
+        const value = (label: string): number | null => {
+          const bar = running.querySelector(`progress[aria-label="${label}"]`)
+          return bar === null ? null : Number(bar.getAttribute('value'))
+        }
+        return { phase: running.getAttribute('data-phase'), memory: value('Memory') ?? 0, base: value('Base layers') }
+      })
+      if (now === null) break
+      seen.push(now)
+      if (!runningShot && now.memory > 0) { await shot('migrations-running'); runningShot = true }
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+    const memory = seen.map((s) => s.memory)
+    assert.ok(memory.every((v, i) => i === 0 || v >= memory[i - 1]!), `the memory bar never goes back: ${memory.join(', ')}`)
+    assert.ok(new Set(memory.filter((v) => v > 0)).size >= 2, `the memory bar advanced in steps: ${memory.join(', ')}`)
+    assert.ok(seen.some((s) => s.phase === 'precopy'), `the pre-copy phase was shown: ${[...new Set(seen.map((s) => s.phase))].join(', ')}`)
+
+    const done = page.locator('[data-testid="migration-history"] tbody tr[data-state="completed"]')
+    await done.first().waitFor({ timeout: 120_000 })
+    migrationId = await done.first().getAttribute('data-migration') ?? ''
+    assert.match(migrationId, /^[0-9a-f]{16}$/)
+    assert.match(await done.first().textContent() ?? '', /web-1site-a → site-bh-gmigcompleted/)
+    await done.first().getByRole('button').click()
+    const details = page.getByTestId(`migration-${migrationId}`)
+    await details.getByTestId('passes-chart').waitFor()
+    assert.ok(Number(await details.getByTestId('passes-chart').getAttribute('data-points')) >= 1, 'dirty pages of at least one pre-copy pass')
+    assert.ok(Number(await details.getByTestId('phase-timeline').getAttribute('data-points')) >= 8, 'the phases from request to release, timed')
+    assert.match(await details.getByTestId('downtime').textContent() ?? '', /expected [\d.]+ m?s · actual [\d.]+ m?s/)
+    assert.equal(await details.getByRole('progressbar', { name: 'Memory' }).getAttribute('value'), String(64 * 2 ** 20))
     await shot('migrations')
+    const atTarget = await (await fetch(`${b.client.origin}/v1/vms`, { headers: { Authorization: `Bearer ${b.api.token}` } })).json() as { vms: Array<{ name: string, state: string }> }
+    assert.ok(atTarget.vms.some((v) => v.name === 'web-1' && v.state === 'running'), 'the VM runs at site-b')
+
+    // The target's view of the same migration: the bytes each source site sent it.
+    const target = await context.newPage()
+    await target.goto(`${b.uiOrigin}/#token=${b.api.token}`)
+    await target.getByRole('tab', { name: 'Migrations' }).click()
+    await target.locator(`[data-testid="migration-history"] tr[data-migration="${migrationId}"] button`).click()
+    const sources = target.getByTestId(`migration-${migrationId}`).getByTestId('sources-chart')
+    await sources.waitFor()
+    const label = await sources.getAttribute('aria-label') ?? ''
+    const sites = [...label.matchAll(/(site-[a-z])/g)].map((m) => m[1])
+    assert.ok(sites.length >= 1 && sites.every((s) => s === 'site-a' || s === 'site-c'), `bytes per source site, from the holders of the WE image: ${label}`)
+    await target.screenshot({ path: join(screenshotDir, 'migrations-target.png'), fullPage: true })
+    await target.close()
   })
 
   test('the logs view lists the ordered transactions, filters them, and exports NDJSON, CSV and JSON', async () => {
@@ -207,6 +319,16 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     assert.ok(csv.length - 1 >= lines.length && csv.slice(1).every((row) => row.includes('ping')), 'CSV: a header, then the matching entries')
     const json = JSON.parse(exported['JSON']!) as Array<{ message: string }>
     assert.ok(json.length >= csv.length - 1 && json.every((e) => e.message.includes('ping')), 'JSON: an array of the matching entries')
+
+    // The migration's log as the agent formats it: every phase it went through.
+    await page.getByLabel('Search').fill('')
+    await page.getByLabel('Migration').selectOption(migrationId)
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export as NDJSON' }).click()])
+    assert.equal(download.suggestedFilename(), `hgmig-site-a-log-${migrationId}.ndjson`)
+    const entries = readFileSync(await download.path(), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { migration: string, phase: string | null })
+    assert.ok(entries.every((e) => e.migration === migrationId), 'only that migration')
+    const phases = new Set(entries.map((e) => e.phase))
+    for (const phase of ['request', 'plan', 'agree', 'transfer', 'precopy', 'switchover', 'committed', 'resumed', 'released']) assert.ok(phases.has(phase), `the exported log has phase ${phase} (has ${[...phases].join(', ')})`)
   })
 
   test('the hashgraph drawing of a graph the real engine replayed: columns, rounds, witnesses, fame, positions, edges downward', async () => {

@@ -56,6 +56,18 @@ export class Api {
     return (text === '' ? {} : JSON.parse(text)) as T
   }
 
+  /**
+   * An image-store call at the agent (POST /v1/store, as the CLI's image commands make it): the
+   * answer is NDJSON, progress lines and then one result or error line.
+   */
+  async storeCall<T> (method: string, args: unknown[] = [], signal?: AbortSignal): Promise<T> {
+    const response = await this.fetch('POST', '/v1/store', { method, args }, signal)
+    const lines = (await response.text()).split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { type: string, value?: unknown, name?: string, message?: string })
+    const last = lines[lines.length - 1]
+    if (last?.type === 'result') return last.value as T
+    throw new ApiError(500, `store ${method}: ${last?.type === 'error' ? `${last.name ?? 'Error'}: ${last.message ?? ''}` : 'no result'}`)
+  }
+
   async text (path: string, signal?: AbortSignal): Promise<string> {
     return await (await this.fetch('GET', path, undefined, signal)).text()
   }

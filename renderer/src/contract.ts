@@ -86,7 +86,7 @@ export interface MigrationLogExport { migrations: unknown[], entries: MigrationL
  * Planned (requested from the lead): per-source figures of the base-layer transfer in
  * MigrationInfo.progress. Read through this helper so the UI runs against agents without them.
  */
-export interface SourceFigures { site: string, chunks: number, bytes: number }
+export interface SourceFigures { site: string, chunks: number, bytes: number, dropReason?: string }
 export function progressSources (info: object): SourceFigures[] | null {
   return (info as { progress?: { sources?: SourceFigures[] } }).progress?.sources ?? null
 }

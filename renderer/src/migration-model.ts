@@ -5,7 +5,7 @@
  * view keeps the previous sample to turn counters into rates.
  */
 import {
-  MIGRATION_PHASES, progressSources,
+  MIGRATION_PHASES, progressSources, type SourceFigures,
   type DiskRoundStats, type MemoryPassStats, type MigrationInfo, type MigrationLogEntry, type MigrationPhase, type MigrationRecord
 } from './contract'
 
@@ -21,7 +21,7 @@ export interface TransferBarModel {
   etaMs: number | null
 }
 
-export interface SourceModel { site: string, bytes: number, bytesPerSecond: number | null }
+export interface SourceModel { site: string, bytes: number, bytesPerSecond: number | null, dropReason?: string }
 
 export interface MigrationModel {
   id: string
@@ -95,13 +95,29 @@ export function timelineOf (entries: MigrationLogEntry[], running: boolean, upda
 const SOURCE_RATE_WINDOW_MS = 3000
 
 /**
- * Bytes received per source site, from the target's base-layer batch entries (each names the
- * batch's site), and each site's rate over the last few seconds of the log.
+ * Bytes received per source site, from the target's base-layer batch entries, and each site's rate
+ * over the last few seconds of the log: cumulative per-source figures where the entries carry them
+ * (FetchProgress.sources), else each batch's bytes counted for the site it names.
  */
-export function sourcesFromBatches (entries: MigrationLogEntry[]): Array<{ site: string, bytes: number, recent: number, windowMs: number }> {
-  const totals = new Map<string, { bytes: number, recent: number }>()
+export function sourcesFromBatches (entries: MigrationLogEntry[]): Array<{ site: string, bytes: number, recent: number, windowMs: number, dropReason?: string }> {
   const batches = entries.filter((e) => e.kind === 'batch' && num(e.data['bytes']) !== null)
-  const end = batches[batches.length - 1]?.time ?? 0
+  const last = batches[batches.length - 1]
+  if (last === undefined) return []
+  const cumulative = batches.filter((e) => Array.isArray(e.data['sources']))
+  const newest = cumulative[cumulative.length - 1]
+  if (newest !== undefined) {
+    const figures = (entry: MigrationLogEntry): SourceFigures[] => entry.data['sources'] as SourceFigures[]
+    const older = [...cumulative].reverse().find((e) => e.time <= newest.time - SOURCE_RATE_WINDOW_MS) ?? cumulative[0]!
+    const windowMs = Math.max(1, newest.time - older.time)
+    return figures(newest).map((f) => ({
+      site: f.site,
+      bytes: f.bytes,
+      recent: older === newest ? 0 : f.bytes - (figures(older).find((o) => o.site === f.site)?.bytes ?? 0),
+      windowMs,
+      ...(f.dropReason === undefined ? {} : { dropReason: f.dropReason })
+    }))
+  }
+  const totals = new Map<string, { bytes: number, recent: number }>()
   let previous = 0
   for (const entry of batches) {
     const bytes = num(entry.data['bytes'])!
@@ -111,11 +127,10 @@ export function sourcesFromBatches (entries: MigrationLogEntry[]): Array<{ site:
     if (typeof site !== 'string') continue
     const total = totals.get(site) ?? { bytes: 0, recent: 0 }
     total.bytes += delta
-    if (entry.time > end - SOURCE_RATE_WINDOW_MS) total.recent += delta
+    if (entry.time > last.time - SOURCE_RATE_WINDOW_MS) total.recent += delta
     totals.set(site, total)
   }
-  const first = batches[0]?.time ?? end
-  const windowMs = Math.max(1, Math.min(SOURCE_RATE_WINDOW_MS, end - first))
+  const windowMs = Math.max(1, Math.min(SOURCE_RATE_WINDOW_MS, last.time - batches[0]!.time))
   return [...totals].map(([site, t]) => ({ site, bytes: t.bytes, recent: t.recent, windowMs }))
 }
 
@@ -157,17 +172,21 @@ export function modelOf (info: MigrationInfo, entries: MigrationLogEntry[], prev
     base: bar(baseDone, baseTotal, baseDone, 'base', completed),
     // The first full copy of the UD layer is done once pre-copy starts (the engine waits for disk-ready).
     ud: bar(udCarried, udTotal, udCarried, 'ud', completed || reached('transfer')),
-    memory: bar(memoryCarried, memoryTotal, memoryCarried, 'memory', completed || reached('precopy'))
+    // All-zero pages cross as markers only, so the first copy is done with its pass, not at its byte count.
+    memory: bar(memoryCarried, memoryTotal, memoryCarried, 'memory', completed || reached('precopy') || passes.length > 0)
   }
 
   let sources: SourceModel[] | null = null
-  const reported = progressSources(info)
+  // Live while it runs (progress), then kept in the result or the log where the agent records them.
+  const recorded = Array.isArray(result['sources']) ? result['sources'] as SourceFigures[] : null
+  const logged = [...entries].reverse().find((e) => e.kind !== 'batch' && Array.isArray(e.data['sources']))?.data['sources'] as SourceFigures[] | undefined
+  const reported = progressSources(info) ?? recorded ?? (info.role === 'source' ? logged ?? null : null)
   if (reported !== null) {
     sample.sources = Object.fromEntries(reported.map((s) => [s.site, s.bytes]))
-    sources = reported.map((s) => ({ site: s.site, bytes: s.bytes, bytesPerSecond: running ? rate(s.bytes, previous?.sources[s.site] ?? 0, now, previous?.at) : null }))
+    sources = reported.map((s) => ({ site: s.site, bytes: s.bytes, bytesPerSecond: running ? rate(s.bytes, previous?.sources[s.site] ?? 0, now, previous?.at) : null, ...(s.dropReason === undefined ? {} : { dropReason: s.dropReason }) }))
   } else if (info.role === 'target') {
     const transferring = running && info.phase === 'transfer'
-    sources = sourcesFromBatches(entries).map((s) => ({ site: s.site, bytes: s.bytes, bytesPerSecond: transferring ? (1000 * s.recent) / s.windowMs : null }))
+    sources = sourcesFromBatches(entries).map((s) => ({ site: s.site, bytes: s.bytes, bytesPerSecond: transferring ? (1000 * s.recent) / s.windowMs : null, ...(s.dropReason === undefined ? {} : { dropReason: s.dropReason }) }))
   }
   sources?.sort((a, b) => a.site.localeCompare(b.site))
 

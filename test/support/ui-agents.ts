@@ -4,7 +4,7 @@
  * another loopback port serves dist/ui with the same static.ts and relays /v1/* and the WebSocket
  * to the agent unchanged but for Host and Origin (so the agent's same-origin checks still run).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer, request as httpRequest, type Server } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
@@ -17,6 +17,23 @@ export const uiDir = fileURLToPath(new URL('../../ui', import.meta.url))
 export const chromiumPath = '/usr/bin/chromium'
 export const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 export const screenshotDir = fileURLToPath(new URL('../../../test-results', import.meta.url))
+
+/** Where the README's screenshots live (committed; refreshed only on request, see publishScreenshots). */
+export const publishedScreenshotDir = fileURLToPath(new URL('../../../renderer/screenshots', import.meta.url))
+
+/**
+ * With HGMIG_UPDATE_SCREENSHOTS=1, copies these screenshots (names without .png) from
+ * test-results/ to renderer/screenshots/, where the README shows them; otherwise does nothing, so
+ * an ordinary test run never changes tracked files.
+ */
+export function publishScreenshots (names: string[]): void {
+  if (process.env['HGMIG_UPDATE_SCREENSHOTS'] !== '1') return
+  mkdirSync(publishedScreenshotDir, { recursive: true })
+  for (const name of names) {
+    const from = join(screenshotDir, `${name}.png`)
+    if (existsSync(from)) copyFileSync(from, join(publishedScreenshotDir, `${name}.png`))
+  }
+}
 
 /** Why the browser tests cannot run here, or null. */
 export function browserSkipReason (): string | null {

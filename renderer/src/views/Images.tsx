@@ -2,13 +2,13 @@
 import { useEffect, useMemo, useState, type FormEvent, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
 import { Bar, Chart, EmptyState, ErrorState, formatBytes, Loaded, NotOffered, short } from '../components'
-import type { ImageLayer, ImagesView as ImagesList, ImageView, ImportRequest, SimilarityView } from '../contract'
+import type { ChunkMapView, ImageLayer, ImagesView as ImagesList, ImageView, ImportRequest, SimilarityView } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
 const PARENT_LAYER: Record<ImageLayer, ImageLayer | null> = { os: null, we: 'os', ud: 'we' }
 
 export function ImagesView (): ReactNode {
-  const { subscribe } = useAgent()
+  const { subscribe, status } = useAgent()
   const images = useEndpoint<ImagesList>('/v1/images', 5000)
   const similarity = useEndpoint<SimilarityView>('/v1/images/similarity', 10_000)
   const [selected, setSelected] = useState<ImageView | null>(null)
@@ -35,6 +35,7 @@ export function ImagesView (): ReactNode {
                 return (
                   <div className='panel' key={site.peerId} data-testid={`images-${site.site}`}>
                     <h3>{site.site} <span className='muted'>{held.length} image{held.length === 1 ? '' : 's'} · {formatBytes(held.reduce((n, i) => n + i.size, 0))}</span></h3>
+                    {site.site === status?.site && held.length > 0 && <DedupSavings logicalBytes={held.reduce((n, i) => n + i.size, 0)} generation={images.data!.images.length} />}
                     {held.length === 0 ? <p className='muted'>Holds no image.</p> : <ImageTree images={held} onSelect={setSelected} selected={selected?.rootCid ?? null} />}
                   </div>
                 )
@@ -49,6 +50,28 @@ export function ImagesView (): ReactNode {
       </div>
       {selected !== null && <ChunkMap image={selected} />}
     </section>
+  )
+}
+
+interface StoreStats { storedBytes: number, storedLeafBytes: number, chunks: number, zeroChunks: number }
+
+/** This site's deduplication: the images' bytes against what the store keeps on disk (the store's own stats). */
+function DedupSavings ({ logicalBytes, generation }: { logicalBytes: number, generation: number }): ReactNode {
+  const { api } = useAgent()
+  const [stats, setStats] = useState<StoreStats | null>(null)
+  useEffect(() => {
+    if (api === null) return
+    const abort = new AbortController()
+    api.storeCall<StoreStats>('stats', [], abort.signal).then(setStats, () => { setStats(null) })
+    return () => { abort.abort() }
+  }, [api, generation])
+  if (stats === null) return null
+  const saved = Math.max(0, logicalBytes - stats.storedLeafBytes)
+  return (
+    <p className='muted' data-testid='dedup'>
+      Stored on disk: {formatBytes(stats.storedLeafBytes)} of data for {formatBytes(logicalBytes)} of images · dedup and zero chunks save {formatBytes(saved)}
+      {logicalBytes > 0 ? ` (${((100 * saved) / logicalBytes).toFixed(0)} %)` : ''} · {stats.chunks} distinct chunks, {stats.zeroChunks} all-zero
+    </p>
   )
 }
 
@@ -201,31 +224,52 @@ function SimilarityHeatMap ({ data }: { data: SimilarityView }): ReactNode {
   )
 }
 
-/** Proposed shape: one character per chunk bucket per site: h held, m missing, f in flight, z all-zero. */
-interface ChunkMapView { buckets: number, sites: Array<{ site: string, states: string }> }
-const STATE_VALUE: Record<string, number> = { m: 0, f: 1, h: 2, z: 3 }
-const STATE_NAME = ['missing', 'in flight', 'held', 'zero']
+/** The chunk map's bucket states (ChunkMapView.states), as the heat map's values. */
+const CHUNK_STATES = [
+  { code: 'm', label: 'missing', color: '#dc2626' },
+  { code: 'f', label: 'in flight', color: '#f59e0b' },
+  { code: 'p', label: 'partly held', color: '#84cc16' },
+  { code: 'h', label: 'held', color: '#15803d' },
+  { code: 'z', label: 'all-zero (never stored)', color: '#9ca3af' }
+] as const
+const CHUNK_BUCKETS = 200
 
 function ChunkMap ({ image }: { image: ImageView }): ReactNode {
-  const map = useEndpoint<ChunkMapView>(`/v1/images/${encodeURIComponent(image.rootCid)}/chunks`, 2000)
+  const map = useEndpoint<ChunkMapView>(`/v1/images/${encodeURIComponent(image.rootCid)}/chunks?buckets=${CHUNK_BUCKETS}`, 2000)
   return (
-    <div className='panel'>
-      <h3>Chunk map of {image.name}</h3>
-      <Loaded result={map} what='chunk maps' endpoint='GET /v1/images/:cid/chunks'>
+    <div className='panel' data-testid='chunk-map-panel'>
+      <h3 id='chunk-map-title'>Chunk map of {image.name} <span className='muted'>{image.chunkCount} chunks · <code title={image.rootCid}>{short(image.rootCid, 14)}</code></span></h3>
+      <Loaded result={map} what='chunk maps' endpoint='GET /v1/images/:rootCid/chunks'>
         {(data) => (
-          <Chart
-            label={`Chunk map of ${image.name} at ${data.sites.length} sites`}
-            points={data.sites.length * data.buckets}
-            height={80 + 36 * data.sites.length}
-            option={{
-              grid: { left: 120, right: 16, top: 8, bottom: 56 },
-              tooltip: { formatter: (p: { value: [number, number, number] }) => STATE_NAME[p.value[2]] ?? '' },
-              xAxis: { type: 'category', data: Array.from({ length: data.buckets }, (_, i) => i), show: false },
-              yAxis: { type: 'category', data: data.sites.map((s) => s.site) },
-              visualMap: { type: 'piecewise', pieces: STATE_NAME.map((label, value) => ({ value, label })), orient: 'horizontal', left: 'center', bottom: 0 },
-              series: [{ type: 'heatmap', data: data.sites.flatMap((s, row) => [...s.states].map((c, i) => [i, row, STATE_VALUE[c] ?? 0])) }]
-            }}
-          />
+          <>
+            <Chart
+              label={`Chunk map of ${data.name}: ${data.sites.map((s) => `${s.site} holds ${s.held} of ${data.chunkCount}${s.inFlight > 0 ? `, ${s.inFlight} in flight` : ''}`).join('; ')}`}
+              points={data.sites.reduce((n, s) => n + s.states.length, 0)}
+              height={90 + 30 * data.sites.length}
+              testId='chunk-map'
+              option={{
+                grid: { left: 110, right: 16, top: 8, bottom: 56 },
+                tooltip: { formatter: (p: { value: [number, number, number] }) => `${data.sites[p.value[1]]?.site ?? ''}, chunks ${p.value[0] * data.chunksPerBucket}–${Math.min(data.chunkCount, (p.value[0] + 1) * data.chunksPerBucket) - 1}: ${CHUNK_STATES[p.value[2]]?.label ?? ''}` },
+                xAxis: { type: 'category', data: Array.from({ length: data.buckets }, (_, i) => i), show: false },
+                yAxis: { type: 'category', data: data.sites.map((s) => s.site) },
+                visualMap: { type: 'piecewise', pieces: CHUNK_STATES.map((state, value) => ({ value, label: state.label, color: state.color })), orient: 'horizontal', left: 'center', bottom: 0 },
+                series: [{ type: 'heatmap', data: data.sites.flatMap((s, row) => [...s.states].map((c, i) => [i, row, Math.max(0, CHUNK_STATES.findIndex((state) => state.code === c))])) }]
+              }}
+            />
+            <table className='grid' aria-label={`Chunks of ${data.name} per site`} data-testid='chunk-map-table'>
+              <thead><tr><th scope='col'>Site</th><th scope='col'>Held</th><th scope='col'>In flight</th><th scope='col'>Missing</th></tr></thead>
+              <tbody>
+                {data.sites.map((s) => (
+                  <tr key={s.site} data-site={s.site}>
+                    <th scope='row'>{s.site}</th>
+                    <td>{s.held} of {data.chunkCount} ({data.chunkCount === 0 ? 100 : ((100 * s.held) / data.chunkCount).toFixed(0)} %)</td>
+                    <td>{s.inFlight}</td>
+                    <td>{Math.max(0, data.chunkCount - s.held - s.inFlight)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </>
         )}
       </Loaded>
     </div>

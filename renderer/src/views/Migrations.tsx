@@ -162,7 +162,9 @@ function PhaseTimeline ({ model }: { model: MigrationModel }): ReactNode {
       <ol className='phases' aria-label='Phases'>
         {MIGRATION_PHASES.map((phase, i) => {
           const step = model.timeline.find((s) => s.phase === phase)
-          const state = i < reachedIndex || (i === reachedIndex && !model.running && model.state === 'completed') ? 'done' : i === reachedIndex ? (model.running ? 'current' : 'stopped') : 'todo'
+          const completed = !model.running && model.state === 'completed'
+          // A phase the migration passed without a log entry here (the target has no pre-copy, the source no release record) is "skipped".
+          const state = i > reachedIndex ? (completed ? 'skipped' : 'todo') : i === reachedIndex ? (completed ? 'done' : model.running ? 'current' : 'stopped') : step === undefined && completed ? 'skipped' : 'done'
           return (
             <li key={phase} className={`phase ${state}`} aria-current={state === 'current' ? 'step' : undefined} data-phase={phase}>
               <span>{PHASE_LABEL[phase]}</span>
@@ -221,12 +223,16 @@ function SourcesChart ({ model }: { model: MigrationModel }): ReactNode {
     return (
       <figure className='chart-figure'>
         <figcaption>Throughput per source site</figcaption>
-        <p className='muted'>The base layers are fetched by the target; its per-source figures are at {model.target} (this agent does not relay them yet).</p>
+        <p className='muted'>{model.running
+          ? `The base layers are fetched by the target; its per-source figures are at ${model.target} (this agent does not relay them yet).`
+          : `The base layers were fetched by the target: its per-source figures are in ${model.target}'s view of this migration.`}
+        </p>
       </figure>
     )
   }
   if (model.sources.length === 0) {
-    return <figure className='chart-figure'><figcaption>Throughput per source site</figcaption><p className='muted'>No base-layer chunk received yet.</p></figure>
+    const none = model.bars.base?.total === 0 ? 'No base-layer chunk to fetch: the target holds them all.' : model.running ? 'No base-layer chunk received yet.' : 'No per-source figures were recorded.'
+    return <figure className='chart-figure'><figcaption>Throughput per source site</figcaption><p className='muted'>{none}</p></figure>
   }
   const live = model.sources.some((s) => s.bytesPerSecond !== null)
   return (
@@ -245,6 +251,11 @@ function SourcesChart ({ model }: { model: MigrationModel }): ReactNode {
           series: [{ type: 'bar', name: live ? 'bytes/s' : 'bytes', data: model.sources.map((s) => live ? s.bytesPerSecond ?? 0 : s.bytes), label: { show: true, position: 'right', formatter: (p: { value: number }) => live ? `${formatBytes(p.value)}/s` : formatBytes(p.value) } }]
         }}
       />
+      {model.sources.some((s) => s.dropReason !== undefined) && (
+        <ul className='plain why' aria-label='Dropped sources'>
+          {model.sources.filter((s) => s.dropReason !== undefined).map((s) => <li key={s.site}>{s.site} dropped: {s.dropReason} (its share went to the others)</li>)}
+        </ul>
+      )}
     </figure>
   )
 }

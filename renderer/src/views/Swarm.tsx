@@ -1,8 +1,8 @@
 /** Swarm: member sites (connection, RTT, holdings), join requests and LAN peers, invite/approve/remove. */
 import { useEffect, useState, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
-import { EmptyState, ErrorState, formatBytes, formatMs, Loaded, short } from '../components'
-import { memberSince, memberUntil, roleOf, type ImagesView, type InviteView, type SwarmRequests } from '../contract'
+import { Chart, EmptyState, ErrorState, formatBytes, formatMs, Loaded, short } from '../components'
+import { memberSince, memberThroughput, memberUntil, roleOf, type ImagesView, type InviteView, type SwarmRequests } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
 export function SwarmView (): ReactNode {
@@ -44,7 +44,7 @@ export function SwarmView (): ReactNode {
         </thead>
         <tbody>
           {status.members.map((m) => {
-            const throughput = (m as { bytesPerSecond?: number }).bytesPerSecond
+            const throughput = memberThroughput(m)
             const since = memberSince(m)
             const until = memberUntil(m)
             return (
@@ -55,7 +55,10 @@ export function SwarmView (): ReactNode {
                 <td>{until !== null ? `left at round ${until}` : since === null || since <= 1 ? 'founding' : `from round ${since}`}</td>
                 <td><span className={`badge ${m.connected ? 'ok' : 'bad'}`}>{m.connected ? 'connected' : 'disconnected'}</span></td>
                 <td>{m.self ? '—' : formatMs(m.rttMs)}</td>
-                <td>{throughput === undefined ? '—' : `${formatBytes(throughput)}/s`}</td>
+                <td data-testid='throughput'>{throughput === undefined
+                  ? <span className='muted' title='This agent does not report per-member throughput yet'>—</span>
+                  : throughput === null ? '—' : <span title='sent to it / received from it, last seconds'>↑ {formatBytes(throughput.sentBytesPerSecond)}/s · ↓ {formatBytes(throughput.receivedBytesPerSecond)}/s</span>}
+                </td>
                 <td>{holdings(m.name)}</td>
                 <td>{!m.self && until === null && (
                   <button type='button' className='link' aria-label={`Remove ${m.name} from the swarm`} onClick={() => {
@@ -69,6 +72,8 @@ export function SwarmView (): ReactNode {
           })}
         </tbody>
       </table>
+
+      <TrafficChart />
 
       <div className='columns'>
         <div className='panel'>
@@ -156,11 +161,60 @@ function Requests ({ data, onApprove }: { data: SwarmRequests, onApprove: (peer:
         </ul>
       )}
       <h4>Peers found on the LAN</h4>
-      {data.lanPeers === undefined ? <p className='muted'>This agent does not report LAN peers yet.</p> : lan.length === 0 ? <p className='muted'>None (mDNS runs when the agent listens beyond loopback).</p> : (
-        <ul className='plain' aria-label='LAN peers'>
-          {lan.map((p) => <li key={p.peerId}><code>{short(p.peerId, 20)}</code> <span className='muted'>{p.addrs.join(', ')}</span></li>)}
+      {data.lanPeers === undefined ? <p className='muted'>This agent does not report LAN peers yet (GET /v1/swarm/requests has no <code>lanPeers</code>).</p> : lan.length === 0 ? <p className='muted'>None (mDNS runs when the agent listens beyond loopback).</p> : (
+        <ul className='plain' aria-label='LAN peers' data-testid='lan-peers'>
+          {lan.map((p) => (
+            <li key={p.peerId} data-peer={p.peerId}>
+              <code title={p.peerId}>{short(p.peerId, 20)}</code>
+              {p.member === true ? <span className='tag'>member</span> : <span className='tag'>not in this swarm</span>}{' '}
+              <span className='muted'>{p.addrs.join(', ')}{p.lastSeen !== undefined ? ` · seen ${new Date(p.lastSeen).toLocaleTimeString()}` : ''}</span>
+            </li>
+          ))}
         </ul>
       )}
+      {lan.some((p) => p.member !== true) && <p className='muted'>A site found on the LAN joins with an invite code from a member: create one above and give it to that site's operator.</p>}
     </>
+  )
+}
+
+const TRAFFIC_POINTS = 120
+
+/** Each member's traffic with this site over the last minutes, from the status polls (where the agent reports it). */
+function TrafficChart (): ReactNode {
+  const { status } = useAgent()
+  const [series, setSeries] = useState<Record<string, Array<[number, number]>>>({})
+  useEffect(() => {
+    if (status === null) return
+    const at = Date.now()
+    setSeries((previous) => {
+      const next: Record<string, Array<[number, number]>> = {}
+      for (const member of status.members) {
+        const throughput = memberThroughput(member)
+        if (member.self || throughput === undefined || throughput === null) continue
+        next[member.name] = [...(previous[member.name] ?? []).slice(-(TRAFFIC_POINTS - 1)), [at, throughput.sentBytesPerSecond + throughput.receivedBytesPerSecond]]
+      }
+      return next
+    })
+  }, [status])
+  const names = Object.keys(series)
+  if (names.length === 0) return null
+  return (
+    <figure className='panel chart-figure'>
+      <figcaption>Traffic with each member (sent + received, bytes/s)</figcaption>
+      <Chart
+        label={`Traffic with ${names.join(', ')}`}
+        points={names.reduce((n, name) => n + (series[name]?.length ?? 0), 0)}
+        height={180}
+        testId='traffic-chart'
+        option={{
+          grid: { left: 72, right: 16, top: 28, bottom: 28 },
+          legend: { top: 0 },
+          tooltip: { trigger: 'axis', valueFormatter: (v: number) => `${formatBytes(v)}/s` },
+          xAxis: { type: 'time' },
+          yAxis: { type: 'value', axisLabel: { formatter: (v: number) => `${formatBytes(v)}/s` } },
+          series: names.map((name) => ({ type: 'line', name, showSymbol: false, data: series[name] }))
+        }}
+      />
+    </figure>
   )
 }
