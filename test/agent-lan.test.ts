@@ -88,6 +88,13 @@ test('agents in separate network namespaces on one bridge find each other by mDN
     const probe = `const { ApiClient } = await import(${JSON.stringify(api)}); const c = await ApiClient.forDataDir(${JSON.stringify(sites[1]!.dir)}); process.stdout.write(JSON.stringify(await c.ping()))`
     const submitted = JSON.parse(must('ip', 'netns', 'exec', sites[1]!.ns, process.execPath, '--input-type=module', '-e', probe)) as { submitted: string[] }
     assert.equal(submitted.submitted.length, 1)
+    // B lists A among the peers found on the LAN, with A's bridge address, as a member.
+    const lanProbe = `const { ApiClient } = await import(${JSON.stringify(api)}); const c = await ApiClient.forDataDir(${JSON.stringify(sites[1]!.dir)}); process.stdout.write(JSON.stringify(await c.lanPeers()))`
+    const lanPeers = JSON.parse(must('ip', 'netns', 'exec', sites[1]!.ns, process.execPath, '--input-type=module', '-e', lanProbe)) as Array<{ peerId: string, addrs: string[], member: boolean }>
+    const a = lanPeers.find((p) => p.peerId === status(sites[0]!)!.peerId)
+    assert.ok(a !== undefined, `site A among B's LAN peers: ${JSON.stringify(lanPeers)}`)
+    assert.ok(a.member)
+    assert.ok(a.addrs.some((addr) => addr.includes(`/ip4/${sites[0]!.ip}/`)), `A's bridge address among ${a.addrs.join(', ')}`)
     const agreed = await eventually('a transaction ordered at both sites with one state hash', async () => {
       const both = sites.map(status)
       if (both.some((s) => s === undefined)) return undefined

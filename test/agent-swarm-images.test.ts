@@ -71,6 +71,18 @@ test('four sites: create, invite, join, approve; each imports an image through i
       assert.deepEqual(view.images.filter((image) => image.local).map((image) => image.name), [`os-${sites[i]!.name}`])
       assert.deepEqual(view.sites.map((s) => s.images.length), [1, 1, 1, 1])
     }
+    // Site B's image as site A maps it: B holds every chunk; A, holding unrelated random data, none but the zeros.
+    const imageOfB = views[0]!.images.find((image) => image.name === 'os-site-b')!
+    const map = await a.client.chunkMap(imageOfB.rootCid, 16)
+    assert.equal(map.chunkCount, imageOfB.chunkCount)
+    assert.equal(map.buckets * map.chunksPerBucket >= map.chunkCount && (map.buckets - 1) * map.chunksPerBucket < map.chunkCount, true)
+    const atB = map.sites.find((s) => s.site === 'site-b')!
+    const atA = map.sites.find((s) => s.site === 'site-a')!
+    assert.equal(atB.held, map.chunkCount)
+    assert.match(atB.states, /^[hz]+$/)
+    assert.match(atA.states, /^[mz]+$/)
+    assert.ok(atA.held < atB.held)
+    await assert.rejects(a.client.chunkMap('bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'), /no image with root CID/)
     // Every site measures the others' probes too; libp2p's byte counters are on /metrics.
     await Promise.all(sites.map(async (s) => await s.client.ping()))
     const latencies = await eventually('other sites\' probes measured at site-a', async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, toHex, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
@@ -99,6 +99,8 @@ class MigrationAgent implements Agent {
   private readonly remoteLatency: ConsensusLatency
   private readonly rtt = new Map<string, number | null>()
   private readonly peerIds = new Map<string, PeerId>()
+  /** Peers discovery found (mDNS on the LAN, the bootstrap list), by peer id. */
+  private readonly discovered = new Map<string, { addrs: string[], lastSeen: number }>()
   /** What each member last reported of its replicated state (for comparing sites at a glance). */
   private readonly reportedState = new Map<string, { stateHash: string, ordered: number }>()
   /** Last answer per member to this site's join request (logged when it changes). */
@@ -281,8 +283,8 @@ class MigrationAgent implements Agent {
     // The replay has passed every announcement already: note the manifests this site lacks.
     images.wantAnnounced()
     const isMemberPeer = (peerId: string): boolean => isCurrentMember(core.state.memberByPeerId(peerId))
-    // The exchange's policy asks the transfers, which need the exchange: tied after both exist.
-    const policyOf: { transfers?: ImageTransfers } = {}
+    // The exchange's policy asks the transfers and the migrations, which need the exchange: tied after all exist.
+    const policyOf: { transfers?: ImageTransfers, migrations?: SiteMigrations } = {}
     const exchange = createBlockExchange({
       node,
       store: core.store,
@@ -290,7 +292,7 @@ class MigrationAgent implements Agent {
       directory: join(this.init.dataDir, 'exchange'),
       policy: {
         isMember: (peer) => isMemberPeer(peer.toString()),
-        mayServe: (peer, _cid, context) => policyOf.transfers?.mayServe(peer, context) ?? false
+        mayServe: (peer, _cid, context) => (policyOf.transfers?.mayServe(peer, context) ?? false) || (policyOf.migrations?.mayServe(peer, context) ?? false)
       }
     })
     exchange.addEventListener('peer:penalised', (evt) => { this.say(`peer ${evt.detail.peer} sent a block that does not match ${evt.detail.cid} (${evt.detail.reason}); ${evt.detail.dropped ? 'dropped as a source' : 'fetching it elsewhere'}`) })
@@ -323,8 +325,11 @@ class MigrationAgent implements Agent {
       peerOf: (peerId) => this.peerOf(peerId),
       submit: (transaction) => { this.submitTransaction(transaction) },
       say: this.say,
-      onEvent: (event) => { this.emit({ type: 'migration', event }) }
+      onEvent: (event) => { this.emit({ type: 'migration', event }) },
+      exchange,
+      announce: async (info) => { await images.announce(info) }
     })
+    policyOf.migrations = migrations
     await migrations.start()
     undo.push(async () => { await migrations.stop() })
     const api = createApiServer({ backend: this, port: this.init.apiPort, staticDir: this.init.uiDir, onError: (err) => { this.say(`api: ${err.stack ?? err.message}`) } })
@@ -509,6 +514,7 @@ class MigrationAgent implements Agent {
     // libp2p 3 does not dial what discovery (mDNS, bootstrap) finds: the agent connects to the members among it.
     node.addEventListener('peer:discovery', (evt) => {
       const member = memberIndex(evt.detail.id)
+      this.noteDiscovered(evt.detail.id.toString(), evt.detail.multiaddrs.map((a) => a.toString()))
       // A joining site knows only the founders from its genesis: it dials whoever it is pointed at.
       if ((member !== null || this.role() === 'joining') && evt.detail.id.toString() !== this.core?.peerId) void this.connectMember(node, evt.detail.id)
     })
@@ -686,6 +692,8 @@ class MigrationAgent implements Agent {
           connected: isSelf || this.isConnected(this.peerOf(m.peerId)),
           rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null,
           gossipScore: isSelf ? null : gossipScore(network.node, m.peerId),
+          // Per-connection byte counts are not exposed by libp2p's metrics yet (per protocol only).
+          throughput: null,
           stateHash: isSelf ? state.stateHash : this.reportedState.get(m.peerId)?.stateHash ?? null,
           ordered: isSelf ? state.applied + state.rejected : this.reportedState.get(m.peerId)?.ordered ?? null,
           since: m.fromRound,
@@ -753,6 +761,30 @@ class MigrationAgent implements Agent {
   }
 
   async cancelMigration (id: string): Promise<unknown> { return await this.needNetwork().migrations.cancel(id) }
+  async updateMigration (id: string, body: unknown): Promise<unknown> { return this.needNetwork().migrations.updateParameters(id, body) }
+  async chunkMap (rootCid: string, buckets: number): Promise<ChunkMapView> {
+    return await this.needNetwork().images.chunkMap(rootCid, buckets)
+  }
+
+  lanPeers (): LanPeerView[] {
+    const core = this.needCore()
+    const cutoff = Date.now() - DISCOVERY_MEMORY_MS
+    return [...this.discovered.entries()]
+      .filter(([, seen]) => seen.lastSeen >= cutoff)
+      .sort((a, b) => b[1].lastSeen - a[1].lastSeen)
+      .map(([peerId, seen]) => ({ peerId, addrs: seen.addrs, lastSeen: new Date(seen.lastSeen).toISOString(), member: isCurrentMember(core.state.memberByPeerId(peerId)) }))
+  }
+
+  private noteDiscovered (peerId: string, addrs: string[]): void {
+    if (peerId === this.core?.peerId) return
+    this.discovered.set(peerId, { addrs, lastSeen: Date.now() })
+    // Bounded: a busy LAN must not grow this without end.
+    const cutoff = Date.now() - DISCOVERY_MEMORY_MS
+    if (this.discovered.size > 256) for (const [id, seen] of this.discovered) if (seen.lastSeen < cutoff || this.discovered.size > 256) this.discovered.delete(id)
+  }
+
+  async vmStats (name: string): Promise<unknown> { return await this.needNetwork().migrations.vmStats(name) }
+  async destroyVm (name: string): Promise<unknown> { return await this.needNetwork().migrations.destroyVm(name) }
   async migrationPlan (vm: string, to: string | null): Promise<unknown> { return await this.needNetwork().migrations.plan(vm, to) }
   exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
     return this.needNetwork().migrations.exportLog(format, migration, since)
@@ -939,6 +971,9 @@ class MigrationAgent implements Agent {
     return this.network
   }
 }
+
+/** How long a peer found by discovery is listed after it was last seen. */
+const DISCOVERY_MEMORY_MS = 10 * 60_000
 
 /** Identifies a submitted transaction when it comes back in the order. */
 function transactionKey (transaction: Uint8Array): string {

@@ -18,7 +18,7 @@ import type { PeerId } from '@libp2p/interface'
 import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { ApiRequestError, type ImagesResponse, type ImageView, type StoreCall } from '../api/index.js'
+import { ApiRequestError, type ChunkMapSite, type ChunkMapView, type ImagesResponse, type ImageView, type StoreCall } from '../api/index.js'
 import { LAYERS, type ImageInfo, type ImageStore, type Layer } from '../store/index.js'
 import { handleRequests, sendRequest, type SwarmNode } from '../swarm/index.js'
 import type { AnnouncedImage, AppliedTransaction, SwarmState, SwarmTransaction } from './state.js'
@@ -147,6 +147,66 @@ export class SiteImages {
     }
     const sites = state.activeMembers().map((m) => ({ site: m.name, peerId: m.peerId, images: state.imageList().filter((i) => i.holders.includes(m.index)).map((i) => i.rootCid) }))
     return { images, sites }
+  }
+
+  /**
+   * Which of an image's chunks each member holds, in `buckets` runs of chunk positions: held means
+   * present in some image the replicated state says that site holds (whose chunk list is known
+   * here), so a chunk shared with another image counts as held. All-zero chunks are never stored
+   * or sent; they show as their own state.
+   */
+  async chunkMap (rootCid: string, buckets: number, inFlight: ReadonlySet<number> = new Set()): Promise<ChunkMapView> {
+    const state = this.init.state()
+    const image = state.image(rootCid)
+    if (image === undefined) throw new ApiRequestError(404, `no image with root CID ${JSON.stringify(rootCid)} in the swarm (see GET /v1/images)`)
+    const chunkLists = new Map<string, CID[] | undefined>()
+    const chunksOf = async (root: string): Promise<CID[] | undefined> => {
+      if (!chunkLists.has(root)) chunkLists.set(root, await this.chunkList(root))
+      return chunkLists.get(root)
+    }
+    const chunks = await chunksOf(rootCid)
+    if (chunks === undefined) throw new ApiRequestError(409, `the chunk list of ${image.name} (${rootCid}) is not known here yet: this site fetches it from a holder`)
+    const zero = new Set([image.chunkSize, image.size - (chunks.length - 1) * image.chunkSize].map((length) => key(zeroRawLeaf(length))))
+    const perBucket = Math.max(1, Math.ceil(chunks.length / buckets))
+    const bucketCount = Math.ceil(chunks.length / perBucket)
+    const sites: ChunkMapSite[] = []
+    for (const member of state.activeMembers()) {
+      const held = new Set<string>()
+      for (const other of state.imageList()) {
+        if (!other.holders.includes(member.index)) continue
+        for (const cid of await chunksOf(other.rootCid) ?? []) held.add(key(cid))
+      }
+      const isSelf = member.peerId === this.init.selfPeerId
+      let heldCount = 0
+      let states = ''
+      for (let b = 0; b < bucketCount; b++) {
+        let have = 0
+        let zeros = 0
+        let fetching = false
+        const end = Math.min(chunks.length, (b + 1) * perBucket)
+        for (let position = b * perBucket; position < end; position++) {
+          const k = key(chunks[position]!)
+          if (zero.has(k)) zeros++
+          else if (held.has(k)) have++
+          else if (isSelf && inFlight.has(position)) fetching = true
+        }
+        heldCount += have + zeros
+        const size = end - b * perBucket
+        states += zeros === size ? 'z' : have + zeros === size ? 'h' : fetching ? 'f' : have > 0 ? 'p' : 'm'
+      }
+      sites.push({ site: member.name, peerId: member.peerId, held: heldCount, inFlight: isSelf ? inFlight.size : 0, states })
+    }
+    return { rootCid, name: image.name, chunkCount: chunks.length, chunkSize: image.chunkSize, buckets: bucketCount, chunksPerBucket: perBucket, sites }
+  }
+
+  /** The leaves of an image, from the local store or a recorded manifest; undefined if neither has it. */
+  private async chunkList (rootCid: string): Promise<CID[] | undefined> {
+    if ((await this.init.store.list()).some((i) => i.rootCid === rootCid)) {
+      const chunks: CID[] = []
+      for await (const cid of this.init.store.manifest(rootCid)) chunks.push(cid)
+      return chunks
+    }
+    return (await this.init.store.remoteManifest(rootCid))?.chunks.map((cid) => cid instanceof Uint8Array ? CID.decode(cid) : cid)
   }
 
   // ------------------------------------------------------------ store calls (CLI and UI)
@@ -340,4 +400,21 @@ function addOptions (value: unknown): { layer: Layer, base?: string, name?: stri
   if (o['private'] !== undefined && typeof o['private'] !== 'boolean') throw new ApiRequestError(400, 'option "private" must be true or false')
   if (o['profile'] !== undefined && o['profile'] !== 'hgmig' && o['profile'] !== 'ipfs') throw new ApiRequestError(400, 'option "profile" must be "hgmig" or "ipfs"')
   return o as { layer: Layer }
+}
+
+/** A CID's bytes as a string key (cheaper than its text form for sets of hundreds of thousands). */
+function key (cid: CID): string {
+  return Buffer.from(cid.bytes).toString('latin1')
+}
+
+const zeroLeaves = new Map<number, CID>()
+
+/** The raw-leaf CID of `length` zero bytes: such chunks are recorded, never stored or sent. */
+function zeroRawLeaf (length: number): CID {
+  let cid = zeroLeaves.get(length)
+  if (cid === undefined) {
+    cid = CID.createV1(RAW_CODEC, sha256.digest(new Uint8Array(length)) as Awaited<ReturnType<typeof sha256.digest>>)
+    zeroLeaves.set(length, cid)
+  }
+  return cid
 }

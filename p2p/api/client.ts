@@ -7,7 +7,7 @@ import { API_HOST } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
 import type { StoreCall, StoreCallLine } from './store-rpc.js'
-import type { AgentEvent, AgentStatus, ApproveRequest, HashgraphView, ImagesResponse, ImportImageRequest, InviteRequest, InviteResponse, JoinRequestView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
+import type { AgentEvent, AgentStatus, ApproveRequest, ChunkMapView, HashgraphView, ImagesResponse, ImportImageRequest, InviteRequest, InviteResponse, JoinRequestView, LanPeerView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
 
 export interface ApiClientInit {
   /** e.g. http://127.0.0.1:41234 */
@@ -65,6 +65,27 @@ export class ApiClient {
 
   async cancelMigration (id: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {
     return await this.request('POST', `/v1/migrations/${encodeURIComponent(id)}/cancel`, {}, options.signal)
+  }
+
+  /** Changes a running migration's bandwidth cap (bytes/s, 0 = none) and downtime limit, at its source. */
+  async updateMigration (id: string, parameters: { bandwidth?: number, maxDowntimeMs?: number }, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('PATCH', `/v1/migrations/${encodeURIComponent(id)}`, parameters, options.signal)
+  }
+
+  async vmStats (name: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('GET', `/v1/vms/${encodeURIComponent(name)}/stats`, undefined, options.signal)
+  }
+
+  async destroyVm (name: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {
+    return await this.request('DELETE', `/v1/vms/${encodeURIComponent(name)}`, undefined, options.signal)
+  }
+
+  async chunkMap (rootCid: string, buckets = 200, options: { signal?: AbortSignal } = {}): Promise<ChunkMapView> {
+    return await this.request<ChunkMapView>('GET', `/v1/images/${encodeURIComponent(rootCid)}/chunks?buckets=${buckets}`, undefined, options.signal)
+  }
+
+  async lanPeers (options: { signal?: AbortSignal } = {}): Promise<LanPeerView[]> {
+    return (await this.request<{ lanPeers: LanPeerView[] }>('GET', '/v1/swarm/requests', undefined, options.signal)).lanPeers
   }
 
   async migrationPlan (vm: string, to?: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {

@@ -46,7 +46,8 @@ export interface ApiServer {
   stop: () => Promise<void>
 }
 
-type Handler = (request: IncomingMessage, response: ServerResponse) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string } | { streamed: true }>
+/** `params` holds the path's `:name` segments, decoded. */
+type Handler = (request: IncomingMessage, response: ServerResponse, params: Record<string, string>) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string } | { streamed: true }>
 
 export function createApiServer (init: ApiServerInit): ApiServer {
   return new LocalApiServer(init)
@@ -57,6 +58,7 @@ class LocalApiServer implements ApiServer {
   private readonly tokenBytes: Buffer
   private readonly server: Server
   private readonly sockets: WebSocketServer
+  /** Path pattern (segments starting with ':' match any one segment) → method → handler. */
   private readonly routes: Map<string, Map<string, Handler>>
   private readonly maxBodyBytes: number
   private readonly maxStreamBacklogBytes: number
@@ -80,9 +82,14 @@ class LocalApiServer implements ApiServer {
       ['/v1/images', 'POST', async (request) => ({ status: 202, body: backend.importImage(parseImportImageRequest(await this.readJson(request))) })],
       ['/v1/vms', 'GET', async () => ({ body: { vms: await backend.vms() } })],
       ['/v1/vms', 'POST', async (request) => ({ status: 201, body: await backend.createVm(await this.readJson(request)) })],
+      ['/v1/vms/:name/stats', 'GET', async (_request, _response, { name }) => ({ body: await backend.vmStats(name!) })],
+      ['/v1/vms/:name', 'DELETE', async (_request, _response, { name }) => ({ body: await backend.destroyVm(name!) })],
+      ['/v1/images/:root/chunks', 'GET', async (request, _response, { root }) => ({ body: await backend.chunkMap(root!, parseBuckets(request.url)) })],
       ['/v1/migrations', 'GET', async () => ({ body: backend.migrations() })],
       ['/v1/migrations', 'POST', async (request) => ({ status: 202, body: await backend.migrate(await this.readJson(request)) })],
       ['/v1/migrations/cancel', 'POST', async (request) => ({ body: await backend.cancelMigration(idField(await this.readJson(request))) })],
+      ['/v1/migrations/:id/cancel', 'POST', async (_request, _response, { id }) => ({ body: await backend.cancelMigration(id!) })],
+      ['/v1/migrations/:id', 'PATCH', async (request, _response, { id }) => ({ body: await backend.updateMigration(id!, await this.readJson(request)) })],
       ['/v1/migrations/plan', 'GET', async (request) => {
         const query = new URL(request.url ?? '/', this.origin).searchParams
         const vm = query.get('vm')
@@ -96,7 +103,7 @@ class LocalApiServer implements ApiServer {
       }],
       ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],
       ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
-      ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests() } })],
+      ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests(), lanPeers: backend.lanPeers() } })],
       ['/v1/swarm/approve', 'POST', async (request) => ({ status: 202, body: backend.approve(parseApproveRequest(await this.readJson(request))) })],
       ['/v1/swarm/remove', 'POST', async (request) => ({ status: 202, body: backend.removeMember(parseRemoveRequest(await this.readJson(request))) })],
       ['/v1/swarm/leave', 'POST', async (request) => { await this.readJson(request); return { status: 202, body: backend.leave() } }],
@@ -158,23 +165,15 @@ class LocalApiServer implements ApiServer {
       // The UI's files are public code (the token reaches the page out of band): served without one.
       if (this.ui?.handles(request) === true) return await this.ui.serve(request, response, this.origin)
       this.checkAccess(request, false)
-      let path = new URL(request.url ?? '/', this.origin).pathname
-      // The one route with an id in its path (as REST clients expect): /v1/migrations/<id>/cancel.
-      const cancel = /^\/v1\/migrations\/([^/]+)\/cancel$/.exec(path)
-      if (cancel !== null && request.method === 'POST') {
-        const body = await this.init.backend.cancelMigration(decodeURIComponent(cancel[1]!))
-        send(response, 200, JSON.stringify(body), 'application/json')
-        return
-      }
-      if (cancel !== null) path = '/v1/migrations/cancel'
-      const methods = this.routes.get(path)
-      if (methods === undefined) throw new ApiRequestError(404, `no such endpoint: ${path}`)
-      const handler = methods.get(request.method ?? '')
+      const path = new URL(request.url ?? '/', this.origin).pathname
+      const route = this.route(path)
+      if (route === undefined) throw new ApiRequestError(404, `no such endpoint: ${path}`)
+      const handler = route.methods.get(request.method ?? '')
       if (handler === undefined) {
-        response.setHeader('Allow', [...methods.keys()].join(', '))
-        throw new ApiRequestError(405, `${path} does not support ${request.method ?? 'that method'} (use ${[...methods.keys()].join(' or ')})`)
+        response.setHeader('Allow', [...route.methods.keys()].join(', '))
+        throw new ApiRequestError(405, `${path} does not support ${request.method ?? 'that method'} (use ${[...route.methods.keys()].join(' or ')})`)
       }
-      const result = await handler(request, response)
+      const result = await handler(request, response, route.params)
       if ('streamed' in result) return
       if ('text' in result) send(response, result.status ?? 200, result.text, result.contentType)
       else send(response, result.status ?? 200, JSON.stringify(result.body), 'application/json')
@@ -192,6 +191,32 @@ class LocalApiServer implements ApiServer {
         send(response, 500, JSON.stringify({ error: `internal error: ${(err as Error).message}` }), 'application/json')
       }
     }
+  }
+
+  /** The route a path names: an exact path first, else the first pattern it fits. */
+  private route (path: string): { methods: Map<string, Handler>, params: Record<string, string> } | undefined {
+    const exact = this.routes.get(path)
+    if (exact !== undefined) return { methods: exact, params: {} }
+    const segments = path.split('/')
+    for (const [pattern, methods] of this.routes) {
+      if (!pattern.includes(':')) continue
+      const parts = pattern.split('/')
+      if (parts.length !== segments.length) continue
+      const params: Record<string, string> = {}
+      const fits = parts.every((part, i) => {
+        const segment = segments[i]!
+        if (!part.startsWith(':')) return part === segment
+        if (segment === '') return false
+        try {
+          params[part.slice(1)] = decodeURIComponent(segment)
+        } catch {
+          throw new ApiRequestError(400, `path segment ${JSON.stringify(segment)} is not valid percent-encoding`)
+        }
+        return true
+      })
+      if (fits) return { methods, params }
+    }
+    return undefined
   }
 
   /** Origin, Host and token checks shared by HTTP requests and WebSocket upgrades. */
@@ -312,11 +337,19 @@ function idField (body: unknown): string {
 
 /** `?limit=N` of a request URL: 1..max, default `fallback`; anything else is a 400 naming it. */
 function parseLimit (url: string | undefined, fallback: number, max: number): number {
-  const raw = new URL(url ?? '/', 'http://x').searchParams.get('limit')
+  return integerQuery(url, 'limit', fallback, max)
+}
+
+function parseBuckets (url: string | undefined): number {
+  return integerQuery(url, 'buckets', 200, 1000)
+}
+
+function integerQuery (url: string | undefined, name: string, fallback: number, max: number): number {
+  const raw = new URL(url ?? '/', 'http://x').searchParams.get(name)
   if (raw === null) return fallback
-  const limit = Number(raw)
-  if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new ApiRequestError(400, `query "limit" must be an integer from 1 to ${max}, got ${JSON.stringify(raw)}`)
-  return limit
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new ApiRequestError(400, `query "${name}" must be an integer from 1 to ${max}, got ${JSON.stringify(raw)}`)
+  return value
 }
 
 function send (response: ServerResponse, status: number, body: string, contentType: string): void {

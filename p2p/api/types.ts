@@ -22,6 +22,8 @@ export interface MemberStatus {
    * for this site itself.
    */
   gossipScore: number | null
+  /** Bytes per second over this agent's connections to the member (all protocols), over the last few seconds; null for itself or if never connected. */
+  throughput: { sentBytesPerSecond: number, receivedBytesPerSecond: number } | null
   /** That site's state hash and count of ordered transactions as it last reported them (every few seconds while connected); null if never. */
   stateHash: string | null
   ordered: number | null
@@ -246,6 +248,41 @@ export interface MetricsText {
 }
 
 /** What the API server needs from the agent; the agent implements it. */
+/** A peer found on the LAN by mDNS. */
+export interface LanPeerView {
+  peerId: string
+  /** Its addresses as mDNS announced them. */
+  addrs: string[]
+  lastSeen: string
+  /** Already a current member of this swarm. */
+  member: boolean
+}
+
+/**
+ * Which of an image's chunks each member holds. Positions are grouped into `buckets` runs of
+ * `chunksPerBucket`; `states` has one character per run: h every chunk held, p some held,
+ * f some being fetched by that site now (known for this site only), m none held, z all-zero
+ * (never stored or sent).
+ */
+export interface ChunkMapView {
+  rootCid: string
+  name: string
+  chunkCount: number
+  chunkSize: number
+  buckets: number
+  chunksPerBucket: number
+  sites: ChunkMapSite[]
+}
+
+export interface ChunkMapSite {
+  site: string
+  peerId: string
+  /** Chunks of this image the site holds (in any image it holds), zero chunks included. */
+  held: number
+  inFlight: number
+  states: string
+}
+
 export interface AgentBackend {
   status: () => AgentStatus
   latencySeries: () => { samples: LatencySample[], remote: LatencySample[] }
@@ -267,6 +304,16 @@ export interface AgentBackend {
   /** Starts a migration: `{ vm, to, strategy?, maxDowntimeMs?, bandwidth?, maxPasses?, repository? }`. */
   migrate: (body: unknown) => Promise<unknown>
   cancelMigration: (id: string) => Promise<unknown>
+  /** Changes a running migration's bandwidth cap and downtime limit: `{ bandwidth?, maxDowntimeMs? }`. */
+  updateMigration: (id: string, body: unknown) => Promise<unknown>
+  /** A VM's live statistics (memory, CPU, network, dirty rates) from its driver. */
+  vmStats: (name: string) => Promise<unknown>
+  /** Destroys a VM that is not migrating. */
+  destroyVm: (name: string) => Promise<unknown>
+  /** Which of an image's chunks each member holds, in `buckets` runs of positions. */
+  chunkMap: (rootCid: string, buckets: number) => Promise<ChunkMapView>
+  /** Peers mDNS found on the LAN lately, newest first. */
+  lanPeers: () => LanPeerView[]
   /** The plan to one target, or candidate targets ranked (`to` null). */
   migrationPlan: (vm: string, to: string | null) => Promise<unknown>
   exportLog: (format: string, migration: string | null, since: string | null) => { text: string, contentType: string }
