@@ -306,10 +306,16 @@ async function fetchRun (dir: string, swarm: string, image: string, sourceCount:
     await fetcher.fetchStart(request)
     const total = (request.chunks as string[]).length
     const watching = during?.({ sources, fetcher, total })
+    // A failure names what every site wrote to stderr (a source that crashed says why).
+    const sitesSaid = (): string => [...sources, fetcher!].map((site) => `\n  site ${site.index} stderr: ${site.process.stderr.join('').trim().slice(-2000)}`).join('')
     const status = await fetcher.fetchEnd(600_000)
-    await watching
+    try {
+      await watching
+    } catch (err) {
+      throw new Error(`${(err as Error).message}${sitesSaid()}`)
+    }
     const seconds = (performance.now() - started) / 1000
-    if (status.result === undefined) throw new Error(`fetch failed: ${status.failure ?? ''}`)
+    if (status.result === undefined) throw new Error(`fetch failed: ${status.failure ?? ''}${sitesSaid()}`)
     const gb = status.result.bytesFetched / 1e9
     const fetcherCpuPerGB = (await cpu(fetcher) - fetcherCpu) / 1000 / gb
     let sourcesCpuMs = 0
