@@ -2,7 +2,7 @@
  * The H-GMIG paper's experiment (section 4) in one harness, scaled to this machine:
  *   node dist/bench/migration.js [--runs 3] [--memory-mib 32] [--os-mib 64] [--we-mib 32] [--link-mbs 40]
  *                                [--similarities 5,20,40,60] [--workloads idle,static,dynamic,compilation] [--skip-single] [--skip-concurrent] [--skip-knockout]
- *                                [--base exchange|direct]
+ *                                [--base exchange|direct] [--phases]
  *
  * Defaults: 32 MiB VM memory, a 64 MiB OS image and a 96 MiB WE image on it (images larger than
  * memory, as in the paper where they are tens of GB against 1 GiB), 8 MiB of user data.
@@ -26,7 +26,7 @@ import '../p2p/polyfills.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import type { MigrationInfo, Strategy } from '../p2p/migration/index.js'
+import type { LogEntry, MigrationInfo, Strategy } from '../p2p/migration/index.js'
 import { generateSitePair, writePlan } from '../test/support/image-generator.js'
 import { buildReplica, restartSite, startSites, until, type MigrationSite } from '../test/support/migration-sites.js'
 
@@ -45,6 +45,7 @@ interface Options {
   concurrent: boolean
   knockout: boolean
   base: 'exchange' | 'direct'
+  phases: boolean
 }
 
 function parse (args: string[]): Options {
@@ -63,7 +64,8 @@ function parse (args: string[]): Options {
     single: !args.includes('--skip-single'),
     concurrent: !args.includes('--skip-concurrent'),
     knockout: !args.includes('--skip-knockout'),
-    base: value('--base', 'exchange') === 'direct' ? 'direct' : 'exchange'
+    base: value('--base', 'exchange') === 'direct' ? 'direct' : 'exchange',
+    phases: args.includes('--phases')
   }
 }
 
@@ -139,7 +141,26 @@ class Harness {
     })
     const wire = target.result.wire as { sent: Record<string, number>, received: Record<string, number> }
     const sum = (r: Record<string, number>): number => Object.values(r).reduce((x, y) => x + y, 0)
+    if (this.options.phases) await this.printPhases(done, id)
     return { totalMs: Number(done.result.totalMs), wireBytes: sum(wire.sent) + sum(wire.received), downtimeMs: Number(done.result.downtimeMs), baseBytes: wire.received.chunks ?? 0 }
+  }
+
+  /** Where the time went: the source's phases, the target's base transfer and rebuild, the hashing of NSS/SS (from both logs). */
+  async printPhases (done: MigrationInfo, id: string): Promise<void> {
+    const source = (await this.site('a').call<{ entries: LogEntry[] }>({ cmd: 'log', migration: id })).entries
+    const target = (await this.site('b').call<{ entries: LogEntry[] }>({ cmd: 'log', migration: id })).entries
+    const start = source[0]?.time ?? 0
+    const at = (phase: string): string => {
+      const entry = source.find((e) => e.kind === 'phase' && e.phase === phase)
+      return entry === undefined ? '-' : ((entry.time - start) / 1000).toFixed(2)
+    }
+    const baseDone = target.find((e) => e.data.baseDone === true)
+    const dedup = source.find((e) => typeof e.data.dedupMs === 'number')
+    const converged = source.find((e) => e.data.converged === true)
+    const passes = source.filter((e) => e.kind === 'pass').length
+    console.log(`#   ${done.strategy} ${done.vmName}: agree ${at('agree')} s, transfer ${at('transfer')}, precopy ${at('precopy')}, switchover ${at('switchover')}, record ${at('record')}; ` +
+      `source hashing ${dedup === undefined ? '-' : (Number(dedup.data.dedupMs) / 1000).toFixed(2)} s; base done at ${baseDone === undefined ? '-' : ((baseDone.time - start) / 1000).toFixed(2)} s ` +
+      `(${baseDone === undefined ? '' : JSON.stringify(baseDone.data.sources)}); converged at ${converged === undefined ? '-' : ((converged.time - start) / 1000).toFixed(2)} s after ${passes} passes`)
   }
 
   async migrateOne (workload: string, strategy: Strategy): Promise<Outcome> {

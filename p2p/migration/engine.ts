@@ -134,6 +134,9 @@ interface Context {
   baseTotal: number
   sources: SourceFigures[]
   startedAt: number
+  /** Source: when the transfer phase began, and the link rate the UD snapshot measured (bytes/s). */
+  transferStartedAt?: number
+  udRate?: number
 }
 
 const DEFAULT_MAX_PASSES = 30
@@ -539,6 +542,7 @@ export class MigrationEngine {
       if (verdict.type === 'refuse') throw new MigrationRefusedError(String(verdict.reason))
 
       this.phase(ctx, 'transfer')
+      ctx.transferStartedAt = performance.now()
       const diskReady = deferred<void>()
       const converged = deferred<void>()
       const streamFailed = deferred<never>()
@@ -560,6 +564,7 @@ export class MigrationEngine {
       // Memory pre-copy starts once the user data's snapshot is across (paper 3.3.2, step 3), while
       // base chunks may still be arriving from other holders; the switch-over waits for both. A
       // converged pre-copy re-passes the few pages dirtied meanwhile, so waiting keeps downtime low.
+      await failOn(this.memoryStart(ctx, vm, baseDone, signal))
       this.phase(ctx, 'precopy')
       outgoing.startMemory(byteChannel(await this.open(ctx, 'memory', ctx.target), 'memory', ctx.counter, this.shapeFor(ctx)))
       await failOn(Promise.all([converged.promise, baseDone]))
@@ -636,6 +641,7 @@ export class MigrationEngine {
     switch (event.type) {
       case 'disk-round':
         this.log(ctx, 'disk-round', 'transfer', { ...event.detail })
+        if (event.detail.round === 0 && event.detail.durationMs > 0) ctx.udRate = event.detail.bytesSent / event.detail.durationMs * 1000
         break
       case 'disk-ready':
         diskReady.resolve()
@@ -653,6 +659,32 @@ export class MigrationEngine {
         failed.reject(event.detail.error)
         break
     }
+  }
+
+  /**
+   * Waits until pre-copy should start: its first pass (the memory in use, at the rate the UD
+   * snapshot measured on this link) should end about when the base layers do, by their progress
+   * so far. Started earlier, a converged pre-copy keeps re-sending pages the VM dirties while it
+   * waits for the base (bytes for nothing); later, the switch-over would wait for memory.
+   */
+  private async memoryStart (ctx: Context, vm: VmDescription, baseDone: Promise<unknown>, signal: AbortSignal): Promise<void> {
+    let done = false
+    baseDone.then(() => { done = true }, () => { done = true })
+    const used = (await this.init.driver.stats(vm.id).catch(() => undefined))?.memoryUsedBytes ?? vm.memoryBytes
+    const rate = ctx.udRate ?? 0
+    const passSeconds = rate > 0 ? used / rate : 0
+    let waited = false
+    while (!done && !signal.aborted) {
+      const elapsed = (performance.now() - (ctx.transferStartedAt ?? ctx.startedAt)) / 1000
+      if (ctx.baseTotal > 0 && ctx.baseBytes > 0 && elapsed > 0) {
+        const remaining = (ctx.baseTotal - ctx.baseBytes) / (ctx.baseBytes / elapsed)
+        // A margin for the image import after the last chunk, and for the estimate's noise.
+        if (remaining <= passSeconds * 1.25 + 0.5) break
+      }
+      waited = true
+      await Promise.race([sleep(100, signal), baseDone.catch(() => {})])
+    }
+    if (waited) this.log(ctx, 'info', 'transfer', { memoryStart: true, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal, firstPassSeconds: passSeconds })
   }
 
   private async hashVmImages (vm: VmDescription, signal: AbortSignal): Promise<ImageManifestData[]> {
