@@ -312,7 +312,7 @@ async function fetchRun (dir: string, swarm: string, image: string, sourceCount:
     try {
       await watching
     } catch (err) {
-      throw new Error(`${(err as Error).message}${sitesSaid()}`)
+      throw new Error(`${(err as Error).message}${sitesSaid()}`, { cause: err })
     }
     const seconds = (performance.now() - started) / 1000
     if (status.result === undefined) throw new Error(`fetch failed: ${status.failure ?? ''}${sitesSaid()}`)
