@@ -292,7 +292,7 @@ class MigrationAgent implements Agent {
       directory: join(this.init.dataDir, 'exchange'),
       policy: {
         isMember: (peer) => isMemberPeer(peer.toString()),
-        mayServe: (peer, _cid, context) => (policyOf.transfers?.mayServe(peer, context) ?? false) || (policyOf.migrations?.mayServe(peer, context) ?? false)
+        mayServe: async (peer, cid, context) => (await policyOf.transfers?.mayServe(peer, cid, context) ?? false) || (policyOf.migrations?.mayServe(peer, context) ?? false)
       }
     })
     exchange.addEventListener('peer:penalised', (evt) => { this.say(`peer ${evt.detail.peer} sent a block that does not match ${evt.detail.cid} (${evt.detail.reason}); ${evt.detail.dropped ? 'dropped as a source' : 'fetching it elsewhere'}`) })

@@ -166,7 +166,7 @@ export class SiteImages {
     }
     const chunks = await chunksOf(rootCid)
     if (chunks === undefined) throw new ApiRequestError(409, `the chunk list of ${image.name} (${rootCid}) is not known here yet: this site fetches it from a holder`)
-    const zero = new Set([image.chunkSize, image.size - (chunks.length - 1) * image.chunkSize].map((length) => key(zeroRawLeaf(length))))
+    const zero = new Set([image.chunkSize, image.size - (chunks.length - 1) * image.chunkSize].map((length) => cidKey(zeroRawLeaf(length))))
     const perBucket = Math.max(1, Math.ceil(chunks.length / buckets))
     const bucketCount = Math.ceil(chunks.length / perBucket)
     const sites: ChunkMapSite[] = []
@@ -174,7 +174,7 @@ export class SiteImages {
       const held = new Set<string>()
       for (const other of state.imageList()) {
         if (!other.holders.includes(member.index)) continue
-        for (const cid of await chunksOf(other.rootCid) ?? []) held.add(key(cid))
+        for (const cid of await chunksOf(other.rootCid) ?? []) held.add(cidKey(cid))
       }
       const isSelf = member.peerId === this.init.selfPeerId
       let heldCount = 0
@@ -185,7 +185,7 @@ export class SiteImages {
         let fetching = false
         const end = Math.min(chunks.length, (b + 1) * perBucket)
         for (let position = b * perBucket; position < end; position++) {
-          const k = key(chunks[position]!)
+          const k = cidKey(chunks[position]!)
           if (zero.has(k)) zeros++
           else if (held.has(k)) have++
           else if (isSelf && inFlight.has(position)) fetching = true
@@ -403,7 +403,7 @@ function addOptions (value: unknown): { layer: Layer, base?: string, name?: stri
 }
 
 /** A CID's bytes as a string key (cheaper than its text form for sets of hundreds of thousands). */
-function key (cid: CID): string {
+export function cidKey (cid: CID): string {
   return Buffer.from(cid.bytes).toString('latin1')
 }
 
