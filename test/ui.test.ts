@@ -65,7 +65,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
   after(async () => {
     await browser?.close()
     await Promise.all(agents.map(async (agent) => { await agent.stop() }))
-    publishScreenshots(['swarm', 'consensus', 'consensus-dark', 'consensus-hashgraph', 'images', 'migrations-wizard', 'migrations-running', 'migrations', 'migrations-target', 'logs', 'agent-unreachable'])
+    publishScreenshots(['swarm', 'swarm-live', 'migrations-cancelled', 'consensus', 'consensus-dark', 'consensus-hashgraph', 'images', 'migrations-wizard', 'migrations-running', 'migrations', 'migrations-target', 'logs', 'logs-migration', 'agent-unreachable'])
   })
 
   test('the token moves from the URL into sessionStorage; sites join through the swarm view; it lists the three, connected', async () => {
@@ -294,6 +294,37 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     await target.close()
   })
 
+  test('a migration cancelled from its card stops, the VM stays at its source, and the history says why', async () => {
+    const [a] = agents as [UiAgent]
+    const headers = { Authorization: `Bearer ${a.api.token}`, 'Content-Type': 'application/json' }
+    const created = await fetch(`${a.client.origin}/v1/vms`, { method: 'POST', headers, body: JSON.stringify({ name: 'db-1', os: 'vm-os', we: 'vm-we', memoryBytes: 64 * 2 ** 20, workload: 'dynamic' }) })
+    assert.equal(created.status, 201, await created.text())
+    // 1 MB/s: minutes of copying, so the cancel lands while it runs.
+    const started = await fetch(`${a.client.origin}/v1/migrations`, { method: 'POST', headers, body: JSON.stringify({ vm: 'db-1', to: 'site-c', bandwidth: 1_000_000 }) })
+    const answer = await started.text()
+    assert.equal(started.status, 202, answer)
+    const { id } = JSON.parse(answer) as { id: string }
+    await openView('Migrations')
+    const card = page.getByTestId(`migration-${id}`)
+    await card.waitFor({ timeout: 60_000 })
+    page.once('dialog', (dialog) => { void dialog.accept() })
+    await card.getByRole('button', { name: 'Cancel the migration of db-1' }).click()
+    const row = page.locator(`[data-testid="migration-history"] tr[data-migration="${id}"]`)
+    await row.waitFor({ timeout: 60_000 })
+    assert.equal(await row.getAttribute('data-state'), 'cancelled')
+    assert.match(await row.textContent() ?? '', /cancelled by the user; VM db-1 runs on at site-a/)
+    const vms = await (await fetch(`${a.client.origin}/v1/vms`, { headers })).json() as { vms: Array<{ name: string, state: string }> }
+    assert.ok(vms.vms.some((v) => v.name === 'db-1' && v.state === 'running'), 'db-1 runs on at site-a')
+    await row.getByRole('button').click()
+    await page.getByTestId(`migration-${id}`).getByRole('alert').filter({ hasText: 'Cancelled' }).waitFor()
+    await shot('migrations-cancelled')
+
+    // The swarm view now: holdings at every site, and the traffic with each member where the agent reports it.
+    await openView('Swarm')
+    await page.waitForFunction(() => /[1-9]\d* images?/.test(document.querySelector('[data-testid="members"] tr[data-site="site-c"]')?.textContent ?? ''), undefined, { timeout: 30_000 })
+    await shot('swarm-live')
+  })
+
   test('the logs view lists the ordered transactions, filters them, and exports NDJSON, CSV and JSON', async () => {
     const { client } = agents[0]!
     await client.ping({ count: 2 })
@@ -323,6 +354,8 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     // The migration's log as the agent formats it: every phase it went through.
     await page.getByLabel('Search').fill('')
     await page.getByLabel('Migration').selectOption(migrationId)
+    await page.waitForFunction(() => /pre-copy pass 1:/.test(document.querySelector('[data-testid="log-table"]')?.textContent ?? ''))
+    await shot('logs-migration')
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export as NDJSON' }).click()])
     assert.equal(download.suggestedFilename(), `hgmig-site-a-log-${migrationId}.ndjson`)
     const entries = readFileSync(await download.path(), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { migration: string, phase: string | null })

@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
 import { forgetToken } from './api'
 import { memberUntil, roleOf } from './contract'
-import { EmptyState, ErrorState } from './components'
+import { EmptyState, ErrorState, ViewBoundary } from './components'
 import { useAgent } from './store'
 import { SwarmView } from './views/Swarm'
 import { ConsensusView } from './views/Consensus'
@@ -77,7 +77,7 @@ export function App (): ReactNode {
         </nav>
       </header>
       <main id={`panel-${current.id}`} role='tabpanel' aria-labelledby={`tab-${current.id}`} tabIndex={-1} data-view={current.id}>
-        <Gate>{current.render()}</Gate>
+        <Gate><ViewBoundary view={current.title}>{current.render()}</ViewBoundary></Gate>
       </main>
       {agent.problem === null && !agent.streamOpen && agent.status !== null && (
         <div className='toast' role='status'>Live updates paused: reconnecting to the event stream…</div>

@@ -1,5 +1,5 @@
 /** Shared pieces of the views: states (empty, error, not offered), charts, formatting. */
-import { useEffect, useRef, useState, type ReactNode } from 'react'
+import { Component, useEffect, useRef, useState, type ErrorInfo, type ReactNode } from 'react'
 import { init, use, type ECharts, type EChartsCoreOption } from 'echarts/core'
 import { BarChart, HeatmapChart, LineChart } from 'echarts/charts'
 import { DataZoomComponent, GridComponent, LegendComponent, TooltipComponent, VisualMapComponent } from 'echarts/components'
@@ -103,4 +103,35 @@ export function Bar ({ label, done, total, detail }: { label: string, done: numb
       <progress aria-label={label} max={total ?? undefined} value={total === null ? undefined : done} />
     </div>
   )
+}
+
+/**
+ * Keeps one view's failure to itself: the view shows what broke and can be retried, the tabs and
+ * the other views go on (without it React would unmount the whole page).
+ */
+export class ViewBoundary extends Component<{ view: string, children: ReactNode }, { error: Error | null }> {
+  override state: { error: Error | null } = { error: null }
+
+  static getDerivedStateFromError (error: Error): { error: Error } {
+    return { error }
+  }
+
+  override componentDidCatch (error: Error, info: ErrorInfo): void {
+    console.error(`the ${this.props.view} view failed: ${error.message}`, info.componentStack)
+  }
+
+  override componentDidUpdate (previous: { view: string }): void {
+    if (previous.view !== this.props.view && this.state.error !== null) this.setState({ error: null })
+  }
+
+  override render (): ReactNode {
+    if (this.state.error === null) return this.props.children
+    return (
+      <ErrorState title={`The ${this.props.view} view failed`}>
+        <p><code>{this.state.error.message}</code></p>
+        <p>The agent answered something this page did not expect. Other views still work.</p>
+        <button type='button' onClick={() => { this.setState({ error: null }) }}>Try again</button>
+      </ErrorState>
+    )
+  }
 }

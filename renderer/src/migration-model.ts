@@ -91,6 +91,13 @@ export function timelineOf (entries: MigrationLogEntry[], running: boolean, upda
   return steps
 }
 
+/** Per-source figures, if `value` is a list of them (anything else: null). */
+export function sourceFiguresOf (value: unknown): SourceFigures[] | null {
+  if (!Array.isArray(value)) return null
+  const ok = value.every((f: unknown) => typeof f === 'object' && f !== null && typeof (f as SourceFigures).site === 'string' && typeof (f as SourceFigures).bytes === 'number')
+  return ok ? value as SourceFigures[] : null
+}
+
 /** Window over which the target's batch log gives each source's current rate. */
 const SOURCE_RATE_WINDOW_MS = 3000
 
@@ -103,10 +110,10 @@ export function sourcesFromBatches (entries: MigrationLogEntry[]): Array<{ site:
   const batches = entries.filter((e) => e.kind === 'batch' && num(e.data['bytes']) !== null)
   const last = batches[batches.length - 1]
   if (last === undefined) return []
-  const cumulative = batches.filter((e) => Array.isArray(e.data['sources']))
+  const cumulative = batches.filter((e) => sourceFiguresOf(e.data['sources']) !== null)
   const newest = cumulative[cumulative.length - 1]
   if (newest !== undefined) {
-    const figures = (entry: MigrationLogEntry): SourceFigures[] => entry.data['sources'] as SourceFigures[]
+    const figures = (entry: MigrationLogEntry): SourceFigures[] => sourceFiguresOf(entry.data['sources'])!
     const older = [...cumulative].reverse().find((e) => e.time <= newest.time - SOURCE_RATE_WINDOW_MS) ?? cumulative[0]!
     const windowMs = Math.max(1, newest.time - older.time)
     return figures(newest).map((f) => ({
@@ -178,9 +185,10 @@ export function modelOf (info: MigrationInfo, entries: MigrationLogEntry[], prev
 
   let sources: SourceModel[] | null = null
   // Live while it runs (progress), then kept in the result or the log where the agent records them.
-  const recorded = Array.isArray(result['sources']) ? result['sources'] as SourceFigures[] : null
-  const logged = [...entries].reverse().find((e) => e.kind !== 'batch' && Array.isArray(e.data['sources']))?.data['sources'] as SourceFigures[] | undefined
-  const reported = progressSources(info) ?? recorded ?? (info.role === 'source' ? logged ?? null : null)
+  // (The plan's own `sources` is a list of site names: only per-site figures count here.)
+  const recorded = sourceFiguresOf(result['sources'])
+  const logged = [...entries].reverse().map((e) => e.kind === 'batch' ? null : sourceFiguresOf(e.data['sources'])).find((f) => f !== null) ?? null
+  const reported = sourceFiguresOf(progressSources(info)) ?? recorded ?? (info.role === 'source' ? logged : null)
   if (reported !== null) {
     sample.sources = Object.fromEntries(reported.map((s) => [s.site, s.bytes]))
     sources = reported.map((s) => ({ site: s.site, bytes: s.bytes, bytesPerSecond: running ? rate(s.bytes, previous?.sources[s.site] ?? 0, now, previous?.at) : null, ...(s.dropReason === undefined ? {} : { dropReason: s.dropReason }) }))

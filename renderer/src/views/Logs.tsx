@@ -1,7 +1,7 @@
 /** Logs: the agent's migration log (GET /v1/logs) merged with this session's event stream; filter and export. */
 import { useMemo, useState, type ReactNode } from 'react'
-import { EmptyState, ErrorState } from '../components'
-import type { LogEntry } from '../contract'
+import { EmptyState, ErrorState, formatBytes, formatMs } from '../components'
+import type { LogEntry, MigrationLogEntry } from '../contract'
 import { formatLog, saveText, type ExportFormat } from '../export'
 import { useAgent, useEndpoint } from '../store'
 
@@ -100,16 +100,33 @@ export function LogsView (): ReactNode {
 }
 
 /** An entry of the migration engine's log (p2p/migration LogEntry), as GET /v1/logs?format=json lists them. */
-interface EngineLogEntry { seq: number, migration: string, time: number, kind: string, phase: string | null, data: Record<string, unknown> }
+type EngineLogEntry = MigrationLogEntry
 
 function toLogEntry (entry: LogEntry | EngineLogEntry): LogEntry {
   if (!('time' in entry) || typeof entry.time !== 'number') return entry as LogEntry
   const e = entry as EngineLogEntry
   return {
     at: new Date(e.time).toISOString(),
-    level: e.kind === 'error' ? 'error' : 'info',
-    message: `${e.kind}${e.phase === null ? '' : ` ${e.phase}`} ${JSON.stringify(e.data)}`,
+    // Batches and disk rounds come by the hundred: debug, so the default view shows the story.
+    level: e.kind === 'error' ? 'error' : e.kind === 'batch' || e.kind === 'disk-round' ? 'debug' : 'info',
+    message: describeEngineEntry(e),
     migration: e.migration,
-    ...(e.phase === null ? {} : { phase: e.phase })
+    kind: e.kind,
+    ...(e.phase === null ? {} : { phase: e.phase }),
+    data: e.data
+  }
+}
+
+/** One line a person reads for an engine log entry (the raw fields stay in `data`, and in every export). */
+export function describeEngineEntry (e: EngineLogEntry): string {
+  const d = e.data
+  const n = (key: string): number => typeof d[key] === 'number' ? d[key] : NaN
+  switch (e.kind) {
+    case 'phase': return `phase ${e.phase ?? '?'}${Object.keys(d).length > 0 ? ` ${JSON.stringify(d)}` : ''}`
+    case 'pass': return `pre-copy pass ${n('pass')}: ${n('pagesSent')} pages sent, ${n('pagesDirtied')} dirtied, ${n('remainingPages')} left, expected downtime ${formatMs(n('expectedDowntimeMs'))}`
+    case 'disk-round': return `UD round ${n('round')}: ${n('blocksSent')} blocks (${formatBytes(n('bytesSent'))}) sent, ${n('blocksDirtied')} written meanwhile`
+    case 'batch': return `base layers: ${formatBytes(n('bytes'))} of ${formatBytes(n('totalBytes'))}${typeof d['site'] === 'string' ? ` (last batch from ${d['site']})` : ''}`
+    case 'error': return typeof d['error'] === 'string' ? d['error'] : JSON.stringify(d)
+    default: return `${e.kind}${e.phase === null ? '' : ` ${e.phase}`} ${JSON.stringify(d)}`
   }
 }
