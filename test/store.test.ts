@@ -1,12 +1,13 @@
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   AbortError, AmbiguousImageError, CorruptChunkError, createImageStore, ImageExistsError, ImageInUseError, ImageNotFoundError,
-  ImportSourceError, LayerRuleError, StoreLockedError, type ImageStore
+  ImportSourceError, LayerRuleError, StoreLockedError, type ImageStore, type StoreProgressEvent
 } from '../p2p/store/index.js'
 import { distinctNonZeroBytes, generateSitePair, randomImage, sharedBytes, writePlan, zeroBytes, type ImagePlan } from './support/image-generator.js'
 
@@ -282,6 +283,98 @@ test('an aborted import registers nothing and the store stays usable', async () 
     assert.equal(info.size, plan.size)
     assert.equal((await store.verify(info.id)).corrupt.length, 0)
     assert.equal((await store.stats()).storedLeafBytes, plan.size)
+  } finally {
+    await store.close()
+  }
+})
+
+test('a source that cannot be read whole is refused with a clear error, and the store is unharmed', async () => {
+  const dir = tempDir('unreadable')
+  const store = await openStore(dir)
+  try {
+    const kept = await store.add(await planFile(dir, randomImage('kept', 8, 0, 5)), { layer: 'os' })
+    const before = await store.stats()
+    // Shrinks while being imported: the first progress event cuts it to a third.
+    const shrinking = await planFile(dir, randomImage('shrinking', 300, 0, 6))
+    let cut = false
+    await assert.rejects(store.add(shrinking, {
+      layer: 'os',
+      onProgress: () => { if (!cut) { cut = true; truncateSync(shrinking, 100 * 64 * KiB) } }
+    }), (err: unknown) => err instanceof ImportSourceError && /read \d+ bytes, but it has \d+; was it changed during the import\?/.test(err.message))
+    const fifo = join(dir, 'fifo')
+    if (spawnSync('mkfifo', [fifo]).status === 0) {
+      await assert.rejects(store.add(fifo, { layer: 'os' }), (err: unknown) => err instanceof ImportSourceError && /is not a regular file/.test(err.message))
+    }
+    if (process.getuid?.() !== 0) {
+      // (root reads any file: this case runs for an ordinary user only)
+      const locked = join(dir, 'locked.img')
+      writeFileSync(locked, randomBytes(1000), { mode: 0o000 })
+      await assert.rejects(store.add(locked, { layer: 'os' }), (err: unknown) => err instanceof ImportSourceError && /permission denied/.test(err.message))
+    }
+    assert.deepEqual((await store.list()).map((i) => i.id), [kept.id], 'nothing half-registered')
+    const after = await store.stats()
+    assert.equal(after.storedLeafBytes, before.storedLeafBytes, 'no image refers to the chunks of the failed import')
+    assert.equal(packBytes(dir), after.storedBytes, 'its unindexed bytes were cut off')
+    assert.equal((await store.verify(kept.id)).corrupt.length, 0)
+  } finally {
+    await store.close()
+  }
+})
+
+test('progress events: import, export, verify and gc report bytes done of the total, rate and ETA, ending at the total', async () => {
+  const dir = tempDir('progress')
+  const store = await openStore(dir)
+  const events = new Map<string, StoreProgressEvent[]>()
+  const record = (event: StoreProgressEvent): void => { events.set(event.type, [...(events.get(event.type) ?? []), event]) }
+  try {
+    const doomed = await store.add(await planFile(dir, randomImage('doomed', 96, 0, 7)), { layer: 'os' })
+    const plan = randomImage('watched', 40, 0.25, 8)
+    const info = await store.add(await planFile(dir, plan), { layer: 'os', onProgress: record })
+    await store.export(info.id, join(dir, 'watched-out'), { onProgress: record })
+    await store.verify(info.id, { onProgress: record })
+    await store.remove(doomed.id)
+    const gc = await store.gc({ onProgress: record })
+    assert.ok(gc.packsCompacted > 0, 'the removal left a pack worth compacting')
+    const liveBytes = (await store.stats()).storedBytes
+    for (const [operation, total] of [['import', plan.size], ['export', plan.size], ['verify', plan.size], ['gc', liveBytes]] as const) {
+      const seen = events.get(`store:${operation}:progress`) ?? []
+      assert.ok(seen.length >= 1, `${operation} reported progress`)
+      let previous = 0
+      for (const { detail } of seen) {
+        assert.equal(detail.operation, operation)
+        assert.equal(detail.bytesTotal, total, `${operation}: bytesTotal`)
+        assert.ok(detail.bytesDone >= previous && detail.bytesDone <= total, `${operation}: bytesDone only grows, up to the total`)
+        assert.ok(Number.isFinite(detail.bytesPerSecond) && detail.bytesPerSecond >= 0, `${operation}: a rate`)
+        previous = detail.bytesDone
+      }
+      const last = (seen[seen.length - 1] as StoreProgressEvent).detail
+      assert.equal(last.bytesDone, total, `${operation}: the last event is at the total`)
+      assert.equal(last.etaSeconds, 0, `${operation}: nothing left`)
+    }
+  } finally {
+    await store.close()
+  }
+})
+
+test('small imports, each through its own open, keep appending to the same few pack files', async () => {
+  const dir = tempDir('reuse')
+  for (let i = 0; i < 5; i++) {
+    const store = await openStore(dir)
+    try {
+      // 3.5 chunks: full leaves go to a direct pack, the short one and the root node to a page-cache pack.
+      const file = join(dir, `small-${i}.img`)
+      writeFileSync(file, randomBytes(3.5 * 64 * KiB))
+      await store.add(file, { layer: 'os' })
+    } finally {
+      await store.close()
+    }
+  }
+  const store = await openStore(dir)
+  try {
+    const stats = await store.stats()
+    assert.ok(stats.packFiles <= 2, `${stats.packFiles} pack files for 5 small images`)
+    assert.equal(packBytes(dir), stats.storedBytes)
+    for (const image of await store.list()) assert.equal((await store.verify(image.id)).corrupt.length, 0)
   } finally {
     await store.close()
   }

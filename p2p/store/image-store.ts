@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { createWriteStream, mkdirSync } from 'node:fs'
+import { constants, createWriteStream, mkdirSync } from 'node:fs'
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises'
 import { basename, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -645,7 +645,7 @@ export class ImageStore implements ImageStoreClient {
    * Deletes chunks left by imports that never finished, then rewrites pack files whose dead share
    * is at least 25 %, so that removed images give their disk space back.
    */
-  async gc (options: AbortOptions = {}): Promise<GcResult> {
+  async gc (options: ProgressOptions & AbortOptions = {}): Promise<GcResult> {
     return await this.exclusive(async () => {
       const db = this.openDb()
       const packs = this.packs as PackFiles
@@ -653,11 +653,13 @@ export class ImageStore implements ImageStoreClient {
       let packsCompacted = 0
       let bytesReclaimed = 0
       await packs.closeActive()
-      const candidates = db.prepare('SELECT id, bytes, dead_bytes FROM packs WHERE dead_bytes > 0 ORDER BY id').all() as Array<{ id: number, bytes: number, dead_bytes: number }>
+      const candidates = (db.prepare('SELECT id, bytes, dead_bytes FROM packs WHERE dead_bytes > 0 ORDER BY id').all() as Array<{ id: number, bytes: number, dead_bytes: number }>)
+        .filter((pack) => pack.dead_bytes >= pack.bytes * COMPACT_DEAD_SHARE)
+      // Progress counts the live bytes copied: what compaction costs.
+      const tracker = new ProgressTracker('gc', candidates.reduce((sum, pack) => sum + pack.bytes - pack.dead_bytes, 0), options.onProgress)
       for (const pack of candidates) {
-        if (pack.dead_bytes < pack.bytes * COMPACT_DEAD_SHARE) continue
         await yieldToEventLoop(options.signal, 'gc cancelled')
-        bytesReclaimed += await this.compactPack(pack.id, pack.bytes)
+        bytesReclaimed += await this.compactPack(pack.id, pack.bytes, tracker, options.signal)
         packsCompacted++
       }
       return { orphansDeleted: orphans.chunks, packsCompacted, bytesReclaimed }
@@ -665,7 +667,7 @@ export class ImageStore implements ImageStoreClient {
   }
 
   /** Copies a pack's live blocks to the pack being appended to, repoints them, deletes the old file. */
-  private async compactPack (pack: number, packBytes: number): Promise<number> {
+  private async compactPack (pack: number, packBytes: number, tracker: ProgressTracker, signal: AbortSignal | undefined): Promise<number> {
     const db = this.openDb()
     const packs = this.packs as PackFiles
     const live = db.prepare('SELECT id, cid, length, zero_data_length, pack, offset FROM chunks WHERE pack = ? ORDER BY offset').all(pack) as ChunkRow[]
@@ -677,7 +679,13 @@ export class ImageStore implements ImageStoreClient {
       const location = packs.append(block)
       moves.push({ id: row.id, ...location })
       liveBytes += row.length
+      tracker.advance(row.length)
       if (packs.congested) await packs.drain()
+      // Cancelling mid-pack leaves it as it was: the copies appended so far are cut off as unindexed at the next open.
+      if (signal?.aborted === true) {
+        await packs.abandon()
+        throw new AbortError('gc cancelled')
+      }
     }
     await packs.sync()
     db.transaction(() => {
@@ -773,7 +781,9 @@ async function openSource (source: ImportSource): Promise<OpenedSource> {
   }
   let handle
   try {
-    handle = await open(source, 'r')
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever; it is
+    // refused below as not a regular file. (It changes nothing for regular files.)
+    handle = await open(source, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch (err) {
     throw new ImportSourceError(`cannot read ${source}: ${describeFsError(err)}`)
   }

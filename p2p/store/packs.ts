@@ -235,17 +235,21 @@ export class PackFiles {
       this.retired.push(full)
       delete this.active[stream]
     }
-    // Reuse the newest pack while it has room (a store that imports small images keeps few files).
-    // A pack with dead bytes is not reused: compaction may be about to rewrite and delete it. Nor
-    // is the other stream's pack, nor, for direct writes, a pack whose end is not page-aligned.
-    const newest = this.db.prepare('SELECT id, bytes, dead_bytes FROM packs ORDER BY id DESC LIMIT 1').get() as { id: number, bytes: number, dead_bytes: number } | undefined
-    const taken = [...this.retired, ...this.activePacks()].some((p) => p.id === newest?.id)
+    // Reuse the newest pack that has room (a store that imports small images keeps few files): not
+    // one with dead bytes (compaction may be about to rewrite and delete it), not the other
+    // stream's, and for direct writes only one whose end is page-aligned.
+    const recent = this.db.prepare('SELECT id FROM packs WHERE bytes < ? AND dead_bytes = 0 ORDER BY id DESC LIMIT 4').pluck().all(PACK_LIMIT_BYTES / 2) as number[]
+    const taken = new Set([...this.retired, ...this.activePacks()].map((p) => p.id))
     let pack: WritablePack | undefined
-    if (newest !== undefined && newest.bytes < PACK_LIMIT_BYTES / 2 && newest.dead_bytes === 0 && !taken) {
-      const fd = this.openForAppend(this.path(newest.id), stream, 'reuse')
+    for (const id of recent.filter((id) => !taken.has(id))) {
+      const fd = this.openForAppend(this.path(id), stream, 'reuse')
       const end = fstatSync(fd.fd).size
-      if (stream === 'direct' && end % DIRECT_IO_ALIGNMENT !== 0) closeSync(fd.fd)
-      else pack = { id: newest.id, ...fd, end, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
+      if (stream === 'direct' && end % DIRECT_IO_ALIGNMENT !== 0) {
+        closeSync(fd.fd)
+        continue
+      }
+      pack = { id, ...fd, end, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
+      break
     }
     if (pack === undefined) {
       const id = Number(this.db.prepare('INSERT INTO packs DEFAULT VALUES').run().lastInsertRowid)

@@ -1,8 +1,8 @@
 /**
- * Progress of a long store operation (import, export, verify), in the shape of js-libp2p's
+ * Progress of a long store operation (import, export, verify, gc), in the shape of js-libp2p's
  * progress events (`{ type, detail }`), delivered through an `onProgress` option.
  */
-export type StoreOperation = 'import' | 'export' | 'verify'
+export type StoreOperation = 'import' | 'export' | 'verify' | 'gc'
 
 export interface ProgressDetail {
   operation: StoreOperation

@@ -183,7 +183,7 @@ export interface ImageStoreClient {
   similarityMatrix(images?: string[]): Promise<SimilarityMatrix>
   presence(image: string): Promise<PresenceReport>
   remove(image: string): Promise<RemoveResult>
-  gc(options?: AbortOptions): Promise<GcResult>
+  gc(options?: ProgressOptions & AbortOptions): Promise<GcResult>
   stats(): Promise<StoreStats>
   close(): Promise<void>
 }

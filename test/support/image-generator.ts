@@ -13,6 +13,7 @@
  */
 import { createCipheriv, createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
+import { open } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import type { Layer } from '../../p2p/store/index.js'
 
@@ -146,6 +147,26 @@ export function * planContent (plan: ImagePlan): Generator<Uint8Array> {
 
 export async function writePlan (plan: ImagePlan, path: string): Promise<void> {
   await pipeline(planContent(plan), createWriteStream(path))
+}
+
+/**
+ * The image as a sparse file: zero units are holes (they read as zeros and take no disk), so a
+ * 20 GiB image that is mostly zeros fits on a small disk and is written in the time of its data.
+ */
+export async function writePlanSparse (plan: ImagePlan, path: string): Promise<void> {
+  const file = await open(path, 'w')
+  try {
+    let offset = 0
+    for (const key of plan.units) {
+      const length = Math.min(plan.unitSize, plan.size - offset)
+      if (length <= 0) break
+      if (key !== 0) await file.write(unitBytes(plan.seed, key, plan.unitSize), 0, length, offset)
+      offset += length
+    }
+    await file.truncate(plan.size)
+  } finally {
+    await file.close()
+  }
 }
 
 /**
