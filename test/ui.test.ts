@@ -311,8 +311,9 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     await card.getByRole('button', { name: 'Cancel the migration of db-1' }).click()
     const row = page.locator(`[data-testid="migration-history"] tr[data-migration="${id}"]`)
     await row.waitFor({ timeout: 60_000 })
-    assert.equal(await row.getAttribute('data-state'), 'cancelled')
-    assert.match(await row.textContent() ?? '', /cancelled by the user; VM db-1 runs on at site-a/)
+    const outcome = await row.textContent() ?? ''
+    assert.equal(await row.getAttribute('data-state'), 'cancelled', outcome)
+    assert.match(outcome, /cancelled by the user; VM db-1 runs on at site-a/)
     const vms = await (await fetch(`${a.client.origin}/v1/vms`, { headers })).json() as { vms: Array<{ name: string, state: string }> }
     assert.ok(vms.vms.some((v) => v.name === 'db-1' && v.state === 'running'), 'db-1 runs on at site-a')
     await row.getByRole('button').click()

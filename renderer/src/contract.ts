@@ -3,6 +3,7 @@
  * contract (p2p/api/types.ts, type-only: nothing of p2p/ is bundled); the planned ones are declared
  * here with the names and shapes the API plan gives, until they land in p2p/api/types.ts.
  */
+import type { JoinRequestView, LanPeerView, MemberStatus } from '../../p2p/api/types.js'
 export type { AgentEvent, AgentStatus, LatencySample, MemberStatus, PingResponse } from '../../p2p/api/types.js'
 
 /**
@@ -19,39 +20,16 @@ export type { HashgraphEventView, HashgraphView } from '../../p2p/api/types.js'
 
 export type ImageLayer = 'os' | 'we' | 'ud'
 
-/** An image as the swarm knows it (GET /v1/images), identified by its root CID. */
-export interface ImageView {
-  rootCid: string
-  name: string
-  layer: ImageLayer
-  /** Root CID of its base image (null for OS). */
-  base: string | null
-  size: number
-  chunkSize?: number
-  chunkCount: number
-  public: boolean
-  /** Names of the sites holding it now. */
-  holders?: string[]
-  /** This site holds it. */
-  local?: boolean
-  zeroChunks?: number
-  /** Chunks no other image at the site shares (dedup: the rest costs nothing). */
-  uniqueChunks?: number
-}
-
-export interface ImagesView {
-  images: ImageView[]
-  /** The same images grouped by holding site (root CIDs), every current member. */
-  sites: Array<{ site: string, peerId: string, images: string[] }>
-}
+/** Images as the swarm knows them (GET /v1/images): the agent's own contract. */
+export type { ImageView, ImagesResponse as ImagesView } from '../../p2p/api/types.js'
 
 export interface SimilarityView { images: string[], labels: string[], matrix: number[][] }
 
 export interface ImportRequest { path: string, layer: ImageLayer, base?: string, name?: string, private?: boolean }
+/** GET /v1/swarm/requests: join requests waiting for approval, and the peers mDNS found (newest first). */
 export interface SwarmRequests {
-  requests?: Array<{ peerId: string, name: string, at: string, inviter?: string }>
-  /** Planned: peers mDNS found (newest first); absent where the agent does not report them. */
-  lanPeers?: Array<{ peerId: string, addrs: string[], lastSeen?: string, member?: boolean }>
+  requests?: JoinRequestView[]
+  lanPeers?: LanPeerView[]
 }
 export interface InviteView { code: string, expiresAt?: string, bootstrap?: string[] }
 
@@ -91,23 +69,15 @@ export function progressSources (info: object): SourceFigures[] | null {
   return (info as { progress?: { sources?: SourceFigures[] } }).progress?.sources ?? null
 }
 
-/** Planned: a member's traffic (MemberStatus.throughput); undefined where the agent does not report it. */
-export interface MemberThroughput { sentBytesPerSecond: number, receivedBytesPerSecond: number }
-export function memberThroughput (member: object): MemberThroughput | null | undefined {
+/** A member's traffic with this site (MemberStatus.throughput): null for itself or never connected. */
+export type MemberThroughput = NonNullable<MemberStatus['throughput']>
+export function memberThroughput (member: MemberStatus): MemberThroughput | null | undefined {
+  // undefined: an agent older than the field (the page is served by its own agent, so only in tests of old builds).
   return (member as { throughput?: MemberThroughput | null }).throughput
 }
 
-/** Planned: GET /v1/images/:rootCid/chunks?buckets=N. */
-export interface ChunkMapView {
-  rootCid: string
-  name: string
-  chunkCount: number
-  chunkSize: number
-  buckets: number
-  chunksPerBucket: number
-  /** Per bucket: h all held, p some held, f some in flight, m none held, z all-zero. */
-  sites: Array<{ site: string, held: number, inFlight: number, states: string }>
-}
+/** An image's chunk map per member (GET /v1/images/:rootCid/chunks?buckets=N). */
+export type { ChunkMapSite, ChunkMapView, JoinRequestView, LanPeerView } from '../../p2p/api/types.js'
 
 export interface LogEntry {
   at: string

@@ -92,7 +92,6 @@ function ImageTree ({ images, onSelect, selected }: { images: ImageView[], onSel
     return (
       <ul role={depth === 1 ? 'tree' : 'group'} aria-label={depth === 1 ? 'Images by layer' : undefined} className='tree'>
         {list.map((image) => {
-          const saved = image.uniqueChunks === undefined || image.chunkCount === 0 ? null : 1 - image.uniqueChunks / image.chunkCount
           return (
             <li key={image.rootCid} role='treeitem' aria-level={depth} aria-selected={image.rootCid === selected} aria-expanded={children.has(image.rootCid) ? true : undefined}>
               <button type='button' className='tree-item' onClick={() => { onSelect(image) }}>
@@ -100,10 +99,9 @@ function ImageTree ({ images, onSelect, selected }: { images: ImageView[], onSel
                 <strong>{image.name}</strong>
                 <span>{formatBytes(image.size)}</span>
                 <span className='muted'>
-                  {image.chunkCount} chunks{image.chunkSize !== undefined ? ` of ${formatBytes(image.chunkSize)}` : ''}
-                  {image.zeroChunks !== undefined ? ` (${image.zeroChunks} zero)` : ''}
-                  {saved === null ? '' : ` · ${(saved * 100).toFixed(0)} % shared`}
-                  {image.holders !== undefined ? ` · at ${image.holders.length} site${image.holders.length === 1 ? '' : 's'}` : ''}
+                  {image.chunkCount} chunks of {formatBytes(image.chunkSize)}
+                  {` · at ${image.holders.length} site${image.holders.length === 1 ? '' : 's'}`}
+                  {image.public ? '' : ' · private'}
                 </span>
                 <code className='muted' title={image.rootCid}>{short(image.rootCid, 14)}</code>
                 {!image.public && <span className='tag'>private</span>}
