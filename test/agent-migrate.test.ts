@@ -54,6 +54,37 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     const phases = new Set(readFileSync(out, 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { phase: string | null }).phase))
     for (const phase of ['plan', 'transfer', 'precopy', 'switchover']) assert.ok(phases.has(phase), `the log has phase ${phase} (has ${[...phases].join(', ')})`)
 
+    // The base layer came through the block exchange from site-a: the target's log names the source.
+    const targetLog = join(files, 'target.ndjson')
+    cli('logs', 'export', targetLog, '--format', 'ndjson', '--migration', result.id, '--data', b.dir)
+    const baseDone = readFileSync(targetLog, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { data: { baseDone?: boolean, sources?: Array<{ site: string, bytes: number }> } }).find((e) => e.data.baseDone === true)
+    assert.ok(baseDone?.data.sources?.some((s) => s.site === 'site-a' && s.bytes > 0), `base chunks from site-a: ${JSON.stringify(baseDone)}`)
+
+    // Live statistics where the VM runs now; destroyed there, it is gone.
+    const stats = JSON.parse(cli('vm', 'stats', 'web', '--json', '--data', b.dir)) as { state: string, pagesWritten: number }
+    assert.equal(stats.state, 'running')
+    assert.ok(stats.pagesWritten > 0)
+    cli('vm', 'destroy', 'web', '--data', b.dir)
+    assert.doesNotMatch(cli('vm', 'ls', '--data', b.dir), /^web\s/m)
+
+    // Parameters mid-flight from the CLI: a migration capped at 1 MiB/s with a 50 ms downtime limit
+    // gets its cap lifted and a 2 s limit while it pre-copies, and completes.
+    cli('vm', 'create', '--os', 'os', '--we', 'we', '--memory', '32MiB', '--workload', 'dynamic', '--name', 'slow', '--data', a.dir)
+    const slow = JSON.parse(cli('migrate', 'slow', '--to', 'site-b', '--bandwidth', '1MiB', '--max-downtime', '50ms', '--no-wait', '--json', '--data', a.dir)) as { id: string }
+    const sourceRow = async (): Promise<{ phase: string, state: string, result: { parameters?: unknown } } | undefined> =>
+      ((await a.client.migrations()).migrations as Array<{ id: string, role: string, phase: string, state: string, result: { parameters?: unknown } }>).find((m) => m.id === slow.id && m.role === 'source')
+    await eventually('the slow migration to pre-copy', async () => (await sourceRow())?.phase === 'precopy' ? true : undefined, 120_000)
+    const refused = hgmig('migration', 'set', slow.id, '--max-downtime', '0ms', '--data', a.dir)
+    assert.notEqual(refused.status, 0)
+    assert.match(refused.stderr, /maxDowntimeMs/)
+    const updated = JSON.parse(cli('migration', 'set', slow.id, '--bandwidth', '0', '--max-downtime', '2s', '--json', '--data', a.dir)) as { result: { parameters?: unknown } }
+    assert.deepEqual(updated.result.parameters, { maxBandwidth: 0, downtimeLimitMs: 2000 })
+    const finished = await eventually('the slow migration to end', async () => {
+      const row = await sourceRow()
+      return row !== undefined && row.state !== 'running' ? row : undefined
+    }, 180_000)
+    assert.equal(finished.state, 'completed')
+
     // Bad requests are refused with the reason, and the agent goes on.
     const unknown = hgmig('migrate', 'no-such-vm', '--to', 'site-b', '--data', a.dir)
     assert.notEqual(unknown.status, 0)

@@ -137,6 +137,8 @@ interface Context {
   /** Source: when the transfer phase began, and the link rate the UD snapshot measured (bytes/s). */
   transferStartedAt?: number
   udRate?: number
+  /** Parameters changed while the migration runs (the driver gets them if it starts copying later). */
+  parameters?: { bandwidth?: number, maxDowntimeMs?: number }
 }
 
 const DEFAULT_MAX_PASSES = 30
@@ -371,6 +373,7 @@ export class MigrationEngine {
     if (parameters.bandwidth !== undefined && !(parameters.bandwidth >= 0)) throw new InvalidMigrationInputError(`bandwidth must be ≥ 0 bytes/s (got ${parameters.bandwidth})`)
     if (parameters.maxDowntimeMs !== undefined && !(parameters.maxDowntimeMs > 0)) throw new InvalidMigrationInputError(`maxDowntimeMs must be > 0 (got ${parameters.maxDowntimeMs})`)
     if (parameters.bandwidth !== undefined) ctx.bucket.setRate(parameters.bandwidth)
+    ctx.parameters = { ...ctx.parameters, ...parameters }
     ctx.outgoing?.setParameters({ maxBandwidth: parameters.bandwidth, downtimeLimitMs: parameters.maxDowntimeMs })
     // What the driver now runs with (before the driver copies, the request's values stand).
     const applied = ctx.outgoing?.parameters ?? null
@@ -548,7 +551,8 @@ export class MigrationEngine {
       const streamFailed = deferred<never>()
       streamFailed.promise.catch(() => {})
       const outgoing = await this.init.driver.migrateOut(vm.id, {
-        parameters: { maxBandwidth: options.bandwidth, downtimeLimitMs: options.maxDowntimeMs },
+        // As changed meanwhile (setParameters before the driver copies), else as requested.
+        parameters: { maxBandwidth: ctx.parameters?.bandwidth ?? options.bandwidth, downtimeLimitMs: ctx.parameters?.maxDowntimeMs ?? options.maxDowntimeMs },
         onEvent: (event) => { this.onOutgoingEvent(ctx, event, options.maxPasses, diskReady, converged, streamFailed) }
       })
       ctx.outgoing = outgoing

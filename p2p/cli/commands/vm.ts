@@ -14,19 +14,6 @@ async function client (command: Command): Promise<ApiClient> {
   return await ApiClient.forDataDir(command.optsWithGlobals<WithData>().data)
 }
 
-/** Client methods the agent's API is getting (issue 6: PATCH /v1/migrations/<id>, VM stats and destroy). */
-interface PendingClient {
-  updateMigration?: (id: string, parameters: { bandwidth?: number, maxDowntimeMs?: number }) => Promise<unknown>
-  vmStats?: (name: string) => Promise<unknown>
-  destroyVm?: (name: string) => Promise<unknown>
-}
-
-function pending<K extends keyof PendingClient> (api: ApiClient, method: K): NonNullable<PendingClient[K]> {
-  const fn = (api as unknown as PendingClient)[method]
-  if (typeof fn !== 'function') throw new Error(`this agent's API client has no ${method} yet`)
-  return fn.bind(api) as NonNullable<PendingClient[K]>
-}
-
 function print (json: boolean | undefined, value: unknown, text: () => string): void {
   process.stdout.write(`${json === true ? JSON.stringify(value) : text()}\n`)
 }
@@ -79,7 +66,7 @@ export function register (program: Command): void {
     .argument('<name>', 'VM name or id')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (name: string, options: JsonOption, command: Command) => {
-      const stats = await pending(await client(command), 'vmStats')(name)
+      const stats = await (await client(command)).vmStats(name)
       print(options.json, stats, () => Object.entries(stats as Record<string, unknown>).map(([k, v]) => `${k.padEnd(24)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'))
     })
   vm.command('destroy')
@@ -87,7 +74,7 @@ export function register (program: Command): void {
     .argument('<name>', 'VM name or id')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (name: string, options: JsonOption, command: Command) => {
-      const result = await pending(await client(command), 'destroyVm')(name)
+      const result = await (await client(command)).destroyVm(name)
       print(options.json, result, () => `destroyed VM ${name}`)
     })
 
@@ -100,7 +87,7 @@ export function register (program: Command): void {
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (id: string, options: { bandwidth?: string, maxDowntime?: string } & JsonOption, command: Command) => {
       if (options.bandwidth === undefined && options.maxDowntime === undefined) throw new Error('give --bandwidth and/or --max-downtime')
-      const updated = await pending(await client(command), 'updateMigration')(id, {
+      const updated = await (await client(command)).updateMigration(id, {
         ...(options.bandwidth === undefined ? {} : { bandwidth: options.bandwidth === '0' ? 0 : parseRate(options.bandwidth, '--bandwidth') }),
         ...(options.maxDowntime === undefined ? {} : { maxDowntimeMs: parseDuration(options.maxDowntime, '--max-downtime') })
       }) as { id: string, result?: { parameters?: unknown } }
