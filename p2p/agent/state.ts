@@ -242,6 +242,8 @@ function isPlainMap (value: unknown): value is Record<string, unknown> {
 
 export class SwarmState {
   private readonly members: StateMember[]
+  /** Member index by peer id (a key joins once, so ids are unique among all members ever). */
+  private readonly indexByPeerId = new Map<string, number>()
   /** Lower-cased name → index of the member holding it (active or leaving). */
   private readonly names = new Map<string, number>()
   /** Root CID → the image and who holds it. Kept in first-announcement order (deterministic iteration). */
@@ -253,7 +255,10 @@ export class SwarmState {
 
   constructor (genesisMembers: ReadonlyArray<{ peerId: string, name: string }>) {
     this.members = genesisMembers.map((m, index) => ({ index, peerId: m.peerId, name: m.name, fromRound: 1, untilRound: null }))
-    for (const m of this.members) this.names.set(siteNameKey(m.name), m.index)
+    for (const m of this.members) {
+      this.names.set(siteNameKey(m.name), m.index)
+      this.indexByPeerId.set(m.peerId, m.index)
+    }
     // The starting hash covers the genesis members, so two swarms never share a state hash.
     this.hash = sha256(dagCbor.encode({ genesis: this.members.map((m) => ({ peerId: m.peerId, name: m.name })) }))
   }
@@ -314,19 +319,21 @@ export class SwarmState {
         return {}
       case 'member-add': {
         // A key joins once: creator ids are never reused, and a removed site rejoins with a new key.
-        const existing = this.members.find((m) => m.peerId === transaction.peerId)
+        const existing = this.memberByPeerId(transaction.peerId)
         if (existing !== undefined) return { reason: 'already-member', detail: `${transaction.peerId} is ${existing.untilRound === null ? '' : 'a former '}member ${existing.index} (${existing.name})` }
         const holder = this.names.get(siteNameKey(transaction.name))
         if (holder !== undefined) return { reason: 'name-taken', detail: `${JSON.stringify(transaction.name)} is the name of member ${holder}` }
         const index = this.members.length
         const fromRound = round + MEMBERSHIP_DELAY_ROUNDS
         this.members.push({ index, peerId: transaction.peerId, name: transaction.name, fromRound, untilRound: null })
+        this.indexByPeerId.set(transaction.peerId, index)
         this.names.set(siteNameKey(transaction.name), index)
         return { membership: { change: 'add', index, peerId: transaction.peerId, fromRound } }
       }
       case 'member-remove': {
-        const member = this.members.find((m) => m.peerId === transaction.peerId && m.untilRound === null)
-        if (member === undefined) return { reason: 'not-a-member', detail: `${transaction.peerId} is not a current member` }
+        const index = this.indexByPeerId.get(transaction.peerId)
+        const member = index === undefined ? undefined : this.members[index]!
+        if (member === undefined || member.untilRound !== null) return { reason: 'not-a-member', detail: `${transaction.peerId} is not a current member` }
         if (this.activeMembers().length === 1) return { reason: 'last-member', detail: `${member.name} is the swarm's last member` }
         const fromRound = round + MEMBERSHIP_DELAY_ROUNDS
         member.untilRound = fromRound
@@ -371,8 +378,8 @@ export class SwarmState {
     return index === undefined ? undefined : this.member(index)
   }
   memberByPeerId (peerId: string): StateMember | undefined {
-    const member = this.members.find((m) => m.peerId === peerId)
-    return member === undefined ? undefined : { ...member }
+    const index = this.indexByPeerId.get(peerId)
+    return index === undefined ? undefined : { ...this.members[index]! }
   }
   /** Images announced and still held by at least one site (or all, with `includeDropped`). */
   imageList (options: { includeDropped?: boolean } = {}): ImageRecord[] {
