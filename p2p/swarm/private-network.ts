@@ -132,7 +132,12 @@ class PrivateNetworkConnection extends AbstractMultiaddrConnection {
     this.pending = []
     this.pendingBytes = 0
     if (this.inner.status !== 'open') return
-    if (!this.inner.send(sealed)) this.innerWritable = false
+    try {
+      if (!this.inner.send(sealed)) this.innerWritable = false
+    } catch (err) {
+      // Run from a microtask: a throw here would end the process, not the one connection.
+      this.abort(err as Error)
+    }
   }
 
   async sendClose (options?: AbortOptions): Promise<void> {
