@@ -70,7 +70,7 @@ function DedupSavings ({ logicalBytes, generation }: { logicalBytes: number, gen
   return (
     <p className='muted' data-testid='dedup'>
       Stored on disk: {formatBytes(stats.storedLeafBytes)} of data for {formatBytes(logicalBytes)} of images · dedup and zero chunks save {formatBytes(saved)}
-      {logicalBytes > 0 ? ` (${((100 * saved) / logicalBytes).toFixed(0)} %)` : ''} · {stats.chunks} distinct chunks, {stats.zeroChunks} all-zero
+      {logicalBytes > 0 ? ` (${((100 * saved) / logicalBytes).toFixed(0)} %)` : ''} · {stats.chunks} distinct chunks stored
     </p>
   )
 }
