@@ -24,7 +24,9 @@ test('npm start serves the UI to a browser where Electron is absent, and Ctrl-C 
   child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
   const exited = new Promise<number | null>((resolve) => { child.once('exit', (code) => { resolve(code) }) })
   try {
-    assert.match(await eventually('start.js says how it runs', async () => /not installed: serving the UI to a browser/.test(output) ? output : undefined), /founding a one-site swarm/)
+    // (Its lines arrive in separate chunks: wait for the second before reading the first.)
+    const said = await eventually('start.js founds a swarm', async () => /founding a one-site swarm/.test(output) ? output : undefined, 60_000)
+    assert.match(said, /not installed: serving the UI to a browser/)
     if (agentServesUi()) {
       const [, origin, token] = await eventually('the printed browser address', async () => /open the UI in a browser: (http:\/\/127\.0\.0\.1:\d+)\/#token=([0-9a-f]+)/.exec(output) ?? undefined, 60_000)
       const page = await fetch(`${origin!}/`)
