@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { bootstrap } from '@libp2p/bootstrap'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { gossipsub, StrictNoSign, type GossipSub } from '@libp2p/gossipsub'
 import { identify, type Identify } from '@libp2p/identify'
 import type { PrivateKey } from '@libp2p/interface'
 import { mdns } from '@libp2p/mdns'
@@ -101,12 +101,23 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
     // 4 MiB per-stream windows (default 256 KiB): chunk transfers keep a window's worth of blocks in flight.
     streamMuxers: [yamux({ streamOptions: { initialStreamWindowSize: 4 * 1024 * 1024, maxStreamWindowSize: 16 * 1024 * 1024 } })],
     connectionProtector: privateNetwork({ psk: init.swarmKey }),
+    // libp2p pings every connection each 10 s and aborts it when a ping takes longer than its
+    // adaptive timeout (at least 5 s). A ping opens a stream behind whatever the connection
+    // carries, and a fetcher starved of CPU behind 8 MiB of queued blocks took longer: sources
+    // reset busy, healthy connections, and a two-source fetch failed with no source left. Dead
+    // connections are still found (TCP resets, the exchange's stall detection, this ping at 30 s).
+    connectionMonitor: { pingTimeout: { minTimeout: 30_000 } },
     peerDiscovery: discovery,
     services: {
       identify: identify(),
       ping: ping(),
       pubsub: gossipsub({
         emitSelf: false,
+        // Every hashgraph event carries its creator's Ed25519 signature, which the engine checks:
+        // gossipsub's own envelope signature would be a second sign and verify per message (a
+        // profile of three loopback agents: ~7 % of an agent's CPU, twice the engine's checks).
+        // Message ids are then the SHA-256 of the data, so a repeated event is dropped as seen.
+        globalSignaturePolicy: StrictNoSign,
         // A swarm of one site still orders its own transactions.
         allowPublishToZeroTopicPeers: true,
         maxInboundDataLength: init.maxMessageBytes ?? 1024 * 1024 + 4096,
