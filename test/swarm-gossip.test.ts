@@ -101,8 +101,10 @@ test('malformed, badly signed and oversized gossip is dropped, lowers the sender
   try {
     await connectAll(peers)
     const sender = (await peers[2]!.call<{ peerId: string }>({ cmd: 'peer-id' })).peerId
+    // Each probe differs: gossipsub ids unsigned messages by their content, and drops a repeat as seen.
+    let probe = 0
     await eventually('topic meshes formed', async () => {
-      const r = await peers[2]!.call<{ recipients: number }>({ cmd: 'publish-raw', hex: '00' })
+      const r = await peers[2]!.call<{ recipients: number }>({ cmd: 'publish-raw', hex: (probe++).toString(16).padStart(8, '0') })
       return r.recipients >= 2 ? true : undefined
     })
     const garbage = [

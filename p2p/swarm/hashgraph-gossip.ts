@@ -36,9 +36,12 @@ export interface HashgraphGossipInit {
   onError?: (err: Error) => void
 }
 
-/** The gossipsub topic a swarm's hashgraph events travel on. */
+/**
+ * The gossipsub topic a swarm's hashgraph events travel on. Version 2: gossipsub envelopes are
+ * unsigned (the events are signed), which version-1 agents would reject as invalid.
+ */
 export function eventsTopic (swarmId: string): string {
-  return `/hgmig/${swarmId}/events/1.0.0`
+  return `/hgmig/${swarmId}/events/2.0.0`
 }
 
 const MAX_MESSAGE_BYTES = 1024 * 1024 + 4096
