@@ -294,7 +294,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     await target.close()
   })
 
-  test('a migration cancelled from its card stops, the VM stays at its source, and the history says why', async () => {
+  test('a running migration\'s limits change from its card; cancelled from it, it stops, the VM stays at its source, and the history says why', async () => {
     const [a] = agents as [UiAgent]
     const headers = { Authorization: `Bearer ${a.api.token}`, 'Content-Type': 'application/json' }
     const created = await fetch(`${a.client.origin}/v1/vms`, { method: 'POST', headers, body: JSON.stringify({ name: 'db-1', os: 'vm-os', we: 'vm-we', memoryBytes: 64 * 2 ** 20, workload: 'dynamic' }) })
@@ -306,8 +306,13 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     const { id } = JSON.parse(answer) as { id: string }
     await openView('Migrations')
     // Cancelled once it copies memory (a cancel while it still dials the target is another path: see the report of issue 7).
-    const card = page.locator(`[data-testid="migration-${id}"][data-phase="precopy"]`)
-    await card.waitFor({ timeout: 90_000 })
+    await page.locator(`[data-testid="migration-${id}"][data-phase="precopy"]`).waitFor({ timeout: 90_000 })
+    const card = page.getByTestId(`migration-${id}`)
+    // Its limits change mid-flight: the agent applies them and the card shows what it runs with.
+    await card.getByLabel('Max downtime (ms)').fill('500')
+    await card.getByLabel('Bandwidth (MB/s, 0: none)').fill('2')
+    await card.getByRole('button', { name: 'Change limits' }).click()
+    await card.getByText('Now: 1.9 MiB/s · at most 500 ms down').waitFor({ timeout: 30_000 })
     page.once('dialog', (dialog) => { void dialog.accept() })
     await card.getByRole('button', { name: 'Cancel the migration of db-1' }).click()
     const row = page.locator(`[data-testid="migration-history"] tr[data-migration="${id}"]`)

@@ -56,6 +56,11 @@ export class Api {
     return (text === '' ? {} : JSON.parse(text)) as T
   }
 
+  async patch<T> (path: string, body: unknown, signal?: AbortSignal): Promise<T> {
+    const text = await (await this.fetch('PATCH', path, body, signal)).text()
+    return (text === '' ? {} : JSON.parse(text)) as T
+  }
+
   /**
    * An image-store call at the agent (POST /v1/store, as the CLI's image commands make it): the
    * answer is NDJSON, progress lines and then one result or error line.

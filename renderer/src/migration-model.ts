@@ -44,6 +44,8 @@ export interface MigrationModel {
   sources: SourceModel[] | null
   passes: MemoryPassStats[]
   diskRounds: DiskRoundStats[]
+  /** The limits it runs with now (changed mid-flight, or as requested): bytes/s (0: no cap) and ms. */
+  bandwidth: number | null
   maxDowntimeMs: number | null
   expectedDowntimeMs: number | null
   actualDowntimeMs: number | null
@@ -198,6 +200,8 @@ export function modelOf (info: MigrationInfo, entries: MigrationLogEntry[], prev
   }
   sources?.sort((a, b) => a.site.localeCompare(b.site))
 
+  // Parameters changed mid-flight (PATCH /v1/migrations/:id), as the driver applied them or as asked.
+  const changed = (result['parameters'] ?? {}) as Record<string, unknown>
   const converged = [...entries].reverse().find((e) => e.kind === 'info' && e.data['converged'] === true)
   const lastPass = passes[passes.length - 1]
   const resumed = entries.find((e) => e.kind === 'phase' && e.phase === 'resumed')
@@ -220,7 +224,8 @@ export function modelOf (info: MigrationInfo, entries: MigrationLogEntry[], prev
     sources,
     passes,
     diskRounds,
-    maxDowntimeMs: num(info.options['maxDowntimeMs']),
+    bandwidth: num(changed['maxBandwidth']) ?? num(changed['bandwidth']) ?? num(info.options['bandwidth']),
+    maxDowntimeMs: num(changed['downtimeLimitMs']) ?? num(changed['maxDowntimeMs']) ?? num(info.options['maxDowntimeMs']),
     expectedDowntimeMs: num(converged?.data['expectedDowntimeMs']) ?? (lastPass === undefined ? null : lastPass.expectedDowntimeMs),
     actualDowntimeMs: num(result['downtimeMs']) ?? num(resumed?.data['downtimeMs']),
     totalMs: num(result['totalMs']),

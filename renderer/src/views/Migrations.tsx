@@ -134,6 +134,7 @@ function MigrationCard ({ info, onChange }: { info: MigrationInfo, onChange: () 
       {model.error !== null && (
         <ErrorState title={model.state === 'cancelled' ? 'Cancelled' : model.state === 'in-doubt' ? 'Outcome in doubt' : 'Migration failed'}>{model.error}</ErrorState>
       )}
+      {model.running && model.role === 'source' && cancellable && <Limits model={model} onChange={onChange} />}
       <PhaseTimeline model={model} />
       <TransferBars model={model} />
       <div className='columns'>
@@ -150,6 +151,33 @@ function MigrationCard ({ info, onChange }: { info: MigrationInfo, onChange: () 
       {log.error !== null && <ErrorState title='Could not load the migration log'>{log.error}</ErrorState>}
       {error !== null && <ErrorState title='Cancel failed'>{error}</ErrorState>}
     </article>
+  )
+}
+
+/** The running migration's bandwidth cap and downtime limit, changed mid-flight (PATCH /v1/migrations/:id). */
+function Limits ({ model, onChange }: { model: MigrationModel, onChange: () => void }): ReactNode {
+  const { api } = useAgent()
+  const [bandwidth, setBandwidth] = useState('')
+  const [downtime, setDowntime] = useState('')
+  const [message, setMessage] = useState<{ error: boolean, text: string } | null>(null)
+  const apply = (): void => {
+    if (api === null) return
+    const body: { bandwidth?: number, maxDowntimeMs?: number } = {}
+    if (bandwidth !== '') body.bandwidth = Math.round(Number(bandwidth) * 1_000_000)
+    if (downtime !== '') body.maxDowntimeMs = Number(downtime)
+    setMessage(null)
+    api.patch(`/v1/migrations/${encodeURIComponent(model.id)}`, body).then(() => {
+      setMessage({ error: false, text: 'Applied.' }); setBandwidth(''); setDowntime(''); onChange()
+    }, (err: Error) => { setMessage({ error: true, text: isNotOffered(err) ? 'this agent does not change running migrations (PATCH answers 404)' : err.message }) })
+  }
+  return (
+    <form className='row limits' aria-label={`Limits of the migration of ${model.vmName}`} onSubmit={(e) => { e.preventDefault(); apply() }}>
+      <span className='muted'>Now: {model.bandwidth === null || model.bandwidth === 0 ? 'no bandwidth cap' : `${formatBytes(model.bandwidth)}/s`} · at most {formatMs(model.maxDowntimeMs)} down</span>
+      <label>Bandwidth (MB/s, 0: none) <input inputMode='decimal' size={6} value={bandwidth} onChange={(e) => { setBandwidth(e.target.value.replace(/[^\d.]/g, '')) }} /></label>
+      <label>Max downtime (ms) <input inputMode='numeric' size={6} value={downtime} onChange={(e) => { setDowntime(e.target.value.replace(/\D/g, '')) }} /></label>
+      <button type='submit' disabled={bandwidth === '' && downtime === ''}>Change limits</button>
+      {message !== null && <span role={message.error ? 'alert' : 'status'} className={message.error ? 'why' : 'muted'}>{message.text}</span>}
+    </form>
   )
 }
 
