@@ -183,15 +183,27 @@ class Harness {
     }
   }
 
-  async migrateFive (workload: string, strategy: Strategy): Promise<Outcome> {
+  async migrateFive (workload: string, strategy: Strategy, retry = true): Promise<Outcome> {
     const vms: string[] = []
     for (let i = 0; i < 5; i++) vms.push(await this.createVm(workload))
     const started = performance.now()
-    const ids = await Promise.all(vms.map(async (vm) => (await this.start(vm, strategy)).id))
-    const outcomes = await Promise.all(ids.map(async (id) => await this.finish(id)))
-    const totalMs = performance.now() - started
-    for (const vm of vms) await this.resetTarget(vm)
-    return { totalMs, wireBytes: outcomes.reduce((s, o) => s + o.wireBytes, 0), downtimeMs: Math.max(...outcomes.map((o) => o.downtimeMs)), baseBytes: outcomes.reduce((s, o) => s + o.baseBytes, 0) }
+    try {
+      const ids = await Promise.all(vms.map(async (vm) => (await this.start(vm, strategy)).id))
+      const outcomes = await Promise.all(ids.map(async (id) => await this.finish(id)))
+      const totalMs = performance.now() - started
+      return { totalMs, wireBytes: outcomes.reduce((s, o) => s + o.wireBytes, 0), downtimeMs: Math.max(...outcomes.map((o) => o.downtimeMs)), baseBytes: outcomes.reduce((s, o) => s + o.baseBytes, 0) }
+    } catch (err) {
+      if (!retry) throw err
+      const reason = (err as Error).message.split('\n')[0] ?? ''
+      this.failures.push(`5 × ${strategy} ${workload}: ${reason}`)
+      console.log(`# FAILED, the batch is measured again: 5 × ${strategy} ${workload}: ${reason}`)
+      // Let the batch's other migrations end before the next one starts.
+      await new Promise((resolve) => setTimeout(resolve, 30_000))
+      for (const vm of vms) await this.site('a').call({ cmd: 'destroy-vm', vm }).catch(() => {})
+      return await this.migrateFive(workload, strategy, false)
+    } finally {
+      for (const vm of vms) await this.resetTarget(vm).catch(() => {})
+    }
   }
 
   /** H-GMIG with chunk source c killed once the target has half of the base chunks. */
