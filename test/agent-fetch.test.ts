@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AgentProcess, foundingSwarm, hgmig, type FoundingSite, hgmigOk } from './support/agent-process.js'
+import { AgentProcess, foundingSwarm, hgmig, type FoundingSite, hgmigOk, reportAgents } from './support/agent-process.js'
 import { randomImage, writePlan } from './support/image-generator.js'
 import { eventually } from './support/peer-process.js'
 
@@ -85,7 +85,7 @@ test('an image held at A and C is fetched at B from both, byte-identical; replic
     assert.notEqual(refused.status, 0)
     assert.match(refused.stderr, /not known here yet.*private/)
   } catch (err) {
-    for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log.slice(-5000)}\n`)
+    reportAgents(agents, 5000)
     throw err
   } finally {
     await Promise.all(agents.map(async (agent) => { await agent.kill() }))

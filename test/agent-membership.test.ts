@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { copyFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { AgentStatus, ApiClient } from '../p2p/api/index.js'
-import { AgentProcess, createSwarm, hgmig, tempDataDir, hgmigOk } from './support/agent-process.js'
+import { AgentProcess, createSwarm, hgmig, tempDataDir, hgmigOk, reportAgents } from './support/agent-process.js'
 import { eventually } from './support/peer-process.js'
 
 interface Site { name: string, dir: string, agent: AgentProcess, client: ApiClient }
@@ -91,7 +91,7 @@ test('invite, join, approve: sites join a running swarm by consensus, a taken na
     assert.deepEqual((await a.client.status()).members.filter((m) => m.until === null).map((m) => m.name), ['site-a', 'site-b'])
   } catch (err) {
     // The agents' own account is what explains a failure here.
-    for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log}\n`)
+    reportAgents(agents, Infinity)
     for (const agent of agents) {
       try {
         const { client } = await agent.ready(1000)

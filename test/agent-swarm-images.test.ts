@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AgentStatus, ApiClient } from '../p2p/api/index.js'
-import { AgentProcess, createSwarm, tempDataDir, hgmigOk } from './support/agent-process.js'
+import { AgentProcess, createSwarm, tempDataDir, hgmigOk, reportAgents } from './support/agent-process.js'
 import { randomImage, writePlan } from './support/image-generator.js'
 import { eventually } from './support/peer-process.js'
 
@@ -120,7 +120,7 @@ test('four sites: create, invite, join, approve; each imports an image through i
     sites[3] = await start('site-d', dAgain.dir, agents)
     await agreed('ordering resumed with all four', sites, (s) => s.transactions.ordered >= before + 2)
   } catch (err) {
-    for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log.slice(-4000)}\n`)
+    reportAgents(agents, 4000)
     throw err
   } finally {
     await Promise.all(agents.map(async (agent) => { await agent.kill() }))

@@ -74,6 +74,15 @@ export class AgentProcess {
   }
 }
 
+/** For a failed test's output: each agent's state (running, or how it ended) and the tail of its log. */
+export function reportAgents (agents: AgentProcess[], tailChars = 5000): void {
+  for (const agent of agents) {
+    const { exitCode, signalCode, pid } = agent.child
+    const state = exitCode === null && signalCode === null ? 'running' : `exited with ${signalCode ?? `code ${exitCode}`}`
+    process.stderr.write(`--- agent ${agent.dataDir} (pid ${pid}, ${state})\n${agent.log.slice(-tailChars)}\n`)
+  }
+}
+
 export interface FoundingSite { name: string, dir: string, agent: AgentProcess, client: ApiClient }
 
 /**
