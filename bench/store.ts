@@ -5,7 +5,7 @@
  *   node dist/bench/store.js layout     [--gib 1] [--runs 3]                   pack files vs SQLite blobs vs discard
  *   node dist/bench/store.js blocksize  [--runs 1]                             4/16/64/256 KiB: similarity, metadata, speed, dedup
  *   node dist/bench/store.js pairs                                             the paper's (m, n) site pairs: similarity, presence
- *   node dist/bench/store.js scale      [--gib 20]                             20 GiB, as a stream and as a sparse file: RSS
+ *   node dist/bench/store.js scale      [--gib 20] [--source stream|sparse]    20 GiB, as a stream and as a sparse file: RSS
  *
  * Everything is written under bench/out/ (git-ignored) and deleted afterwards, except the cached
  * realistic images (bench/out/images/, built by bench/debootstrap-images.sh).
@@ -385,11 +385,13 @@ async function benchScale (): Promise<void> {
   const plan = randomImage('scale', Math.round(gib * GiB / (64 * KiB)), 0.8, 4)
   const file = join(outDir, `scale-${gib}g-sparse.img`)
   mkdirSync(outDir, { recursive: true })
-  await writePlanSparse(plan, file)
+  // One source per process (`--source stream|sparse`), so that one import's heap does not count in the other's RSS.
+  const only = process.argv[process.argv.indexOf('--source') + 1]
   const sources: Array<{ label: string, source: () => ImportSource }> = [
     { label: 'generated stream', source: () => ({ content: planContent(plan), size: plan.size, description: 'generated stream' }) },
     { label: 'sparse file', source: () => file }
-  ]
+  ].filter((s) => !process.argv.includes('--source') || s.label.includes(only ?? ''))
+  if (sources.some((s) => s.label === 'sparse file')) await writePlanSparse(plan, file)
   try {
     for (const { label, source } of sources) {
       const store = await freshStore('scale', 64 * KiB)

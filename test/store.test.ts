@@ -4,12 +4,13 @@ import { randomBytes } from 'node:crypto'
 import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
+import { CID } from 'multiformats/cid'
 import { join } from 'node:path'
 import {
   AbortError, AmbiguousImageError, CorruptChunkError, createImageStore, ImageExistsError, ImageInUseError, ImageNotFoundError,
   ImportSourceError, LayerRuleError, StoreLockedError, type ImageStore, type StoreProgressEvent
 } from '../p2p/store/index.js'
-import { distinctNonZeroBytes, generateSitePair, randomImage, sharedBytes, writePlan, zeroBytes, type ImagePlan } from './support/image-generator.js'
+import { distinctNonZeroBytes, generateSitePair, randomImage, sharedBytes, writePlan, writePlanSparse, zeroBytes, type ImagePlan } from './support/image-generator.js'
 
 const KiB = 1024
 
@@ -214,6 +215,11 @@ test('corruption: verify reports image, chunk index and byte offset; reads of a 
     const out = join(dir, 'out')
     await assert.rejects(reopened.export(info.id, out), (err: unknown) => err instanceof CorruptChunkError && err.location?.chunkIndex === 3 && err.location.byteOffset === 3 * chunk)
     assert.equal(existsSync(out), false, 'a failed export leaves no file behind')
+    const corruptCid = CID.parse(report.corrupt[0]?.cid as string)
+    assert.throws(() => reopened.readBlock(corruptCid), CorruptChunkError, 'a read of the corrupt block fails')
+    // Serving peers skip the check (the fetcher hashes every block it receives): the bytes come back as stored.
+    const served = reopened.readBlock(corruptCid, { verify: false })
+    assert.equal(served[100], (readFileSync(file)[3 * chunk + 100] as number) ^ 0xff)
   } finally {
     await reopened.close()
   }
@@ -474,6 +480,27 @@ test('hashing on the worker thread and on the main thread give the same DAG; ful
     }
   }
   assert.equal(roots[0], roots[1])
+})
+
+test('a mostly-zero 400 MiB image: its few data chunks per piece do not pin the reader\'s aligned pieces, every data leaf goes direct', async (t) => {
+  const dir = tempDir('sparse')
+  if (!directIoWorks(dir)) {
+    t.skip('no O_DIRECT on this file system')
+    return
+  }
+  // 80 % zero units: 8 MiB of data spans 40 MiB of file, ten pieces, if writes waited for 8 MiB.
+  const plan = randomImage('sparse', 6400, 0.8, 12)
+  const file = join(dir, 'sparse.img')
+  await writePlanSparse(plan, file)
+  const store = await openStore(dir)
+  try {
+    const info = await store.add(file, { layer: 'os' })
+    assert.equal(info.zeroBytes, zeroBytes(plan))
+    assert.equal(store.packBytesWritten.direct, distinctNonZeroBytes([plan]), 'every data leaf written with O_DIRECT')
+    assert.equal((await store.verify(info.id)).corrupt.length, 0)
+  } finally {
+    await store.close()
+  }
 })
 
 test('remote manifests: how much of another site\'s image is already here matches the ground truth', async () => {

@@ -56,6 +56,11 @@ export function zeroLeafCidOf (length: number, profile: DagProfile): CID {
   return cid
 }
 
+/** True when `cid` is the CID of an all-zero leaf of `length` bytes (compared with the known CIDs: no hashing). */
+export function isZeroLeafCid (cid: CID, length: number): boolean {
+  return cid.equals(zeroLeafCidOf(length, cid.code === raw.code ? 'hgmig' : 'ipfs'))
+}
+
 /** The CID (bytes) of an all-zero leaf of `length` bytes in a profile. */
 export function zeroLeafCid (length: number, profile: DagProfile): Uint8Array {
   return zeroLeafCidOf(length, profile).bytes

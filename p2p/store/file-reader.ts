@@ -10,8 +10,9 @@ const PIECE_BYTES = 4 << 20
 const PIECES_AHEAD = 4
 /**
  * Page-aligned piece buffers per import, at most. Pieces live until the pack writes holding their
- * blocks complete (up to ~40 MiB, see packs.ts) plus the read-ahead: ~16 at 4 MiB. Beyond this,
- * ordinary buffers (whose chunks are written through the page cache) keep the import going.
+ * blocks complete (at most 4 pieces buffered and 8 in flight, see packs.ts) plus the read-ahead
+ * (4) and the importer's leaves in progress: ~18. Beyond this, ordinary buffers (whose chunks are
+ * written through the page cache) keep the import going.
  */
 const ALIGNED_PIECES = 24
 

@@ -23,6 +23,13 @@ export const PACK_LIMIT_BYTES = 1 << 30
 const WRITE_BYTES = 8 << 20
 /** At most this much written but not yet on disk per store: the importer waits beyond it. */
 const MAX_WRITES_IN_FLIGHT_BYTES = 32 << 20
+/**
+ * Holders (the reader's pieces) one write may pin, and all writes in flight. In a mostly-zero image
+ * a few data chunks per piece would otherwise pin tens of pieces until 8 MiB of data gather; the
+ * reader has a fixed number of aligned pieces (file-reader.ts), which these bounds keep enough.
+ */
+const MAX_HOLDERS_PER_WRITE = 4
+const MAX_HOLDERS_IN_FLIGHT = 8
 
 /** Whoever owns the memory behind appended blocks: held until the write carrying them completes. */
 export interface BufferHolder {
@@ -56,6 +63,8 @@ interface WritablePack {
   bufferedBytes: number
   /** Owners of buffered blocks' memory, released once those bytes are written. */
   holders: BufferHolder[]
+  /** Distinct holders among `holders` (blocks of one holder are appended one after another). */
+  distinctHolders: number
   dirty: boolean
 }
 
@@ -82,6 +91,7 @@ export class PackFiles {
   private readonly retired: WritablePack[] = []
   private readonly inFlight = new Set<Promise<unknown>>()
   private inFlightBytes = 0
+  private inFlightHolders = 0
   private writeFailure: unknown
   private readonly readFds = new Map<number, number>()
 
@@ -140,16 +150,20 @@ export class PackFiles {
     } else {
       pack.buffer.push(block)
     }
-    if (holder !== undefined) { holder.hold(); pack.holders.push(holder) }
+    if (holder !== undefined) {
+      holder.hold()
+      if (pack.holders[pack.holders.length - 1] !== holder) pack.distinctHolders++
+      pack.holders.push(holder)
+    }
     pack.bufferedBytes += block.byteLength
     pack.end += block.byteLength
-    if (pack.bufferedBytes >= WRITE_BYTES) this.startWrite(pack)
+    if (pack.bufferedBytes >= WRITE_BYTES || pack.distinctHolders >= MAX_HOLDERS_PER_WRITE) this.startWrite(pack)
     return location
   }
 
   /** True when the caller should `await drain()` before appending more (bounded memory). */
   get congested (): boolean {
-    return this.inFlightBytes >= MAX_WRITES_IN_FLIGHT_BYTES
+    return this.inFlightBytes >= MAX_WRITES_IN_FLIGHT_BYTES || this.inFlightHolders >= MAX_HOLDERS_IN_FLIGHT
   }
 
   async drain (): Promise<void> {
@@ -177,6 +191,7 @@ export class PackFiles {
     this.forgetActive()
     this.writeFailure = undefined
     this.inFlightBytes = 0
+    this.inFlightHolders = 0
     this.recover()
   }
 
@@ -248,12 +263,12 @@ export class PackFiles {
         closeSync(fd.fd)
         continue
       }
-      pack = { id, ...fd, end, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
+      pack = { id, ...fd, end, buffer: [], bufferedBytes: 0, holders: [], distinctHolders: 0, dirty: false }
       break
     }
     if (pack === undefined) {
       const id = Number(this.db.prepare('INSERT INTO packs DEFAULT VALUES').run().lastInsertRowid)
-      pack = { id, ...this.openForAppend(this.path(id), stream, 'create'), end: 0, buffer: [], bufferedBytes: 0, holders: [], dirty: false }
+      pack = { id, ...this.openForAppend(this.path(id), stream, 'create'), end: 0, buffer: [], bufferedBytes: 0, holders: [], distinctHolders: 0, dirty: false }
     }
     this.active[stream] = pack
     return pack
@@ -288,18 +303,22 @@ export class PackFiles {
     if (pack.bufferedBytes === 0) return
     const blocks = pack.buffer
     const holders = pack.holders
+    const distinctHolders = pack.distinctHolders
     const length = pack.bufferedBytes
     const position = pack.end - length
     pack.buffer = []
     pack.holders = []
+    pack.distinctHolders = 0
     pack.bufferedBytes = 0
     pack.dirty = true
     this.inFlightBytes += length
+    this.inFlightHolders += distinctHolders
     const done = this.writeAll(pack, blocks, position)
       .catch((err: unknown) => { this.writeFailure ??= err })
       .finally(() => {
         this.inFlight.delete(done)
         this.inFlightBytes -= length
+        this.inFlightHolders -= distinctHolders
         for (const holder of holders) holder.release()
       })
     this.inFlight.add(done)
