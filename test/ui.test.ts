@@ -213,6 +213,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     await page.getByRole('button', { name: 'Create VM' }).click()
     await page.getByRole('radio', { name: /web-1/ }).waitFor()
     assert.ok(await page.getByRole('radio', { name: /web-1/ }).isChecked(), 'the new VM is chosen')
+    await page.locator('label[data-vm="web-1"]').filter({ hasText: /64\.0 MiB memory .* dirty pages\/s/ }).waitFor({ timeout: 30_000 })
     await page.getByRole('button', { name: 'Next' }).click()
 
     // The suggestions are the agent's ranking, in its order.

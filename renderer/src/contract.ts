@@ -42,7 +42,7 @@ import type { LogEntry as MigrationLogEntry } from '../../p2p/migration/index.js
 export type { MigrationLogEntry }
 export type {
   DiskRoundStats, LayerPlan, MemoryPassStats, MigrationInfo, MigrationPhase, MigrationPlan,
-  MigrationRole, MigrationState, Strategy, VmInfo, WorkloadName
+  MigrationRole, MigrationState, Strategy, VmInfo, VmStats, WorkloadName
 } from '../../p2p/migration/index.js'
 export type { MigrationRecord } from '../../p2p/agent/state.js'
 

@@ -9,7 +9,7 @@ import { isNotOffered } from '../api'
 import { Bar, Chart, EmptyState, ErrorState, formatBytes, formatMs, Loaded, NotOffered, short } from '../components'
 import {
   memberUntil, MIGRATION_PHASES, WORKLOADS,
-  type ImagesView, type MigrationInfo, type MigrationLogExport, type MigrationPlan, type MigrationRecord, type MigrationStart, type RankedTarget, type VmInfo
+  type ImagesView, type MigrationInfo, type MigrationLogExport, type MigrationPlan, type MigrationRecord, type MigrationStart, type RankedTarget, type VmInfo, type VmStats
 } from '../contract'
 import { bitmapBuckets, historyOf, modelOf, type HistoryRow, type MigrationModel, type Sample, type TransferBarModel } from '../migration-model'
 import { useAgent, useEndpoint } from '../store'
@@ -377,12 +377,7 @@ function Wizard ({ onStarted }: { onStarted: () => void }): ReactNode {
             : (
               <fieldset>
                 <legend>Which VM?</legend>
-                {list.map((v) => (
-                  <label key={v.id} className='check'>
-                    <input type='radio' name='vm' value={v.id} checked={vm === v.id} disabled={v.migrating || v.state !== 'running'} onChange={() => { setVm(v.id) }} />
-                    {v.name} <span className='muted'>{v.state}{v.migrating ? ' · migrating' : ''} · {v.driver}</span>
-                  </label>
-                ))}
+                {list.map((v) => <VmChoice key={v.id} vm={v} checked={vm === v.id} onChoose={() => { setVm(v.id) }} />)}
               </fieldset>
               )}
           <div className='row'><button type='button' className='primary' disabled={vm === ''} onClick={() => { go(2) }}>Next</button></div>
@@ -439,6 +434,22 @@ function Wizard ({ onStarted }: { onStarted: () => void }): ReactNode {
       )}
       {error !== null && <ErrorState title='Migration not started'>{error}</ErrorState>}
     </div>
+  )
+}
+
+/** A VM to choose, with its live statistics (GET /v1/vms/:name/stats): what the dirty rate means for pre-copy. */
+function VmChoice ({ vm, checked, onChoose }: { vm: VmInfo, checked: boolean, onChoose: () => void }): ReactNode {
+  const stats = useEndpoint<VmStats>(`/v1/vms/${encodeURIComponent(vm.name)}/stats`, 3000)
+  const s = stats.data
+  return (
+    <label className='check' data-vm={vm.name}>
+      <input type='radio' name='vm' value={vm.id} checked={checked} disabled={vm.migrating || vm.state !== 'running'} onChange={onChoose} />
+      {vm.name}{' '}
+      <span className='muted'>
+        {vm.state}{vm.migrating ? ' · migrating' : ''} · {vm.driver}
+        {s !== null && ` · ${formatBytes(s.memoryBytes)} memory (${formatBytes(s.memoryUsedBytes)} in use) · ${Math.round(s.dirtyPagesPerSecond)} dirty pages/s · ${Math.round(s.cpuPercent)} % CPU`}
+      </span>
+    </label>
   )
 }
 
