@@ -2,7 +2,7 @@ import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -118,4 +118,27 @@ test('a site of a swarm chunks at the swarm\'s chunk size (from its genesis), an
   const refused = hgmig(data, ['image', 'list'])
   assert.equal(refused.status, 1)
   assert.match(refused.stderr, /chunks images at 16384 bytes, not 65536/)
+})
+
+test('the data directory: --data, else HGMIG_DATA, else the per-user application-data folder', () => {
+  const home = tempDir('home')
+  const viaEnv = tempDir('env')
+  const viaFlag = tempDir('flag')
+  const file = join(home, 'disk.img')
+  writeFileSync(file, randomBytes(70 * 1024))
+  const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, HGMIG_DEBUG: '' }
+  delete env.HGMIG_DATA
+  delete env.XDG_CONFIG_HOME
+  const run = (args: string[], extra: NodeJS.ProcessEnv = {}): ImageInfo[] => {
+    const r = spawnSync(process.execPath, [bin, ...args, '--json'], { encoding: 'utf8', env: { ...env, ...extra } })
+    assert.equal(r.status, 0, `hgmig ${args.join(' ')}: ${r.stderr}`)
+    const value = JSON.parse(r.stdout) as ImageInfo | ImageInfo[]
+    return Array.isArray(value) ? value : [value]
+  }
+  run(['image', 'add', '--layer', 'os', '--name', 'in-home', file])
+  assert.ok(existsSync(join(home, '.config', 'hgmig', 'store', 'index.sqlite')), 'the default: ~/.config/hgmig on Linux')
+  run(['image', 'add', '--layer', 'os', '--name', 'in-env', file], { HGMIG_DATA: viaEnv })
+  assert.deepEqual(run(['image', 'list'], { HGMIG_DATA: viaEnv }).map((i) => i.name), ['in-env'], 'HGMIG_DATA overrides the default')
+  assert.deepEqual(run(['image', 'list', '--data', viaFlag], { HGMIG_DATA: viaEnv }), [], '--data overrides HGMIG_DATA')
+  assert.deepEqual(run(['image', 'list']).map((i) => i.name), ['in-home'])
 })
