@@ -26,6 +26,7 @@ test('electron-builder.yml: AppImage, deb, dmg and nsis; better-sqlite3 unpacked
   assert.deepEqual(config.mac?.target, ['dmg'])
   assert.deepEqual(config.win?.target, ['nsis'])
   assert.ok(config.asarUnpack?.includes('node_modules/better-sqlite3/**'), 'the native module loads from outside the archive')
+  assert.ok(config.asarUnpack?.includes('node_modules/sodium-native/**'), 'so does the protector\'s cipher')
   assert.equal(config.npmRebuild, true, 'native modules are rebuilt for Electron\'s ABI')
   for (const needed of ['dist/main/**', 'dist/p2p/**', 'dist/ui/**', 'bin/**', 'package.json']) assert.ok(config.files?.includes(needed), needed)
   assert.ok(config.files?.includes('!dist/test/**'), 'tests are not shipped')
