@@ -92,6 +92,13 @@ test('four sites: create, invite, join, approve; each imports an image through i
     assert.ok(latencies.every((sample) => sample.latencyMs >= 0 && sample.kind === 'ping'))
     assert.ok((await a.client.status()).remoteLatency.count >= 3)
     assert.match(await a.client.metrics(), /^libp2p_data_transfer_bytes_total\{protocol="global received"\} [1-9]/m)
+    // Per-member throughput at site-a: traffic both ways with every other member (gossip, state reports, pings).
+    const traffic = await eventually('throughput measured to and from every member at site-a', async () => {
+      const others = (await a.client.status()).members.filter((m) => !m.self)
+      return others.every((m) => m.throughput !== null && m.throughput.sentBytesPerSecond > 0 && m.throughput.receivedBytesPerSecond > 0) ? others : undefined
+    })
+    assert.equal(traffic.length, 3)
+    assert.equal((await a.client.status()).members.find((m) => m.self)!.throughput, null)
     // The image list through the agent shows the local image, as the store would.
     assert.match(cli('image', 'list', '--data', sites[1]!.dir), /os-site-b/)
 

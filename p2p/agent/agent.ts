@@ -12,7 +12,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, toHex, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
-import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type SwarmNode } from '../swarm/index.js'
+import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type ConnectionBytes, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
 import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
@@ -99,6 +99,10 @@ class MigrationAgent implements Agent {
   private readonly remoteLatency: ConsensusLatency
   private readonly rtt = new Map<string, number | null>()
   private readonly peerIds = new Map<string, PeerId>()
+  /** Bytes each open connection carried, by remote address (filled by the swarm node). */
+  private readonly connectionBytes = new Map<string, ConnectionBytes>()
+  /** Per peer, cumulative bytes over its connections, sampled over the last THROUGHPUT_WINDOW_MS. */
+  private readonly trafficSamples = new Map<string, Array<{ at: number, sent: number, received: number }>>()
   /** Peers discovery found (mDNS on the LAN, the bootstrap list), by peer id. */
   private readonly discovered = new Map<string, { addrs: string[], lastSeen: number }>()
   /** What each member last reported of its replicated state (for comparing sites at a glance). */
@@ -241,6 +245,7 @@ class MigrationAgent implements Agent {
       bootstrap: [...bootstrap, ...(core.join?.bootstrap ?? [])],
       announce: this.init.announce === undefined ? undefined : checkAddresses('--announce', this.init.announce, false),
       metricsRegistry: core.metrics.registry,
+      connectionBytes: this.connectionBytes,
       scoredTopics: [eventsTopic(genesis.swarmId)],
       mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
     })
@@ -657,10 +662,48 @@ class MigrationAgent implements Agent {
     const now = performance.now()
     this.eventCountSamples.push({ at: now, events: countEvents(core.hashgraph) })
     while (this.eventCountSamples.length > 1 && now - this.eventCountSamples[0]!.at > 1000 + SAMPLE_INTERVAL_MS / 2) this.eventCountSamples.shift()
+    this.sampleTraffic(now)
     const round = core.hashgraph.lastOrderedRound
     if (round !== this.lastReportedRound) {
       this.lastReportedRound = round
       this.emit({ type: 'rounds', lastDecidedRound: round, orderedEvents: core.hashgraph.orderedEvents })
+    }
+  }
+
+  private sampleTraffic (now: number): void {
+    const node = this.network?.node
+    if (node === undefined) return
+    const totals = new Map<string, { sent: number, received: number }>()
+    for (const connection of node.getConnections()) {
+      // The transport's address, as the metrics component saw it (the connection adds /p2p/<id>).
+      const bytes = this.connectionBytes.get(connection.remoteAddr.decapsulateCode(P2P_CODE).toString())
+      if (bytes === undefined) continue
+      const peer = connection.remotePeer.toString()
+      const total = totals.get(peer) ?? { sent: 0, received: 0 }
+      total.sent += bytes.sent
+      total.received += bytes.received
+      totals.set(peer, total)
+    }
+    for (const [peer, total] of totals) {
+      const samples = this.trafficSamples.get(peer) ?? []
+      samples.push({ at: now, ...total })
+      while (samples.length > 1 && now - samples[0]!.at > THROUGHPUT_WINDOW_MS) samples.shift()
+      this.trafficSamples.set(peer, samples)
+    }
+    for (const peer of this.trafficSamples.keys()) if (!totals.has(peer)) this.trafficSamples.delete(peer)
+  }
+
+  /** Bytes/s to and from a peer over the sampling window; null without a connection or two samples. */
+  private throughputOf (peerId: string): { sentBytesPerSecond: number, receivedBytesPerSecond: number } | null {
+    const samples = this.trafficSamples.get(peerId)
+    if (samples === undefined || samples.length < 2) return null
+    const first = samples[0]!
+    const last = samples[samples.length - 1]!
+    const seconds = (last.at - first.at) / 1000
+    // A connection that closed and reopened restarts its counters: never report a negative rate.
+    return {
+      sentBytesPerSecond: Math.max(0, Math.round((last.sent - first.sent) / seconds)),
+      receivedBytesPerSecond: Math.max(0, Math.round((last.received - first.received) / seconds))
     }
   }
 
@@ -692,8 +735,7 @@ class MigrationAgent implements Agent {
           connected: isSelf || this.isConnected(this.peerOf(m.peerId)),
           rttMs: isSelf ? 0 : this.rtt.get(m.peerId) ?? null,
           gossipScore: isSelf ? null : gossipScore(network.node, m.peerId),
-          // Per-connection byte counts are not exposed by libp2p's metrics yet (per protocol only).
-          throughput: null,
+          throughput: isSelf ? null : this.throughputOf(m.peerId),
           stateHash: isSelf ? state.stateHash : this.reportedState.get(m.peerId)?.stateHash ?? null,
           ordered: isSelf ? state.applied + state.rejected : this.reportedState.get(m.peerId)?.ordered ?? null,
           since: m.fromRound,
@@ -785,7 +827,7 @@ class MigrationAgent implements Agent {
 
   async vmStats (name: string): Promise<unknown> { return await this.needNetwork().migrations.vmStats(name) }
   async destroyVm (name: string): Promise<unknown> { return await this.needNetwork().migrations.destroyVm(name) }
-  async migrationPlan (vm: string, to: string | null): Promise<unknown> { return await this.needNetwork().migrations.plan(vm, to) }
+  async migrationPlan (vm: string, to: string | null, bandwidth?: number): Promise<unknown> { return await this.needNetwork().migrations.plan(vm, to, bandwidth) }
   exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
     return this.needNetwork().migrations.exportLog(format, migration, since)
   }
@@ -971,6 +1013,11 @@ class MigrationAgent implements Agent {
     return this.network
   }
 }
+
+/** Multiaddr protocol code of /p2p/<peer id>. */
+const P2P_CODE = 421
+/** Throughput per member is averaged over this window. */
+const THROUGHPUT_WINDOW_MS = 5000
 
 /** How long a peer found by discovery is listed after it was last seen. */
 const DISCOVERY_MEMORY_MS = 10 * 60_000

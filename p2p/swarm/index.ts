@@ -1,5 +1,5 @@
 /** Public entry of the swarm layer: the libp2p host and the hashgraph carried over it. */
-export { createSwarmNode, createSwarmKey, parseSwarmKey, type SwarmNode, type SwarmNodeInit, type SwarmServices } from './node.js'
+export { createSwarmNode, createSwarmKey, parseSwarmKey, type ConnectionBytes, type SwarmNode, type SwarmNodeInit, type SwarmServices } from './node.js'
 export { HashgraphGossip, eventsTopic, type HashgraphGossipInit } from './hashgraph-gossip.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { SwarmConfigError } from './errors.js'

@@ -52,7 +52,15 @@ export interface SwarmNodeInit {
   mdns?: false | { serviceTag: string, interval?: number }
   /** Largest gossip message accepted, in bytes. */
   maxMessageBytes?: number
+  /**
+   * Filled with the bytes each open connection carried so far (on the wire: protector, encryption
+   * and muxing included), by the connection's remote address; an entry goes when its connection
+   * closes. Needs `metricsRegistry` (libp2p hands connections to its metrics component).
+   */
+  connectionBytes?: Map<string, ConnectionBytes>
 }
+
+export interface ConnectionBytes { sent: number, received: number }
 
 /** A new swarm key ("/key/swarm/psk/1.0.0/" + base16 of 32 random bytes), pnet's key file format. */
 export function createSwarmKey (): Uint8Array {
@@ -87,6 +95,38 @@ const INVALID_MESSAGES_ONLY = {
   invalidMessageDeliveriesDecay: 0.9
 }
 
+/**
+ * libp2p's metrics factory, also counting each connection's bytes into `counters`: its metrics
+ * component is the one place that sees every raw connection. Observes without adding a `message`
+ * listener (a listener would make the connection hand out data before its readers attach), as
+ * @libp2p/prometheus-metrics itself does.
+ */
+function countingConnections (factory: ReturnType<typeof prometheusMetrics>, counters: Map<string, ConnectionBytes> | undefined): ReturnType<typeof prometheusMetrics> {
+  if (counters === undefined) return factory
+  return (components) => {
+    const metrics = factory(components)
+    const track = metrics.trackMultiaddrConnection.bind(metrics)
+    metrics.trackMultiaddrConnection = (connection) => {
+      track(connection)
+      const key = connection.remoteAddr.toString()
+      const bytes: ConnectionBytes = { sent: 0, received: 0 }
+      counters.set(key, bytes)
+      const dispatchEvent = connection.dispatchEvent.bind(connection)
+      connection.dispatchEvent = (event) => {
+        if (event.type === 'message') bytes.received += (event as unknown as { data: { byteLength: number } }).data.byteLength
+        return dispatchEvent(event)
+      }
+      const send = connection.send.bind(connection)
+      connection.send = (data) => {
+        bytes.sent += data.byteLength
+        return send(data)
+      }
+      connection.addEventListener('close', () => { if (counters.get(key) === bytes) counters.delete(key) })
+    }
+    return metrics
+  }
+}
+
 export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> {
   const discovery: Array<ReturnType<typeof bootstrap> | ReturnType<typeof mdns>> = []
   if (init.bootstrap !== undefined && init.bootstrap.length > 0) discovery.push(bootstrap({ list: init.bootstrap }))
@@ -94,7 +134,7 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
   return await createLibp2p({
     privateKey: init.privateKey,
     // libp2p's own counters (bytes in/out per protocol and per transport, connections, streams) on the agent's /metrics.
-    ...(init.metricsRegistry === undefined ? {} : { metrics: prometheusMetrics({ registry: init.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }) }),
+    ...(init.metricsRegistry === undefined ? {} : { metrics: countingConnections(prometheusMetrics({ registry: init.metricsRegistry, collectDefaultMetrics: false, preserveExistingMetrics: true }), init.connectionBytes) }),
     addresses: { listen: init.listen, ...(init.announce === undefined || init.announce.length === 0 ? {} : { announce: init.announce }) },
     transports: [tcp()],
     connectionEncrypters: [noise()],
