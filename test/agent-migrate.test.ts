@@ -32,6 +32,12 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     assert.match(cli('vm', 'ls', '--data', a.dir), /^web\s/m)
     const suggestion = JSON.parse(cli('migrate', 'web', '--suggest', '--json', '--data', a.dir)) as unknown
     assert.ok(JSON.stringify(suggestion).includes('site-b'), 'site-b is among the suggested targets')
+    // The estimate follows the bandwidth asked about: a tenth of it, more time for the same bytes.
+    const atFull = await a.client.migrationPlan('web', 'site-b', { bandwidth: 100_000_000 }) as { estimatedSeconds: number, bytesToSend: { total: number } }
+    const atTenth = await a.client.migrationPlan('web', 'site-b', { bandwidth: 10_000_000 }) as { estimatedSeconds: number, bytesToSend: { total: number } }
+    assert.equal(atTenth.bytesToSend.total, atFull.bytesToSend.total)
+    assert.ok(atTenth.estimatedSeconds > atFull.estimatedSeconds, `${atTenth.estimatedSeconds} s at 10 MB/s vs ${atFull.estimatedSeconds} s at 100 MB/s`)
+    await assert.rejects(a.client.migrationPlan('web', 'site-b', { bandwidth: -5 }), /"bandwidth" must be a positive integer/)
 
     const result = JSON.parse(cli('migrate', 'web', '--to', 'site-b', '--max-downtime', '300ms', '--json', '--data', a.dir)) as { id: string, state: string }
     assert.equal(result.state, 'completed', JSON.stringify(result))

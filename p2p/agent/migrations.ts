@@ -260,11 +260,13 @@ export class SiteMigrations {
   }
 
   /** The plan for one target, or (without `to`) the candidate sites ranked by bytes to send and time. */
-  async plan (vm: string, to: string | null): Promise<unknown> {
+  /** The plan to `to`, or candidates ranked; times estimated at `bandwidth` bytes/s when given. */
+  async plan (vm: string, to: string | null, bandwidth?: number): Promise<unknown> {
     const engine = this.needEngine()
-    if (to !== null) return await engine.plan(vm, to)
+    const options = bandwidth === undefined ? {} : { bandwidth }
+    if (to !== null) return await engine.plan(vm, to, 'h-gmig', options)
     const candidates = this.init.state().activeMembers().map((m) => m.name).filter((name) => name !== this.init.siteName())
-    return await engine.suggest(vm, candidates)
+    return await engine.suggest(vm, candidates, options)
   }
 
   exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {

@@ -88,8 +88,9 @@ export class ApiClient {
     return (await this.request<{ lanPeers: LanPeerView[] }>('GET', '/v1/swarm/requests', undefined, options.signal)).lanPeers
   }
 
-  async migrationPlan (vm: string, to?: string, options: { signal?: AbortSignal } = {}): Promise<unknown> {
-    return await this.request('GET', `/v1/migrations/plan?vm=${encodeURIComponent(vm)}${to === undefined ? '' : `&to=${encodeURIComponent(to)}`}`, undefined, options.signal)
+  async migrationPlan (vm: string, to?: string, options: { signal?: AbortSignal, bandwidth?: number } = {}): Promise<unknown> {
+    const query = new URLSearchParams({ vm, ...(to === undefined ? {} : { to }), ...(options.bandwidth === undefined ? {} : { bandwidth: String(options.bandwidth) }) })
+    return await this.request('GET', `/v1/migrations/plan?${query.toString()}`, undefined, options.signal)
   }
 
   async exportLog (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {

@@ -94,7 +94,10 @@ class LocalApiServer implements ApiServer {
         const query = new URL(request.url ?? '/', this.origin).searchParams
         const vm = query.get('vm')
         if (vm === null || vm === '') throw new ApiRequestError(400, 'query "vm" is required (a VM\'s name or id)')
-        return { body: await backend.migrationPlan(vm, query.get('to')) }
+        const rawBandwidth = query.get('bandwidth')
+        const bandwidth = rawBandwidth === null ? undefined : Number(rawBandwidth)
+        if (bandwidth !== undefined && !(Number.isSafeInteger(bandwidth) && bandwidth > 0)) throw new ApiRequestError(400, `query "bandwidth" must be a positive integer (bytes per second), got ${JSON.stringify(rawBandwidth)}`)
+        return { body: await backend.migrationPlan(vm, query.get('to'), bandwidth) }
       }],
       ['/v1/logs', 'GET', async (request) => {
         const query = new URL(request.url ?? '/', this.origin).searchParams

@@ -314,8 +314,8 @@ export interface AgentBackend {
   chunkMap: (rootCid: string, buckets: number) => Promise<ChunkMapView>
   /** Peers mDNS found on the LAN lately, newest first. */
   lanPeers: () => LanPeerView[]
-  /** The plan to one target, or candidate targets ranked (`to` null). */
-  migrationPlan: (vm: string, to: string | null) => Promise<unknown>
+  /** The plan to one target, or candidate targets ranked (`to` null); times estimated at `bandwidth` bytes/s if given. */
+  migrationPlan: (vm: string, to: string | null, bandwidth?: number) => Promise<unknown>
   exportLog: (format: string, migration: string | null, since: string | null) => { text: string, contentType: string }
   /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */
   importImage: (request: ImportImageRequest) => { task: string }

@@ -299,8 +299,8 @@ export class MigrationEngine {
   }
 
   /** Candidate targets ranked by estimated time and bytes to send (placement hint). */
-  async suggest (vm: string, candidates: string[]): Promise<ReturnType<typeof rankTargets>> {
-    const plans = await Promise.all(candidates.filter((c) => c !== this.init.site).map(async (c) => await this.plan(vm, c)))
+  async suggest (vm: string, candidates: string[], options: { bandwidth?: number } = {}): Promise<ReturnType<typeof rankTargets>> {
+    const plans = await Promise.all(candidates.filter((c) => c !== this.init.site).map(async (c) => await this.plan(vm, c, 'h-gmig', options)))
     return rankTargets(plans)
   }
 
@@ -457,6 +457,8 @@ export class MigrationEngine {
     try {
       stream = await this.init.node.dialProtocol(peer, this.protocol, { signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]), maxOutboundStreams: 256 })
     } catch (err) {
+      // A cancel while dialling is a cancel, not a lost peer (the record must say cancelled).
+      if (signal.aborted) throw signal.reason
       throw new PeerLostError(`cannot reach ${site}: ${errorMessage(err)}`)
     }
     await writeHeader(stream, header)
