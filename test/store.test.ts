@@ -271,7 +271,7 @@ test('the store directory is locked: a second store on it is refused until the f
   await third.close()
 })
 
-test('an aborted import registers nothing and the store stays usable', async () => {
+test('an aborted import registers nothing and the store stays usable; export, verify and gc can be cancelled too', async () => {
   const dir = tempDir('abort')
   const plan = randomImage('big', 200, 0, 3)
   const file = await planFile(dir, plan)
@@ -289,6 +289,15 @@ test('an aborted import registers nothing and the store stays usable', async () 
     assert.equal(info.size, plan.size)
     assert.equal((await store.verify(info.id)).corrupt.length, 0)
     assert.equal((await store.stats()).storedLeafBytes, plan.size)
+    // The other long operations stop too, and leave nothing behind.
+    const cancelled = AbortSignal.abort()
+    const out = join(dir, 'out.img')
+    await assert.rejects(store.export(info.id, out, { signal: cancelled }), AbortError)
+    assert.equal(existsSync(out), false, 'a cancelled export leaves no file')
+    await assert.rejects(store.verify(info.id, { signal: cancelled }), AbortError)
+    const before = await store.stats()
+    await assert.rejects(store.gc({ signal: cancelled }), AbortError)
+    assert.deepEqual(await store.stats(), before, 'a cancelled gc changes nothing')
   } finally {
     await store.close()
   }

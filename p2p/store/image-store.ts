@@ -419,6 +419,7 @@ export class ImageStore implements ImageStoreClient {
   }
 
   async export (reference: string, out: string, options: ExportOptions = {}): Promise<ExportResult> {
+    throwIfAborted(options.signal, 'export cancelled')
     const row = this.resolveRow(reference)
     const target = resolve(out)
     if (options.overwrite !== true && await exists(target)) throw new InvalidOptionError(`${out} already exists; remove it or choose another path`)
@@ -442,6 +443,7 @@ export class ImageStore implements ImageStoreClient {
   // ---------------------------------------------------------------- verify
 
   async verify (reference: string, options: ProgressOptions & AbortOptions = {}): Promise<VerifyReport> {
+    throwIfAborted(options.signal, 'verify cancelled')
     const db = this.openDb()
     const row = this.resolveRow(reference)
     const tracker = new ProgressTracker('verify', row.size, options.onProgress)
@@ -656,6 +658,7 @@ export class ImageStore implements ImageStoreClient {
    */
   async gc (options: ProgressOptions & AbortOptions = {}): Promise<GcResult> {
     return await this.exclusive(async () => {
+      throwIfAborted(options.signal, 'gc cancelled')
       const db = this.openDb()
       const packs = this.packs as PackFiles
       const orphans = db.transaction(() => this.deleteUnreferencedChunks()).immediate()
