@@ -235,7 +235,7 @@ export class SiteImages {
         await this.dropIfGone(info.image)
         return removed
       }
-      case 'gc': return await store.gc({ signal })
+      case 'gc': return await store.gc({ signal, onProgress })
       case 'stats': return await store.stats()
     }
   }

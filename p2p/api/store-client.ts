@@ -35,7 +35,7 @@ export class ApiImageStoreClient implements ImageStoreClient {
   async similarityMatrix (images?: string[]): Promise<Returned<'similarityMatrix'>> { return await this.call('similarityMatrix', images === undefined ? [] : [images]) }
   async presence (image: string): Promise<Returned<'presence'>> { return await this.call('presence', [image]) }
   async remove (image: string): Promise<Returned<'remove'>> { return await this.call('remove', [image]) }
-  async gc (options: AbortOptions = {}): Promise<Returned<'gc'>> { return await this.call('gc', [], options) }
+  async gc (options: ProgressOptions & AbortOptions = {}): Promise<Returned<'gc'>> { return await this.call('gc', [], options) }
   async stats (): Promise<Returned<'stats'>> { return await this.call('stats', []) }
   /** Nothing to close: the agent keeps its store. */
   async close (): Promise<void> {}

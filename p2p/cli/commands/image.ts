@@ -158,9 +158,16 @@ export function register (program: Command): void {
       print(options, result, () => `${result.site} ${result.accepted ? 'is fetching' : 'declined'} ${result.rootCid}; its "hgmig image list" shows it when done`)
     })
 
-  simpleCommand(image.command('gc').description('delete chunks of unfinished imports and compact pack files to give disk space back'), undefined,
-    async (store, _reference, signal) => await store.gc({ signal }),
-    (r) => `${r.orphansDeleted} orphan chunks deleted, ${r.packsCompacted} pack files compacted, ${formatBytes(r.bytesReclaimed)} reclaimed`)
+  image.command('gc')
+    .description('delete chunks of unfinished imports and compact pack files to give disk space back')
+    .addOption(jsonOption)
+    .action(async (options: JsonOption, command: Command) => {
+      await withStore(command, 'compacting', async (store, progress, signal) => {
+        const r = await store.gc({ onProgress: progress.update, signal })
+        progress.stop()
+        print(options, r, () => `${r.orphansDeleted} orphan chunks deleted, ${r.packsCompacted} pack files compacted, ${formatBytes(r.bytesReclaimed)} reclaimed`)
+      })
+    })
 
   simpleCommand(image.command('stats').description('the store as a whole: images, chunks, bytes on disk'), undefined,
     async (store) => await store.stats(),
