@@ -805,7 +805,9 @@ class MigrationAgent implements Agent {
   async cancelMigration (id: string): Promise<unknown> { return await this.needNetwork().migrations.cancel(id) }
   async updateMigration (id: string, body: unknown): Promise<unknown> { return this.needNetwork().migrations.updateParameters(id, body) }
   async chunkMap (rootCid: string, buckets: number): Promise<ChunkMapView> {
-    return await this.needNetwork().images.chunkMap(rootCid, buckets)
+    const network = this.needNetwork()
+    const transfer = network.exchange.transfers().find((t) => t.rootCid === rootCid && t.running)
+    return await network.images.chunkMap(rootCid, buckets, transfer === undefined ? null : { pending: transfer.chunksTotal - transfer.chunksDone })
   }
 
   lanPeers (): LanPeerView[] {

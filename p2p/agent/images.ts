@@ -153,9 +153,10 @@ export class SiteImages {
    * Which of an image's chunks each member holds, in `buckets` runs of chunk positions: held means
    * present in some image the replicated state says that site holds (whose chunk list is known
    * here), so a chunk shared with another image counts as held. All-zero chunks are never stored
-   * or sent; they show as their own state.
+   * or sent; they show as their own state. While this site fetches the image (`fetchingHere`: a
+   * transfer of it runs, with that many chunks still to come), its missing chunks are in flight.
    */
-  async chunkMap (rootCid: string, buckets: number, inFlight: ReadonlySet<number> = new Set()): Promise<ChunkMapView> {
+  async chunkMap (rootCid: string, buckets: number, fetchingHere: { pending: number } | null = null): Promise<ChunkMapView> {
     const state = this.init.state()
     const image = state.image(rootCid)
     if (image === undefined) throw new ApiRequestError(404, `no image with root CID ${JSON.stringify(rootCid)} in the swarm (see GET /v1/images)`)
@@ -188,13 +189,13 @@ export class SiteImages {
           const k = cidKey(chunks[position]!)
           if (zero.has(k)) zeros++
           else if (held.has(k)) have++
-          else if (isSelf && inFlight.has(position)) fetching = true
+          else if (isSelf && fetchingHere !== null) fetching = true
         }
         heldCount += have + zeros
         const size = end - b * perBucket
         states += zeros === size ? 'z' : have + zeros === size ? 'h' : fetching ? 'f' : have > 0 ? 'p' : 'm'
       }
-      sites.push({ site: member.name, peerId: member.peerId, held: heldCount, inFlight: isSelf ? inFlight.size : 0, states })
+      sites.push({ site: member.name, peerId: member.peerId, held: heldCount, inFlight: isSelf && fetchingHere !== null ? fetchingHere.pending : 0, states })
     }
     return { rootCid, name: image.name, chunkCount: chunks.length, chunkSize: image.chunkSize, buckets: bucketCount, chunksPerBucket: perBucket, sites }
   }
