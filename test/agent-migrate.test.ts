@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AgentProcess, foundingSwarm, hgmig, hgmigOk as cli, type FoundingSite } from './support/agent-process.js'
+import { AgentProcess, foundingSwarm, hgmig, hgmigOk as cli, reportAgents, type FoundingSite } from './support/agent-process.js'
 import { randomImage, writePlan } from './support/image-generator.js'
 import { eventually } from './support/peer-process.js'
 
@@ -98,7 +98,7 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     const nowhere = hgmig('migrate', 'web', '--to', 'atlantis', '--data', b.dir)
     assert.match(nowhere.stderr, /no current member named "atlantis"/)
   } catch (err) {
-    for (const agent of agents) process.stderr.write(`--- agent ${agent.dataDir}\n${agent.log.slice(-6000)}\n`)
+    reportAgents(agents, 6000)
     throw err
   } finally {
     await Promise.all(agents.map(async (agent) => { await agent.kill() }))

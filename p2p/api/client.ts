@@ -219,6 +219,9 @@ export class ApiClient {
     const code = (err.cause as NodeJS.ErrnoException | undefined)?.code ?? (err as NodeJS.ErrnoException).code
     if (code === 'ECONNREFUSED') return new AgentNotRunningError(`no agent answers at ${this.origin} (it may have stopped)`)
     if (err.name === 'TimeoutError') return new AgentNotRunningError(`the agent at ${this.origin} did not answer in time (it may be hung: see its log)`)
+    // fetch says only "fetch failed": name what failed underneath (a reset, a closed socket).
+    const cause = err.cause as (Error & { code?: string }) | undefined
+    if (cause instanceof Error) return new Error(`${err.message} (${this.origin}): ${cause.message}${cause.code === undefined ? '' : ` [${cause.code}]`}`, { cause: err })
     return err
   }
 }

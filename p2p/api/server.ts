@@ -120,6 +120,12 @@ class LocalApiServer implements ApiServer {
       this.routes.set(path, methods)
     }
     this.server = createServer((request, response) => { void this.serve(request, response) })
+    // Idle keep-alive sockets stay open a minute (Node's default is 5 s). A client whose event loop
+    // was busy longer than that (a CLI step, a synchronous child process in a script) would
+    // otherwise send its next request on a socket this server had just closed, and fail with
+    // "fetch failed" for nothing. Loopback sockets cost nothing to keep.
+    this.server.keepAliveTimeout = 60_000
+    this.server.headersTimeout = 61_000
     this.sockets = new WebSocketServer({
       noServer: true,
       maxPayload: 4096,
