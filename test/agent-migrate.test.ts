@@ -65,6 +65,10 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     cli('logs', 'export', targetLog, '--format', 'ndjson', '--migration', result.id, '--data', b.dir)
     const baseDone = readFileSync(targetLog, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { data: { baseDone?: boolean, sources?: Array<{ site: string, bytes: number }> } }).find((e) => e.data.baseDone === true)
     assert.ok(baseDone?.data.sources?.some((s) => s.site === 'site-a' && s.bytes > 0), `base chunks from site-a: ${JSON.stringify(baseDone)}`)
+    // The source keeps those per-source figures in its record once the migration is over.
+    const { migrations: atSource } = await a.client.migrations() as { migrations: Array<{ id: string, result?: { sources?: Array<{ site: string, bytes: number }> } }> }
+    const record = atSource.find((m) => m.id === result.id)
+    assert.ok(record?.result?.sources?.some((s) => s.site === 'site-a' && s.bytes > 0), `per-source figures at the source: ${JSON.stringify(record?.result)}`)
 
     // Live statistics where the VM runs now; destroyed there, it is gone.
     const stats = JSON.parse(cli('vm', 'stats', 'web', '--json', '--data', b.dir)) as { state: string, pagesWritten: number }

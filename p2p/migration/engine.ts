@@ -610,7 +610,8 @@ export class MigrationEngine {
         bytesOnWire: ctx.counter.total(), bytesSaved: plan.bytesSaved, totalMs, downtimeMs
       }
       this.init.record?.(summary)
-      return this.finish(ctx.id, 'source', 'completed', null, { wire, totalMs, downtimeMs, passes: ctx.passes, pausedAt })
+      // Per-source figures of the base layers (relayed by the target) outlive the run in its result.
+      return this.finish(ctx.id, 'source', 'completed', null, { wire, totalMs, downtimeMs, passes: ctx.passes, pausedAt, sources: ctx.sources })
     } catch (err) {
       const phase = db.get(ctx.id, 'source').phase
       if (PHASES.indexOf(phase) >= PHASES.indexOf('committed')) {
@@ -623,7 +624,7 @@ export class MigrationEngine {
       await pump?.channel.send({ type: 'cancel', reason }).catch(() => {})
       await pump?.channel.close()
       const state: MigrationState = err instanceof MigrationRefusedError ? 'refused' : err instanceof MigrationCancelledError ? 'cancelled' : 'failed'
-      return this.finish(ctx.id, 'source', state, `${phase}: ${reason}; VM ${vm.name} runs on at ${ctx.source}`, { wire: ctx.counter.toJSON() })
+      return this.finish(ctx.id, 'source', state, `${phase}: ${reason}; VM ${vm.name} runs on at ${ctx.source}`, { wire: ctx.counter.toJSON(), sources: ctx.sources })
     } finally {
       this.contexts.delete(`${ctx.id}/source`)
     }
