@@ -161,8 +161,9 @@ export class SiteImages {
     const image = state.image(rootCid)
     if (image === undefined) throw new ApiRequestError(404, `no image with root CID ${JSON.stringify(rootCid)} in the swarm (see GET /v1/images)`)
     const chunkLists = new Map<string, CID[] | undefined>()
+    const localRoots = new Set((await this.init.store.list()).map((i) => i.rootCid))
     const chunksOf = async (root: string): Promise<CID[] | undefined> => {
-      if (!chunkLists.has(root)) chunkLists.set(root, await this.chunkList(root))
+      if (!chunkLists.has(root)) chunkLists.set(root, await this.chunkList(root, localRoots.has(root)))
       return chunkLists.get(root)
     }
     const chunks = await chunksOf(rootCid)
@@ -201,8 +202,8 @@ export class SiteImages {
   }
 
   /** The leaves of an image, from the local store or a recorded manifest; undefined if neither has it. */
-  private async chunkList (rootCid: string): Promise<CID[] | undefined> {
-    if ((await this.init.store.list()).some((i) => i.rootCid === rootCid)) {
+  private async chunkList (rootCid: string, local: boolean): Promise<CID[] | undefined> {
+    if (local) {
       const chunks: CID[] = []
       for await (const cid of this.init.store.manifest(rootCid)) chunks.push(cid)
       return chunks
