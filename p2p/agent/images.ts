@@ -19,7 +19,7 @@ import { UnixFS } from 'ipfs-unixfs'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { ApiRequestError, type ChunkMapSite, type ChunkMapView, type ImagesResponse, type ImageView, type StoreCall } from '../api/index.js'
-import { LAYERS, type ImageInfo, type ImageStore, type Layer } from '../store/index.js'
+import { LAYERS, zeroLeafCidOf, type ImageInfo, type ImageStore, type Layer } from '../store/index.js'
 import { handleRequests, sendRequest, type SwarmNode } from '../swarm/index.js'
 import type { AnnouncedImage, AppliedTransaction, SwarmState, SwarmTransaction } from './state.js'
 
@@ -168,7 +168,9 @@ export class SiteImages {
     }
     const chunks = await chunksOf(rootCid)
     if (chunks === undefined) throw new ApiRequestError(409, `the chunk list of ${image.name} (${rootCid}) is not known here yet: this site fetches it from a holder`)
-    const zero = new Set([image.chunkSize, image.size - (chunks.length - 1) * image.chunkSize].map((length) => cidKey(zeroRawLeaf(length))))
+    // All-zero leaves of both profiles, at the full and the last chunk's length.
+    const zero = new Set([image.chunkSize, image.size - (chunks.length - 1) * image.chunkSize]
+      .flatMap((length) => [zeroLeafCidOf(length, 'hgmig'), zeroLeafCidOf(length, 'ipfs')]).map(cidKey))
     const perBucket = Math.max(1, Math.ceil(chunks.length / buckets))
     const bucketCount = Math.ceil(chunks.length / perBucket)
     const sites: ChunkMapSite[] = []
@@ -407,16 +409,4 @@ function addOptions (value: unknown): { layer: Layer, base?: string, name?: stri
 /** A CID's bytes as a string key (cheaper than its text form for sets of hundreds of thousands). */
 export function cidKey (cid: CID): string {
   return Buffer.from(cid.bytes).toString('latin1')
-}
-
-const zeroLeaves = new Map<number, CID>()
-
-/** The raw-leaf CID of `length` zero bytes: such chunks are recorded, never stored or sent. */
-function zeroRawLeaf (length: number): CID {
-  let cid = zeroLeaves.get(length)
-  if (cid === undefined) {
-    cid = CID.createV1(RAW_CODEC, sha256.digest(new Uint8Array(length)) as Awaited<ReturnType<typeof sha256.digest>>)
-    zeroLeaves.set(length, cid)
-  }
-  return cid
 }
