@@ -13,10 +13,8 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { CID } from 'multiformats/cid'
 import { SwarmState } from '../p2p/agent/index.js'
-import { ImageTransfers } from '../p2p/agent/transfers.js'
-import type { BlockExchange } from '../p2p/exchange/index.js'
+import { PublicImagePolicy } from '../p2p/agent/serving-policy.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../p2p/store/index.js'
-import type { SwarmNode } from '../p2p/swarm/index.js'
 
 async function importRandom (store: ImageStore, name: string, seed: number, options: { private?: boolean } = {}): Promise<ImageInfo> {
   const bytes = new Uint8Array(256 * 1024)
@@ -43,29 +41,21 @@ test('chunks go to members only, only for a public image this site holds, and on
       const announced = { rootCid: image.rootCid, name: image.name, layer: image.layer, base: null, size: image.size, chunkSize: image.chunkSize, chunkCount: image.chunkCount, public: image.public }
       assert.equal(state.apply({ transaction: dagCbor.encode({ type: 'image-announce', image: announced }), creator: 0, position, roundReceived: 1 }).outcome, 'applied')
     }
-    const transfers = new ImageTransfers({
-      // The policy reads only the store and the state; nothing here goes over the network.
-      exchange: undefined as unknown as BlockExchange,
-      node: undefined as unknown as SwarmNode,
+    const policy = new PublicImagePolicy({
       store,
-      swarmId: 'policy-test',
       state: () => state,
       selfPeerId: self!.toString(),
-      peerOf: () => { throw new Error('not used') },
-      isMember: (peerId) => state.memberByPeerId(peerId) !== undefined,
-      announce: async () => {},
-      say: () => {},
-      onProgress: () => {}
+      isMember: (peerId) => state.memberByPeerId(peerId) !== undefined
     })
     const publicChunk = (await leaves(store, publicImage))[0]!
     const privateChunk = (await leaves(store, privateImage))[0]!
     const asking = { purpose: 'replication' as const, image: publicImage.rootCid }
 
-    assert.equal(await transfers.mayServe(member!, publicChunk, asking), true, 'a public chunk to a member')
-    assert.equal(await transfers.mayServe(outsider!, publicChunk, asking), false, 'nothing to a non-member')
-    assert.equal(await transfers.mayServe(member!, privateChunk, asking), false, 'naming a public image does not unlock a private image\'s chunk')
-    assert.equal(await transfers.mayServe(member!, privateChunk, { purpose: 'replication', image: privateImage.rootCid }), false, 'a private image is not served for replication')
-    assert.equal(await transfers.mayServe(member!, publicChunk, { purpose: 'replication' }), false, 'a request must name its image')
+    assert.equal(await policy.mayServe(member!, publicChunk, asking), true, 'a public chunk to a member')
+    assert.equal(await policy.mayServe(outsider!, publicChunk, asking), false, 'nothing to a non-member')
+    assert.equal(await policy.mayServe(member!, privateChunk, asking), false, 'naming a public image does not unlock a private image\'s chunk')
+    assert.equal(await policy.mayServe(member!, privateChunk, { purpose: 'replication', image: privateImage.rootCid }), false, 'a private image is not served for replication')
+    assert.equal(await policy.mayServe(member!, publicChunk, { purpose: 'replication' }), false, 'a request must name its image')
   } finally {
     await store.close()
     rmSync(dir, { recursive: true, force: true })

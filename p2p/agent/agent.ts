@@ -19,6 +19,7 @@ import { memberPublicKeys, type Genesis } from './genesis.js'
 import { createInvite } from './invite.js'
 import { SiteImages } from './images.js'
 import { ImageTransfers } from './transfers.js'
+import { PublicImagePolicy } from './serving-policy.js'
 import { SiteMigrations } from './migrations.js'
 import { createBlockExchange, type BlockExchange } from '../exchange/index.js'
 import { askToJoin, isCurrentMember, JoinDesk, joinProtocol } from './join.js'
@@ -288,8 +289,9 @@ class MigrationAgent implements Agent {
     // The replay has passed every announcement already: note the manifests this site lacks.
     images.wantAnnounced()
     const isMemberPeer = (peerId: string): boolean => isCurrentMember(core.state.memberByPeerId(peerId))
-    // The exchange's policy asks the transfers and the migrations, which need the exchange: tied after all exist.
-    const policyOf: { transfers?: ImageTransfers, migrations?: SiteMigrations } = {}
+    const publicImages = new PublicImagePolicy({ store: core.store, state: () => core.state, selfPeerId: core.peerId, isMember: isMemberPeer })
+    // The migrations' policy needs the exchange: tied in once they exist.
+    const policyOf: { migrations?: SiteMigrations } = {}
     const exchange = createBlockExchange({
       node,
       store: core.store,
@@ -297,7 +299,7 @@ class MigrationAgent implements Agent {
       directory: join(this.init.dataDir, 'exchange'),
       policy: {
         isMember: (peer) => isMemberPeer(peer.toString()),
-        mayServe: async (peer, cid, context) => (await policyOf.transfers?.mayServe(peer, cid, context) ?? false) || (policyOf.migrations?.mayServe(peer, context) ?? false)
+        mayServe: async (peer, cid, context) => (await publicImages.mayServe(peer, cid, context)) || (policyOf.migrations?.mayServe(peer, context) ?? false)
       }
     })
     exchange.addEventListener('peer:penalised', (evt) => { this.say(`peer ${evt.detail.peer} sent a block that does not match ${evt.detail.cid} (${evt.detail.reason}); ${evt.detail.dropped ? 'dropped as a source' : 'fetching it elsewhere'}`) })
@@ -317,7 +319,6 @@ class MigrationAgent implements Agent {
       say: this.say,
       onProgress: (progress) => { this.emit({ type: 'transfer', progress }) }
     })
-    policyOf.transfers = transfers
     await transfers.start()
     undo.push(async () => { await transfers.stop() })
     const migrations = new SiteMigrations({

@@ -2,19 +2,17 @@
  * Image transfers at this site: `hgmig image fetch IMAGE` pulls an image another site announced
  * (its base first) from every site holding it, through the block exchange; `hgmig image replicate
  * IMAGE --to SITE` asks another site to pull it (pre-warming). Holders come from the replicated
- * state, chunk lists from the manifests the agent recorded. The serving side's policy lives here
- * too: chunks of public images go to members; nothing to anyone else.
+ * state, chunk lists from the manifests the agent recorded. What this site serves is decided in
+ * serving-policy.ts.
  *
  * Replicate protocol (`/hgmig/<swarm id>/replicate/1.0.0`, request/response): `{ rootCid }` from a
  * member → the receiving agent starts fetching it in the background and answers `{ accepted }`.
  */
 import type { PeerId } from '@libp2p/interface'
-import type { CID } from 'multiformats/cid'
 import { ApiRequestError } from '../api/index.js'
-import type { BlockExchange, FetchResult, TransferProgress, TransferContext } from '../exchange/index.js'
+import type { BlockExchange, FetchResult, TransferProgress } from '../exchange/index.js'
 import type { ImageInfo, ImageStore, Layer } from '../store/index.js'
 import { handleRequests, sendRequest, type SwarmNode } from '../swarm/index.js'
-import { cidKey } from './images.js'
 import type { ImageRecord, SwarmState } from './state.js'
 
 export function replicateProtocol (swarmId: string): string {
@@ -52,7 +50,6 @@ export interface FetchSummary {
 
 export class ImageTransfers {
   private readonly background = new Map<string, Promise<unknown>>()
-  private readonly chunkSets = new Map<string, Promise<Set<string>>>()
 
   constructor (private readonly init: ImageTransfersInit) {}
 
@@ -62,38 +59,6 @@ export class ImageTransfers {
 
   async stop (): Promise<void> {
     await this.init.node.unhandle(replicateProtocol(this.init.swarmId))
-  }
-
-  /** The block exchange's serving policy: members only; chunks of this site's public images. */
-  async mayServe (peer: PeerId, cid: CID, context: TransferContext): Promise<boolean> {
-    if (!this.init.isMember(peer.toString())) return false
-    if (context.image === undefined) return false
-    const record = this.init.state().image(context.image)
-    const self = this.init.state().memberByPeerId(this.init.selfPeerId)
-    // Announced public by this site: its manifest is public, so are its chunks. Private images'
-    // chunks go only to a migration's target (the migration engine's own streams).
-    if (record === undefined || !record.public || self === undefined || !record.holders.includes(self.index)) return false
-    // The block must be one of that image's: naming a public image must not unlock a private
-    // image's chunks to whoever learnt their CIDs.
-    return (await this.chunksOf(record.rootCid)).has(cidKey(cid))
-  }
-
-  /** A local image's chunk CIDs as a set; a root CID fixes its chunk list, so entries never go stale. */
-  private async chunksOf (rootCid: string): Promise<Set<string>> {
-    let chunks = this.chunkSets.get(rootCid)
-    if (chunks === undefined) {
-      chunks = (async () => {
-        const set = new Set<string>()
-        for await (const cid of this.init.store.manifest(rootCid)) set.add(cidKey(cid))
-        return set
-      })()
-      // A failed read (the image went away) is not kept: the next request asks the store again.
-      chunks.catch(() => { this.chunkSets.delete(rootCid) })
-      this.chunkSets.set(rootCid, chunks)
-      // The few images being served at once; the oldest set goes first.
-      if (this.chunkSets.size > 4) this.chunkSets.delete(this.chunkSets.keys().next().value as string)
-    }
-    return await chunks
   }
 
   /** Pulls an announced image (and its missing bases) to this site. */
