@@ -33,3 +33,12 @@ export class OrderGapError extends Error {
     super(`the consensus order jumped from position ${expected} to ${received}: the replicated state stops here rather than diverge from the swarm`)
   }
 }
+
+/** Bytes offered as a replicated-state snapshot do not describe a state (the message names the field). */
+export class InvalidStateSnapshotError extends Error {
+  override readonly name = 'InvalidStateSnapshotError'
+  readonly code = 'ERR_INVALID_STATE_SNAPSHOT'
+  constructor (detail: string) {
+    super(`invalid state snapshot: ${detail}`)
+  }
+}

@@ -4,7 +4,9 @@
  * may depend on the local clock, the local configuration, or arrival order.
  *
  * Not persisted on its own: the Hashgraph replays its event log at every start and emits the
- * whole order again from position 0, which rebuilds this state exactly.
+ * whole order again from position 0, which rebuilds this state exactly. `snapshot()` and
+ * `SwarmState.fromSnapshot()` carry it whole (for a start from a consensus snapshot instead of the
+ * whole history): a restored state applies the rest of the order exactly as the original would.
  *
  * Transactions are dag-cbor maps `{ type, ... }`. One that cannot be decoded, has an unknown type
  * or bad fields, or breaks a rule (a taken site name) is *rejected*: it changes nothing but the
@@ -16,7 +18,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import type { ImageAnnouncement } from '../api/index.js'
 import { MEMBERSHIP_DELAY_ROUNDS, type OrderedTransaction } from '../hashgraph/index.js'
-import { OrderGapError } from './errors.js'
+import { InvalidStateSnapshotError, OrderGapError } from './errors.js'
 import { siteNameKey, siteNameProblem } from './site-name.js'
 
 /** Larger transactions are rejected (the image announcements to come are far smaller). */
@@ -306,10 +308,12 @@ export class SwarmState {
         return {}
       }
       case 'site-name': {
+        const member = this.members[creator]!
+        // A removed member's name was freed (another site may hold it now): it names nothing more.
+        if (member.untilRound !== null) return { reason: 'not-a-member', detail: `member ${creator} (${member.name}) has been removed` }
         const key = siteNameKey(transaction.name)
         const holder = this.names.get(key)
         if (holder !== undefined && holder !== creator) return { reason: 'name-taken', detail: `${JSON.stringify(transaction.name)} is the name of member ${holder}` }
-        const member = this.members[creator]!
         this.names.delete(siteNameKey(member.name))
         member.name = transaction.name
         this.names.set(key, creator)
@@ -361,6 +365,51 @@ export class SwarmState {
     }
   }
 
+  /**
+   * The whole state as canonical dag-cbor: equal states give equal bytes, so sites can compare
+   * snapshots by their hash. The running state hash is inside, so a restored state goes on
+   * chaining from where this one stands.
+   */
+  snapshot (): Uint8Array {
+    const snapshot: StateSnapshot = {
+      version: STATE_SNAPSHOT_VERSION,
+      hash: new Uint8Array(this.hash),
+      applied: this.appliedCount,
+      rejected: Object.fromEntries([...this.rejectedCounts].sort(([a], [b]) => a < b ? -1 : 1)),
+      members: this.members.map((m) => ({ ...m })),
+      images: [...this.images.values()].map((i) => ({ ...i, holders: [...i.holders] })),
+      migrations: this.migrations()
+    }
+    return dagCbor.encode(snapshot)
+  }
+
+  /**
+   * A state from `snapshot()`'s bytes. Everything is checked as an ordered transaction would be
+   * (names, peer ids, image and migration fields, indexes): a snapshot that does not describe a
+   * state this machine could have reached is refused with what is wrong, not half-loaded.
+   */
+  static fromSnapshot (bytes: Uint8Array): SwarmState {
+    let decoded: unknown
+    try {
+      decoded = dagCbor.decode(bytes)
+    } catch (err) {
+      throw new InvalidStateSnapshotError(`not dag-cbor: ${(err as Error).message}`)
+    }
+    const snapshot = checkSnapshot(decoded)
+    const state = new SwarmState([])
+    state.members.push(...snapshot.members.map((m) => ({ ...m })))
+    for (const m of state.members) {
+      state.indexByPeerId.set(m.peerId, m.index)
+      if (m.untilRound === null) state.names.set(siteNameKey(m.name), m.index)
+    }
+    for (const image of snapshot.images) state.images.set(image.rootCid, { ...image, holders: [...image.holders] })
+    state.migrationRecords.push(...snapshot.migrations.map((m) => ({ ...m })))
+    state.hash = Buffer.from(snapshot.hash)
+    state.appliedCount = snapshot.applied
+    for (const [reason, count] of Object.entries(snapshot.rejected)) state.rejectedCounts.set(reason as RejectionReason, count)
+    return state
+  }
+
   /** Hex SHA-256 chained over every ordered transaction's outcome since genesis. */
   get stateHash (): string { return this.hash.toString('hex') }
   /** Position in the consensus order of the next transaction to apply. */
@@ -398,4 +447,73 @@ export class SwarmState {
 
 function sha256 (bytes: Uint8Array): Buffer {
   return createHash('sha256').update(bytes).digest()
+}
+
+export const STATE_SNAPSHOT_VERSION = 1
+
+interface StateSnapshot {
+  version: number
+  hash: Uint8Array
+  applied: number
+  rejected: Record<string, number>
+  members: StateMember[]
+  images: ImageRecord[]
+  migrations: MigrationRecord[]
+}
+
+const REJECTION_REASONS: readonly RejectionReason[] = ['malformed', 'too-large', 'unknown-type', 'invalid-field', 'name-taken', 'unknown-member', 'already-member', 'not-a-member', 'last-member', 'not-held']
+
+function isCount (value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0
+}
+
+/** The snapshot's fields, each checked; throws InvalidStateSnapshotError naming the first bad one. */
+function checkSnapshot (value: unknown): StateSnapshot {
+  const fail = (detail: string): never => { throw new InvalidStateSnapshotError(detail) }
+  if (!isPlainMap(value)) return fail('not a map')
+  if (value['version'] !== STATE_SNAPSHOT_VERSION) fail(`version ${String(value['version'])}, this agent reads version ${STATE_SNAPSHOT_VERSION}`)
+  const { hash, applied, rejected, members, images, migrations } = value
+  if (!(hash instanceof Uint8Array) || hash.byteLength !== 32) fail('hash: not 32 bytes')
+  if (!isCount(applied)) fail('applied: not a count')
+  if (!isPlainMap(rejected) || !Object.entries(rejected).every(([reason, count]) => REJECTION_REASONS.includes(reason as RejectionReason) && isCount(count))) fail('rejected: not a map of rejection reasons to counts')
+  if (!Array.isArray(members) || !Array.isArray(images) || !Array.isArray(migrations)) return fail('members, images and migrations must be lists')
+  const names = new Set<string>()
+  const peerIds = new Set<string>()
+  members.forEach((m: unknown, index) => {
+    if (!isPlainMap(m)) return fail(`members[${index}]: not a map`)
+    const where = `members[${index}]`
+    if (m['index'] !== index) fail(`${where}.index: ${String(m['index'])}, expected ${index}`)
+    if (typeof m['peerId'] !== 'string' || peerIds.has(m['peerId'])) fail(`${where}.peerId: missing or repeated`)
+    if (typeof m['name'] !== 'string' || siteNameProblem(m['name']) !== undefined) fail(`${where}.name: not a site name`)
+    if (!isCount(m['fromRound']) || m['fromRound'] < 1) fail(`${where}.fromRound: not a round`)
+    if (m['untilRound'] !== null && (!isCount(m['untilRound']) || m['untilRound'] <= (m['fromRound'] as number))) fail(`${where}.untilRound: not null or a round after fromRound`)
+    if (Object.keys(m).length !== 5) fail(`${where}: unexpected fields`)
+    peerIds.add(m['peerId'] as string)
+    if (m['untilRound'] === null) {
+      const key = siteNameKey(m['name'] as string)
+      if (names.has(key)) fail(`${where}.name: ${JSON.stringify(m['name'])} is taken by another member`)
+      names.add(key)
+    }
+  })
+  const roots = new Set<string>()
+  images.forEach((i: unknown, index) => {
+    const where = `images[${index}]`
+    if (!isPlainMap(i)) return fail(`${where}: not a map`)
+    const { announcedBy, holders, ...announced } = i
+    const problem = transactionProblem({ type: 'image-announce', image: announced })
+    if (problem !== undefined) fail(`${where}: ${problem.detail}`)
+    if (roots.has(announced['rootCid'] as string)) fail(`${where}.rootCid: repeated`)
+    roots.add(announced['rootCid'] as string)
+    if (!isCount(announcedBy) || announcedBy >= members.length) fail(`${where}.announcedBy: not a member index`)
+    if (!Array.isArray(holders) || !holders.every((h, k) => isCount(h) && h < members.length && (k === 0 || h > (holders[k - 1] as number)))) fail(`${where}.holders: not ascending member indexes`)
+  })
+  migrations.forEach((m: unknown, index) => {
+    const where = `migrations[${index}]`
+    if (!isPlainMap(m)) return fail(`${where}: not a map`)
+    const { position, recordedBy, ...record } = m
+    const problem = transactionProblem({ type: 'migration-record', ...record })
+    if (problem !== undefined) fail(`${where}: ${problem.detail}`)
+    if (!isCount(position) || !isCount(recordedBy) || recordedBy >= members.length) fail(`${where}: position or recordedBy out of range`)
+  })
+  return value as unknown as StateSnapshot
 }
