@@ -93,6 +93,27 @@ export interface ChunkLocation {
   byteOffset: number
 }
 
+/**
+ * Registering adopted leaves (`registerAdopted`): leaves of the manifest are not in the store
+ * (never adopted, or lost with a power cut): nothing was registered; store them and try again.
+ */
+export class MissingChunksError extends ImageStoreError {
+  override readonly name = 'MissingChunksError'
+  override readonly code = 'ERR_MISSING_CHUNKS'
+  constructor (readonly rootCid: string, readonly positions: number[]) {
+    super(`${positions.length} leaf chunk(s) of ${rootCid} are not in the store (positions ${positions.slice(0, 8).join(', ')}${positions.length > 8 ? ', ...' : ''}): the image was not registered`)
+  }
+}
+
+/** Registering adopted leaves: the manifest's leaves build another root CID than the one named. Nothing was registered. */
+export class RootMismatchError extends ImageStoreError {
+  override readonly name = 'RootMismatchError'
+  override readonly code = 'ERR_ROOT_MISMATCH'
+  constructor (readonly expected: string, readonly actual: string) {
+    super(`the leaves listed for ${expected} build ${actual}: the manifest does not belong to this root`)
+  }
+}
+
 /** The operation was cancelled through its AbortSignal; nothing was registered. */
 export class AbortError extends ImageStoreError {
   override readonly name = 'AbortError'

@@ -8,20 +8,22 @@ import { exporter, type ReadableStorage } from 'ipfs-unixfs-exporter'
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { CID } from 'multiformats/cid'
+import { AdoptionBuffers } from './adoption.js'
 import { blockMatches, isZeroLeafCid, zeroLeafCid, zeroLeafBlock, type DagProfile } from './blocks.js'
 import {
   AbortError, AmbiguousImageError, CorruptChunkError, ImageExistsError, ImageInUseError, ImageNotFoundError,
-  ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, StoreClosedError, StoreFormatError, StoreFullError
+  ImageStoreError, ImportSourceError, InvalidOptionError, LayerRuleError, MissingChunksError, RootMismatchError,
+  StoreClosedError, StoreFormatError, StoreFullError
 } from './errors.js'
 import { FileReader } from './file-reader.js'
-import { ImportSession } from './import-session.js'
+import { ImportSession, type AdoptedLeaf } from './import-session.js'
 import { DirectoryLock } from './lock.js'
 import { PackFiles } from './packs.js'
 import { ProgressTracker, type ProgressOptions } from './progress.js'
 import { PresentFilter } from './present-filter.js'
 import { migrate } from './schema.js'
 import {
-  BASE_LAYER, LAYERS, type AbortOptions, type AddImageOptions, type CorruptChunk, type ExportOptions, type ExportResult,
+  BASE_LAYER, LAYERS, type AbortOptions, type AddImageOptions, type AdoptedImage, type CorruptChunk, type ExportOptions, type ExportResult,
   type GcResult, type ImageDetails, type ImageInfo, type ImageStoreClient, type ImportSource, type Layer,
   type LayerSimilarity, type PresenceReport, type RemoteManifest, type RemoveResult, type SimilarityMatrix, type SimilarityReport,
   type StoreStats, type VerifyReport
@@ -97,6 +99,8 @@ export class ImageStore implements ImageStoreClient {
   /** Digests of the chunks stored here (a Bloom filter), built at the first import after open. */
   private presentFilter: PresentFilter | undefined
   private findChunkStatement: Database.Statement | undefined
+  /** Page-aligned memory for adopted leaves (O_DIRECT), made at the first adoption. */
+  private adoptionBuffers: AdoptionBuffers | undefined
 
   constructor (init: ImageStoreInit) {
     this.directory = resolve(init.directory)
@@ -207,7 +211,7 @@ export class ImageStore implements ImageStoreClient {
       const entries = importer([{ content }], session, {
         chunker: fileReader?.chunker() ?? fixedSize({ chunkSize }),
         bufferImporter: session.bufferImporter(),
-        ...(profile === 'ipfs' ? { profile: 'unixfs-v0-2015' as const } : { cidVersion: 1 as const, rawLeaves: true })
+        ...dagOptions(profile)
       })
       for await (const entry of entries) root = entry.cid
       await session.flush()
@@ -226,7 +230,7 @@ export class ImageStore implements ImageStoreClient {
     }
   }
 
-  private register (session: ImportSession, image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number }): ImageInfo {
+  private register (session: ImportSession, image: { importId: number, name: string, layer: Layer, base: ImageRow | undefined, root: CID, size: number, chunkSize: number, profile: DagProfile, isPublic: boolean, chunkCount: number, zeroBytes: number, adoption?: number }): ImageInfo {
     const db = this.openDb()
     const ref = this.newImageRef()
     const id = db.transaction(() => {
@@ -240,10 +244,167 @@ export class ImageStore implements ImageStoreClient {
       db.prepare(`UPDATE chunks SET refcount = refcount + 1 WHERE id IN (
         SELECT chunk FROM image_chunks WHERE image = ? UNION SELECT chunk FROM image_nodes WHERE image = ?)`).run(rowid, rowid)
       db.prepare('DELETE FROM pending_imports WHERE id = ?').run(image.importId)
+      // The image's refcounts hold the adopted leaves now: their pins go.
+      if (image.adoption !== undefined) this.releasePins(image.adoption)
       if (positions !== image.chunkCount) throw new ImageStoreError(`internal error: ${positions} manifest entries recorded for ${image.chunkCount} chunks`)
       return rowid
     }).immediate()
     return toInfo(this.imageRow(id), this.refOf.bind(this))
+  }
+
+  // ---------------------------------------------------------------- adopted leaves (p2p/exchange)
+
+  /**
+   * Stores leaf blocks the caller has already checked against their CIDs (the exchange hashes
+   * every block it receives), once and without hashing them again: straight into the pack files
+   * (page-sized blocks copied into aligned memory and written with O_DIRECT), fsynced, then indexed
+   * with refcount 0 and pinned by `adoption` (a name the caller chooses, e.g. one per transfer),
+   * so that neither gc nor the removal of another image deletes them before `registerAdopted`
+   * makes them an image's. A leaf stored already is not written again, only pinned. When the
+   * promise resolves the leaves survive a crash (`synchronous = NORMAL` for this commit: a power
+   * cut may take the last call back, as with an import's batches; `pinLeaves` tells what is here).
+   */
+  async adoptLeaves (adoption: string, leaves: AdoptedLeaf[], options: AbortOptions = {}): Promise<void> {
+    if (leaves.length === 0) return
+    await this.exclusive(async () => {
+      throwIfAborted(options.signal, 'adoption cancelled')
+      const packs = this.packs as PackFiles
+      const session = this.adoptionSession(this.adoptionId(adoption), options.signal)
+      try {
+        if (packs.writesDirect) {
+          this.adoptionBuffers ??= new AdoptionBuffers()
+          for (const { leaf, holder } of this.adoptionBuffers.aligned(leaves)) await session.adoptLeaf(leaf, holder)
+        } else {
+          for (const leaf of leaves) await session.adoptLeaf(leaf)
+        }
+        await session.flush()
+      } catch (err) {
+        await packs.abandon()
+        throw translateImportError(err, `leaves adopted for ${adoption}`)
+      }
+    })
+  }
+
+  /**
+   * Pins, for `adoption`, the leaves of `cids` that are stored here already (by any image, an
+   * earlier call of `adoptLeaves`, or an unfinished import), so that they stay until the image is
+   * registered; says per CID: 'absent' (to be fetched), 'pinned' (here, pinned now) or 'adopted'
+   * (pinned by this adoption before: it stored or found it in an earlier run).
+   */
+  async pinLeaves (adoption: string, cids: CID[]): Promise<Array<'absent' | 'pinned' | 'adopted'>> {
+    return await this.exclusive(async () => {
+      const db = this.openDb()
+      const id = this.adoptionId(adoption)
+      const find = db.prepare('SELECT id FROM chunks WHERE cid = ? AND present = 1').pluck()
+      const pin = db.prepare('INSERT OR IGNORE INTO adoption_chunks (chunk, adoption) VALUES (?, ?)')
+      return db.transaction(() => cids.map((cid) => {
+        const chunk = find.get(cid.bytes) as number | undefined
+        if (chunk === undefined) return 'absent'
+        return pin.run(chunk, id).changes === 1 ? 'pinned' : 'adopted'
+      })).immediate()
+    })
+  }
+
+  /**
+   * Registers an image whose leaves are all here (adopted, or in other images; all-zero leaves are
+   * known by their CID) from its manifest: builds and stores only the DAG's inner nodes, with the
+   * importer `add` uses, so the image — root CID, layers, chunk list, refcounts — is exactly what
+   * `add` of the same bytes gives. The root must come out as `image.rootCid`, else
+   * `RootMismatchError`; leaves not here give `MissingChunksError` (nothing registered either way).
+   * On success the adoption's pins go (the image's refcounts hold its chunks now).
+   */
+  async registerAdopted (adoption: string, image: AdoptedImage, options: ProgressOptions & AbortOptions = {}): Promise<ImageInfo> {
+    return await this.exclusive(async () => {
+      const db = this.openDb()
+      const packs = this.packs as PackFiles
+      const expected = typeof image.rootCid === 'string' ? CID.parse(image.rootCid) : image.rootCid
+      const profile = image.profile ?? (expected.version === 0 ? 'ipfs' : 'hgmig')
+      if (profile !== 'hgmig' && profile !== 'ipfs') throw new InvalidOptionError(`unknown profile "${String(profile)}" (hgmig or ipfs)`)
+      const chunkSize = profile === 'ipfs' ? IPFS_CHUNK_SIZE : this.chunkSizeSetting
+      const expectedChunks = Math.ceil(image.size / chunkSize)
+      if (!Number.isSafeInteger(image.size) || image.size <= 0 || image.chunks.length !== expectedChunks) {
+        throw new InvalidOptionError(`${expected.toString()}: ${image.chunks.length} leaves for ${image.size} bytes at ${chunkSize} per chunk (expected ${expectedChunks})`)
+      }
+      const name = image.name ?? expected.toString()
+      const base = this.checkLayerRules(image.layer, image.base)
+      this.checkNameFree(name)
+      throwIfAborted(options.signal, 'registration cancelled')
+      const adoptionId = this.adoptionId(adoption)
+      const importId = Number(db.prepare('INSERT INTO pending_imports (source, started) VALUES (?, ?)').run(`adopted ${expected.toString()}`, Date.now()).lastInsertRowid)
+      const tracker = new ProgressTracker('import', image.size, options.onProgress)
+      if (this.presentFilter === undefined || this.presentFilter.full) this.presentFilter = PresentFilter.build(db)
+      const session = new ImportSession(db, packs, importId, profile, tracker, options.signal, this.presentFilter)
+      try {
+        let root: CID | undefined
+        // The leaves come from the manifest, not from content: the importer is handed none.
+        const entries = importer([{ content: [] }], session, {
+          chunker: async function * () {},
+          bufferImporter: session.registeredLeaves(image.chunks, image.size, chunkSize),
+          ...dagOptions(profile)
+        })
+        for await (const entry of entries) root = entry.cid
+        await session.flush()
+        if (session.missing.length > 0) throw new MissingChunksError(expected.toString(), session.missing)
+        if (root === undefined || !root.equals(expected)) throw new RootMismatchError(expected.toString(), root?.toString() ?? 'nothing')
+        throwIfAborted(options.signal, 'registration cancelled')
+        return this.register(session, { importId, name, layer: image.layer, base, root, size: image.size, chunkSize, profile, isPublic: image.private !== true, chunkCount: session.leafCount, zeroBytes: session.zeroBytes, adoption: adoptionId })
+      } catch (err) {
+        await packs.abandon()
+        db.prepare('DELETE FROM pending_imports WHERE id = ?').run(importId)
+        throw translateImportError(err, `the image ${expected.toString()}`)
+      }
+    })
+  }
+
+  /**
+   * Forgets an adoption (a transfer cancelled for good): its pins go, and the leaves it stored that
+   * no image and no other adoption uses are deleted (their pack bytes are reclaimed by `gc`).
+   */
+  async releaseAdoption (adoption: string): Promise<RemoveResult> {
+    return await this.exclusive(async () => {
+      const db = this.openDb()
+      const id = db.prepare('SELECT id FROM adoptions WHERE key = ?').pluck().get(adoption) as number | undefined
+      if (id === undefined) return { image: adoption, name: adoption, freedChunks: 0, freedBytes: 0 }
+      const freed = db.transaction(() => this.releasePins(id)).immediate()
+      return { image: adoption, name: adoption, freedChunks: freed.chunks, freedBytes: freed.bytes }
+    })
+  }
+
+  /** The adoptions recorded here (each a caller's name), oldest first: a caller may release those it no longer knows. */
+  async adoptions (): Promise<string[]> {
+    return this.openDb().prepare('SELECT key FROM adoptions ORDER BY id').pluck().all() as string[]
+  }
+
+  /** Deletes adoption `id` and the chunks only it kept (inside the caller's transaction). */
+  private releasePins (id: number): { chunks: number, bytes: number } {
+    const db = this.openDb()
+    const unused = db.prepare(`SELECT c.id, c.pack, c.length FROM adoption_chunks a JOIN chunks c ON c.id = a.chunk
+      WHERE a.adoption = ? AND c.refcount = 0 AND NOT EXISTS (SELECT 1 FROM adoption_chunks o WHERE o.chunk = c.id AND o.adoption <> a.adoption)`).all(id) as Array<{ id: number, pack: number | null, length: number }>
+    db.prepare('DELETE FROM adoptions WHERE id = ?').run(id)
+    const deleteChunk = db.prepare('DELETE FROM chunks WHERE id = ?')
+    const addDead = db.prepare('UPDATE packs SET dead_bytes = dead_bytes + ? WHERE id = ?')
+    let bytes = 0
+    for (const chunk of unused) {
+      deleteChunk.run(chunk.id)
+      if (chunk.pack === null) continue
+      addDead.run(chunk.length, chunk.pack)
+      bytes += chunk.length
+    }
+    return { chunks: unused.length, bytes }
+  }
+
+  private adoptionId (adoption: string): number {
+    if (typeof adoption !== 'string' || adoption === '') throw new InvalidOptionError('an adoption needs a name')
+    const db = this.openDb()
+    db.prepare('INSERT OR IGNORE INTO adoptions (key, created) VALUES (?, ?)').run(adoption, Date.now())
+    return db.prepare('SELECT id FROM adoptions WHERE key = ?').pluck().get(adoption) as number
+  }
+
+  private adoptionSession (adoptionId: number, signal: AbortSignal | undefined): ImportSession {
+    const db = this.openDb()
+    if (this.presentFilter === undefined || this.presentFilter.full) this.presentFilter = PresentFilter.build(db)
+    // Not an import: no pending_imports row (id 0), no manifest; the profile does not matter for stored blocks.
+    return new ImportSession(db, this.packs as PackFiles, 0, 'hgmig', new ProgressTracker('import', 0, undefined), signal, this.presentFilter, undefined, adoptionId)
   }
 
   private checkLayerRules (layer: Layer, baseRef: string | undefined): ImageRow | undefined {
@@ -646,9 +807,11 @@ export class ImageStore implements ImageStoreClient {
   /** Deletes every chunk no image uses (inside the caller's transaction); their pack bytes become dead. */
   private deleteUnreferencedChunks (): { chunks: number, bytes: number } {
     const db = this.openDb()
-    const perPack = db.prepare('SELECT pack, count(*) AS n, coalesce(sum(length), 0) AS bytes FROM chunks WHERE refcount = 0 AND pack IS NOT NULL GROUP BY pack').all() as Array<{ pack: number, n: number, bytes: number }>
+    // Chunks an adoption pins (leaves of a transfer not yet registered) are kept: they are in use.
+    const unpinned = 'refcount = 0 AND NOT EXISTS (SELECT 1 FROM adoption_chunks a WHERE a.chunk = chunks.id)'
+    const perPack = db.prepare(`SELECT pack, count(*) AS n, coalesce(sum(length), 0) AS bytes FROM chunks WHERE ${unpinned} AND pack IS NOT NULL GROUP BY pack`).all() as Array<{ pack: number, n: number, bytes: number }>
     for (const { pack, bytes } of perPack) db.prepare('UPDATE packs SET dead_bytes = dead_bytes + ? WHERE id = ?').run(bytes, pack)
-    const deleted = db.prepare('DELETE FROM chunks WHERE refcount = 0').run().changes
+    const deleted = db.prepare(`DELETE FROM chunks WHERE ${unpinned}`).run().changes
     return { chunks: deleted, bytes: perPack.reduce((sum, p) => sum + p.bytes, 0) }
   }
 
@@ -737,6 +900,11 @@ export class ImageStore implements ImageStoreClient {
     this.writeQueue = run
     return await run
   }
+}
+
+/** The importer's DAG options per profile: `add` and `registerAdopted` must build the same DAG. */
+function dagOptions (profile: DagProfile): { profile: 'unixfs-v0-2015' } | { cidVersion: 1, rawLeaves: true } {
+  return profile === 'ipfs' ? { profile: 'unixfs-v0-2015' } : { cidVersion: 1, rawLeaves: true }
 }
 
 /** "an OS", "a WE", "a UD": the article goes by how the letters are spoken. */

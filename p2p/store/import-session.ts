@@ -1,7 +1,8 @@
 import type Database from 'better-sqlite3'
+import { UnixFS } from 'ipfs-unixfs'
 import type { BufferImporter, BufferImporterResult, WritableStorage } from 'ipfs-unixfs-importer'
 import type { CID } from 'multiformats/cid'
-import { encodeLeaf, isAllZero, leafCid, zeroLeafCidOf, type DagProfile } from './blocks.js'
+import { encodeLeaf, isAllZero, isZeroLeafCid, leafCid, zeroLeafCidOf, type DagProfile } from './blocks.js'
 import { AbortError, ImageStoreError } from './errors.js'
 import type { LeafSource } from './file-reader.js'
 import type { BlockLocation, BufferHolder, PackFiles } from './packs.js'
@@ -30,7 +31,15 @@ interface Batch {
   /** Leaves and inner nodes whose chunk id waits for the indexing of this batch (or an earlier one). */
   leaves: Array<[position: number, block: NewBlock]>
   nodes: NewBlock[]
+  /** Chunks already indexed that an adoption pins (with its new blocks) in this batch's transaction. */
+  pins: number[]
   bytes: number
+}
+
+/** A leaf the caller received and checked against its CID (p2p/exchange): stored without hashing it again. */
+export interface AdoptedLeaf {
+  cid: CID
+  block: Uint8Array
 }
 
 /**
@@ -52,12 +61,15 @@ export class ImportSession implements WritableStorage {
   private readonly findChunk: Database.Statement<[Uint8Array], number>
   private readonly addDeadBytes: Database.Statement
   private readonly growPack: Database.Statement
+  private readonly insertPin: Database.Statement | undefined
   /** Chunk id per leaf position (0 while its batch is not indexed). */
   private leafIds = new Float64Array(1024)
   private readonly nodeIds = new Set<number>()
   leafCount = 0
   zeroBytes = 0
   bytesRead = 0
+  /** Positions `registeredLeaves` found neither stored nor all zeros. */
+  readonly missing: number[] = []
 
   constructor (
     private readonly db: Database.Database,
@@ -69,7 +81,9 @@ export class ImportSession implements WritableStorage {
     /** What the store holds already, roughly: a "no" spares the SQLite lookup. */
     private readonly present: PresentFilter,
     /** The file reader, when the content comes from one: digests hashed ahead, and the pieces' buffers to release. */
-    private readonly leafSource?: LeafSource
+    private readonly leafSource?: LeafSource,
+    /** An adoption (`adoptions.id`): every block this session stores or finds through `adoptLeaf` is pinned by it. */
+    private readonly adoption?: number
   ) {
     this.findPresent = db.prepare<[Uint8Array], number>('SELECT id FROM chunks WHERE cid = ? AND present = 1').pluck()
     // A plain insert gives the new row's id; on a conflict the row exists without its bytes
@@ -79,6 +93,7 @@ export class ImportSession implements WritableStorage {
     this.findChunk = db.prepare<[Uint8Array], number>('SELECT id FROM chunks WHERE cid = ?').pluck()
     this.addDeadBytes = db.prepare('UPDATE packs SET dead_bytes = dead_bytes + ? WHERE id = ?')
     this.growPack = db.prepare('UPDATE packs SET bytes = max(bytes, ?) WHERE id = ?')
+    this.insertPin = adoption === undefined ? undefined : db.prepare('INSERT OR IGNORE INTO adoption_chunks (chunk, adoption) VALUES (?, ?)')
   }
 
   /** The importer's leaf stage: our own so that leaves are hashed synchronously, checked for zeros and recorded in order. */
@@ -106,14 +121,84 @@ export class ImportSession implements WritableStorage {
     const piece = this.leafSource?.pieceOf(position)
     const chunk = this.record(cid, block, zero ? data.byteLength : null, block === data ? piece : undefined)
     piece?.release()
+    this.placeLeaf(position, chunk, data.byteLength)
+    await this.afterAppend()
+    return { cid, size: BigInt(block.byteLength), block, ...(unixfs === undefined ? {} : { unixfs }) }
+  }
+
+  /**
+   * Stores a leaf block the caller has checked against its CID, without hashing it again (or finds
+   * it stored already), and pins it for this session's adoption. Not part of a manifest: the
+   * image is registered later from its leaf CIDs (`registeredLeaves`).
+   */
+  async adoptLeaf (leaf: AdoptedLeaf, holder?: BufferHolder): Promise<void> {
+    this.throwIfAborted()
+    const chunk = this.record(leaf.cid, leaf.block, null, holder)
+    if (typeof chunk === 'number') this.batch.pins.push(chunk)
+    await this.afterAppend()
+  }
+
+  /**
+   * The importer's leaf stage for an image whose leaves are stored already (adopted): it yields
+   * each leaf's CID and size from the manifest, reading no data, so that the importer builds and
+   * stores only the inner nodes — the same DAG `storeLeaf` would give for the same bytes.
+   * All-zero leaves (never stored) are recorded by their CID; any other leaf not stored goes to
+   * `missing`.
+   */
+  registeredLeaves (cids: CID[], size: number, chunkSize: number): BufferImporter {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const session = this
+    // kubo leaves: the layout reads each leaf's data length from its UnixFS node (a view of zeros does).
+    const zeros = this.profile === 'ipfs' ? new Uint8Array(chunkSize) : undefined
+    const blockLengths = new Map<number, number>()
+    return async function * leaves () {
+      for (let position = 0; position < cids.length; position++) {
+        const dataLength = position === cids.length - 1 ? size - position * chunkSize : chunkSize
+        let blockLength = blockLengths.get(dataLength)
+        if (blockLength === undefined) {
+          blockLength = session.profile === 'hgmig' ? dataLength : encodeLeaf(new Uint8Array(dataLength), 'ipfs').block.byteLength
+          blockLengths.set(dataLength, blockLength)
+        }
+        const cid = cids[position] as CID
+        const length = blockLength
+        yield async () => {
+          await session.registerLeaf(position, cid, dataLength, length)
+          const result: BufferImporterResult = { cid, size: BigInt(length), block: new Uint8Array(0) }
+          if (zeros !== undefined) result.unixfs = new UnixFS({ type: 'file', data: zeros.subarray(0, dataLength) })
+          return result
+        }
+      }
+    }
+  }
+
+  private async registerLeaf (position: number, cid: CID, dataLength: number, blockLength: number): Promise<void> {
+    this.throwIfAborted()
+    const zero = isZeroLeafCid(cid, dataLength)
+    let chunk = this.lookup(cid)
+    if (chunk === undefined && zero) {
+      chunk = { cid: cid.bytes, length: blockLength, zeroDataLength: dataLength, location: null, id: 0 }
+      this.present.add(cid.multihash.digest)
+      this.unindexed.set(cidKey(cid), chunk)
+      this.batch.newBlocks.push(chunk)
+    }
+    if (zero) this.zeroBytes += dataLength
+    if (chunk !== undefined) {
+      this.placeLeaf(position, chunk, dataLength)
+    } else {
+      this.missing.push(position)
+      this.leafCount++
+      this.bytesRead += dataLength
+    }
+    await this.afterAppend()
+  }
+
+  private placeLeaf (position: number, chunk: number | NewBlock, dataLength: number): void {
     if (position >= this.leafIds.length) this.growLeafIds(position)
     if (typeof chunk === 'number') this.leafIds[position] = chunk
     else this.batch.leaves.push([position, chunk])
     this.leafCount++
-    this.bytesRead += data.byteLength
-    this.tracker.advance(data.byteLength)
-    await this.afterAppend()
-    return { cid, size: BigInt(block.byteLength), block, ...(unixfs === undefined ? {} : { unixfs }) }
+    this.bytesRead += dataLength
+    this.tracker.advance(dataLength)
   }
 
   /** Inner DAG nodes (and nothing else: leaves come through `storeLeaf`). */
@@ -128,21 +213,23 @@ export class ImportSession implements WritableStorage {
 
   /** The block's chunk id if it is indexed already, else its (possibly just appended) unindexed block. */
   private record (cid: CID, block: Uint8Array, zeroDataLength: number | null, holder?: BufferHolder): number | NewBlock {
-    const key = Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
-    const pending = this.unindexed.get(key)
-    if (pending !== undefined) return pending
-    const digest = cid.multihash.digest
-    if (this.present.mightHold(digest)) {
-      const id = this.findPresent.get(cid.bytes)
-      if (id !== undefined) return id
-    }
-    this.present.add(digest)
+    const known = this.lookup(cid)
+    if (known !== undefined) return known
+    this.present.add(cid.multihash.digest)
     const location = zeroDataLength === null ? this.packs.append(block, holder) : null
     const fresh: NewBlock = { cid: cid.bytes, length: block.byteLength, zeroDataLength, location, id: 0 }
-    this.unindexed.set(key, fresh)
+    this.unindexed.set(cidKey(cid), fresh)
     this.batch.newBlocks.push(fresh)
     if (location !== null) this.batch.bytes += block.byteLength
     return fresh
+  }
+
+  /** The chunk id of a stored block, its block if this session stored it and it is not indexed yet, or undefined. */
+  private lookup (cid: CID): number | NewBlock | undefined {
+    const pending = this.unindexed.get(cidKey(cid))
+    if (pending !== undefined) return pending
+    if (!this.present.mightHold(cid.multihash.digest)) return undefined
+    return this.findPresent.get(cid.bytes)
   }
 
   private growLeafIds (position: number): void {
@@ -218,7 +305,7 @@ export class ImportSession implements WritableStorage {
       }
       for (const [position, block] of batch.leaves) this.leafIds[position] = block.id
       for (const block of batch.nodes) this.nodeIds.add(block.id)
-      for (const block of batch.newBlocks) this.unindexed.delete(Buffer.from(block.cid.buffer, block.cid.byteOffset, block.cid.byteLength).toString('latin1'))
+      for (const block of batch.newBlocks) this.unindexed.delete(bytesKey(block.cid))
     })()
     this.committing = current
     await current
@@ -245,6 +332,10 @@ export class ImportSession implements WritableStorage {
         }
       }
       for (const [pack, end] of packEnds) this.growPack.run(end, pack)
+      if (this.insertPin !== undefined) {
+        for (const block of batch.newBlocks) this.insertPin.run(block.id, this.adoption)
+        for (const id of batch.pins) this.insertPin.run(id, this.adoption)
+      }
     })()
   }
 
@@ -254,5 +345,13 @@ export class ImportSession implements WritableStorage {
 }
 
 function emptyBatch (): Batch {
-  return { newBlocks: [], leaves: [], nodes: [], bytes: 0 }
+  return { newBlocks: [], leaves: [], nodes: [], pins: [], bytes: 0 }
+}
+
+function bytesKey (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+}
+
+function cidKey (cid: CID): string {
+  return bytesKey(cid.bytes)
 }

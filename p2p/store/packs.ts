@@ -99,6 +99,11 @@ export class PackFiles {
     this.directory = join(storeDirectory, 'packs')
   }
 
+  /** False once the file system refused O_DIRECT: copying blocks into aligned memory buys nothing then. */
+  get writesDirect (): boolean {
+    return this.directIo
+  }
+
   path (pack: number): string {
     return join(this.directory, `${String(pack).padStart(6, '0')}.pack`)
   }

@@ -118,6 +118,18 @@ const MIGRATIONS: string[] = [
   // 2: similarity of the data alone (all-zero chunks left out), beside the similarity of all bytes.
   `
   ALTER TABLE similarity_cache ADD COLUMN shared_data_bytes INTEGER;
+  `,
+  // 3: leaves adopted from the network (p2p/exchange) before their image exists. Each adoption (one
+  // transfer) pins the chunks it stored or found here, so that gc and the removal of another image
+  // leave them (their refcount is 0 until the image is registered); releasing it frees them.
+  `
+  CREATE TABLE adoptions (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, created INTEGER NOT NULL);
+  CREATE TABLE adoption_chunks (
+    chunk INTEGER NOT NULL REFERENCES chunks(id),
+    adoption INTEGER NOT NULL REFERENCES adoptions(id) ON DELETE CASCADE,
+    PRIMARY KEY (chunk, adoption)
+  ) WITHOUT ROWID;
+  CREATE INDEX adoption_chunks_by_adoption ON adoption_chunks(adoption);
   `
 ]
 

@@ -60,6 +60,22 @@ export interface AddImageOptions extends ProgressOptions, AbortOptions {
   profile?: DagProfile
 }
 
+/** An image to register from leaves already in the store (`ImageStore.registerAdopted`): its remote manifest. */
+export interface AdoptedImage {
+  rootCid: string | CID
+  /** The leaves' CIDs in file order. */
+  chunks: CID[]
+  size: number
+  layer: Layer
+  /** Name, id or root CID of the base image (WE, UD). */
+  base?: string
+  /** Default: the root CID. */
+  name?: string
+  private?: boolean
+  /** Default: 'ipfs' for a CIDv0 root, else 'hgmig'. */
+  profile?: DagProfile
+}
+
 export interface ExportOptions extends ProgressOptions, AbortOptions {
   /** Replace OUT if it exists. Default: refuse. */
   overwrite?: boolean
