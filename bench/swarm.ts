@@ -3,6 +3,14 @@
  * and 10 agents (separate `hgmig agent` processes) on loopback, and with one-way link delays.
  *
  *   node dist/bench/run.js swarm [--agents 3,5,10] [--delays 0,0.05,5,15] [--seconds 15] [--rate 4] [--burst 300]
+ *                                [--repeat 1] [--ab OTHER/bin/hgmig.js] [--trace]
+ *
+ * --ab: A/B in the same run: every configuration is measured with this build and with the agents of
+ * another build (e.g. an older commit built with `npx tsc --outDir`), alternating, `repeat` times
+ * each; a table of the per-run ratios (this ÷ other) follows.
+ * --trace: the agents of this build write each event's timestamps (HGMIG_HOP_TRACE, see
+ * p2p/swarm/hashgraph-gossip.ts); a table splits one gossip hop — an event received at A, A's next
+ * event built on it, that event received at B — into its parts (latency phase only).
  *
  * Delay: this kernel has no netem qdisc, so every agent sits behind a user-space TCP relay in this
  * process that holds each chunk for the one-way delay in each direction; agents announce the
@@ -23,14 +31,14 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ApiClient, type ApiFile, type LatencySample } from '../p2p/api/index.js'
-import { startLoadMeter } from './machine-load.js'
+import { processCpuSeconds, startLoadMeter } from './machine-load.js'
 
-const bin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
+const thisBin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
 
-interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number }
+interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean }
 
 function parse (args: string[]): Options {
-  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300 }
+  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false }
   for (let i = 0; i < args.length; i++) {
     const value = args[i + 1]
     const list = (): number[] => (value ?? '').split(',').map(Number)
@@ -40,6 +48,9 @@ function parse (args: string[]): Options {
       case '--seconds': options.seconds = Number(value); i++; break
       case '--rate': options.rate = Number(value); i++; break
       case '--burst': options.burst = Number(value); i++; break
+      case '--repeat': options.repeat = Number(value); i++; break
+      case '--ab': options.ab = value ?? null; i++; break
+      case '--trace': options.trace = true; break
       case '--help': process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]! + '*/\n'); process.exit(0); break
       default: throw new Error(`unknown option ${args[i]} (see --help)`)
     }
@@ -99,16 +110,17 @@ async function freePort (): Promise<number> {
 
 interface Swarm { clients: ApiClient[], children: ChildProcess[], relays: Server[], root: string }
 
-function hgmig (...args: string[]): string {
+function hgmig (bin: string, ...args: string[]): string {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error(`hgmig ${args.join(' ')}: ${r.stderr}`)
   return r.stdout
 }
 
-async function startSwarm (n: number, delayMs: number): Promise<Swarm> {
+/** `bin`: the hgmig.js whose agents run; `traceDir`: where each agent writes its hop trace (site-i.trace). */
+async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null): Promise<Swarm> {
   const root = mkdtempSync(join(tmpdir(), 'hgmig-bench-swarm-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `site-${i}`))
-  const peerIds = dirs.map((dir, i) => (JSON.parse(hgmig('swarm', 'create', '--name', `site-${i}`, '--data', dir, '--json')) as { peerId: string }).peerId)
+  const peerIds = dirs.map((dir, i) => (JSON.parse(hgmig(bin, 'swarm', 'create', '--name', `site-${i}`, '--data', dir, '--json')) as { peerId: string }).peerId)
   // All founders: the benchmark measures consensus, not joining.
   const genesis = JSON.parse(readFileSync(join(dirs[0]!, 'swarm.json'), 'utf8')) as { members: unknown[] }
   genesis.members = dirs.map((dir) => (JSON.parse(readFileSync(join(dir, 'swarm.json'), 'utf8')) as { members: unknown[] }).members[0])
@@ -126,7 +138,8 @@ async function startSwarm (n: number, delayMs: number): Promise<Swarm> {
     }
     announced.push(`${announce}/p2p/${peerIds[i]!}`)
     const args = ['agent', '--data', dirs[i]!, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--announce', announce, ...(i === 0 ? [] : ['--bootstrap', announced[0]!])]
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'] })
+    const env = traceDir === null ? process.env : { ...process.env, HGMIG_HOP_TRACE: join(traceDir, `site-${i}.trace`) }
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env })
     swarm.children.push(child)
   }
   for (const dir of dirs) swarm.clients.push(await clientFor(dir))
@@ -168,11 +181,17 @@ interface Result {
   own: { p50: number, p95: number, p99: number, count: number }
   all: { p50: number, p95: number, p99: number, count: number }
   txPerSecond: number
+  /** The agents' CPU time (user + system) per probe during the latency phase. */
+  cpuMsPerProbe: number
   load: number
+  hops: HopBreakdown | null
 }
 
-async function measure (n: number, delayMs: number, options: Options): Promise<Result> {
-  const swarm = await startSwarm(n, delayMs)
+async function measure (n: number, delayMs: number, options: Options, bin: string, traced: boolean): Promise<Result> {
+  const traceDir = traced ? mkdtempSync(join(tmpdir(), 'hgmig-bench-trace-')) : null
+  const swarm = await startSwarm(n, delayMs, bin, traceDir)
+  const window = { from: 0, to: 0 }
+  let result: Result
   try {
     const { clients } = swarm
     const ordered = async (): Promise<number[]> => (await Promise.all(clients.map(async (c) => await c.status()))).map((s) => s.transactions.ordered)
@@ -181,6 +200,8 @@ async function measure (n: number, delayMs: number, options: Options): Promise<R
     await until('warm-up ordered', async () => (await ordered()).every((o) => o >= 5 * n), 120_000)
     const rtts = (await Promise.all(clients.map(async (c) => await c.status()))).flatMap((s) => s.members.filter((m) => !m.self && m.rttMs !== null).map((m) => m.rttMs!))
     const meter = startLoadMeter(() => swarm.children.map((c) => c.pid ?? 0))
+    const agentCpu = (): number => swarm.children.reduce((sum, c) => sum + processCpuSeconds(c.pid ?? 0), 0)
+    const cpu0 = agentCpu()
 
     const since = Date.now()
     const before = (await ordered())[0]!
@@ -195,6 +216,9 @@ async function measure (n: number, delayMs: number, options: Options): Promise<R
     }))
     const probes = n * options.seconds * options.rate
     await until('latency probes ordered everywhere', async () => (await ordered()).every((o) => o >= before + probes), 300_000)
+    const cpuMsPerProbe = (agentCpu() - cpu0) * 1000 / probes
+    window.from = since
+    window.to = Date.now()
     const series = await Promise.all(clients.map(async (c) => await c.latencySeries()))
     const recent = (samples: LatencySample[]): number[] => samples.filter((s) => s.at >= since).map((s) => s.latencyMs)
     const own = series.flatMap((s) => recent(s.samples))
@@ -205,16 +229,103 @@ async function measure (n: number, delayMs: number, options: Options): Promise<R
     await Promise.all(clients.map(async (c) => { for (let left = options.burst; left > 0; left -= 1000) await c.ping({ count: Math.min(1000, left) }) }))
     await until('burst ordered everywhere', async () => (await ordered()).every((o) => o >= base + n * options.burst), 600_000)
     const txPerSecond = n * options.burst / ((performance.now() - start) / 1000)
-    return { agents: n, delayMs, rttMs: median(rtts), own: summary(own), all: summary(all), txPerSecond, load: meter.stop() }
+    result = { agents: n, delayMs, rttMs: median(rtts), own: summary(own), all: summary(all), txPerSecond, cpuMsPerProbe, load: meter.stop(), hops: null }
   } finally {
     await stopSwarm(swarm)
   }
+  if (traceDir !== null) {
+    // The agents flushed their traces when they stopped.
+    result.hops = analyseHops(traceDir, n, window.from, window.to)
+    rmSync(traceDir, { recursive: true, force: true })
+  }
+  return result
+}
+
+// ------------------------------------------------------------------ one gossip hop, from the traces
+
+interface HopBreakdown {
+  /** Hops analysed (pairs: an event created at A on one it received, and its receipt at B). */
+  samples: number
+  /** Per part of the hop: [p50, p90] in ms. */
+  parts: Record<HopPart, [number, number]>
+  /** Own events created per event received from others (all agents, latency phase). */
+  createdPerReceived: number
+  /** Own events per second per agent. */
+  eventsPerSecond: number
+}
+
+const HOP_PARTS = ['validate', 'wait', 'create', 'fsync', 'publish', 'network', 'hop'] as const
+type HopPart = typeof HOP_PARTS[number]
+const HOP_PART_MEANING: Record<HopPart, string> = {
+  validate: 'A decodes, verifies and inserts the event it received',
+  wait: 'until A starts its next event (timers, minEventIntervalMs, a busy event loop)',
+  create: 'A signs, inserts (consensus) and commits its event',
+  fsync: 'until the event\'s fdatasync returns',
+  publish: 'gossipsub publish call',
+  network: 'until B\'s validator sees it (gossipsub, pnet, yamux, loopback or relay, B\'s event loop)',
+  hop: 'the whole hop: received at A → received at B'
+}
+
+function analyseHops (dir: string, n: number, fromMs: number, toMs: number): HopBreakdown {
+  type Stages = Map<string, Map<string, number>>
+  const sites: Array<{ stages: Stages, parentOf: Map<string, string> }> = []
+  for (let i = 0; i < n; i++) {
+    const stages: Stages = new Map()
+    const parentOf = new Map<string, string>()
+    let text = ''
+    try { text = readFileSync(join(dir, `site-${i}.trace`), 'utf8') } catch { /* this build writes no trace */ }
+    for (const line of text.split('\n')) {
+      const [stage, id, at, otherParent] = line.split(' ')
+      if (stage === undefined || id === undefined || at === undefined) continue
+      let byId = stages.get(stage)
+      if (byId === undefined) stages.set(stage, byId = new Map())
+      byId.set(id, Number(at))
+      if (otherParent !== undefined) parentOf.set(id, otherParent)
+    }
+    sites.push({ stages, parentOf })
+  }
+  const samples: Record<HopPart, number[]> = { validate: [], wait: [], create: [], fsync: [], publish: [], network: [], hop: [] }
+  let created = 0
+  let received = 0
+  const inWindow = (t: number | undefined): t is number => t !== undefined && t >= fromMs && t <= toMs
+  for (const [a, site] of sites.entries()) {
+    const at = (stage: string, id: string): number | undefined => site.stages.get(stage)?.get(id)
+    for (const t of site.stages.get('received')?.values() ?? []) if (inWindow(t)) received++
+    for (const [event, parent] of site.parentOf) {
+      const creating = at('creating', event)
+      if (!inWindow(creating)) continue
+      created++
+      const gotParent = at('received', parent)
+      const insertedParent = at('inserted', parent)
+      const [made, durable, published] = [at('created', event), at('durable', event), at('published', event)]
+      if (gotParent === undefined || insertedParent === undefined || made === undefined || durable === undefined || published === undefined) continue
+      for (const [b, other] of sites.entries()) {
+        const gotThere = other.stages.get('received')?.get(event)
+        if (b === a || gotThere === undefined) continue
+        samples.validate.push(insertedParent - gotParent)
+        samples.wait.push(creating - insertedParent)
+        samples.create.push(made - creating)
+        samples.fsync.push(durable - made)
+        samples.publish.push(published - durable)
+        samples.network.push(gotThere - published)
+        samples.hop.push(gotThere - gotParent)
+      }
+    }
+  }
+  const parts = Object.fromEntries(HOP_PARTS.map((part) => {
+    const s = summary(samples[part])
+    return [part, [s.p50, quantile(samples[part], 0.9)]]
+  })) as Record<HopPart, [number, number]>
+  return { samples: samples.hop.length, parts, createdPerReceived: received === 0 ? NaN : created / received, eventsPerSecond: created / n / ((toMs - fromMs) / 1000) }
+}
+
+function quantile (values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN
 }
 
 function summary (values: number[]): { p50: number, p95: number, p99: number, count: number } {
-  const sorted = [...values].sort((a, b) => a - b)
-  const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN
-  return { p50: q(0.5), p95: q(0.95), p99: q(0.99), count: sorted.length }
+  return { p50: quantile(values, 0.5), p95: quantile(values, 0.95), p99: quantile(values, 0.99), count: values.length }
 }
 
 function median (values: number[]): number | null {
@@ -241,12 +352,22 @@ const fmt = (v: number | null, digits = 1): string => v === null || Number.isNaN
 export async function main (args: string[]): Promise<void> {
   const options = parse(args)
   const results: Result[] = []
+  const pairs: Array<{ run: number, self: Result, other: Result }> = []
   for (const n of options.agents) {
     for (const delay of options.delays) {
-      process.stderr.write(`swarm bench: ${n} agents, one-way delay ${delay} ms ...\n`)
-      const result = await measure(n, delay, options)
-      results.push(result)
-      process.stderr.write(`  own p50 ${fmt(result.own.p50)} ms, all sites p50 ${fmt(result.all.p50)} ms, ${fmt(result.txPerSecond, 0)} tx/s\n`)
+      for (let run = 1; run <= options.repeat; run++) {
+        process.stderr.write(`swarm bench: ${n} agents, one-way delay ${delay} ms, run ${run} ...\n`)
+        // A/B alternates which build goes first, so that neither always runs on the warmer machine.
+        const order: Array<'self' | 'other'> = options.ab === null ? ['self'] : run % 2 === 1 ? ['self', 'other'] : ['other', 'self']
+        const got: Partial<Record<'self' | 'other', Result>> = {}
+        for (const which of order) {
+          const result = await measure(n, delay, options, which === 'self' ? thisBin : options.ab!, which === 'self' && options.trace)
+          got[which] = result
+          process.stderr.write(`  ${which === 'self' ? 'this build' : 'other build'}: own p50 ${fmt(result.own.p50)} ms, all sites p50 ${fmt(result.all.p50)} ms, ${fmt(result.txPerSecond, 0)} tx/s, ${fmt(result.cpuMsPerProbe, 2)} agent CPU ms/probe, other load ${fmt(result.load, 2)}\n`)
+        }
+        results.push(got.self!)
+        if (got.other !== undefined) pairs.push({ run, self: got.self!, other: got.other })
+      }
     }
   }
   const paper: Record<string, string> = { 0.05: '19', 5: '590', 15: '1,050' }
@@ -254,15 +375,46 @@ export async function main (args: string[]): Promise<void> {
     `Command: node dist/bench/run.js swarm ${args.join(' ')}`.trim(),
     `Machine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Node ${process.version}; ${new Date().toISOString()}`,
     '',
-    '| agents | one-way delay (ms) | ping RTT (ms, baseline) | own p50 | p95 | p99 | all sites p50 | p95 | p99 | p50 ÷ RTT | goal | paper avg (ms) | ordered tx/s | other load (cores) |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |'
+    '| agents | one-way delay (ms) | ping RTT (ms, baseline) | own p50 | p95 | p99 | all sites p50 | p95 | p99 | p50 ÷ RTT | goal | paper avg (ms) | ordered tx/s | agent CPU ms/probe | other load (cores) |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |'
   ]
   for (const r of results) {
-    const goal = r.delayMs === 0 ? (r.agents === 3 ? (r.own.p50 <= 10 ? 'p50 ≤ 10: met' : 'p50 ≤ 10: missed') : '—') : (r.own.p50 <= 8 * r.delayMs + 10 ? `≤ ${fmt(8 * r.delayMs + 10)}: met` : `≤ ${fmt(8 * r.delayMs + 10)}: missed`)
-    lines.push(`| ${r.agents} | ${r.delayMs} | ${fmt(r.rttMs, 2)} | ${fmt(r.own.p50)} | ${fmt(r.own.p95)} | ${fmt(r.own.p99)} | ${fmt(r.all.p50)} | ${fmt(r.all.p95)} | ${fmt(r.all.p99)} | ${r.rttMs === null || r.rttMs === 0 ? '—' : fmt(r.own.p50 / r.rttMs)} | ${goal} | ${paper[String(r.delayMs)] ?? '—'} | ${fmt(r.txPerSecond, 0)} | ${fmt(r.load, 2)} |`)
+    lines.push(`| ${r.agents} | ${r.delayMs} | ${fmt(r.rttMs, 2)} | ${fmt(r.own.p50)} | ${fmt(r.own.p95)} | ${fmt(r.own.p99)} | ${fmt(r.all.p50)} | ${fmt(r.all.p95)} | ${fmt(r.all.p99)} | ${r.rttMs === null || r.rttMs === 0 ? '—' : fmt(r.own.p50 / r.rttMs)} | ${goalOf(r)} | ${paper[String(r.delayMs)] ?? '—'} | ${fmt(r.txPerSecond, 0)} | ${fmt(r.cpuMsPerProbe, 2)} | ${fmt(r.load, 2)} |`)
+  }
+  if (pairs.length > 0) {
+    lines.push('', `A/B against ${options.ab!} (ratio = this build ÷ other; < 1 is better for latency and CPU, > 1 for tx/s):`, '',
+      '| agents | delay (ms) | run | own p50 this | other | ratio | tx/s this | other | ratio | CPU ms/probe this | other | ratio | other load (cores) this / other |',
+      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+    for (const { run, self, other } of pairs) {
+      lines.push(`| ${self.agents} | ${self.delayMs} | ${run} | ${fmt(self.own.p50)} | ${fmt(other.own.p50)} | ${fmt(self.own.p50 / other.own.p50, 2)} | ${fmt(self.txPerSecond, 0)} | ${fmt(other.txPerSecond, 0)} | ${fmt(self.txPerSecond / other.txPerSecond, 2)} | ${fmt(self.cpuMsPerProbe, 2)} | ${fmt(other.cpuMsPerProbe, 2)} | ${fmt(self.cpuMsPerProbe / other.cpuMsPerProbe, 2)} | ${fmt(self.load, 2)} / ${fmt(other.load, 2)} |`)
+    }
+    lines.push('', '| agents | delay (ms) | runs | median own p50 ratio | median tx/s ratio | median CPU/probe ratio |', '| ---: | ---: | ---: | ---: | ---: | ---: |')
+    for (const n of options.agents) {
+      for (const delay of options.delays) {
+        const these = pairs.filter((p) => p.self.agents === n && p.self.delayMs === delay)
+        if (these.length === 0) continue
+        lines.push(`| ${n} | ${delay} | ${these.length} | ${fmt(median(these.map((p) => p.self.own.p50 / p.other.own.p50)), 2)} | ${fmt(median(these.map((p) => p.self.txPerSecond / p.other.txPerSecond)), 2)} | ${fmt(median(these.map((p) => p.self.cpuMsPerProbe / p.other.cpuMsPerProbe)), 2)} |`)
+      }
+    }
+  }
+  const traced = results.filter((r) => r.hops !== null)
+  if (traced.length > 0) {
+    lines.push('', 'One gossip hop (this build, latency phase): p50 / p90 in ms per part.', '',
+      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | own events per received | own events/s per agent |`,
+      `| ---: | ---: | ---: | ${HOP_PARTS.map(() => '---:').join(' | ')} | ---: | ---: |`)
+    for (const r of traced) {
+      const h = r.hops!
+      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(h.createdPerReceived, 2)} | ${fmt(h.eventsPerSecond, 0)} |`)
+    }
+    lines.push('', ...HOP_PARTS.map((p) => `- ${p}: ${HOP_PART_MEANING[p]}`))
   }
   const text = lines.join('\n') + '\n'
   process.stdout.write(text)
   mkdirSync(fileURLToPath(new URL('../../bench/out/', import.meta.url)), { recursive: true })
   writeFileSync(fileURLToPath(new URL(`../../bench/out/swarm-${new Date().toISOString().slice(0, 16).replace(/[:T]/g, '')}.md`, import.meta.url)), text)
+}
+
+function goalOf (r: Result): string {
+  if (r.delayMs === 0) return r.agents === 3 ? (r.own.p50 <= 10 ? 'p50 ≤ 10: met' : 'p50 ≤ 10: missed') : '—'
+  return r.own.p50 <= 8 * r.delayMs + 10 ? `≤ ${fmt(8 * r.delayMs + 10)}: met` : `≤ ${fmt(8 * r.delayMs + 10)}: missed`
 }

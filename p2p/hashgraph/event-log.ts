@@ -1,9 +1,30 @@
 /**
  * Durable, append-only log of hashgraph events in SQLite (WAL). Insertion order is kept, so a
  * restart replays the events in an order the engine accepts and reaches the identical state.
+ *
+ * Durability: SQLite commits with `synchronous = NORMAL` (a commit is a write() into the -wal file,
+ * which survives the process being killed but not a power loss), and this class makes commits
+ * durable itself by fdatasync-ing the -wal file: at once and on the calling thread for appendOwn
+ * ('now'), or through libuv's thread pool for whenDurable(), where every commit made while an
+ * fdatasync is in flight shares the next one (group commit). A checkpoint (SQLite's, every ~1000
+ * pages) syncs the -wal before copying it into the database, so no commit is ever only in a
+ * file that was not synced. The -wal file keeps its inode while the database is open (one
+ * connection: the data directory is locked), so one descriptor opened once stays valid.
  */
+import { closeSync, fdatasync, fdatasyncSync, fsyncSync, openSync } from 'node:fs'
+import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { EventLogError } from './errors.js'
+
+/** fdatasync(2) through libuv's thread pool; replaceable to test what waits for it. */
+export type SyncFile = (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => void
+
+export interface EventLogOptions {
+  /** How whenDurable() flushes the -wal file to disk (default: fs.fdatasync). */
+  syncFile?: SyncFile
+}
+
+interface DurableWaiter { commit: number, resolve: () => void, reject: (err: Error) => void }
 
 export interface ConsensusSnapshot {
   /** Last round whose events have their round received. */
@@ -33,23 +54,45 @@ export class EventLog {
   private readonly insertSnapshot: Database.Statement<[number, number, number, number, string]>
   private pending: LogRow[] = []
   private readonly writeBatch: (rows: LogRow[]) => void
+  /** Descriptor of the -wal file (null for ':memory:', which has nothing to sync). */
+  private walFd: number | null = null
+  private readonly syncFile: SyncFile
+  /** Write transactions committed so far, and how many of them are known to be on disk. */
+  private commits = 0
+  private durableCommits = 0
+  private syncInFlight = false
+  private syncFailure: Error | null = null
+  private readonly waiters: DurableWaiter[] = []
+  /** This member's creator id and the sequence numbers of its newest own event written / on disk. */
+  private ownCreator: number | null = null
+  private writtenOwnSeq = -1
+  private durableOwnSeq = -1
 
   /** Opens (creating if needed) the log at `path`; ':memory:' is allowed for tests and benchmarks. */
-  constructor (readonly path: string) {
+  constructor (readonly path: string, options: EventLogOptions = {}) {
     try {
       this.db = new Database(path)
     } catch (err) {
       throw new EventLogError(`cannot open event log ${path}: ${(err as Error).message}`)
     }
+    this.syncFile = options.syncFile ?? fdatasync
     this.db.pragma('journal_mode = WAL')
-    // FULL: a committed event survives power loss, which own events need before they are gossiped.
-    this.db.pragma('synchronous = FULL')
+    // NORMAL: commits do not fsync; this class syncs the -wal file itself (see the file comment),
+    // so that the fsync an own event needs before it is gossiped can leave the event loop.
+    this.db.pragma('synchronous = NORMAL')
     this.migrate()
     this.insertEvent = this.db.prepare('INSERT INTO events (hash, creator, creator_seq, bytes) VALUES (?, ?, ?, ?)')
     this.insertSnapshot = this.db.prepare('INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)')
     this.writeBatch = this.db.transaction((rows: LogRow[]) => {
       for (const row of rows) this.insertEvent.run(...row)
     })
+    if (this.db.memory) return
+    this.walFd = openSync(`${path}-wal`, 'r+')
+    // What an earlier run committed may still be only in the page cache (it was killed before its
+    // sync): make it durable before anything from it is served again. Also the -wal's directory
+    // entry, in case this open created the file.
+    fdatasyncSync(this.walFd)
+    syncDirectory(dirname(path))
   }
 
   private migrate (): void {
@@ -80,10 +123,21 @@ export class EventLog {
     if (this.pending.length >= 512) this.flush()
   }
 
-  /** Writes everything queued, then this member's own event, and returns once it is on disk. */
-  appendOwn (hash: Uint8Array, creator: number, creatorSeq: number, bytes: Uint8Array): void {
+  /**
+   * Writes everything queued, then this member's own event. 'now': returns once it is on disk
+   * (an fdatasync on this thread). 'later': returns once committed (it survives the process being
+   * killed, not a power loss); it must not be shown to anyone before whenDurable() resolves, and
+   * eventsAfter() holds it back until then.
+   */
+  appendOwn (hash: Uint8Array, creator: number, creatorSeq: number, bytes: Uint8Array, durability: 'now' | 'later' = 'now'): void {
+    if (this.ownCreator !== null && this.ownCreator !== creator) throw new EventLogError(`event log ${this.path} holds own events of creator ${this.ownCreator}, not ${creator}`)
     this.pending.push([hash, creator, creatorSeq, bytes])
     this.flush()
+    // Own events of earlier runs were synced when the log was opened.
+    if (this.ownCreator === null) this.durableOwnSeq = creatorSeq - 1
+    this.ownCreator = creator
+    this.writtenOwnSeq = creatorSeq
+    if (durability === 'now') this.syncNow()
   }
 
   flush (): void {
@@ -91,6 +145,64 @@ export class EventLog {
     // Rows leave the queue only once written: a failed write (disk full) keeps them for the next try.
     this.writeBatch(this.pending)
     this.pending = []
+    this.commits++
+  }
+
+  /**
+   * Resolves once every commit made so far (queued received events included) is on disk. One
+   * fdatasync runs at a time, in libuv's thread pool; calls made while it runs share the next.
+   * A failed sync rejects this and every later call: what the kernel failed to write may be
+   * gone from its cache too, so nothing after it can be trusted to be durable.
+   */
+  async whenDurable (): Promise<void> {
+    this.flush()
+    if (this.syncFailure !== null) throw this.syncFailure
+    if (this.walFd === null || this.durableCommits >= this.commits) return
+    await new Promise<void>((resolve, reject) => {
+      this.waiters.push({ commit: this.commits, resolve, reject })
+      this.startSync()
+    })
+  }
+
+  /** Sequence number of this member's newest own event known to be on disk (-1: none written by this instance). */
+  get durableOwnSequence (): number { return this.durableOwnSeq }
+
+  private startSync (): void {
+    if (this.syncInFlight || this.walFd === null || this.waiters.length === 0) return
+    this.syncInFlight = true
+    const commit = this.commits
+    const ownSeq = this.writtenOwnSeq
+    this.syncFile(this.walFd, (err) => {
+      this.syncInFlight = false
+      if (err !== null) {
+        this.syncFailure = new EventLogError(`cannot sync event log ${this.path}: ${err.message}`)
+        for (const waiter of this.waiters.splice(0)) waiter.reject(this.syncFailure)
+        return
+      }
+      this.markDurable(commit, ownSeq)
+      this.startSync()
+    })
+  }
+
+  private syncNow (): void {
+    if (this.syncFailure !== null) throw this.syncFailure
+    if (this.walFd === null) {
+      this.markDurable(this.commits, this.writtenOwnSeq)
+      return
+    }
+    try {
+      fdatasyncSync(this.walFd)
+    } catch (err) {
+      this.syncFailure = new EventLogError(`cannot sync event log ${this.path}: ${(err as Error).message}`)
+      throw this.syncFailure
+    }
+    this.markDurable(this.commits, this.writtenOwnSeq)
+  }
+
+  private markDurable (commit: number, ownSeq: number): void {
+    this.durableCommits = Math.max(this.durableCommits, commit)
+    this.durableOwnSeq = Math.max(this.durableOwnSeq, ownSeq)
+    while (this.waiters.length > 0 && this.waiters[0]!.commit <= this.durableCommits) this.waiters.shift()!.resolve()
   }
 
   saveSnapshot (s: ConsensusSnapshot): void {
@@ -127,14 +239,18 @@ export class EventLog {
 
   /**
    * Stored events a peer lacks, in insertion (topological) order: those of creator c with a
-   * sequence number at or above known[c] (creators beyond the vector: all). Returns an array, not
-   * a cursor, so that a sync server can await between writes without holding a query open.
+   * sequence number at or above known[c] (creators beyond the vector: all). This member's own
+   * events that are not on disk yet are left out (nobody may see an own event a crash could
+   * lose; only own later events descend from it, so what is returned stays closed under parents).
+   * Returns an array, not a cursor, so that a sync server can await between writes without
+   * holding a query open.
    */
   eventsAfter (known: readonly number[], limit = 10_000): Uint8Array[] {
     this.flush()
     const clauses = known.map((_, creator) => `(creator = ${creator} AND creator_seq >= ?)`)
     clauses.push(`creator >= ${known.length}`)
-    const rows = this.db.prepare(`SELECT bytes FROM events WHERE ${clauses.join(' OR ')} ORDER BY seq LIMIT ?`).pluck().all(...known, limit) as Buffer[]
+    const notDurable = this.ownCreator === null ? '' : ` AND NOT (creator = ${this.ownCreator} AND creator_seq > ${this.durableOwnSeq})`
+    const rows = this.db.prepare(`SELECT bytes FROM events WHERE (${clauses.join(' OR ')})${notDurable} ORDER BY seq LIMIT ?`).pluck().all(...known, limit) as Buffer[]
     return rows.map((bytes) => new Uint8Array(bytes))
   }
 
@@ -143,10 +259,28 @@ export class EventLog {
     return row === undefined ? undefined : new Uint8Array(row.bytes)
   }
 
+  /** Writes what is queued and closes (SQLite checkpoints and syncs on the last close). */
   close (): void {
     if (!this.db.open) return
     this.flush()
     this.db.close()
+    if (this.walFd !== null) closeSync(this.walFd)
+    this.walFd = null
+    const closed = new EventLogError(`event log ${this.path} closed before its last sync`)
+    for (const waiter of this.waiters.splice(0)) waiter.reject(closed)
+  }
+}
+
+/** Makes a new directory entry (the -wal file's) durable; not possible on every platform (Windows). */
+function syncDirectory (directory: string): void {
+  let fd: number | null = null
+  try {
+    fd = openSync(directory, 'r')
+    fsyncSync(fd)
+  } catch {
+    // Best effort: where a directory cannot be opened, its entries are made durable with the files.
+  } finally {
+    if (fd !== null) closeSync(fd)
   }
 }
 

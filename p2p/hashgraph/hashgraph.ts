@@ -1,7 +1,7 @@
 /**
  * The live hashgraph of one member: validates and inserts signed events, parks events whose
- * parents have not arrived, creates this member's own events (durably stored before they are
- * returned for gossip), persists everything to the event log and emits the consensus order.
+ * parents have not arrived, creates this member's own events (durably stored before they may be
+ * gossiped), persists everything to the event log and emits the consensus order.
  * Knows nothing of the network: the swarm hands it bytes and asks it for events.
  */
 import { createHash, hash as oneShotHash } from 'node:crypto'
@@ -190,11 +190,31 @@ export class Hashgraph {
    * as many queued transactions as fit. Returns it for gossip.
    */
   createEvent (options: { otherParent?: string | null } = {}): SignedEvent {
+    return this.newOwnEvent(options.otherParent ?? null, 'now')
+  }
+
+  /**
+   * Like createEvent, without waiting for the disk on this thread: the event is inserted at once
+   * (the next one can build on it), and `durable` resolves once it is on disk. Only then may it be
+   * gossiped — a member that showed an event a crash could lose would build a second event on
+   * the same self-parent after restarting (a self-fork). Events created while a sync is in
+   * flight share the next one. A failed sync halts the engine (HashgraphHaltedError).
+   */
+  createPendingEvent (options: { otherParent?: string | null } = {}): { event: SignedEvent, durable: Promise<void> } {
+    const event = this.newOwnEvent(options.otherParent ?? null, 'later')
+    if (this.log === null) return { event, durable: Promise.resolve() }
+    const durable = this.log.whenDurable().catch((err: Error) => {
+      this.failure ??= err
+      throw err
+    })
+    return { event, durable }
+  }
+
+  private newOwnEvent (otherParent: string | null, durability: 'now' | 'later'): SignedEvent {
     this.assertRunning()
     if (this.signer === null) throw new Error('this hashgraph has no key: it can only receive')
     if (this.selfCreator === null) throw new Error('this site is not a member of the swarm (yet): it can only receive')
     const selfParent = this.consensus.lastEventOf(this.selfCreator)
-    const otherParent = options.otherParent ?? null
     if (otherParent !== null && !this.consensus.has(otherParent)) {
       throw new EventRejectedError('unknown-parent', '(own event)', `other-parent ${otherParent} is not in this hashgraph`)
     }
@@ -209,7 +229,7 @@ export class Hashgraph {
       transactions: taken
     }, this.signer)
     try {
-      this.insert(event, 'own')
+      this.insert(event, durability === 'now' ? 'own' : 'own-later')
     } catch (err) {
       this.queue.unshift(...taken)
       throw err
@@ -304,12 +324,12 @@ export class Hashgraph {
   }
 
   /** Inserts into consensus; the log write happens after validation and before any state changes. */
-  private insert (event: SignedEvent, persist: 'own' | 'received' | 'no', prepared = toInput(event)): void {
+  private insert (event: SignedEvent, persist: 'own' | 'own-later' | 'received' | 'no', prepared = toInput(event)): void {
     const inserted = this.consensus.insert(prepared, () => {
       if (this.log === null || persist === 'no') return
       const selfParent = event.selfParent === null ? undefined : this.consensus.event(toHex(event.selfParent))
       const seq = selfParent === undefined ? 0 : selfParent.seq + 1
-      if (persist === 'own') this.log.appendOwn(event.hash, event.creator, seq, event.bytes)
+      if (persist === 'own' || persist === 'own-later') this.log.appendOwn(event.hash, event.creator, seq, event.bytes, persist === 'own' ? 'now' : 'later')
       else this.log.appendReceived(event.hash, event.creator, seq, event.bytes)
     })
     if (inserted.payload.transactions.length > 0 && inserted.roundReceived === null && !inserted.stale) this.unordered.add(inserted.id)

@@ -5,6 +5,7 @@
  * everything after a restart). Events are created only while there is something to order:
  * pending or unordered transactions, or a membership change on its way in. An idle swarm sends nothing but libp2p's own keep-alives.
  */
+import { appendFileSync } from 'node:fs'
 import * as dagCbor from '@ipld/dag-cbor'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
@@ -34,7 +35,21 @@ export interface HashgraphGossipInit {
    */
   antiEntropyMs?: number
   onError?: (err: Error) => void
+  /**
+   * Timestamps of each event's way through this member, for profiling one gossip hop (see
+   * HopStage). Without it, the environment variable HGMIG_HOP_TRACE=FILE appends them to FILE as
+   * lines `stage eventId epochMs [otherParentId]` (how bench/swarm.ts profiles agent processes).
+   */
+  onHop?: (stage: HopStage, eventId: string, atMs: number, otherParent: string | null) => void
 }
+
+/**
+ * received: gossip handed us another member's event (before validation); inserted: validated and
+ * in the hashgraph; creating: this member starts its next event (with the other-parent given);
+ * created: signed, inserted and committed (not yet on disk); durable: its fsync returned;
+ * published: handed to gossipsub.
+ */
+export type HopStage = 'received' | 'inserted' | 'creating' | 'created' | 'durable' | 'published'
 
 /**
  * The gossipsub topic a swarm's hashgraph events travel on. Version 2: gossipsub envelopes are
@@ -49,7 +64,9 @@ const MAX_MESSAGE_BYTES = 1024 * 1024 + 4096
 export class HashgraphGossip {
   readonly topic: string
   readonly syncProtocol: string
-  private readonly init: Required<Omit<HashgraphGossipInit, 'onError'>> & Pick<HashgraphGossipInit, 'onError'>
+  private readonly init: Required<Omit<HashgraphGossipInit, 'onError' | 'onHop'>> & Pick<HashgraphGossipInit, 'onError'>
+  private readonly onHop: NonNullable<HashgraphGossipInit['onHop']> | null
+  private stopTrace: (() => void) | null = null
   /** Newest event received from another member: the next own event's other-parent. */
   private latestFromOthers: string | null = null
   private lastCreated = 0
@@ -64,6 +81,10 @@ export class HashgraphGossip {
 
   constructor (init: HashgraphGossipInit) {
     this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, ...init }
+    const traceFile = process.env.HGMIG_HOP_TRACE
+    if (init.onHop !== undefined) this.onHop = init.onHop
+    else if (traceFile !== undefined && traceFile !== '') ({ onHop: this.onHop, stop: this.stopTrace } = fileTracer(traceFile))
+    else this.onHop = null
     this.topic = eventsTopic(init.swarmId)
     this.syncProtocol = `/hgmig/${init.swarmId}/sync/1.0.0`
   }
@@ -92,6 +113,7 @@ export class HashgraphGossip {
     pubsub.topicValidators.delete(this.topic)
     pubsub.unsubscribe(this.topic)
     await this.init.node.unhandle(this.syncProtocol)
+    this.stopTrace?.()
   }
 
   /** Queues a transaction and makes sure an event carrying it is created soon. */
@@ -108,8 +130,13 @@ export class HashgraphGossip {
 
   private validate (peer: PeerId, data: Uint8Array): TopicValidatorResult {
     const { hashgraph } = this.init
+    const receivedAt = this.onHop === null ? 0 : now()
     try {
       const result = hashgraph.receive(data)
+      if (this.onHop !== null) {
+        this.onHop('received', result.event.id, receivedAt, null)
+        this.onHop('inserted', result.event.id, now(), null)
+      }
       if (result.status === 'parked') {
         void this.syncFrom(peer)
       } else {
@@ -170,9 +197,21 @@ export class HashgraphGossip {
     }
     if (!hasWork(hashgraph)) return
     try {
-      const event = hashgraph.createEvent({ otherParent: this.latestFromOthers })
+      const otherParent = this.latestFromOthers
+      const creatingAt = this.onHop === null ? 0 : now()
+      const { event, durable } = hashgraph.createPendingEvent({ otherParent })
       this.lastCreated = Date.now()
-      this.init.node.services.pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
+      if (this.onHop !== null) {
+        this.onHop('creating', event.id, creatingAt, otherParent)
+        this.onHop('created', event.id, now(), null)
+      }
+      // Gossiped only once on disk (the sync server holds it back until then, too).
+      durable.then(() => {
+        this.onHop?.('durable', event.id, now(), null)
+        if (!this.running) return
+        this.init.node.services.pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
+        this.onHop?.('published', event.id, now(), null)
+      }, (err: Error) => { this.init.onError?.(err) })
     } catch (err) {
       // Added, but its first round is still ahead: wait for it quietly.
       if (!(err instanceof EventRejectedError && err.reason === 'not-a-member')) this.init.onError?.(err as Error)
@@ -263,6 +302,26 @@ export class HashgraphGossip {
  */
 function senderAtFault (err: EventRejectedError): boolean {
   return err.reason !== 'duplicate' && err.reason !== 'unknown-creator' && err.reason !== 'ancient'
+}
+
+function now (): number {
+  return performance.timeOrigin + performance.now()
+}
+
+/** Buffers hop timestamps and appends them to `file` once a second and at stop. */
+function fileTracer (file: string): { onHop: NonNullable<HashgraphGossipInit['onHop']>, stop: () => void } {
+  let lines: string[] = []
+  const flush = (): void => {
+    if (lines.length === 0) return
+    appendFileSync(file, lines.join(''))
+    lines = []
+  }
+  const timer = setInterval(flush, 1000)
+  timer.unref()
+  return {
+    onHop: (stage, eventId, atMs, otherParent) => { lines.push(`${stage} ${eventId} ${atMs.toFixed(3)}${otherParent === null ? '' : ` ${otherParent}`}\n`) },
+    stop: () => { clearInterval(timer); flush() }
+  }
 }
 
 function learnedAnything (before: readonly number[], after: readonly number[]): boolean {
