@@ -113,8 +113,13 @@ class EventNode<P> implements ConsensusEvent<P> {
     /** In-memory parents; cut to null when a parent is pruned so history can be collected. */
     public selfParent: EventNode<P> | null,
     public otherParent: EventNode<P> | null,
-    /** Per creator: highest sequence number among this event's ancestors (itself included), -1 if none. */
-    readonly lastSeq: Int32Array,
+    /**
+     * Per creator: highest sequence number among this event's ancestors (itself included), -1 if
+     * none — the row [lastSeqAt, lastSeqAt + lastSeqLength) of a shared slab (see RowSlabs).
+     */
+    readonly lastSeqSlab: Int32Array,
+    readonly lastSeqAt: number,
+    readonly lastSeqLength: number,
     /** Creators of which this event's ancestry holds a fork (two events, neither a self-ancestor of the other). */
     public forkSeen: ReadonlySet<number> | null
   ) {}
@@ -216,6 +221,13 @@ export class Consensus<P = undefined> {
   private readonly creatorTip: Array<EventNode<P> | undefined>
   private readonly forkers = new Set<number>()
   private readonly forkEvidence: ForkEvidence[] = []
+  private readonly rows = new RowSlabs()
+  /** Scratch space of stronglySeenWitnesses and consensusTimestamp (reused: no garbage per event). */
+  private readonly scratchTips: Array<EventNode<P> | undefined> = []
+  private readonly scratchSlabs: Int32Array[] = []
+  private readonly scratchRowAt: number[] = []
+  private readonly scratchRowLength: number[] = []
+  private readonly scratchTimes: bigint[] = []
   private readonly undecided = new Set<EventNode<P>>()
   private maxRound = 0
   private nextRoundToOrder = 1
@@ -369,10 +381,11 @@ export class Consensus<P = undefined> {
     if (input.selfParent !== null && input.selfParent === input.otherParent) {
       reject('other-parent-same-creator', 'self-parent and other-parent are the same event')
     }
-    const missing = this.missing([input.selfParent, input.otherParent])
-    if (missing.length > 0) throw new MissingParentsError(id, missing)
-    const selfParent = input.selfParent === null ? null : this.resolve(input.selfParent)!
-    const otherParent = input.otherParent === null ? null : this.resolve(input.otherParent)!
+    const selfParent = input.selfParent === null ? null : this.resolve(input.selfParent)
+    const otherParent = input.otherParent === null ? null : this.resolve(input.otherParent)
+    if (selfParent === undefined || otherParent === undefined) {
+      throw new MissingParentsError(id, this.missing([input.selfParent, input.otherParent]))
+    }
     if (selfParent !== null && selfParent.creator !== creator) {
       reject('self-parent-creator-mismatch', `self-parent ${selfParent.id} was created by ${selfParent.creator}, not ${creator}`)
     }
@@ -399,21 +412,27 @@ export class Consensus<P = undefined> {
     const seq = selfParent === null ? 0 : selfParent.seq + 1
     const generation = 1 + Math.max(selfParent?.generation ?? 0, otherParent?.generation ?? 0)
     const slots = this.schedule.slots
-    const lastSeq = new Int32Array(slots).fill(-1)
+    const at = this.rows.allocate(slots)
+    const lastSeq = this.rows.slab
     // Parents created before a member joined have shorter vectors: the rest stays -1.
-    if (selfParent !== null) lastSeq.set(selfParent.lastSeq)
-    if (otherParent !== null) {
-      const theirs = otherParent.lastSeq
-      for (let m = 0; m < theirs.length; m++) if (theirs[m]! > lastSeq[m]!) lastSeq[m] = theirs[m]!
+    if (selfParent !== null) {
+      const theirs = selfParent.lastSeqSlab
+      for (let m = 0, from = selfParent.lastSeqAt; m < selfParent.lastSeqLength; m++) lastSeq[at + m] = theirs[from + m]!
     }
-    if (seq > lastSeq[creator]!) lastSeq[creator] = seq
+    if (otherParent !== null) {
+      const theirs = otherParent.lastSeqSlab
+      for (let m = 0, from = otherParent.lastSeqAt; m < otherParent.lastSeqLength; m++) {
+        if (theirs[from + m]! > lastSeq[at + m]!) lastSeq[at + m] = theirs[from + m]!
+      }
+    }
+    if (seq > lastSeq[at + creator]!) lastSeq[at + creator] = seq
 
     const isFork = this.chains[creator]!.occupied(seq)
     const forkers = isFork && !this.forkers.has(creator) ? new Set([...this.forkers, creator]) : this.forkers
     const coin = input.coinBit !== undefined ? input.coinBit === 1 : middleBit(input.signature)
     // forkSeen is computed from the node's own ancestry links, so it is filled in once they exist.
     const node = new EventNode<P>(id, creator, seq, generation, input.timestamp, input.signature, coin, input.payload,
-      selfParent, otherParent, lastSeq, null)
+      selfParent, otherParent, lastSeq, at, slots, null)
     node.forkSeen = this.computeForkSeen(node, forkers)
 
     // divideRounds
@@ -583,21 +602,31 @@ export class Consensus<P = undefined> {
     const round = witnesses[0]!.round
     const slots = this.schedule.slots
     // The tips are shared by every witness tested: compute them once.
-    const tips: Array<EventNode<P> | undefined> = new Array(slots)
+    const tips = this.scratchTips
+    tips.length = slots
     for (let m = 0; m < slots; m++) {
       tips[m] = (x.forkSeen?.has(m) === true || !this.schedule.isMember(m, round)) ? undefined : this.tip(x, m, forkers)
     }
     const needed = this.schedule.count(round)
     if (forkers.size === 0 && x.forkSeen === null) {
-      // No forks: "a is an ancestor of b" is b.lastSeq[a.creator] >= a.seq, a tight loop over Int32Arrays.
-      const rows: Int32Array[] = []
-      for (let m = 0; m < slots; m++) { const t = tips[m]; if (t !== undefined) rows.push(t.lastSeq) }
+      // No forks: "a is an ancestor of b" is lastSeqOf(b, a.creator) >= a.seq, a tight loop over the
+      // tips' rows. A tip older than w's creator's slot (a shorter row) cannot have w as an ancestor.
+      const slabs = this.scratchSlabs
+      const rowAt = this.scratchRowAt
+      const rowLength = this.scratchRowLength
+      slabs.length = 0
+      rowAt.length = 0
+      rowLength.length = 0
+      for (let m = 0; m < slots; m++) {
+        const t = tips[m]
+        if (t !== undefined) { slabs.push(t.lastSeqSlab); rowAt.push(t.lastSeqAt); rowLength.push(t.lastSeqLength) }
+      }
       for (const w of witnesses) {
         const c = w.creator
         const s = w.seq
-        if (x.lastSeq[c]! < s) continue
+        if (lastSeqOf(x, c) < s) continue
         let count = 0
-        for (let k = 0; k < rows.length; k++) if (!(rows[k]![c]! < s)) count++
+        for (let k = 0; k < slabs.length; k++) if (c < rowLength[k]! && slabs[k]![rowAt[k]! + c]! >= s) count++
         if (isSupermajority(count, needed)) seen.push(w)
       }
       return seen
@@ -685,17 +714,15 @@ export class Consensus<P = undefined> {
     if (received.length === 0) return
 
     const whitener = xorAll(unique.map((w) => w.signature))
-    const whitened = new Map<EventNode<P>, Uint8Array>()
     for (const x of received) {
       x.roundReceived = state.round
       x.consensusTimestamp = this.consensusTimestamp(x, unique)
-      whitened.set(x, xorBytes(x.signature, whitener))
       this.rounds.get(x.round)!.pending.delete(x)
     }
     received.sort((a, b) =>
       compareBigInt(a.consensusTimestamp!, b.consensusTimestamp!) ||
       a.generation - b.generation ||
-      compareUnsignedBigEndian(whitened.get(a)!, whitened.get(b)!) ||
+      compareWhitened(a.signature, b.signature, whitener) ||
       (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     for (const x of received) x.position = this.orderedCount++
     this.orderingRound = state.round
@@ -708,10 +735,11 @@ export class Consensus<P = undefined> {
 
   /** Median over the unique famous witnesses w of: the time of w's earliest self-ancestor that has x as an ancestor. */
   private consensusTimestamp (x: EventNode<P>, unique: ReadonlyArray<EventNode<P>>): bigint {
-    const times: bigint[] = []
+    const times = this.scratchTimes
+    times.length = 0
     for (const w of unique) times.push(this.earliestSelfAncestorWith(x, w).timestamp)
-    times.sort(compareBigInt)
-    return times[times.length >> 1]!
+    // The element a sort would put at index length >> 1 (the upper middle for an even count).
+    return selectKth(times, times.length >> 1)
   }
 
   private earliestSelfAncestorWith (x: EventNode<P>, w: EventNode<P>): EventNode<P> {
@@ -779,8 +807,8 @@ export class Consensus<P = undefined> {
 // ---------------------------------------------------------------- helpers
 
 /** Highest sequence number of creator m among e's ancestors; -1 for none (or m joined after e). */
-function lastSeqOf (e: { readonly lastSeq: Int32Array }, m: number): number {
-  return m < e.lastSeq.length ? e.lastSeq[m]! : -1
+function lastSeqOf (e: { readonly lastSeqSlab: Int32Array, readonly lastSeqAt: number, readonly lastSeqLength: number }, m: number): number {
+  return m < e.lastSeqLength ? e.lastSeqSlab[e.lastSeqAt + m]! : -1
 }
 
 /** 3k > 2n, the paper's "more than two thirds". */
@@ -826,12 +854,75 @@ function xorAll (items: readonly Uint8Array[]): Uint8Array {
   return acc
 }
 
-function compareUnsignedBigEndian (a: Uint8Array, b: Uint8Array): number {
-  const length = Math.max(a.length, b.length)
+/**
+ * Compares (a XOR w) with (b XOR w) as big-endian unsigned integers (shorter operands zero-extended
+ * on the left), byte by byte, without materialising either whitened signature.
+ */
+function compareWhitened (a: Uint8Array, b: Uint8Array, w: Uint8Array): number {
+  const length = Math.max(a.length, b.length, w.length)
+  const padA = length - a.length
+  const padB = length - b.length
+  const padW = length - w.length
   for (let i = 0; i < length; i++) {
-    const x = i < length - a.length ? 0 : a[i - (length - a.length)]!
-    const y = i < length - b.length ? 0 : b[i - (length - b.length)]!
+    const mask = i < padW ? 0 : w[i - padW]!
+    const x = (i < padA ? 0 : a[i - padA]!) ^ mask
+    const y = (i < padB ? 0 : b[i - padB]!) ^ mask
     if (x !== y) return x - y
   }
   return 0
 }
+
+/**
+ * The k-th smallest (0-based) of the values, as sorting them ascending and taking index k would
+ * give; reorders the array in place (Hoare's quickselect, no allocation).
+ */
+function selectKth (values: bigint[], k: number): bigint {
+  let lo = 0
+  let hi = values.length - 1
+  while (lo < hi) {
+    const pivot = values[(lo + hi) >> 1]!
+    let i = lo
+    let j = hi
+    while (i <= j) {
+      while (values[i]! < pivot) i++
+      while (values[j]! > pivot) j--
+      if (i <= j) {
+        const t = values[i]!
+        values[i] = values[j]!
+        values[j] = t
+        i++
+        j--
+      }
+    }
+    if (k <= j) hi = j
+    else if (k >= i) lo = i
+    else return values[k]!
+  }
+  return values[k]!
+}
+
+/**
+ * Ancestry rows (lastSeq) cut from shared slabs: a row of its own would be an ArrayBuffer (and,
+ * beyond 64 bytes, a malloc'd backing store) per event. Events die roughly in insertion order, so
+ * a slab is freed once its rows' events are; each creator's newest event pins at most one slab.
+ */
+class RowSlabs {
+
+  /** The slab of the rows handed out last. */
+  slab = new Int32Array(0)
+  private used = 0
+
+  /** A row of `length` entries set to -1, in `slab` from the returned offset. */
+  allocate (length: number): number {
+    if (this.used + length > this.slab.length) {
+      this.slab = new Int32Array(ROWS_PER_SLAB * Math.max(length, 1))
+      this.used = 0
+    }
+    const at = this.used
+    this.used += length
+    this.slab.fill(-1, at, at + length)
+    return at
+  }
+}
+
+const ROWS_PER_SLAB = 256
