@@ -13,7 +13,7 @@ import { ExchangeStoppedError, InvalidRequestError, TransferRunningError } from 
 import { protocolId, type TransferContext } from './protocol.js'
 import { TokenBucket } from './rate-limit.js'
 import { BlockServer } from './server.js'
-import { Transfer } from './transfer.js'
+import { adoptionKey, Transfer } from './transfer.js'
 import { TransferState, type TransferRecord } from './transfer-state.js'
 import type { BlockExchangeInit, ExchangeEvents, FetchRequest, FetchResult, ServedStats, TransferProgress, TransferSummary } from './types.js'
 
@@ -67,11 +67,19 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
   async start (): Promise<void> {
     if (this.state !== undefined) return
     const directory = resolve(this.init.directory)
-    mkdirSync(join(directory, 'partial'), { recursive: true })
+    mkdirSync(directory, { recursive: true })
     const state = new TransferState(this.init.database ?? join(directory, 'transfers.sqlite'))
+    // Leaves pinned for transfers this state no longer knows (forgotten while the store was elsewhere): free them.
+    try {
+      for (const key of await this.init.store.adoptions()) {
+        if (key.startsWith(adoptionKey('')) && state.load(key.slice(adoptionKey('').length)) === undefined) await this.init.store.releaseAdoption(key)
+      }
+    } catch (err) {
+      state.close()
+      throw err
+    }
     const server = new BlockServer({
       store: this.init.store,
-      state,
       policy: this.init.policy,
       egress: this.egress,
       egressPerTransfer: this.init.rateLimits?.egressPerTransfer,
@@ -184,7 +192,7 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     return this.running.get(rootCid)?.progress
   }
 
-  /** Cancels a running transfer (its state stays for a resume) or forgets an interrupted one and its partial file. */
+  /** Cancels a running transfer (its state and stored leaves stay for a resume); `forget` also drops them (the leaves only it kept are deleted from the store). */
   async cancel (rootCid: string, options: { forget?: boolean } = {}): Promise<void> {
     const state = this.requireState()
     const running = this.running.get(rootCid)
@@ -195,7 +203,8 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     if (options.forget === true) {
       const record = state.load(rootCid)
       state.delete(rootCid)
-      if (record !== undefined) await rm(record.partialPath, { force: true })
+      if (record !== undefined && record.partialPath !== '') await rm(record.partialPath, { force: true })
+      await this.init.store.releaseAdoption(adoptionKey(rootCid))
     }
   }
 
@@ -246,7 +255,6 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     const rootCid = root.toString()
     const context: TransferContext = { purpose, image: rootCid }
     if (request.migration !== undefined) context.migration = request.migration
-    const directory = resolve(this.init.directory)
     return {
       root,
       cids,
@@ -262,7 +270,7 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
         chunkSize,
         purpose,
         migration: request.migration ?? null,
-        partialPath: join(directory, 'partial', `${rootCid}.partial`),
+        partialPath: '',
         created: Date.now()
       }
     }

@@ -1,27 +1,23 @@
 /**
  * The serving side of the block protocol: one BlockServer per exchange, one ServedStream per
  * inbound stream. Wants are queued per stream (bounded) and answered in order; each block is read
- * (checked against its CID by the store), passes the serving policy and the egress rate limits
- * (migration before replication), and is sent as a frame header plus the block itself, waiting
- * for the stream to drain when the muxer's buffer is full.
+ * from the store (not hashed: the fetcher hashes every block it receives), passes the serving
+ * policy and the egress rate limits (migration before replication), and is sent as one frame,
+ * waiting for the stream to drain when the muxer's buffer is full.
  */
-import { closeSync, openSync, readSync } from 'node:fs'
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
-import { blockMatches, RAW_CODEC } from './cid-check.js'
 import {
   decodeCids, decodeHello, FrameDecoder, frame, MAX_QUEUED_WANTS_PER_STREAM, MAX_REQUEST_BYTES, MESSAGE,
   type TransferContext
 } from './protocol.js'
 import { PRIORITY, TokenBucket, type RateLimit } from './rate-limit.js'
-import type { TransferState } from './transfer-state.js'
 import type { ExchangeStore, ServedStats, ServeRefusedDetail, ServingPolicy } from './types.js'
 
 const encoder = new TextEncoder()
 
 export interface BlockServerInit {
   store: ExchangeStore
-  state: TransferState
   policy: ServingPolicy
   egress: TokenBucket | undefined
   egressPerTransfer: RateLimit | undefined
@@ -79,31 +75,18 @@ export class BlockServer {
 
   get policy (): ServingPolicy { return this.init.policy }
 
-  /** The block's bytes, or undefined when this site does not hold it (in the store or a partial image). */
+  /**
+   * The block's bytes, or undefined when this site does not hold it. Leaves a transfer here has
+   * stored but not yet registered are in the store too (adopted), so a site passes chunks on
+   * before its own copy of the image is complete. Not hashed here: the fetcher hashes every block
+   * it receives (a corrupt block here costs this site a penalty there, and the fetcher asks
+   * another source).
+   */
   readBlock (cid: CID): Uint8Array | undefined {
-    const { store, state } = this.init
     try {
-      // One lookup: readBlock fails for a block that is not here (or is corrupt: then the fetcher asks another source).
-      return store.readBlock(cid)
-    } catch {
-      // Not in the store: perhaps in a partial image below.
-    }
-    // Chunks a transfer in progress here already wrote can be passed on before its image is complete.
-    if (cid.code !== RAW_CODEC) return undefined
-    const written = state.findWritten(cid.bytes)
-    if (written === undefined) return undefined
-    let fd: number | undefined
-    try {
-      fd = openSync(written.partialPath, 'r')
-      const buffer = new Uint8Array(written.chunkSize)
-      // The partial file has the image's exact size, so the last chunk reads short, as it should.
-      const n = readSync(fd, buffer, 0, buffer.byteLength, written.position * written.chunkSize)
-      const block = buffer.subarray(0, n)
-      return blockMatches(cid, block) ? block : undefined
+      return this.init.store.readBlock(cid, { verify: false })
     } catch {
       return undefined
-    } finally {
-      if (fd !== undefined) closeSync(fd)
     }
   }
 

@@ -1,9 +1,8 @@
 /**
  * Transfer state in SQLite, so that a transfer survives a crash or a restart: what is being
- * fetched (the image's identity and its manifest) and which chunk positions are already written
- * to the transfer's partial file. A position is marked done only after its bytes were verified
- * and written; the marks are committed in batches (see Transfer), and a resume re-checks the
- * partial file for blocks written after the last committed batch.
+ * fetched (the image's identity and its manifest) and which chunk positions are done. A position
+ * is marked done only once its leaf was verified and is durable in the image store (adopted, see
+ * Transfer); a resume also asks the store, which may hold leaves stored after the last marks.
  */
 import Database from 'better-sqlite3'
 import type { Layer } from '../store/index.js'
@@ -20,6 +19,7 @@ export interface TransferRecord {
   chunkSize: number
   purpose: Purpose
   migration: string | null
+  /** '' (a transfer from before leaves were adopted wrote a partial file here: deleted on resume). */
   partialPath: string
   created: number
 }
@@ -54,8 +54,8 @@ const SCHEMA = `
   );
   -- Which site delivered a chunk: small ids instead of a 52-character peer id per row.
   CREATE TABLE IF NOT EXISTS exchange_sources (id INTEGER PRIMARY KEY, peer TEXT NOT NULL UNIQUE);
-  -- done: 0 missing, 1 written to the partial file. source: exchange_sources.id, or NULL when the
-  -- chunk came from this site (all zeros, or already in the local store).
+  -- done: 0 missing, 1 in the image store (or all zeros). source: exchange_sources.id, or NULL when
+  -- the chunk came from this site (all zeros, already in the local store, or found there on resume).
   CREATE TABLE IF NOT EXISTS exchange_chunks (
     transfer TEXT NOT NULL REFERENCES exchange_transfers(id) ON DELETE CASCADE,
     position INTEGER NOT NULL,
@@ -134,7 +134,7 @@ export class TransferState {
     })()
   }
 
-  /** Marks positions missing again (their bytes in the partial file turned out wrong). */
+  /** Marks positions missing again (the store no longer has their leaf). */
   markMissing (id: string, positions: number[]): void {
     const update = this.db.prepare('UPDATE exchange_chunks SET done = 0, source = NULL WHERE transfer = ? AND position = ?')
     this.db.transaction(() => { for (const position of positions) update.run(id, position) })()
@@ -142,13 +142,6 @@ export class TransferState {
 
   delete (id: string): void {
     this.db.prepare('DELETE FROM exchange_transfers WHERE id = ?').run(id)
-  }
-
-  /** A written position of any transfer holding this CID (to serve blocks still in partial files). */
-  findWritten (cid: Uint8Array): { partialPath: string, position: number, chunkSize: number } | undefined {
-    const row = this.db.prepare(`SELECT t.partial_path, c.position, t.chunk_size FROM exchange_chunks c JOIN exchange_transfers t ON t.id = c.transfer
-      WHERE c.cid = ? AND c.done = 1 LIMIT 1`).raw().get(cid) as [string, number, number] | undefined
-    return row === undefined ? undefined : { partialPath: row[0], position: row[1], chunkSize: row[2] }
   }
 
   private sourceId (peer: string): number {

@@ -13,18 +13,19 @@
  * dropped, and its outstanding chunks go back to the others.
  *
  * Every block is hashed against the CID it was asked for before anything else happens to it; a
- * mismatch is never written, the chunk is re-queued for another source and the sender penalised.
- * Verified chunks are written into the transfer's sparse partial file at every position that has
- * their CID, then marked done in SQLite in batches. The finished file is imported by the image
- * store, which must rebuild the requested root CID.
+ * mismatch is never stored, the chunk is re-queued for another source and the sender penalised.
+ * Verified blocks go straight into the image store (`adoptLeaves`: written once into its pack
+ * files, not hashed again, pinned for this transfer), in batches; once a batch is durable its
+ * positions are marked done in SQLite. When every leaf is in, the store registers the image from
+ * the manifest (`registerAdopted`: only the inner nodes are built), which must give the requested
+ * root CID. No partial file, no second hash of the data, no re-import.
  */
-import { writeSync } from 'node:fs'
-import { open, rm, truncate, type FileHandle } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import type { PeerId, Stream } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
-import { isAllZero, type ImageInfo } from '../store/index.js'
+import type { ImageInfo } from '../store/index.js'
 import type { SwarmNode } from '../swarm/index.js'
 import { blockMatches, leafData, zeroLeafCids } from './cid-check.js'
 import { ExchangeError, ManifestMismatchError, NoSourcesLeftError, TransferAbortedError, type SourceFailure } from './errors.js'
@@ -34,9 +35,10 @@ import type { TransferRecord, TransferState } from './transfer-state.js'
 import type { ExchangeStore, FetchResult, FetchSource, PenaltyDetail, SourceProgress, TransferProgress } from './types.js'
 
 const TICK_MS = 250
+/** Verified blocks wait at most this long, or until this many gather, before they go to the store (one fsync and one transaction per batch). */
 const COMMIT_INTERVAL_MS = 50
 const COMMIT_BATCH = 256
-/** Verified bytes handed to the file but not yet written, at most: beyond it no new wants go out. */
+/** Verified bytes handed to the store but not yet durable, at most: beyond it no new wants go out. */
 const MAX_WRITE_BACKLOG = 64 << 20
 const MIN_ENDGAME_DELAY_MS = 250
 /** Streams to one source must open within this. */
@@ -139,6 +141,11 @@ class SourceLink {
   }
 }
 
+/** The store adoption that pins a transfer's leaves until its image is registered (one per root CID). */
+export function adoptionKey (rootCid: string): string {
+  return `exchange:${rootCid}`
+}
+
 export interface NormalizedRequest {
   record: TransferRecord
   root: CID
@@ -151,7 +158,7 @@ export interface NormalizedRequest {
 export class Transfer {
   private readonly record: TransferRecord
   private readonly rootCid: string
-  private file: FileHandle | undefined
+  private readonly adoption: string
   private readonly wants: Want[] = []
   private readonly requeue: Want[] = []
   private readonly inflightWants = new Set<Want>()
@@ -170,7 +177,10 @@ export class Transfer {
   private invalidBlocks = 0
   private writeBacklog = 0
   private writesPending = 0
-  private uncommitted: Array<{ want: Want, source: SourceLink }> = []
+  /** Verified blocks waiting for the next store batch. */
+  private unstored: Array<{ want: Want, block: Uint8Array, source: SourceLink }> = []
+  /** A batch is being stored (batches go one at a time, in order). */
+  private storing = false
   private commitTimer: NodeJS.Timeout | null = null
   private tickTimer: NodeJS.Timeout | null = null
   private rate = 0
@@ -188,6 +198,7 @@ export class Transfer {
   constructor (private readonly deps: TransferDeps, private readonly request: NormalizedRequest) {
     this.record = request.record
     this.rootCid = request.root.toString()
+    this.adoption = adoptionKey(this.rootCid)
   }
 
   async run (): Promise<FetchResult> {
@@ -200,16 +211,14 @@ export class Transfer {
       this.fetchStartedAt = fetchStarted
       if (this.fetchDone < this.wants.length) await this.fetch()
       const fetchMs = performance.now() - fetchStarted
-      await this.closeFile()
       this.phase = 'importing'
       this.emitProgress()
       const importStarted = performance.now()
-      const image = await this.importImage()
+      const image = await this.registerImage()
       const importMs = performance.now() - importStarted
       this.phase = 'done'
       this.emitProgress()
       this.deps.state.delete(this.record.id)
-      await rm(this.record.partialPath, { force: true })
       return {
         image,
         chunksFetched: this.sources.reduce((n, s) => n + s.chunks, 0),
@@ -229,7 +238,6 @@ export class Transfer {
     } finally {
       signal?.removeEventListener('abort', this.onAbort)
       this.stopTimers()
-      await this.closeFile().catch(() => {})
     }
   }
 
@@ -238,87 +246,59 @@ export class Transfer {
   private async prepare (): Promise<void> {
     const { record } = this
     const { state, store } = this.deps
-    const resumed = (await fileExists(record.partialPath))
-    if (!resumed) {
-      await (await open(record.partialPath, 'w')).close()
-      await truncate(record.partialPath, record.size)
-    }
-    this.file = await open(record.partialPath, 'r+')
+    // A transfer from before leaves were adopted wrote a partial file: not used any more.
+    if (record.partialPath !== '') await rm(record.partialPath, { force: true })
     const rows = state.chunks(record.id)
     this.chunksTotal = rows.length
     const lastLength = record.size - (rows.length - 1) * record.chunkSize
     const zeroCids = zeroLeafCids([record.chunkSize, lastLength])
-    const byCid = new Map<string, Want>()
+    const byCid = new Map<string, Want & { donePositions: number[] }>()
     const zeroPositions: number[] = []
-    const writtenAt = new Map<string, number>()
     for (const row of rows) {
       const length = row.position === rows.length - 1 ? lastLength : record.chunkSize
       const cid = CID.decode(row.cid)
       const key = cid.toString()
-      if (row.done) {
-        this.chunksResumed++
-        this.countDone(1, length)
-        writtenAt.set(key, row.position)
-        continue
-      }
       if (zeroCids.has(key)) {
-        zeroPositions.push(row.position)
-        this.chunksZero++
+        // All zeros: never fetched nor stored (the registration records them by their CID).
+        if (row.done) this.chunksResumed++
+        else this.chunksZero++
+        if (!row.done) zeroPositions.push(row.position)
         this.countDone(1, length)
         continue
       }
       let want = byCid.get(key)
       if (want === undefined) {
-        want = { cid, key, positions: [], length, done: false, inflight: new Map(), excluded: new Set() }
+        want = { cid, key, positions: [], donePositions: [], length, done: false, inflight: new Map(), excluded: new Set() }
         byCid.set(key, want)
-        this.wants.push(want)
       }
       want.positions.push(row.position)
+      if (row.done) want.donePositions.push(row.position)
     }
-    // Zeros are holes of the sparse file already: nothing to write.
     state.markDone(record.id, [{ positions: zeroPositions, source: null }])
+    // Which leaves the store has (and pins them for this transfer): those of local images are not
+    // fetched; those it adopted for this transfer before a crash, but after the last batch marked
+    // here, are recovered. A leaf marked done that the store lost (a power cut took its batch) is fetched again.
+    const entries = [...byCid.values()]
+    const found = await store.pinLeaves(this.adoption, entries.map((w) => w.cid))
     const local: Array<{ positions: number[], source: string | null }> = []
-    for (const want of this.wants) {
-      let data: Uint8Array | undefined
-      if (store.blockstore().has(want.cid)) {
-        try {
-          data = leafData(want.cid, store.readBlock(want.cid))
-        } catch {
-          data = undefined
-        }
-        if (data !== undefined) this.chunksLocal++
+    const lost: number[] = []
+    entries.forEach((want, i) => {
+      const here = found[i] !== 'absent'
+      if (!here) {
+        lost.push(...want.donePositions)
+        this.wants.push(want)
+        return
       }
-      // A resumed transfer may have written blocks after its last committed batch.
-      if (data === undefined && resumed) {
-        data = await this.recoverWritten(want, writtenAt.get(want.key))
-        if (data !== undefined) this.chunksRecovered++
-      }
-      if (data === undefined || data.byteLength !== want.length) continue
-      await this.writeAll(want, data)
+      this.chunksResumed += want.donePositions.length
       want.done = true
-      this.fetchDone++
       this.countDone(want.positions.length, want.length * want.positions.length)
+      if (want.donePositions.length === want.positions.length) return
+      if (found[i] === 'adopted') this.chunksRecovered++
+      else this.chunksLocal++
       local.push({ positions: want.positions, source: null })
-      if (local.length >= COMMIT_BATCH) state.markDone(record.id, local.splice(0))
-    }
+    })
+    state.markMissing(record.id, lost)
     state.markDone(record.id, local)
-    // Only what still has to cross the network from here on.
-    const remaining = this.wants.filter((w) => !w.done)
-    this.wants.length = 0
-    this.wants.push(...remaining)
-    this.fetchDone = 0
-  }
-
-  /** The chunk's data if the partial file already holds it at one of its positions (hashed, so never trusted blindly). */
-  private async recoverWritten (want: Want, writtenPosition: number | undefined): Promise<Uint8Array | undefined> {
-    const buffer = new Uint8Array(want.length)
-    for (const position of writtenPosition === undefined ? want.positions : [writtenPosition, ...want.positions]) {
-      const { bytesRead } = await (this.file as FileHandle).read(buffer, 0, want.length, position * this.record.chunkSize)
-      if (bytesRead !== want.length || isAllZero(buffer)) continue
-      // Raw leaves only: a kubo-profile leaf is stored as its data, and its CID covers the UnixFS envelope.
-      if (blockMatches(want.cid, buffer)) return buffer
-    }
-    return undefined
   }
 
   private countDone (positions: number, bytes: number): void {
@@ -564,7 +544,8 @@ export class Transfer {
     this.bytesFetched += block.byteLength
     // Another source still has it outstanding (endgame): tell it not to bother.
     for (const other of want.inflight.keys()) this.cancelAt(other, want)
-    this.write(want, data, source)
+    // The block as received (a kubo leaf is its UnixFS envelope): what the store keeps under its CID.
+    this.store(want, block, source)
   }
 
   private penalise (source: SourceLink, want: Want, reason: string): void {
@@ -630,49 +611,55 @@ export class Transfer {
     this.fail(new NoSourcesLeftError(this.rootCid, this.wants.length - this.fetchDone, this.failures))
   }
 
-  // ------------------------------------------------------------ writing and committing
+  // ------------------------------------------------------------ storing and committing
 
-  private write (want: Want, data: Uint8Array, source: SourceLink): void {
-    // The frame may be a view of a larger receive buffer: a copy keeps only the block alive.
-    const bytes = data.byteLength * want.positions.length
-    this.writeBacklog += bytes
+  /** Queues a verified block for the store; batches go when COMMIT_BATCH gather or COMMIT_INTERVAL_MS pass. */
+  private store (want: Want, block: Uint8Array, source: SourceLink): void {
+    this.writeBacklog += block.byteLength
     this.writesPending++
-    this.writeAll(want, data).then(() => {
-      this.writeBacklog -= bytes
-      this.writesPending--
-      this.countDone(want.positions.length, bytes)
-      this.uncommitted.push({ want, source })
-      if (this.uncommitted.length >= COMMIT_BATCH) this.commit()
-      else if (this.commitTimer === null) this.commitTimer = setTimeout(() => { this.commit() }, COMMIT_INTERVAL_MS)
-      if (this.writesPending === 0) for (const wake of this.writesIdle.splice(0)) wake()
-      if (source.state === 'active') this.pump(source)
-      this.maybeComplete()
-    }, (err: Error) => {
-      this.writesPending--
-      this.fail(new ExchangeError(`cannot write ${this.record.partialPath}: ${err.message}`))
-    })
+    this.unstored.push({ want, block, source })
+    if (this.unstored.length >= COMMIT_BATCH) this.storeBatch()
+    else if (this.commitTimer === null) this.commitTimer = setTimeout(() => { this.storeBatch() }, COMMIT_INTERVAL_MS)
   }
 
-  private async writeAll (want: Want, data: Uint8Array): Promise<void> {
-    // Synchronous pwrite: a copy into the page cache, cheaper on the event loop than the promise
-    // API's round trip through the thread pool (which cost a sixth of the fetcher's CPU).
-    const fd = (this.file as FileHandle).fd
-    for (const position of want.positions) {
-      let written = 0
-      while (written < data.byteLength) {
-        written += writeSync(fd, data, written, data.byteLength - written, position * this.record.chunkSize + written)
-      }
-    }
-  }
-
-  private commit (): void {
+  /**
+   * Hands the waiting blocks to the store (one batch at a time: written once into its pack files,
+   * fsynced, indexed and pinned), then marks their positions done here: a position is done only
+   * once its leaf is durable in the store. A crash between the two leaves a leaf the store has and
+   * this state does not: the next run finds it (`pinLeaves`) and does not fetch it again.
+   */
+  private storeBatch (): void {
     if (this.commitTimer !== null) clearTimeout(this.commitTimer)
     this.commitTimer = null
-    const batch = this.uncommitted
-    if (batch.length === 0) return
-    this.uncommitted = []
-    this.deps.state.markDone(this.record.id, batch.map(({ want, source }) => ({ positions: want.positions, source: source.key })))
-    for (const { want, source } of batch) this.deps.onStored({ rootCid: this.rootCid, cid: want.key, peer: source.key, bytes: want.length })
+    if (this.storing || this.unstored.length === 0) return
+    const batch = this.unstored
+    this.unstored = []
+    this.storing = true
+    const bytes = batch.reduce((sum, { block }) => sum + block.byteLength, 0)
+    const settled = (): void => {
+      this.storing = false
+      this.writeBacklog -= bytes
+      this.writesPending -= batch.length
+      if (this.writesPending === 0) for (const wake of this.writesIdle.splice(0)) wake()
+    }
+    this.deps.store.adoptLeaves(this.adoption, batch.map(({ want, block }) => ({ cid: want.cid, block }))).then(() => {
+      this.deps.state.markDone(this.record.id, batch.map(({ want, source }) => ({ positions: want.positions, source: source.key })))
+      for (const { want, source } of batch) {
+        this.countDone(want.positions.length, want.length * want.positions.length)
+        this.deps.onStored({ rootCid: this.rootCid, cid: want.key, peer: source.key, bytes: want.length })
+      }
+      settled()
+      // The next batch gathered meanwhile goes at once once the transfer is over, else on the usual terms.
+      if (this.finished || this.unstored.length >= COMMIT_BATCH) this.storeBatch()
+      else if (this.unstored.length > 0 && this.commitTimer === null) this.commitTimer = setTimeout(() => { this.storeBatch() }, COMMIT_INTERVAL_MS)
+      for (const source of new Set(batch.map((e) => e.source))) if (source.state === 'active') this.pump(source)
+      this.maybeComplete()
+    }, (err: Error) => {
+      // Not stored: these chunks are not done, and the transfer stops (a resume fetches them again).
+      for (const { want } of batch) want.done = false
+      settled()
+      this.fail(new ExchangeError(`cannot store the chunks of ${this.rootCid} in the image store: ${err.message}`))
+    })
   }
 
   private maybeComplete (): void {
@@ -696,9 +683,12 @@ export class Transfer {
     }
     const settle = this.settle
     const done = async (): Promise<void> => {
-      // Blocks already verified and being written still count: let them land and commit.
-      if (this.writesPending > 0) await new Promise<void>((resolve) => { this.writesIdle.push(resolve) })
-      this.commit()
+      // Blocks already verified still count: let them reach the store and be marked done.
+      if (this.writesPending > 0) {
+        const idle = new Promise<void>((resolve) => { this.writesIdle.push(resolve) })
+        this.storeBatch()
+        await idle
+      }
     }
     done().then(() => {
       this.emitProgress()
@@ -755,63 +745,37 @@ export class Transfer {
     })
   }
 
-  // ------------------------------------------------------------ import
+  // ------------------------------------------------------------ registration
 
-  private async closeFile (): Promise<void> {
-    const file = this.file
-    if (file === undefined) return
-    this.file = undefined
-    await file.sync()
-    await file.close()
-  }
-
-  private async importImage (): Promise<ImageInfo> {
-    const { record } = this
+  /** Every leaf is in the store: the store registers the image from the manifest (inner nodes only). */
+  private async registerImage (): Promise<ImageInfo> {
+    const { record, request } = this
     const { store, state } = this.deps
-    const image = await store.add(record.partialPath, {
-      layer: record.layer,
-      name: record.name,
-      ...(record.base === null ? {} : { base: record.base }),
-      private: record.private,
-      profile: this.request.root.version === 0 ? 'ipfs' : 'hgmig'
-    })
-    if (image.rootCid === this.rootCid) return image
-    await store.remove(image.id)
-    // Every chunk was checked against the manifest, so either the file changed under us or the manifest is not this root's.
-    const bad = await this.positionsNotMatching()
-    if (bad.length > 0) {
-      state.markMissing(record.id, bad)
-      throw new ExchangeError(`${bad.length} chunk(s) of ${this.rootCid} changed in ${record.partialPath} after they were written; fetch again to replace them`)
-    }
-    state.delete(record.id)
-    await rm(record.partialPath, { force: true })
-    throw new ManifestMismatchError(`the chunks listed for ${this.rootCid} build ${image.rootCid}: the manifest does not belong to this root`)
-  }
-
-  private async positionsNotMatching (): Promise<number[]> {
-    const file = await open(this.record.partialPath, 'r')
-    const bad: number[] = []
     try {
-      const rows = this.deps.state.chunks(this.record.id)
-      const buffer = new Uint8Array(this.record.chunkSize)
-      for (const row of rows) {
-        const cid = CID.decode(row.cid)
-        if (cid.code !== 0x55) continue
-        const { bytesRead } = await file.read(buffer, 0, buffer.byteLength, row.position * this.record.chunkSize)
-        if (!blockMatches(cid, buffer.subarray(0, bytesRead))) bad.push(row.position)
+      return await store.registerAdopted(this.adoption, {
+        rootCid: request.root,
+        chunks: request.cids,
+        size: record.size,
+        layer: record.layer,
+        name: record.name,
+        ...(record.base === null ? {} : { base: record.base }),
+        private: record.private,
+        profile: request.root.version === 0 ? 'ipfs' : 'hgmig'
+      })
+    } catch (err) {
+      if ((err as Error).name === 'MissingChunksError') {
+        // Leaves the store no longer has (a power cut took their batch back): fetched by the next run.
+        const positions = (err as Error & { positions: number[] }).positions
+        state.markMissing(record.id, positions)
+        throw new ExchangeError(`${positions.length} chunk(s) of ${this.rootCid} are no longer in the image store; fetch again to replace them`)
       }
-    } finally {
-      await file.close()
+      if ((err as Error).name === 'RootMismatchError') {
+        // Every leaf was checked against the manifest, so the manifest is not this root's: start over with the right one.
+        state.delete(record.id)
+        await store.releaseAdoption(this.adoption)
+        throw new ManifestMismatchError((err as Error).message)
+      }
+      throw err
     }
-    return bad
-  }
-}
-
-async function fileExists (path: string): Promise<boolean> {
-  try {
-    await (await open(path, 'r')).close()
-    return true
-  } catch {
-    return false
   }
 }

@@ -11,11 +11,14 @@ import type { RateLimit } from './rate-limit.js'
 export type { Purpose, TransferContext, RateLimit, SourceFailure }
 
 /**
- * What the exchange uses of the image store: checked reads of local blocks to serve and to fill
- * a transfer from, and the import that registers a fetched image (which hashes it once more and
- * must produce the requested root CID). `ImageStore` satisfies it; tests wrap it.
+ * What the exchange uses of the image store: reads of local blocks to serve; the leaves it
+ * already has (`pinLeaves`); adoption of verified leaves as they arrive (`adoptLeaves`, no second
+ * hash, no partial file); registration of the fetched image from its manifest (`registerAdopted`,
+ * which must give the requested root CID); and `releaseAdoption` / `adoptions` for cancelled
+ * transfers. `ImageStore` satisfies it; tests wrap it.
  */
-export type ExchangeStore = Pick<ImageStore, 'readBlock' | 'blockstore' | 'add' | 'remove' | 'resolve' | 'chunkSize' | 'directory'>
+export type ExchangeStore = Pick<ImageStore, 'readBlock' | 'blockstore' | 'resolve' | 'chunkSize' | 'directory' |
+'pinLeaves' | 'adoptLeaves' | 'registerAdopted' | 'releaseAdoption' | 'adoptions'>
 
 /**
  * The agent's serving policy. Called for every inbound stream (`isMember`) and every wanted block
@@ -44,7 +47,7 @@ export interface BlockExchangeInit {
   /** The swarm id: the protocol is `/hgmig/<swarmId>/blocks/1.0.0`, so swarms never exchange blocks. */
   swarmId: string
   policy: ServingPolicy
-  /** Holds transfer state (`transfers.sqlite` unless `database` is given) and partial images (`partial/`). */
+  /** Holds transfer state (`transfers.sqlite` unless `database` is given). */
   directory: string
   /** An open database to keep transfer state in instead (tables `exchange_*`). */
   database?: Database.Database
@@ -113,10 +116,10 @@ export interface TransferProgress {
   rootCid: string
   name: string
   purpose: Purpose
-  /** Positions of the manifest written (fetched, local or zero) of all positions. */
+  /** Positions of the manifest done (fetched and stored, local, or zero) of all positions. */
   chunksDone: number
   chunksTotal: number
-  /** Image bytes written of the image size. */
+  /** Image bytes done of the image size. */
   bytesDone: number
   bytesTotal: number
   /** Block bytes received over the network in this run. */
@@ -128,6 +131,7 @@ export interface TransferProgress {
   bytesPerSecond: number
   etaSeconds: number | undefined
   sources: SourceProgress[]
+  /** 'importing': every leaf is in; the store registers the image (builds its inner nodes). */
   phase: 'preparing' | 'fetching' | 'importing' | 'done'
 }
 
@@ -140,15 +144,15 @@ export interface FetchResult {
   bytesReceived: number
   /** Positions that were written before this run (a resumed transfer). */
   chunksResumed: number
-  /** Chunks a killed run had written to the partial file but not yet committed, found there (hashed) instead of fetched again. */
+  /** Chunks a killed run had stored in the image store but not yet marked done here, found there instead of fetched again. */
   chunksRecovered: number
-  /** Unique chunks copied from the local store, and all-zero positions (never fetched). */
+  /** Unique chunks the local store had already (other images: pinned, never fetched), and all-zero positions (never fetched). */
   chunksLocal: number
   chunksZero: number
   invalidBlocks: number
   sources: SourceProgress[]
   durationMs: number
-  /** Of durationMs: the network phase (first dial to last block written), and the store's import after it. */
+  /** Of durationMs: the network phase (first dial to last block stored), and the store's registration of the image after it (inner nodes only). */
   fetchMs: number
   importMs: number
   /** Of fetchMs: until the first block arrived (dialling sources, handshakes, the first round trip). */
@@ -185,7 +189,7 @@ export interface ExchangeEvents {
   'transfer:progress': CustomEvent<TransferProgress>
   'transfer:done': CustomEvent<FetchResult>
   'transfer:failed': CustomEvent<{ rootCid: string, error: Error }>
-  /** A verified block was written and its position committed to the transfer state. */
+  /** A verified block is durable in the image store and its positions are committed to the transfer state. */
   'block:stored': CustomEvent<{ rootCid: string, cid: string, peer: string, bytes: number }>
   'peer:penalised': CustomEvent<PenaltyDetail>
   'source:dropped': CustomEvent<{ rootCid: string, peer: string, reason: string }>

@@ -63,9 +63,12 @@ const served: ExchangeStore = options.corrupt !== true
         block[0] = (block[0] as number) ^ 0xff
         return block
       },
-      add: store.add.bind(store),
-      remove: store.remove.bind(store),
-      resolve: store.resolve.bind(store)
+      resolve: store.resolve.bind(store),
+      pinLeaves: store.pinLeaves.bind(store),
+      adoptLeaves: store.adoptLeaves.bind(store),
+      registerAdopted: store.registerAdopted.bind(store),
+      releaseAdoption: store.releaseAdoption.bind(store),
+      adoptions: store.adoptions.bind(store)
     }
 
 const privateChunks = new Set<string>()
@@ -129,6 +132,9 @@ for await (const line of createInterface({ input: process.stdin })) {
       case 'cpu': { const cpu = process.cpuUsage(); reply({ cpuMs: (cpu.user + cpu.system) / 1000 }); break }
       case 'penalties': reply({ penalties, penalised: exchange.penalised() }); break
       case 'export': await store.export(command.image as string, command.path as string, { overwrite: true }); reply({ ok: true }); break
+      case 'show': reply({ show: await store.show(command.image as string), verify: await store.verify(command.image as string) }); break
+      case 'cancel': await exchange.cancel(command.rootCid as string, { forget: command.forget === true }); reply({ ok: true }); break
+      case 'storeStats': reply({ gc: command.gc === true ? await store.gc() : undefined, stats: await store.stats(), adoptions: await store.adoptions(), transfers: exchange.transfers() }); break
       default: reply({ error: `unknown command ${command.cmd}` })
     }
   } catch (err) {
