@@ -5,10 +5,10 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { fdatasync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { EventLog, Hashgraph } from '../p2p/hashgraph/index.js'
+import { decodeEvent, EventLog, Hashgraph } from '../p2p/hashgraph/index.js'
 import { GossipSim, memberKeys, testSeed, type SimMember } from './support/gossip-sim.js'
 
 function tempDir (t: { after: (fn: () => void) => void }): string {
@@ -174,4 +174,71 @@ test('a log written by another swarm is refused with EventLogError', async (t) =
   }
   // (That the right swarm reopens it is the clean-restart test.)
   for (const m of sim.members.slice(1)) m.hg.stop()
+})
+
+async function until (what: string, condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+test('own events created pending: sync holds them back until their sync to disk returns; events created meanwhile share the next sync; a crash before it loses none', async (t) => {
+  const s = testSeed(8180)
+  const dir = tempDir(t)
+  const keys = await memberKeys(2, s)
+  const members = keys.map((k) => k.publicKey)
+  const file = path.join(dir, 'member-0.sqlite')
+  // Each sync reaches the disk for real, then waits for the test to let it return.
+  const held: Array<() => void> = []
+  let syncs = 0
+  const log = new EventLog(file, { syncFile: (fd, done) => { syncs++; fdatasync(fd, (err) => { held.push(() => { done(err) }) }) } })
+  const hg = new Hashgraph({ members, self: { key: keys[0]! }, log })
+  hg.start()
+  const other = new Hashgraph({ members, self: { key: keys[1]! } })
+  other.start()
+  const ids = (list: Uint8Array[]): string[] => list.map((bytes) => decodeEvent(bytes).id)
+  const durable: string[] = []
+
+  const first = hg.createPendingEvent()
+  void first.durable.then(() => { durable.push('first') })
+  assert.deepEqual(ids(hg.eventsAfter([0, 0])), [], `seed ${s}: an own event not on disk yet was served by sync`)
+  await until('the first sync reached the disk', () => held.length === 1)
+  const theirs = other.createEvent()
+  hg.receive(theirs.bytes)
+  const second = hg.createPendingEvent({ otherParent: theirs.id })
+  const third = hg.createPendingEvent()
+  void second.durable.then(() => { durable.push('second') })
+  void third.durable.then(() => { durable.push('third') })
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.equal(syncs, 1, `seed ${s}: a second sync started while one was in flight`)
+  assert.deepEqual(durable, [], `seed ${s}: an event was reported durable before its sync returned`)
+  assert.deepEqual(ids(hg.eventsAfter([0, 0])), [theirs.id], `seed ${s}: sync served own events not on disk (or lost the received one)`)
+
+  held.shift()!()
+  await until('the second sync reached the disk', () => held.length === 1)
+  assert.deepEqual(durable, ['first'])
+  assert.equal(syncs, 2)
+  assert.deepEqual(ids(hg.eventsAfter([0, 0])), [first.event.id, theirs.id], `seed ${s}: the durable event is not served, or a pending one is`)
+
+  // Crash now (the process killed): what was committed survives; the restarted member syncs the
+  // log before serving anything and continues its chain on the newest own event, not beside it.
+  const restartedLog = new EventLog(file)
+  const restarted = new Hashgraph({ members, self: { key: keys[0]! }, log: restartedLog })
+  restarted.start()
+  assert.equal(restarted.lastEventOf(0)?.id, third.event.id, `seed ${s}: the restart lost own events`)
+  assert.deepEqual(ids(restarted.eventsAfter([0, 0])), [first.event.id, theirs.id, second.event.id, third.event.id])
+  const next = restarted.createPendingEvent()
+  assert.equal(Buffer.from(next.event.selfParent!).toString('hex'), third.event.id, `seed ${s}: the restarted member forked its chain`)
+  await next.durable
+  assert.deepEqual(restarted.forks, [])
+
+  // The old instance's group commit completes: both pending events at once.
+  held.shift()!()
+  await until('the second sync returned', () => durable.length === 3)
+  assert.deepEqual(durable, ['first', 'second', 'third'])
+  assert.equal(syncs, 2, `seed ${s}: three events took ${syncs} syncs`)
+  restartedLog.close()
+  log.close()
 })

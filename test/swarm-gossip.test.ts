@@ -24,10 +24,11 @@ async function makeSwarm (members: number): Promise<{ dir: string, genesis: stri
   return { dir, genesis }
 }
 
-function startPeer (swarm: { dir: string, genesis: string }, index: number): PeerProcess {
+/** `syncDelayMs`: the member's event log syncs return that much later (a slow disk). */
+function startPeer (swarm: { dir: string, genesis: string }, index: number, syncDelayMs = 0): PeerProcess {
   const data = join(swarm.dir, `site-${index}`)
   mkdirSync(data, { recursive: true })
-  return new PeerProcess(peerScript, [swarm.genesis, String(index), data])
+  return new PeerProcess(peerScript, [swarm.genesis, String(index), data, String(syncDelayMs)])
 }
 
 async function connectAll (peers: PeerProcess[]): Promise<void> {
@@ -126,6 +127,44 @@ test('malformed, badly signed and oversized gossip is dropped, lowers the sender
     const statuses = await allOrdered(peers, 3)
     for (const status of statuses) assert.deepEqual([...status.ordered].sort(), ['after-garbage-0', 'after-garbage-1', 'after-garbage-2'])
     assert.equal(new Set(statuses.map((s) => s.snapshot.runningHash)).size, 1)
+  } finally {
+    await Promise.all(peers.map(async (p) => { await p.stop() }))
+  }
+})
+
+interface Hops { durable: Record<string, number>, received: Record<string, number> }
+
+test('an own event reaches no one, by gossip or by sync, before its sync to disk returned; a slow disk slows ordering but stops nothing', async () => {
+  const swarm = await makeSwarm(3)
+  // Member 0's disk answers 150 ms late: anything that shows its events before the sync returns
+  // shows them ~150 ms early, far beyond the clock's millisecond.
+  const syncDelayMs = 150
+  const peers = [startPeer(swarm, 0, syncDelayMs), startPeer(swarm, 1), startPeer(swarm, 2)]
+  try {
+    await connectAll(peers)
+    for (let k = 0; k < 4; k++) {
+      for (let i = 0; i < peers.length; i++) await peers[i]!.call({ cmd: 'submit', tx: `slow-disk-${i}-${k}` })
+      // Syncs asked of member 0 while its newest event waits for the disk: the sync server must hold it back.
+      await Promise.all([peers[1]!.call({ cmd: 'sync' }), peers[2]!.call({ cmd: 'sync' })])
+    }
+    const statuses = await allOrdered(peers, 12)
+    assert.equal(new Set(statuses.map((s) => s.snapshot.runningHash)).size, 1, 'one order at every site')
+    for (const s of statuses) assert.deepEqual(s.errors, [])
+    const [own, ...others] = await Promise.all(peers.map(async (p) => await p.call<Hops>({ cmd: 'hops' })))
+    const durable = Object.entries(own!.durable)
+    assert.ok(durable.length >= 4, `member 0 synced only ${durable.length} own events`)
+    let compared = 0
+    const early: string[] = []
+    for (const [i, hops] of others.entries()) {
+      for (const [id, durableAt] of durable) {
+        const receivedAt = hops.received[id]
+        if (receivedAt === undefined) continue
+        compared++
+        if (receivedAt < durableAt) early.push(`member ${i + 1} had event ${id.slice(0, 12)} ${durableAt - receivedAt} ms before it was on member 0's disk`)
+      }
+    }
+    assert.ok(compared >= 8, `only ${compared} receipts of member 0's events to compare`)
+    assert.deepEqual(early, [], 'an own event was shown before it was durable')
   } finally {
     await Promise.all(peers.map(async (p) => { await p.stop() }))
   }

@@ -44,7 +44,7 @@ export interface HashgraphGossipInit {
 }
 
 /**
- * received: gossip handed us another member's event (before validation); inserted: validated and
+ * received: gossip (or a sync response) handed us another member's event (before validation); inserted: validated and
  * in the hashgraph; creating: this member starts its next event (with the other-parent given);
  * created: signed, inserted and committed (not yet on disk); durable: its fsync returned;
  * published: handed to gossipsub.
@@ -69,12 +69,17 @@ export class HashgraphGossip {
   private stopTrace: (() => void) | null = null
   /** Newest event received from another member: the next own event's other-parent. */
   private latestFromOthers: string | null = null
-  private lastCreated = 0
-  private timer: NodeJS.Timeout | null = null
+  /** When the last own event was created (performance.now()). */
+  private lastCreated = -Infinity
+  /** Cancels the pending tick (a timer or an immediate); null when none is pending. */
+  private cancelTick: (() => void) | null = null
+  /** An own event is waiting for its sync; what arrives meanwhile is answered by one event after it. */
+  private ownEventInFlight = false
+  private createWhenDurable = false
   private readonly syncing = new Set<string>()
   private running = false
   private lastAntiEntropy = 0
-  /** When the pending timer fires (ms since the epoch). */
+  /** When the pending timer fires (performance.now()). */
   private timerDue = 0
   private antiEntropyTurn = 0
   private readonly onSubscriptionChange = (): void => { this.schedule(0) }
@@ -106,8 +111,7 @@ export class HashgraphGossip {
   async stop (): Promise<void> {
     if (!this.running) return
     this.running = false
-    if (this.timer !== null) clearTimeout(this.timer)
-    this.timer = null
+    this.clearTimer()
     const pubsub = this.init.node.services.pubsub
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(this.topic)
@@ -166,23 +170,40 @@ export class HashgraphGossip {
   private noteReceived (id: string, creator: number): void {
     if (creator === this.init.hashgraph.selfId) return
     this.latestFromOthers = id
-    this.schedule(this.init.minEventIntervalMs)
+    // Answered at once (minEventIntervalMs after our previous event at the soonest): every gossip
+    // hop of the chain consensus waits for passes through here.
+    this.schedule(0)
   }
 
   /** Creates an own event now or after `delayMs`, if anything awaits ordering. */
   private schedule (delayMs: number): void {
     if (!this.running) return
-    const wait = Math.max(delayMs, this.lastCreated + this.init.minEventIntervalMs - Date.now(), 0)
+    const at = performance.now()
+    const wait = Math.max(delayMs, this.lastCreated + this.init.minEventIntervalMs - at, 0)
     // A pending heartbeat must not hold back an answer to an event just received: the earlier wins.
-    if (this.timer !== null) {
-      if (Date.now() + wait >= this.timerDue) return
-      clearTimeout(this.timer)
+    if (this.cancelTick !== null) {
+      if (at + wait >= this.timerDue) return
+      this.clearTimer()
     }
-    this.timerDue = Date.now() + wait
-    this.timer = setTimeout(() => {
-      this.timer = null
+    this.timerDue = at + wait
+    const fire = (): void => {
+      this.cancelTick = null
       this.tick()
-    }, wait)
+    }
+    // No wait: the next turn of the event loop (a timer would take at least 1 ms), after the
+    // events that arrived in this turn, which one own event then answers.
+    if (wait <= 0) {
+      const immediate = setImmediate(fire)
+      this.cancelTick = () => { clearImmediate(immediate) }
+    } else {
+      const timeout = setTimeout(fire, wait)
+      this.cancelTick = () => { clearTimeout(timeout) }
+    }
+  }
+
+  private clearTimer (): void {
+    this.cancelTick?.()
+    this.cancelTick = null
   }
 
   private tick (): void {
@@ -196,22 +217,39 @@ export class HashgraphGossip {
       return
     }
     if (!hasWork(hashgraph)) return
+    if (this.ownEventInFlight) {
+      // Another event now would be published together with the one on its way to the disk (the
+      // same sync or the next): one created when that sync returns, with the newest other-parent,
+      // reaches the others as soon and carries more; it also paces the event rate by the disk.
+      this.createWhenDurable = true
+      return
+    }
     try {
       const otherParent = this.latestFromOthers
       const creatingAt = this.onHop === null ? 0 : now()
       const { event, durable } = hashgraph.createPendingEvent({ otherParent })
-      this.lastCreated = Date.now()
+      this.lastCreated = performance.now()
+      this.ownEventInFlight = true
       if (this.onHop !== null) {
         this.onHop('creating', event.id, creatingAt, otherParent)
         this.onHop('created', event.id, now(), null)
       }
       // Gossiped only once on disk (the sync server holds it back until then, too).
       durable.then(() => {
+        this.ownEventInFlight = false
         this.onHop?.('durable', event.id, now(), null)
         if (!this.running) return
         this.init.node.services.pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
         this.onHop?.('published', event.id, now(), null)
-      }, (err: Error) => { this.init.onError?.(err) })
+        if (this.createWhenDurable) {
+          this.createWhenDurable = false
+          this.schedule(0)
+        }
+      }, (err: Error) => {
+        // The engine has halted (a failed sync): nothing more is created.
+        this.ownEventInFlight = false
+        this.init.onError?.(err)
+      })
     } catch (err) {
       // Added, but its first round is still ahead: wait for it quietly.
       if (!(err instanceof EventRejectedError && err.reason === 'not-a-member')) this.init.onError?.(err as Error)
@@ -267,8 +305,10 @@ export class HashgraphGossip {
   }
 
   private acceptSynced (bytes: Uint8Array): void {
+    const receivedAt = this.onHop === null ? 0 : now()
     try {
       const result = this.init.hashgraph.receive(bytes)
+      this.onHop?.('received', result.event.id, receivedAt, null)
       if (result.status === 'inserted') this.noteReceived(result.event.id, result.event.creator)
     } catch (err) {
       if (!(err instanceof EventRejectedError) || err.reason !== 'duplicate') throw err

@@ -1,14 +1,18 @@
 /**
  * One swarm member in its own OS process, for multi-process tests of the swarm layer. Driven by
  * JSON lines on stdin; answers with JSON lines on stdout.
- *   argv: <genesis.json> <member index> <data dir>
+ *   argv: <genesis.json> <member index> <data dir> [sync delay ms]
+ *   sync delay: every sync of the event log returns this much later (the disk made slow), to show
+ *   that nothing waits on it that should not, and that nothing is shown before it returns
  *   genesis: { swarmId, swarmKey (text), keys: [hex protobuf private keys] }  (test-only: every key in one file)
  *   commands: {"cmd":"addr"} {"cmd":"dial","addr"} {"cmd":"submit","tx"} {"cmd":"status"} {"cmd":"sync"}
  *             {"cmd":"publish-raw","hex"} (bytes straight onto the events topic, bypassing the engine)
  *             {"cmd":"score","peer"} (this node's gossipsub score of a peer id)
+ *             {"cmd":"hops"} (Date.now() when each own event's sync returned, and when each other
+ *             member's event first reached this process: by gossip or by sync)
  */
 import '../../p2p/polyfills.js'
-import { readFileSync } from 'node:fs'
+import { fdatasync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
@@ -17,11 +21,14 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { EventLog, Hashgraph } from '../../p2p/hashgraph/index.js'
 import { createSwarmNode, eventsTopic, HashgraphGossip, parseSwarmKey } from '../../p2p/swarm/index.js'
 
-const [genesisPath, indexArg, dataDir] = process.argv.slice(2)
+const [genesisPath, indexArg, dataDir, syncDelayArg] = process.argv.slice(2)
+const syncDelayMs = Number(syncDelayArg ?? 0)
 const genesis = JSON.parse(readFileSync(genesisPath!, 'utf8')) as { swarmId: string, swarmKey: string, keys: string[] }
 const self = Number(indexArg)
 const keys = genesis.keys.map((hex) => privateKeyFromProtobuf(Buffer.from(hex, 'hex')))
-const log = new EventLog(join(dataDir!, 'hashgraph.sqlite'))
+const log = new EventLog(join(dataDir!, 'hashgraph.sqlite'), {
+  syncFile: syncDelayMs === 0 ? undefined : (fd, done) => { fdatasync(fd, (err) => { setTimeout(() => { done(err) }, syncDelayMs) }) }
+})
 const ordered: string[] = []
 const hashgraph = new Hashgraph({
   members: keys.map((k) => k.publicKey),
@@ -32,12 +39,18 @@ const hashgraph = new Hashgraph({
 hashgraph.start()
 const node = await createSwarmNode({ privateKey: keys[self]!, swarmKey: parseSwarmKey(genesis.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'], scoredTopics: [eventsTopic(genesis.swarmId)] })
 const errors: string[] = []
+const hops = { durable: {} as Record<string, number>, received: {} as Record<string, number> }
 const gossip = new HashgraphGossip({
   node,
   hashgraph,
   swarmId: genesis.swarmId,
   peers: () => keys.map((k) => peerIdFromPrivateKey(k)),
-  onError: (err) => { errors.push(err.message) }
+  onError: (err) => { errors.push(err.message) },
+  onHop: (stage, eventId) => {
+    // Date.now(): one clock for every process on this host (performance.now() is per process).
+    if (stage === 'durable') hops.durable[eventId] = Date.now()
+    if (stage === 'received') hops.received[eventId] ??= Date.now()
+  }
 })
 await gossip.start()
 
@@ -56,6 +69,7 @@ for await (const line of createInterface({ input: process.stdin })) {
         break
       }
       case 'score': reply({ score: (node.services.pubsub as unknown as { getScore: (peer: string) => number }).getScore(command.peer!) }); break
+      case 'hops': reply(hops); break
       case 'peer-id': reply({ peerId: node.peerId.toString() }); break
       case 'status': reply({ ordered, snapshot: hashgraph.snapshot(), peers: node.getPeers().length, forks: hashgraph.forks.length, errors }); break
       default: reply({ error: `unknown command ${command.cmd}` })
