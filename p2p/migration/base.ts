@@ -41,6 +41,12 @@ export interface FetchProgress {
   site?: string
   /** Per source site, cumulative: verified chunks and bytes it delivered (and why it was dropped, if it was). */
   sources?: SourceFigures[]
+  /**
+   * Of `bytes`, those already in the store (a transfer that stages chunks and imports them after
+   * says so here); undefined: all of `bytes`. The target's readiness, which the source times
+   * memory pre-copy by, counts these.
+   */
+  storedBytes?: number
 }
 
 export interface SourceFigures {

@@ -134,9 +134,10 @@ interface Context {
   baseTotal: number
   sources: SourceFigures[]
   startedAt: number
-  /** Source: when the transfer phase began, and the link rate the UD snapshot measured (bytes/s). */
-  transferStartedAt?: number
+  /** Source: the link rate the UD snapshot measured (bytes/s). */
   udRate?: number
+  /** Source: the target's last readiness report: seconds until its base layers are in its store (null: not known yet), and when it came. */
+  targetReadiness?: { etaSeconds: number | null, readyBytes: number, at: number }
   /** Parameters changed while the migration runs (the driver gets them if it starts copying later). */
   parameters?: { bandwidth?: number, maxDowntimeMs?: number }
 }
@@ -172,6 +173,9 @@ class ControlPump {
   }
 
   async next (types: string[], signal: AbortSignal): Promise<{ type: string } & Record<string, unknown>> {
+    // A cancel from the other end aborts the migration and then ends the stream: its reason, not
+    // "closed the control stream", is what the record must say.
+    if (signal.aborted) throw signal.reason
     const i = this.queue.findIndex((m) => types.includes(m.type))
     if (i >= 0) return this.queue.splice(i, 1)[0] as { type: string } & Record<string, unknown>
     if (this.ended !== null) throw this.ended
@@ -547,7 +551,6 @@ export class MigrationEngine {
       if (verdict.type === 'refuse') throw new MigrationRefusedError(String(verdict.reason))
 
       this.phase(ctx, 'transfer')
-      ctx.transferStartedAt = performance.now()
       const diskReady = deferred<void>()
       const converged = deferred<void>()
       const streamFailed = deferred<never>()
@@ -558,7 +561,7 @@ export class MigrationEngine {
         onEvent: (event) => { this.onOutgoingEvent(ctx, event, options.maxPasses, diskReady, converged, streamFailed) }
       })
       ctx.outgoing = outgoing
-      const failOn = async <T>(p: Promise<T>): Promise<T> => await Promise.race([p, streamFailed.promise, abortPromise(signal)])
+      const failOn = async <T>(p: Promise<T>): Promise<T> => await raceAbort(Promise.race([p, streamFailed.promise]), signal)
       const baseDone = pump.next(['base-done'], signal)
       baseDone.catch(() => {})
       // The paper (4.2): SS and H-GMIG send the base layers and the user data in parallel; NSS does
@@ -579,8 +582,9 @@ export class MigrationEngine {
       const pauseStarted = performance.now()
       const result = await failOn(outgoing.switchOver({ signal }))
       const pausedAt = result.pausedAt
-      this.log(ctx, 'info', 'switchover', { finalPages: result.finalPages, finalBlocks: result.finalBlocks, finalBytes: result.finalBytes, memorySha256: result.memorySha256, diskSha256: result.diskSha256 })
+      // Sent first, logged while the target verifies: the VM is paused (each log entry is a synchronous write).
       await control.send({ type: 'switchover', memorySha256: result.memorySha256, diskSha256: result.diskSha256 }, signal)
+      this.log(ctx, 'info', 'switchover', { finalPages: result.finalPages, finalBlocks: result.finalBlocks, finalBytes: result.finalBytes, memorySha256: result.memorySha256, diskSha256: result.diskSha256, pauseToSentMs: performance.now() - pauseStarted })
       const verified = await pump.next(['verified', 'failed'], signal)
       if (verified.type === 'failed') throw new VerificationError(String(verified.reason))
 
@@ -612,7 +616,9 @@ export class MigrationEngine {
       this.init.record?.(summary)
       // Per-source figures of the base layers (relayed by the target) outlive the run in its result.
       return this.finish(ctx.id, 'source', 'completed', null, { wire, totalMs, downtimeMs, passes: ctx.passes, pausedAt, sources: ctx.sources })
-    } catch (err) {
+    } catch (thrown) {
+      // An abort (a cancel at either end, the agent stopping) is the cause; what failed after it is its echo.
+      const err: unknown = signal.aborted ? signal.reason : thrown
       const phase = db.get(ctx.id, 'source').phase
       if (PHASES.indexOf(phase) >= PHASES.indexOf('committed')) {
         return this.finish(ctx.id, 'source', 'in-doubt', `after the commit: ${errorMessage(err)}`)
@@ -634,6 +640,8 @@ export class MigrationEngine {
     if (message.type === 'base-progress') {
       ctx.baseBytes = Number(message.bytes)
       ctx.baseTotal = Number(message.totalBytes)
+      const eta = message.etaSeconds
+      ctx.targetReadiness = { etaSeconds: typeof eta === 'number' && Number.isFinite(eta) ? eta : null, readyBytes: Number(message.readyBytes ?? 0), at: performance.now() }
       if (Array.isArray(message.sources)) ctx.sources = message.sources as SourceFigures[]
       return true
     }
@@ -670,9 +678,12 @@ export class MigrationEngine {
 
   /**
    * Waits until pre-copy should start: its first pass (the memory in use, at the rate the UD
-   * snapshot measured on this link) should end about when the base layers do, by their progress
-   * so far. Started earlier, a converged pre-copy keeps re-sending pages the VM dirties while it
-   * waits for the base (bytes for nothing); later, the switch-over would wait for memory.
+   * snapshot measured on this link) should end about when the target has its base layers in its
+   * store, by the target's own report (the bytes in its store and the rate they got there: chunk
+   * progress alone runs ahead of an import that follows the fetch). Started earlier, memory
+   * converges and waits while the VM dirties its working set again; later, the switch-over waits
+   * for memory. Without a report (another migration is fetching the same images), it waits for
+   * the base.
    */
   private async memoryStart (ctx: Context, vm: VmDescription, baseDone: Promise<unknown>, signal: AbortSignal): Promise<void> {
     let done = false
@@ -681,17 +692,18 @@ export class MigrationEngine {
     const rate = ctx.udRate ?? 0
     const passSeconds = rate > 0 ? used / rate : 0
     let waited = false
+    let remaining = Number.NaN
     while (!done && !signal.aborted) {
-      const elapsed = (performance.now() - (ctx.transferStartedAt ?? ctx.startedAt)) / 1000
-      if (ctx.baseTotal > 0 && ctx.baseBytes > 0 && elapsed > 0) {
-        const remaining = (ctx.baseTotal - ctx.baseBytes) / (ctx.baseBytes / elapsed)
-        // A margin for the image import after the last chunk, and for the estimate's noise.
+      const ready = ctx.targetReadiness
+      if (ready !== undefined && ready.etaSeconds !== null) {
+        remaining = ready.etaSeconds - (performance.now() - ready.at) / 1000
+        // A margin for the estimate's noise: memory a little early costs a few pages, late costs time.
         if (remaining <= passSeconds * 1.25 + 0.5) break
       }
       waited = true
-      await Promise.race([sleep(100, signal), baseDone.catch(() => {})])
+      await Promise.race([sleep(50, signal), baseDone.catch(() => {})])
     }
-    if (waited) this.log(ctx, 'info', 'transfer', { memoryStart: true, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal, firstPassSeconds: passSeconds })
+    if (waited) this.log(ctx, 'info', 'transfer', { memoryStart: true, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal, targetReadyBytes: ctx.targetReadiness?.readyBytes ?? 0, targetEtaSeconds: Number.isNaN(remaining) ? null : remaining, firstPassSeconds: passSeconds })
   }
 
   private async hashVmImages (vm: VmDescription, signal: AbortSignal): Promise<ImageManifestData[]> {
@@ -800,15 +812,22 @@ export class MigrationEngine {
       const started = performance.now()
       ctx.baseTotal = plan.bytesToSend.base
       let lastReport = 0
+      let lastReady = 0
       const manifests = replica.manifests.filter((m) => m.rootCid === vm.os.rootCid || m.rootCid === vm.we.rootCid)
       const heldBefore = new Set((await this.init.store.list()).map((image) => image.rootCid))
       chunkSource = await this.fetcherFor(ctx)(plan, signal, (progress: FetchProgress) => {
         ctx.baseBytes = progress.bytes
         if (progress.sources !== undefined) ctx.sources = progress.sources
         this.log(ctx, 'batch', 'transfer', { ...progress })
-        if (performance.now() - lastReport > 200 || progress.bytes === progress.totalBytes) {
+        // Readiness as this site sees it: base bytes in its store, at the rate they got there.
+        const ready = progress.storedBytes ?? progress.bytes
+        const seconds = (performance.now() - started) / 1000
+        const rate = seconds > 0 ? ready / seconds : 0
+        const etaSeconds = rate > 0 ? Math.max(0, ctx.baseTotal - ready) / rate : null
+        if (performance.now() - lastReport > 200 || progress.bytes === progress.totalBytes || ready !== lastReady) {
           lastReport = performance.now()
-          control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes, sources: ctx.sources }).catch(() => {})
+          lastReady = ready
+          control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes, readyBytes: ready, readyRate: rate, etaSeconds, sources: ctx.sources }).catch(() => {})
         }
       }, { migration: id, vm, manifests, counter: ctx.counter })
       const rebuild = this.materializing.then(async () => await materializeBaseImages(this.init.store, vm, manifests, chunkSource as ChunkSource, signal))
@@ -826,9 +845,10 @@ export class MigrationEngine {
       const switchover = await pump.next(['switchover'], signal)
       this.phase(ctx, 'switchover')
       try {
+        const verifyStarted = performance.now()
         const sums = await incoming.verify({ memorySha256: String(switchover.memorySha256), diskSha256: String(switchover.diskSha256) }, { signal })
-        this.log(ctx, 'info', 'switchover', { verified: true, ...sums })
         await control.send({ type: 'verified', ...sums }, signal)
+        this.log(ctx, 'info', 'switchover', { verified: true, ...sums, verifyMs: performance.now() - verifyStarted })
       } catch (err) {
         await control.send({ type: 'failed', reason: errorMessage(err) }).catch(() => {})
         throw err
@@ -843,12 +863,14 @@ export class MigrationEngine {
       }
       this.phase(ctx, 'committed')
       const running = await incoming.resume()
-      this.phase(ctx, 'resumed', { vm: running.name })
+      // The VM runs: the source's downtime ends with this message; the record follows.
       await control.send({ type: 'resumed' }).catch(() => {})
+      this.phase(ctx, 'resumed', { vm: running.name })
       const done = await pump.next(['done'], AbortSignal.timeout(30_000)).catch(() => undefined)
       this.phase(ctx, 'released')
       ctx.done.resolve(this.finish(id, 'target', 'completed', null, { wire: ctx.counter.toJSON(), downtimeMs: done?.downtimeMs, totalMs: done?.totalMs }))
-    } catch (err) {
+    } catch (thrown) {
+      const err: unknown = signal.aborted ? signal.reason : thrown
       await chunkSource?.close().catch(() => {})
       const phase = db.get(id, 'target').phase
       const reason = errorMessage(err)
@@ -899,9 +921,16 @@ function planFigures (plan: MigrationPlan): Record<string, unknown> {
   }
 }
 
-function abortPromise (signal: AbortSignal): Promise<never> {
-  return new Promise((_resolve, reject) => {
-    if (signal.aborted) { reject(signal.reason); return }
-    signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
-  })
+/** `promise`, or the signal's reason if it aborts first; the listener goes when either settles. */
+async function raceAbort<T> (promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted()
+  let onAbort = (): void => {}
+  try {
+    return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
+      onAbort = () => { reject(signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
 }

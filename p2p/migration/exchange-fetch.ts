@@ -55,7 +55,8 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
       if ((await init.store.list()).some((image) => image.rootCid === layer.rootCid)) continue
       const before = { ...fetched }
       const fetch = fetchImage(init, plan, manifest, signal, context, (progress) => {
-        onProgress({ ...progress, chunks: before.chunks + progress.chunks, bytes: before.bytes + progress.bytes, totalChunks: plan.missing.length, totalBytes, sources: sources(progress.sources) })
+        // The images fetched before this one are in the store.
+        onProgress({ ...progress, chunks: before.chunks + progress.chunks, bytes: before.bytes + progress.bytes, storedBytes: before.bytes + (progress.storedBytes ?? progress.bytes), totalChunks: plan.missing.length, totalBytes, sources: sources(progress.sources) })
       })
       running.set(layer.rootCid, fetch.then(() => {}))
       try {
@@ -67,7 +68,7 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
         running.delete(layer.rootCid)
       }
     }
-    onProgress({ chunks: fetched.chunks, bytes: totalBytes, totalChunks: plan.missing.length, totalBytes, sources: sources() })
+    onProgress({ chunks: fetched.chunks, bytes: totalBytes, storedBytes: totalBytes, totalChunks: plan.missing.length, totalBytes, sources: sources() })
     return storeChunkSource(init.store)
   }
 }
@@ -159,13 +160,18 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
       last = progress
       context.counter.received.chunks += progress.bytesReceived - received
       received = progress.bytesReceived
+      const stored = storedOf(progress, totalBytes)
+      let reported = false
       for (const source of progress.sources) {
         const site = siteOf(source.peer)
         if (source.bytes > (seen.get(source.peer) ?? 0)) {
-          onProgress({ chunks: totalChunks + progress.fetchChunksDone, bytes: totalBytes + progress.bytesReceived, totalChunks: 0, totalBytes: 0, site, sources: figuresOf(progress.sources) })
+          onProgress({ chunks: totalChunks + progress.fetchChunksDone, bytes: totalBytes + progress.bytesReceived, storedBytes: stored, totalChunks: 0, totalBytes: 0, site, sources: figuresOf(progress.sources) })
+          reported = true
         }
         seen.set(source.peer, source.bytes)
       }
+      // The stored bytes move without new blocks too (the import after the fetch).
+      if (!reported && stored !== undefined) onProgress({ chunks: totalChunks + progress.fetchChunksDone, bytes: totalBytes + progress.bytesReceived, storedBytes: stored, totalChunks: 0, totalBytes: 0, sources: figuresOf(progress.sources) })
     }
     try {
       const result = await init.exchange.fetch({
@@ -201,6 +207,17 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
       init.exchange.removeEventListener('source:dropped', onDropped)
     }
   }
+}
+
+/**
+ * Of this image's fetched bytes (after `earlier` of attempts before), those in the store: what
+ * the exchange says it has stored (`bytesStored`, where it writes verified blocks straight into
+ * the store), else none until the image is imported (its chunks wait in a partial file until then).
+ */
+function storedOf (progress: TransferProgress, earlier: number): number {
+  const stored = (progress as TransferProgress & { bytesStored?: unknown }).bytesStored
+  if (typeof stored === 'number') return earlier + stored
+  return progress.phase === 'done' ? earlier + progress.bytesReceived : 0
 }
 
 /** The images are in the store now: chunks read from there (the rebuild skips images it finds). */

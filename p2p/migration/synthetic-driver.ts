@@ -21,8 +21,9 @@ import {
   VmNotFoundError, VmStateError, errorMessage
 } from './errors.js'
 import { FRAME, frame, receiveBatches } from './framing.js'
-import { DirtySet, PAGE_SIZE, SyntheticVm } from './synthetic-vm.js'
+import { DigestTable, DirtySet, PAGE_SIZE, SyntheticVm, ZERO_PAGE_DIGEST, sha256Digest } from './synthetic-vm.js'
 import { TokenBucket, deferred, sleep } from './token-bucket.js'
+import { streamFailure } from './wire.js'
 import { workloadProfile } from './workloads.js'
 
 /** The images a VM is built on, as the store reports them (ImageStore.resolve fits). */
@@ -36,6 +37,12 @@ export interface SyntheticDriverInit {
   images: ImageResolver
   /** Disk block size of new VMs (default: the WE image's chunk size). */
   blockSize?: number
+  /**
+   * Fault injection, for tests of the end-to-end check: VMs migrating into this site get one
+   * byte of a received page (the first one with data, every time it arrives) or disk block
+   * flipped before it is applied, as a faulty link or memory would. Never set in production.
+   */
+  faults?: { corruptReceivedPage?: boolean, corruptReceivedBlock?: boolean }
 }
 
 export interface CreateVmOptions {
@@ -53,8 +60,12 @@ const PAGES_PER_BATCH = 64
 const BLOCKS_PER_BATCH = 8
 const MIN_MEMORY = 1024 * 1024
 const MAX_MEMORY = 64 * 1024 * 1024 * 1024
-/** After convergence, the source iterates again if the engine has not switched over by then. */
-const CONVERGED_REPASS_MS = 500
+/**
+ * After convergence the source sends dirtied pages again only once they would take this share of
+ * the downtime limit: a bounded working set is then sent once, in the pause, instead of every
+ * few hundred milliseconds while the engine waits for the base layers.
+ */
+const CONVERGED_REPASS_SHARE = 0.5
 const DIRTY_POLL_MS = 25
 
 interface VmRow { id: string, name: string, description: string, state: string, seed: number }
@@ -235,7 +246,7 @@ export class SyntheticDriver implements HypervisorDriver {
     db.prepare('INSERT INTO vms (id, name, description, state, seed, created) VALUES (?, ?, ?, ?, ?, ?)')
       .run(description.id, description.name, JSON.stringify(description), 'incoming', seed, Date.now())
     this.migrating.add(description.id)
-    return new SyntheticIncoming(vm, {
+    return new SyntheticIncoming(vm, this.init.faults ?? {}, {
       resumed: () => { this.setState(vm, 'running'); this.migrating.delete(description.id); return this.info(vm) },
       aborted: () => { this.migrating.delete(description.id); this.drop(vm) }
     })
@@ -260,6 +271,9 @@ class SyntheticOutgoing implements OutgoingMigration {
   private diskDone: Promise<{ blocks: number, bytes: number }> | undefined
   private memoryDone: Promise<{ pages: number, bytes: number }> | undefined
   private readonly streams: DuplexByteStream[] = []
+  /** Running checksums of every page and UD block as last sent (switch-over hashes only the last ones). */
+  private readonly pageDigests: DigestTable
+  private readonly blockDigests: DigestTable
 
   constructor (
     private readonly machine: SyntheticVm,
@@ -269,6 +283,8 @@ class SyntheticOutgoing implements OutgoingMigration {
   ) {
     this.vm = { ...machine.description, ud: { ...machine.description.ud, allocatedBytes: machine.allocatedBytes() } }
     this.bucket = new TokenBucket(currentParameters.maxBandwidth)
+    this.pageDigests = new DigestTable(machine.pages)
+    this.blockDigests = new DigestTable(machine.blocks)
     // Dirty logging from now on: whatever the VM writes after this is sent again.
     machine.dirtyPages = new DirtySet(machine.pages)
     machine.dirtyBlocks = new DirtySet(machine.blocks)
@@ -292,7 +308,7 @@ class SyntheticOutgoing implements OutgoingMigration {
   forceConvergence (): void { this.forced = true }
 
   private fail (stream: 'disk' | 'memory', err: unknown): never {
-    const error = err instanceof Error ? err : new Error(String(err))
+    const error = err instanceof Error ? err : streamFailure(err, `${stream} stream`)
     if (!this.abort.signal.aborted) this.onEvent({ type: 'failed', detail: { stream, error } })
     throw error
   }
@@ -315,6 +331,7 @@ class SyntheticOutgoing implements OutgoingMigration {
     for (let i = 0; i < indices.length; i += BLOCKS_PER_BATCH) {
       const batch = indices.slice(i, i + BLOCKS_PER_BATCH)
       const blocks = batch.map((index) => this.machine.readBlock(index))
+      batch.forEach((index, k) => { this.blockDigests.set(index, sha256Digest(blocks[k] as Buffer)) })
       const headers = Buffer.alloc(batch.length * 8)
       batch.forEach((index, k) => { headers.writeUInt32LE(index, k * 8); headers.writeUInt32LE((blocks[k] as Buffer).byteLength, k * 8 + 4) })
       const data = frame(FRAME.batch, [batch.length], [headers, ...blocks])
@@ -368,14 +385,20 @@ class SyntheticOutgoing implements OutgoingMigration {
         if (isZero) {
           zero++
           // The target's memory starts zeroed: a zero page of the first pass need not be sent at all.
-          if (skipZero) continue
+          if (skipZero) { this.pageDigests.set(index, ZERO_PAGE_DIGEST); continue }
         }
         const header = Buffer.alloc(5)
         header.writeUInt32LE(index, 0)
         header[4] = isZero ? 0 : 1
         headers.push(header)
-        // Copied: the workload may write the page before the stream has sent it.
-        if (!isZero) pages.push(Buffer.from(page))
+        if (isZero) {
+          this.pageDigests.set(index, ZERO_PAGE_DIGEST)
+        } else {
+          // Copied: the workload may write the page before the stream has sent it (then it is dirty again).
+          const copy = Buffer.from(page)
+          this.pageDigests.set(index, sha256Digest(copy))
+          pages.push(copy)
+        }
         sent++
       }
       if (headers.length === 0) continue
@@ -423,7 +446,7 @@ class SyntheticOutgoing implements OutgoingMigration {
         converged = true
         this.onEvent({ type: 'converged', detail: stats })
       }
-      if (converged) await Promise.race([sleep(CONVERGED_REPASS_MS, this.abort.signal), this.switchRequested.promise])
+      if (converged) await this.untilRepassNeeded(dirty, transferRate)
       if (this.switching) break
       pass++
       indices = dirty.drain()
@@ -435,6 +458,14 @@ class SyntheticOutgoing implements OutgoingMigration {
     return { pages: last.length, bytes: bytes + 1 }
   }
 
+  /** Converged: waits for the switch-over, or until the pages dirtied since would take too long to send in the pause. */
+  private async untilRepassNeeded (dirty: DirtySet, transferRate: number): Promise<void> {
+    const tooMany = (): boolean => dirty.length * PAGE_SIZE / transferRate * 1000 > this.currentParameters.downtimeLimitMs * CONVERGED_REPASS_SHARE
+    while (!this.switching && !tooMany()) {
+      await Promise.race([sleep(DIRTY_POLL_MS, this.abort.signal), this.switchRequested.promise])
+    }
+  }
+
   async switchOver (): Promise<SwitchOverResult> {
     if (this.diskDone === undefined || this.memoryDone === undefined) throw new VmStateError('switch-over before both the disk and the memory copy started')
     this.machine.pause()
@@ -443,10 +474,13 @@ class SyntheticOutgoing implements OutgoingMigration {
     this.switching = true
     this.switchRequested.resolve()
     const [disk, memory] = await Promise.all([this.diskDone, this.memoryDone])
-    this.machine.sync()
+    // Every page was sent (and hashed) by the first pass; a UD block allocated but never sent
+    // (none should be) is hashed from the disk now, so the target, which lacks it, fails the check.
+    for (let i = 0; i < this.machine.pages; i++) if (!this.pageDigests.has(i)) this.pageDigests.set(i, sha256Digest(this.machine.readPage(i)))
+    for (const i of this.machine.allocated.indices()) if (!this.blockDigests.has(i)) this.blockDigests.set(i, sha256Digest(this.machine.readBlock(i)))
     return {
-      memorySha256: this.machine.memorySha256(),
-      diskSha256: this.machine.diskSha256(),
+      memorySha256: this.pageDigests.combined(false),
+      diskSha256: this.blockDigests.combined(true),
       finalPages: memory.pages,
       finalBlocks: disk.blocks,
       finalBytes: memory.bytes + disk.bytes,
@@ -482,6 +516,10 @@ class SyntheticOutgoing implements OutgoingMigration {
   }
 }
 
+function flipFirstByte (data: Uint8Array): void {
+  data[0] = (data[0] ?? 0) ^ 0xff
+}
+
 function isZeroPage (page: Uint8Array): boolean {
   return Buffer.compare(page, ZERO_PAGE) === 0
 }
@@ -499,9 +537,17 @@ class SyntheticIncoming implements IncomingMigration {
   private memoryDone: Promise<void> | undefined
   private readonly abortController = new AbortController()
   private readonly streams: DuplexByteStream[] = []
+  /** Running checksums of what arrived: every page as applied (the memory starts zeroed), every block as written. */
+  private readonly pageDigests: DigestTable
+  private readonly blockDigests: DigestTable
+  /** Fault injection (tests): the page or block whose received bytes get a byte flipped, each time it arrives. */
+  private corruptPage: number | undefined
+  private corruptBlock: number | undefined
 
-  constructor (private readonly machine: SyntheticVm, private readonly hooks: IncomingHooks) {
+  constructor (private readonly machine: SyntheticVm, private readonly faults: NonNullable<SyntheticDriverInit['faults']>, private readonly hooks: IncomingHooks) {
     this.vm = machine.description
+    this.pageDigests = new DigestTable(machine.pages, ZERO_PAGE_DIGEST)
+    this.blockDigests = new DigestTable(machine.blocks)
   }
 
   receiveDisk (stream: DuplexByteStream): void {
@@ -524,7 +570,10 @@ class SyntheticIncoming implements IncomingMigration {
         const index = headers.readUInt32LE(k * 8)
         const length = headers.readUInt32LE(k * 8 + 4)
         if (index >= this.machine.blocks) throw new ProtocolError(`disk block ${index} is beyond the disk (${this.machine.blocks} blocks)`)
-        this.machine.writeBlock(index, await reader.bytes(length, signal))
+        const data = await reader.bytes(length, signal)
+        if (this.faults.corruptReceivedBlock === true && (this.corruptBlock ??= index) === index) flipFirstByte(data)
+        this.machine.writeBlock(index, data)
+        this.blockDigests.set(index, sha256Digest(data))
       }
     })
     this.machine.sync()
@@ -539,8 +588,15 @@ class SyntheticIncoming implements IncomingMigration {
         const index = headers.readUInt32LE(k * 5)
         if (index >= this.machine.pages) throw new ProtocolError(`page ${index} is beyond the VM's memory (${this.machine.pages} pages)`)
         const target = this.machine.memory.subarray(index * PAGE_SIZE, (index + 1) * PAGE_SIZE)
-        if (headers[k * 5 + 4] === 0) target.fill(0)
-        else target.set(await reader.bytes(PAGE_SIZE, signal))
+        if (headers[k * 5 + 4] === 0) {
+          target.fill(0)
+          this.pageDigests.set(index, ZERO_PAGE_DIGEST)
+          continue
+        }
+        target.set(await reader.bytes(PAGE_SIZE, signal))
+        if (this.faults.corruptReceivedPage === true && (this.corruptPage ??= index) === index) flipFirstByte(target)
+        // Hashed as it now is in this VM's memory, not as it came off the stream.
+        this.pageDigests.set(index, sha256Digest(target))
       }
     })
     await stream.closeWrite().catch(() => {})
@@ -549,8 +605,8 @@ class SyntheticIncoming implements IncomingMigration {
   async verify (expected: { memorySha256: string, diskSha256: string }): Promise<{ memorySha256: string, diskSha256: string }> {
     if (this.diskDone === undefined || this.memoryDone === undefined) throw new VmStateError('verify before both streams were attached')
     await Promise.all([this.diskDone, this.memoryDone])
-    const memorySha256 = this.machine.memorySha256()
-    const diskSha256 = this.machine.diskSha256()
+    const memorySha256 = this.pageDigests.combined(false)
+    const diskSha256 = this.blockDigests.combined(true)
     const wrong: string[] = []
     if (memorySha256 !== expected.memorySha256) wrong.push(`memory ${memorySha256.slice(0, 12)}… ≠ source ${expected.memorySha256.slice(0, 12)}…`)
     if (diskSha256 !== expected.diskSha256) wrong.push(`UD disk ${diskSha256.slice(0, 12)}… ≠ source ${expected.diskSha256.slice(0, 12)}…`)

@@ -75,6 +75,57 @@ export class DirtySet {
   }
 }
 
+const DIGEST_BYTES = 32
+
+export function sha256Digest (data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest()
+}
+
+/** SHA-256 of an all-zero page: what every page of a zeroed memory region hashes to. */
+export const ZERO_PAGE_DIGEST = sha256Digest(new Uint8Array(PAGE_SIZE))
+
+/**
+ * Running checksums of a copy: one SHA-256 per page (or disk block), taken of the bytes as they
+ * were copied, so the switch-over only hashes what it copies while the VM is paused. The copy's
+ * checksum is the SHA-256 of the table: of every page's digest in order (memory, dense), or of
+ * each present block's index and digest in order (disk, sparse).
+ */
+export class DigestTable {
+  private readonly table: Buffer
+  private readonly present: Uint8Array
+
+  /** `initial`: every entry starts present with this digest (a zeroed memory); otherwise empty. */
+  constructor (readonly size: number, initial?: Buffer) {
+    this.table = Buffer.alloc(size * DIGEST_BYTES)
+    this.present = new Uint8Array(size)
+    if (initial !== undefined) {
+      for (let i = 0; i < size; i++) initial.copy(this.table, i * DIGEST_BYTES)
+      this.present.fill(1)
+    }
+  }
+
+  set (index: number, digest: Buffer): void {
+    digest.copy(this.table, index * DIGEST_BYTES)
+    this.present[index] = 1
+  }
+
+  has (index: number): boolean { return this.present[index] === 1 }
+
+  /** The SHA-256 of the table (hex): present entries, in index order, with their index when sparse. */
+  combined (sparse: boolean): string {
+    const hash = createHash('sha256')
+    if (!sparse) return hash.update(this.table).digest('hex')
+    const entry = Buffer.alloc(4 + DIGEST_BYTES)
+    for (let i = 0; i < this.size; i++) {
+      if (this.present[i] !== 1) continue
+      entry.writeUInt32LE(i, 0)
+      this.table.copy(entry, 4, i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES)
+      hash.update(entry)
+    }
+    return hash.digest('hex')
+  }
+}
+
 export interface SyntheticVmInit {
   description: VmDescription
   profile: WorkloadProfile
@@ -233,23 +284,6 @@ export class SyntheticVm {
   sync (): void {
     fsyncSync(this.diskFd)
     this.persistAllocation()
-  }
-
-  memorySha256 (): string {
-    return createHash('sha256').update(this.memory).digest('hex')
-  }
-
-  /** SHA-256 over the allocated UD blocks (index and content) in order: the UD layer's identity. */
-  diskSha256 (): string {
-    const hash = createHash('sha256')
-    const index = Buffer.alloc(4)
-    for (let i = 0; i < this.blocks; i++) {
-      if (!this.allocated.has(i)) continue
-      index.writeUInt32LE(i, 0)
-      hash.update(index)
-      hash.update(this.readBlock(i))
-    }
-    return hash.digest('hex')
   }
 
   allocatedBytes (): number {

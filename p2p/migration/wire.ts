@@ -43,10 +43,46 @@ export class WireCounter {
 /** A shaping hook: resolves when `bytes` may be written. */
 export type Shape = (bytes: number, signal?: AbortSignal) => Promise<void>
 
-function lost (err: unknown, what: string): Error {
-  if (err instanceof Error && (err.name === 'AbortError' || err.name.startsWith('Migration'))) return err
-  return new PeerLostError(`${what}: ${err instanceof Error ? err.message : String(err)}`)
+/**
+ * The error a failed read or write means. libp2p's byteStream waits for 'drain' with p-event,
+ * which rejects with the stream's close event itself (a StreamCloseEvent, not an Error): its
+ * `error` is the real cause (a reset by the other end, our own abort), and a close without one
+ * is named as such — never "[object Event]".
+ */
+export function streamFailure (err: unknown, what: string): Error {
+  let cause = err
+  if (isCloseEvent(cause)) {
+    if (cause.error === undefined || cause.error === null) return new PeerLostError(`${what}: the stream was closed ${cause.local === true ? 'at this end' : 'by the other end'} while a write waited for it to drain`)
+    cause = cause.error
+  }
+  if (cause instanceof Error && (cause.name === 'AbortError' || cause.name.startsWith('Migration'))) return cause
+  return new PeerLostError(`${what}: ${cause instanceof Error ? cause.message : String(cause)}`)
 }
+
+function isCloseEvent (value: unknown): value is Event & { error?: unknown, local?: boolean } {
+  return value instanceof Event
+}
+
+/**
+ * Runs `operation` with a signal of its own that follows `signal`, and drops the link after.
+ * libp2p's write adds an abort listener to the signal it is given for every wait on 'drain' and
+ * never removes it (p-event): on a migration's long-lived signal that is one leaked listener per
+ * backed-up write (MaxListenersExceededWarning, and every closure kept alive).
+ */
+export async function withOwnSignal<T> (signal: AbortSignal | undefined, operation: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  if (signal === undefined) return await operation(undefined)
+  signal.throwIfAborted()
+  const own = new AbortController()
+  const follow = (): void => { own.abort(signal.reason) }
+  signal.addEventListener('abort', follow, { once: true })
+  try {
+    return await operation(own.signal)
+  } finally {
+    signal.removeEventListener('abort', follow)
+  }
+}
+
+const lost = streamFailure
 
 export async function writeHeader (stream: Stream, header: ChannelHeader): Promise<void> {
   const lp = lpStream(stream)
@@ -101,7 +137,7 @@ export function byteChannel (stream: Stream, channel: Channel, counter: WireCoun
     async write (data, options = {}) {
       await shape?.(data.byteLength, options.signal)
       try {
-        await bytes.write(data, options)
+        await withOwnSignal(options.signal, async (signal) => { await bytes.write(data, { signal }) })
       } catch (err) {
         throw lost(err, what)
       }
@@ -129,7 +165,7 @@ export class ControlChannel {
 
   async sendRaw (bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
     try {
-      await this.lp.write(bytes, { signal })
+      await withOwnSignal(signal, async (own) => { await this.lp.write(bytes, { signal: own }) })
     } catch (err) {
       throw lost(err, this.what)
     }
