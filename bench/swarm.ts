@@ -3,7 +3,7 @@
  * and 10 agents (separate `hgmig agent` processes) on loopback, and with one-way link delays.
  *
  *   node dist/bench/run.js swarm [--agents 3,5,10] [--delays 0,0.05,5,15] [--seconds 15] [--rate 4] [--burst 300]
- *                                [--repeat 1] [--ab OTHER/bin/hgmig.js] [--trace]
+ *                                [--repeat 1] [--ab OTHER/bin/hgmig.js] [--trace] [--profile DIR]
  *
  * --ab: A/B in the same run: every configuration is measured with this build and with the agents of
  * another build (e.g. an older commit built with `npx tsc --outDir`), alternating, `repeat` times
@@ -11,6 +11,7 @@
  * --trace: the agents of this build write each event's timestamps (HGMIG_HOP_TRACE, see
  * p2p/swarm/hashgraph-gossip.ts); a table splits one gossip hop — an event received at A, A's next
  * event built on it, that event received at B — into its parts (latency phase only).
+ * --profile DIR: the agents of this build run with `node --cpu-prof` and write their profiles to DIR.
  *
  * Delay: this kernel has no netem qdisc, so every agent sits behind a user-space TCP relay in this
  * process that holds each chunk for the one-way delay in each direction; agents announce the
@@ -35,10 +36,10 @@ import { processCpuSeconds, startLoadMeter } from './machine-load.js'
 
 const thisBin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
 
-interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean }
+interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean, profile: string | null }
 
 function parse (args: string[]): Options {
-  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false }
+  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false, profile: null }
   for (let i = 0; i < args.length; i++) {
     const value = args[i + 1]
     const list = (): number[] => (value ?? '').split(',').map(Number)
@@ -51,6 +52,7 @@ function parse (args: string[]): Options {
       case '--repeat': options.repeat = Number(value); i++; break
       case '--ab': options.ab = value ?? null; i++; break
       case '--trace': options.trace = true; break
+      case '--profile': options.profile = value ?? null; i++; break
       case '--help': process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]! + '*/\n'); process.exit(0); break
       default: throw new Error(`unknown option ${args[i]} (see --help)`)
     }
@@ -117,7 +119,7 @@ function hgmig (bin: string, ...args: string[]): string {
 }
 
 /** `bin`: the hgmig.js whose agents run; `traceDir`: where each agent writes its hop trace (site-i.trace). */
-async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null): Promise<Swarm> {
+async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null, profileDir: string | null): Promise<Swarm> {
   const root = mkdtempSync(join(tmpdir(), 'hgmig-bench-swarm-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `site-${i}`))
   const peerIds = dirs.map((dir, i) => (JSON.parse(hgmig(bin, 'swarm', 'create', '--name', `site-${i}`, '--data', dir, '--json')) as { peerId: string }).peerId)
@@ -139,7 +141,8 @@ async function startSwarm (n: number, delayMs: number, bin: string, traceDir: st
     announced.push(`${announce}/p2p/${peerIds[i]!}`)
     const args = ['agent', '--data', dirs[i]!, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--announce', announce, ...(i === 0 ? [] : ['--bootstrap', announced[0]!])]
     const env = traceDir === null ? process.env : { ...process.env, HGMIG_HOP_TRACE: join(traceDir, `site-${i}.trace`) }
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env })
+    const profile = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+    const child = spawn(process.execPath, [...profile, bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env })
     swarm.children.push(child)
   }
   for (const dir of dirs) swarm.clients.push(await clientFor(dir))
@@ -189,7 +192,7 @@ interface Result {
 
 async function measure (n: number, delayMs: number, options: Options, bin: string, traced: boolean): Promise<Result> {
   const traceDir = traced ? mkdtempSync(join(tmpdir(), 'hgmig-bench-trace-')) : null
-  const swarm = await startSwarm(n, delayMs, bin, traceDir)
+  const swarm = await startSwarm(n, delayMs, bin, traceDir, bin === thisBin ? options.profile : null)
   const window = { from: 0, to: 0 }
   let result: Result
   try {
