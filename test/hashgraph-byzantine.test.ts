@@ -8,8 +8,9 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
 import {
-  EventRejectedError, Hashgraph, ed25519Signer, encodeBody, signEvent, type EventBody, type RejectReason, type SignedEvent, type Signer
+  EventRejectedError, Hashgraph, decodeEvent, ed25519Signer, encodeBody, signEvent, type EventBody, type RejectReason, type SignedEvent, type Signer
 } from '../p2p/hashgraph/index.js'
+import { decodeEventWithDagCbor } from '../p2p/hashgraph/event.js'
 import { GossipSim, Rng, memberKeys, testSeed } from './support/gossip-sim.js'
 
 // ---------------------------------------------------------------- forks over gossip
@@ -353,4 +354,125 @@ function idOf (bytes: Uint8Array): string {
   // The id decodeEvent would give: SHA-256(body ‖ signature) of the outer [body, signature].
   const outer = dagCbor.decode(bytes) as [Uint8Array, Uint8Array]
   return createHash('sha256').update(outer[0]).update(outer[1]).digest('hex')
+}
+
+// ---------------------------------------------------------------- the fixed-layout decoder
+
+test('decodeEvent agrees with the generic dag-cbor decoder on valid, non-canonical and corrupted events', () => {
+  const seed = testSeed(20202)
+  const rng = new Rng(seed)
+  const tag = `seed=${seed}`
+  const hash = (k: number): Uint8Array => createHash('sha256').update(`parent ${k}`).digest()
+  const bytesOf = (length: number): Uint8Array => Uint8Array.from({ length }, (_, i) => (i * 31 + length) & 0xff)
+  const bodies: EventBody[] = []
+  const creators = [0, 1, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1]
+  const timestamps = [0n, 1n, 23n, 24n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n + 1n, 1_700_000_000_123_456_789n, 2n ** 64n - 1n, -1n, -25n, -(2n ** 40n), -(2n ** 64n)]
+  const transactionSets = [[], [bytesOf(0)], [bytesOf(23), bytesOf(24)], [bytesOf(64), bytesOf(255), bytesOf(256)], [bytesOf(70_000)], Array.from({ length: 30 }, (_, i) => bytesOf(i))]
+  for (let i = 0; i < 40; i++) {
+    bodies.push({
+      creator: creators[i % creators.length]!,
+      selfParent: i % 3 === 0 ? null : hash(i),
+      otherParent: i % 4 === 1 ? null : hash(i + 1000),
+      timestamp: timestamps[i % timestamps.length]!,
+      transactions: transactionSets[i % transactionSets.length]!
+    })
+  }
+  const signatures = [bytesOf(64), bytesOf(0), bytesOf(23), bytesOf(300)]
+  const limits = { maxEventBytes: 1024 * 1024, maxTransactions: 20 }
+
+  const outcome = (decode: typeof decodeEvent, input: Uint8Array): unknown => {
+    try {
+      const e = decode(input, limits)
+      return {
+        id: e.id, creator: e.creator, timestamp: e.timestamp, selfParent: copy(e.selfParent), otherParent: copy(e.otherParent),
+        transactions: e.transactions.map(copy), signature: copy(e.signature), signedBytes: copy(e.signedBytes), hash: copy(e.hash), bytes: copy(e.bytes)
+      }
+    } catch (err) {
+      if (!(err instanceof EventRejectedError)) throw err
+      return { rejected: err.reason, message: err.message }
+    }
+  }
+  const agree = (input: Uint8Array, what: string): unknown => {
+    const reference = outcome(decodeEventWithDagCbor, input)
+    assert.deepEqual(outcome(decodeEvent, input), reference, `${tag}: ${what}`)
+    return reference
+  }
+
+  let valid = 0
+  let refused = 0
+  const inputs: Array<[Uint8Array, string]> = []
+  for (const [i, body] of bodies.entries()) {
+    const input = wire(encodeBody(body), signatures[i % signatures.length]!)
+    const result = agree(input, `valid body ${i}`) as { rejected?: string }
+    if (result.rejected === undefined) {
+      valid++
+      // The fixed-layout reader took it: the fields are views of the wire bytes, not copies.
+      assert.equal(decodeEvent(input, limits).signature.buffer, input.buffer, `${tag}: body ${i} went through the generic decoder`)
+    } else {
+      assert.equal(result.rejected, 'too-many-transactions', `${tag}: valid body ${i} refused as ${result.rejected}`)
+    }
+    inputs.push([input, `body ${i}`])
+  }
+  assert.ok(valid >= 30, `${tag}: only ${valid} valid bodies`)
+
+  // Same values, not the canonical layout: keys out of order, an extra key, integers and lengths
+  // in more bytes than needed, an indefinite-length array, trailing bytes.
+  const body = bodies[1]!
+  const canonical = encodeBody(body)
+  const variants: Array<[Uint8Array, string]> = [
+    [wire(reorderedBody(body), bytesOf(64)), 'keys out of canonical order'],
+    [wire(dagCbor.encode({ ...body, extra: 1 }), bytesOf(64)), 'an extra key'],
+    [wire(Uint8Array.from([...canonical, 0]), bytesOf(64)), 'a trailing byte in the body'],
+    [Uint8Array.from([...wire(canonical, bytesOf(64)), 0]), 'a trailing byte after the event'],
+    [Uint8Array.from([0x9f, ...wire(canonical, bytesOf(64)).subarray(1), 0xff]), 'an indefinite-length outer array'],
+    [Uint8Array.from([0x82, 0x5a, ...u32(canonical.length), ...canonical, 0x58, 64, ...bytesOf(64)]), 'a body length in 4 bytes'],
+    [wire(withWideCreator(canonical), bytesOf(64)), 'the creator in 2 bytes']
+  ]
+  for (const [input, what] of variants) {
+    const result = agree(input, what) as { rejected?: string }
+    if (result.rejected !== undefined) refused++
+    inputs.push([input, what])
+  }
+
+  // Random corruption of every input: flipped, inserted and deleted bytes, truncation.
+  for (const [input, what] of inputs) {
+    for (let k = 0; k < 60; k++) {
+      const mutated = Array.from(input)
+      const at = rng.int(mutated.length)
+      const kind = rng.int(4)
+      if (kind === 0) mutated[at] = mutated[at]! ^ (1 << rng.int(8))
+      else if (kind === 1) mutated.splice(at, 0, rng.int(256))
+      else if (kind === 2) mutated.splice(at, 1)
+      else mutated.length = at
+      const result = agree(Uint8Array.from(mutated), `${what}, mutation ${k} (kind ${kind} at ${at})`) as { rejected?: string }
+      if (result.rejected !== undefined) refused++
+    }
+  }
+  assert.ok(refused > 500, `${tag}: only ${refused} corrupted inputs were refused`)
+  console.log(`# ${tag}: ${valid} valid events decoded identically, ${inputs.length * 60} corrupted inputs (${refused} refused, each with the same reason and message)`)
+})
+
+function copy (bytes: Uint8Array | null): number[] | null {
+  return bytes === null ? null : Array.from(bytes)
+}
+
+function u32 (value: number): number[] {
+  return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff]
+}
+
+/** A body map with the same five entries in insertion order creator, selfParent, otherParent, timestamp, transactions (not canonical). */
+function reorderedBody (body: EventBody): Uint8Array {
+  const parts: Uint8Array[] = [Uint8Array.from([0xa5])]
+  for (const key of ['creator', 'selfParent', 'otherParent', 'timestamp', 'transactions'] as const) {
+    parts.push(dagCbor.encode(key), dagCbor.encode(body[key]))
+  }
+  return Buffer.concat(parts)
+}
+
+/** The canonical body with its creator (a small integer) re-encoded in 2 bytes. */
+function withWideCreator (canonical: Uint8Array): Uint8Array {
+  const keyEnd = 1 + 8 // map head, text head + 'creator'
+  const value = canonical[keyEnd]!
+  assert.ok(value < 24, 'creator is not a small integer')
+  return Uint8Array.from([...canonical.subarray(0, keyEnd), 0x19, 0, value, ...canonical.subarray(keyEnd + 1)])
 }

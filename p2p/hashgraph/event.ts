@@ -88,6 +88,17 @@ export function decodeEvent (bytes: Uint8Array, limits: EventLimits = DEFAULT_LI
   return readCanonicalEvent(bytes, limits) ?? decodeEventGeneric(bytes, limits)
 }
 
+/**
+ * The generic path: dag-cbor's strict decoder, then the shape checks. decodeEvent must agree with
+ * it on every input (same event or same rejection); exported for the test that checks that.
+ */
+export function decodeEventWithDagCbor (bytes: Uint8Array, limits: EventLimits = DEFAULT_LIMITS): SignedEvent {
+  if (bytes.byteLength > limits.maxEventBytes) {
+    throw new EventRejectedError('too-large', '(undecodable)', `${bytes.byteLength} bytes exceeds the ${limits.maxEventBytes}-byte limit`)
+  }
+  return decodeEventGeneric(bytes, limits)
+}
+
 function decodeEventGeneric (bytes: Uint8Array, limits: EventLimits): SignedEvent {
   const unknownId = '(undecodable)'
   let outer: unknown
