@@ -703,7 +703,7 @@ export class MigrationEngine {
       waited = true
       await Promise.race([sleep(50, signal), baseDone.catch(() => {})])
     }
-    if (waited) this.log(ctx, 'info', 'transfer', { memoryStart: true, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal, targetReadyBytes: ctx.targetReadiness?.readyBytes ?? 0, targetEtaSeconds: Number.isNaN(remaining) ? null : remaining, firstPassSeconds: passSeconds })
+    if (waited) this.log(ctx, 'info', 'transfer', { memoryStart: true, baseInBeforeStart: done, baseBytes: ctx.baseBytes, baseTotal: ctx.baseTotal, targetReadyBytes: ctx.targetReadiness?.readyBytes ?? 0, targetEtaSeconds: Number.isNaN(remaining) ? null : remaining, firstPassSeconds: passSeconds })
   }
 
   private async hashVmImages (vm: VmDescription, signal: AbortSignal): Promise<ImageManifestData[]> {

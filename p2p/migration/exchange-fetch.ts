@@ -16,6 +16,7 @@ import type { BlockExchange, FetchSource, SourceProgress, TransferProgress } fro
 import { localImageName, type ChunkSource, type FetchContext, type FetchMissingChunks, type FetchProgress, type MigrationImageStore, type SourceFigures } from './base.js'
 import { MigrationError, PeerLostError } from './errors.js'
 import type { ImageManifestData, MigrationPlan } from './plan.js'
+import { deferred } from './token-bucket.js'
 
 export interface ExchangeFetchInit {
   exchange: Pick<BlockExchange, 'fetch' | 'addEventListener' | 'removeEventListener'>
@@ -52,20 +53,23 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
         if (other === undefined) break
         await other.catch(() => {})
       }
-      if ((await init.store.list()).some((image) => image.rootCid === layer.rootCid)) continue
-      const before = { ...fetched }
-      const fetch = fetchImage(init, plan, manifest, signal, context, (progress) => {
-        // The images fetched before this one are in the store.
-        onProgress({ ...progress, chunks: before.chunks + progress.chunks, bytes: before.bytes + progress.bytes, storedBytes: before.bytes + (progress.storedBytes ?? progress.bytes), totalChunks: plan.missing.length, totalBytes, sources: sources(progress.sources) })
-      })
-      running.set(layer.rootCid, fetch.then(() => {}))
+      // Claimed before the next await: a migration checking meanwhile waits for this one (two
+      // fetches of one image would both import it, and the second name would clash).
+      const claim = deferred()
+      running.set(layer.rootCid, claim.promise)
       try {
-        const result = await fetch
+        if ((await init.store.list()).some((image) => image.rootCid === layer.rootCid)) continue
+        const before = { ...fetched }
+        const result = await fetchImage(init, plan, manifest, signal, context, (progress) => {
+          // The images fetched before this one are in the store.
+          onProgress({ ...progress, chunks: before.chunks + progress.chunks, bytes: before.bytes + progress.bytes, storedBytes: before.bytes + (progress.storedBytes ?? progress.bytes), totalChunks: plan.missing.length, totalBytes, sources: sources(progress.sources) })
+        })
         fetched.chunks += result.chunks
         fetched.bytes += result.bytes
         for (const f of sources(result.sources)) figures.set(f.site, f)
       } finally {
         running.delete(layer.rootCid)
+        claim.resolve()
       }
     }
     onProgress({ chunks: fetched.chunks, bytes: totalBytes, storedBytes: totalBytes, totalChunks: plan.missing.length, totalBytes, sources: sources() })

@@ -5,7 +5,7 @@
  * Driven by JSON lines on stdin, each with an `id`; answers with JSON lines on stdout carrying the
  * same id. Commands run concurrently (a `wait` does not hold up a `cancel`).
  *   argv: <config.json> <site> <data dir>
- *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth?, baseTransfer? }
+ *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth?, baseTransfer?, faults?: { site: driver faults } }
  * Base layers travel through the swarm's chunk exchange (p2p/exchange), as in the agent, unless
  * `baseTransfer` is 'direct' (the engine's built-in fetch). With a `linkBandwidth`, the chunks the
  * exchange serves wait for the engine's link shaper, so they share the site's upload with the
@@ -20,13 +20,20 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { createBlockExchange } from '../../p2p/exchange/index.js'
-import { createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, type ExportFormat, type ImageManifestData, type ReplicaView, type WorkloadName } from '../../p2p/migration/index.js'
+import { createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, type ExportFormat, type ImageManifestData, type ReplicaView, type SyntheticDriverInit, type WorkloadName } from '../../p2p/migration/index.js'
 import { createImageStore, type Layer } from '../../p2p/store/index.js'
 import { createSwarmNode, parseSwarmKey } from '../../p2p/swarm/index.js'
 
-// pnet's xsalsa20 cipher is guarded in p2p/polyfills.ts (imported first): pieces and live memory views.
-
-interface Config { swarmId: string, swarmKey: string, keys: Record<string, string>, chunkSize: number, linkBandwidth?: number, baseTransfer?: 'exchange' | 'direct' }
+interface Config {
+  swarmId: string
+  swarmKey: string
+  keys: Record<string, string>
+  chunkSize: number
+  linkBandwidth?: number
+  baseTransfer?: 'exchange' | 'direct'
+  /** Per site: the synthetic driver's fault injection (tests of the end-to-end check). */
+  faults?: Record<string, SyntheticDriverInit['faults']>
+}
 
 const [configPath, site, dataDir] = process.argv.slice(2) as [string, string, string]
 const config = JSON.parse(readFileSync(configPath, 'utf8')) as Config
@@ -37,7 +44,7 @@ const replicaPath = join(dataDir, 'replica.json')
 
 const store = createImageStore({ directory: join(dataDir, 'store'), chunkSize: config.chunkSize })
 await store.open()
-const driver = createSyntheticDriver({ directory: dataDir, images: store })
+const driver = createSyntheticDriver({ directory: dataDir, images: store, faults: config.faults?.[site] })
 await driver.start()
 const node = await createSwarmNode({ privateKey: keys[site]!, swarmKey: parseSwarmKey(config.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
 const siteOfPeer = (peer: PeerId | string): string | undefined => [...peerIds].find(([, id]) => id.toString() === peer.toString())?.[0]

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { createSwarmKey } from '../../p2p/swarm/index.js'
-import type { ImageManifestData, ReplicaView } from '../../p2p/migration/index.js'
+import type { ImageManifestData, ReplicaView, SyntheticDriverInit } from '../../p2p/migration/index.js'
 
 const PEER_SCRIPT = fileURLToPath(new URL('./migration-peer.js', import.meta.url))
 
@@ -64,11 +64,11 @@ export class MigrationSite {
 }
 
 /** Starts one process per site name under `root`, connected to each other. */
-export async function startSites (root: string, names: string[], options: { chunkSize?: number, linkBandwidth?: number, baseTransfer?: 'exchange' | 'direct' } = {}): Promise<Map<string, MigrationSite>> {
+export async function startSites (root: string, names: string[], options: { chunkSize?: number, linkBandwidth?: number, baseTransfer?: 'exchange' | 'direct', faults?: Record<string, SyntheticDriverInit['faults']> } = {}): Promise<Map<string, MigrationSite>> {
   const keys: Record<string, string> = {}
   for (const name of names) keys[name] = Buffer.from(privateKeyToProtobuf(await generateKeyPair('Ed25519'))).toString('hex')
   const configPath = join(root, 'sites.json')
-  writeFileSync(configPath, JSON.stringify({ swarmId: 'migration-test', swarmKey: new TextDecoder().decode(createSwarmKey()), keys, chunkSize: options.chunkSize ?? 64 * 1024, linkBandwidth: options.linkBandwidth ?? 0, baseTransfer: options.baseTransfer ?? 'exchange' }))
+  writeFileSync(configPath, JSON.stringify({ swarmId: 'migration-test', swarmKey: new TextDecoder().decode(createSwarmKey()), keys, chunkSize: options.chunkSize ?? 64 * 1024, linkBandwidth: options.linkBandwidth ?? 0, baseTransfer: options.baseTransfer ?? 'exchange', faults: options.faults ?? {} }))
   const sites = new Map(names.map((name) => [name, new MigrationSite(name, configPath, join(root, name))]))
   const addrs: Record<string, string> = {}
   for (const [name, site] of sites) addrs[name] = (await site.call<{ addr: string }>({ cmd: 'addr' })).addr
