@@ -3,7 +3,9 @@
  * the same run, between separate OS processes on loopback:
  *
  *   node dist/bench/exchange.js streams  [--mib 512] [--runs 3]   plain TCP copy vs libp2p streams (pnet/noise/yamux variants), CPU per side
- *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3]   one-source and two-source image fetch vs plain TCP copy
+ *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3] [--compare DIST]   one-source and two-source image fetch vs plain TCP copy;
+ *                                     with --compare, every run also fetches with the sites of another build (DIST = its dist/ directory), A/B interleaved;
+ *                                     with --compare-options JSON, with this build's sites given these options (e.g. '{"sendCoalesceBytes":0}')
  *   node dist/bench/exchange.js limited  [--mib 32] [--mbit 40] [--runs 3]   one vs two sources, each egress-limited (token bucket)
  *   node dist/bench/exchange.js knockout [--mib 64] [--mbit 100] [--runs 3]  two rate-limited sources, one killed at 50 %
  *   node dist/bench/exchange.js tbf      [--mib 64] [--mbit 100] [--runs 3]   sites in network namespaces, tbf-shaped links (root): TCP, one vs two sources, knockout
@@ -344,31 +346,65 @@ async function withImage (name: string, mib: number, body: (fixture: { dir: stri
   }
 }
 
+/** One build's sites: this one, or another build's (an A/B in the same run). */
+interface Build {
+  label: string
+  /** Its exchange-peer.js; undefined: this build's. */
+  script: string | undefined
+  /** Options for every site of it. */
+  options?: SiteOptions
+}
+
 async function fetchBench (args: string[]): Promise<void> {
   const mib = option(args, 'mib', 256)
   const runs = option(args, 'runs', 3)
+  const compareAt = args.indexOf('--compare')
+  const optionsAt = args.indexOf('--compare-options')
+  const builds: Build[] = [{ label: 'this build', script: undefined }]
+  if (compareAt >= 0) builds.unshift({ label: `before (${args[compareAt + 1] ?? ''})`, script: join(args[compareAt + 1] ?? '', 'test', 'support', 'exchange-peer.js') })
+  if (optionsAt >= 0) builds.unshift({ label: `with ${args[optionsAt + 1] ?? ''}`, script: undefined, options: JSON.parse(args[optionsAt + 1] ?? '{}') as SiteOptions })
   await withImage('fetch', mib, async ({ dir, swarm, image, missing }) => {
-    console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median`)
+    console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median${builds.length > 1 ? '; builds alternate within each run (ABBA), every ratio is after / before in the same run' : ''}`)
     for (const sources of [1, 2]) {
-      const ratios: number[] = []
-      const rates: number[] = []
-      const totals: number[] = []
+      type Figures = { rates: number[], ratios: number[], totals: number[], imports: number[], cpuFetcher: number[], cpuSources: number[] }
+      const figures = builds.map((): Figures => ({ rates: [], ratios: [], totals: [], imports: [], cpuFetcher: [], cpuSources: [] }))
       const tcpRates: number[] = []
-      const cpuFetcher: number[] = []
-      const cpuSources: number[] = []
+      const versus = { cpuFetcher: [] as number[], totals: [] as number[], rates: [] as number[] }
       for (let run = 0; run < runs; run++) {
         const base = await tcpCopy(Math.ceil(missing.bytes / WRITE_SIZE) * WRITE_SIZE)
         tcpRates.push(base.bytesPerSecond)
-        const r = await fetchRun(dir, swarm, image, sources)
-        rates.push(r.bytes / r.fetchSeconds)
-        ratios.push(r.bytes / r.fetchSeconds / base.bytesPerSecond)
-        totals.push(r.seconds)
-        const contributions = r.status.result!.sources.map((s) => `${(s.bytes / MiB).toFixed(0)} MiB`).join(' + ')
-        cpuFetcher.push(r.fetcherCpuPerGB)
-        cpuSources.push(r.sourcesCpuPerGB)
-        console.log(`  run ${run + 1}, ${sources} source(s): network phase ${fmt(r.bytes / r.fetchSeconds)} (${contributions}), with import ${r.seconds.toFixed(2)} s; plain TCP ${fmt(base.bytesPerSecond)}; CPU s/GB fetcher ${r.fetcherCpuPerGB.toFixed(1)} (incl. import), sources ${r.sourcesCpuPerGB.toFixed(1)}`)
+        const order = builds.map((_, i) => i)
+        if (run % 2 === 1) order.reverse()
+        const results: FetchRun[] = []
+        for (const i of order) {
+          const build = builds[i] as Build
+          const options: SiteOptions = { ...build.options, ...(build.script === undefined ? {} : { script: build.script }) }
+          const r = await fetchRun(dir, swarm, image, sources, options, undefined, options)
+          results[i] = r
+          const f = figures[i] as Figures
+          f.rates.push(r.bytes / r.fetchSeconds)
+          f.ratios.push(r.bytes / r.fetchSeconds / base.bytesPerSecond)
+          f.totals.push(r.seconds)
+          f.imports.push((r.status.result?.importMs ?? 0) / 1000)
+          f.cpuFetcher.push(r.fetcherCpuPerGB)
+          f.cpuSources.push(r.sourcesCpuPerGB)
+          const contributions = r.status.result!.sources.map((s) => `${(s.bytes / MiB).toFixed(0)} MiB`).join(' + ')
+          console.log(`  run ${run + 1}, ${sources} source(s), ${build.label}: network phase ${fmt(r.bytes / r.fetchSeconds)} (${contributions}), whole fetch ${r.seconds.toFixed(2)} s (registration/import ${((r.status.result?.importMs ?? 0) / 1000).toFixed(2)} s); plain TCP ${fmt(base.bytesPerSecond)}; CPU s/GB fetcher ${r.fetcherCpuPerGB.toFixed(1)}, sources ${r.sourcesCpuPerGB.toFixed(1)}`)
+        }
+        if (results.length === 2) {
+          const [before, after] = results as [FetchRun, FetchRun]
+          versus.cpuFetcher.push(after.fetcherCpuPerGB / before.fetcherCpuPerGB)
+          versus.totals.push(after.seconds / before.seconds)
+          versus.rates.push((after.bytes / after.fetchSeconds) / (before.bytes / before.fetchSeconds))
+        }
       }
-      console.log(`${sources} source(s): ${fmt(median(rates))} = ${median(ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch incl. store import ${median(totals).toFixed(2)} s; CPU s/GB fetcher ${median(cpuFetcher).toFixed(1)}, sources ${median(cpuSources).toFixed(1)}`)
+      builds.forEach((build, i) => {
+        const f = figures[i] as Figures
+        console.log(`${sources} source(s), ${build.label}: ${fmt(median(f.rates))} = ${median(f.ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch ${median(f.totals).toFixed(2)} s (registration/import ${median(f.imports).toFixed(2)} s); CPU s/GB fetcher ${median(f.cpuFetcher).toFixed(1)}, sources ${median(f.cpuSources).toFixed(1)}`)
+      })
+      if (versus.cpuFetcher.length > 0) {
+        console.log(`${sources} source(s), after / before (median of per-run ratios): fetcher CPU s/GB ${median(versus.cpuFetcher).toFixed(2)} x, whole fetch ${median(versus.totals).toFixed(2)} x, network-phase rate ${median(versus.rates).toFixed(2)} x`)
+      }
     }
   })
 }

@@ -22,7 +22,8 @@ const DEFAULTS = {
   windowBytesPerStream: 2 << 20,
   stallTimeoutMs: 5_000,
   maxInvalidBlocks: 2,
-  maxInboundStreams: 32
+  maxInboundStreams: 32,
+  sendCoalesceBytes: 256 * 1024
 }
 
 export function createBlockExchange (init: BlockExchangeInit): BlockExchange {
@@ -50,7 +51,8 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
       windowBytesPerStream: positiveInteger(init.windowBytesPerStream, DEFAULTS.windowBytesPerStream, 'windowBytesPerStream'),
       stallTimeoutMs: positiveInteger(init.stallTimeoutMs, DEFAULTS.stallTimeoutMs, 'stallTimeoutMs'),
       maxInvalidBlocks: positiveInteger(init.maxInvalidBlocks, DEFAULTS.maxInvalidBlocks, 'maxInvalidBlocks'),
-      maxInboundStreams: positiveInteger(init.maxInboundStreams, DEFAULTS.maxInboundStreams, 'maxInboundStreams')
+      maxInboundStreams: positiveInteger(init.maxInboundStreams, DEFAULTS.maxInboundStreams, 'maxInboundStreams'),
+      sendCoalesceBytes: init.sendCoalesceBytes === 0 ? 0 : positiveInteger(init.sendCoalesceBytes, DEFAULTS.sendCoalesceBytes, 'sendCoalesceBytes')
     }
     const limits = init.rateLimits ?? {}
     this.ingress = limits.ingress === undefined ? undefined : new TokenBucket(limits.ingress, 'rateLimits.ingress')
@@ -83,6 +85,7 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
       policy: this.init.policy,
       egress: this.egress,
       egressPerTransfer: this.init.rateLimits?.egressPerTransfer,
+      coalesceBytes: this.options.sendCoalesceBytes,
       onRefused: (detail) => { this.safeDispatchEvent('serve:refused', { detail }) }
     })
     try {

@@ -62,6 +62,8 @@ export interface BlockExchangeInit {
   maxInvalidBlocks?: number
   /** Inbound block streams per connection (default 32). */
   maxInboundStreams?: number
+  /** Serving: answers to one stream gathered into one send, up to this many bytes (default 256 KiB; 0: one send per block). */
+  sendCoalesceBytes?: number
 }
 
 export interface FetchSource {

@@ -2,8 +2,9 @@
  * Memory for adopted leaves on their way to the pack files. A block received from the network is
  * a view of the transport's buffers, not page-aligned, so it could only go through the page cache;
  * copied into page-aligned memory (aligned.ts) it is written with O_DIRECT like an imported file's
- * leaves. The copy (memcpy, ~0.01 CPU s per GiB) is cheaper than the page cache's copy, page
- * allocation and writeback it replaces. Slots are pooled: an adoption's blocks are written and
+ * leaves. The copy (memcpy into non-shared memory, ~0.15 CPU s per GB) is cheaper than the page
+ * cache's copy, page allocation and writeback it replaces (~0.5 CPU s per GiB, bench/RESULTS.md
+ * issue 3). Slots are pooled: an adoption's blocks are written and
  * fsynced before the call returns, so a few slots serve every transfer.
  */
 import { AlignedArena, DIRECT_IO_ALIGNMENT } from './aligned.js'
@@ -32,7 +33,8 @@ class Slot implements BufferHolder {
 }
 
 export class AdoptionBuffers {
-  private readonly arena = new AlignedArena(SLOT_BYTES, MAX_SLOTS)
+  /** Not shared: no worker reads these, and copies into shared memory are slow. */
+  private readonly arena = new AlignedArena(SLOT_BYTES, MAX_SLOTS, false)
   private readonly pool: Uint8Array[] = []
 
   private take (): Slot | undefined {

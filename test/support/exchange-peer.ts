@@ -5,7 +5,7 @@
  *   argv: <swarm.json> <key index> <data dir> [options JSON]
  *   swarm.json: { swarmId, swarmKey (text), keys: [hex protobuf private keys] }
  *   options: { listen?: libp2p listen address, members?: key indices this site serves (default all), corrupt?: serve wrong bytes,
- *              egressBytesPerSecond?: this site's upload limit, stallTimeoutMs? }
+ *              egressBytesPerSecond?: this site's upload limit, stallTimeoutMs?, sendCoalesceBytes? }
  * Every block the exchange stores is appended to <data dir>/received.log (one CID per line) the
  * moment its position is committed, so a test can tell whether a chunk was ever received twice,
  * across a kill -9 and a restart.
@@ -31,6 +31,7 @@ interface PeerOptions {
   corrupt?: boolean
   egressBytesPerSecond?: number
   stallTimeoutMs?: number
+  sendCoalesceBytes?: number
 }
 
 const [swarmPath, indexArg, dataDir, optionsArg] = process.argv.slice(2)
@@ -87,7 +88,8 @@ const exchange = createBlockExchange({
       migrations.has(`${peer.toString()}|${context.image ?? ''}|${context.migration ?? ''}`)
   },
   ...(options.egressBytesPerSecond === undefined ? {} : { rateLimits: { egress: { bytesPerSecond: options.egressBytesPerSecond } } }),
-  ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs })
+  ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
+  ...(options.sendCoalesceBytes === undefined ? {} : { sendCoalesceBytes: options.sendCoalesceBytes })
 })
 await exchange.start()
 const receivedLog = join(dataDir!, 'received.log')

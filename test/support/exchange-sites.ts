@@ -23,6 +23,8 @@ export async function writeSwarmFile (dir: string, sites: number): Promise<strin
 }
 
 export interface SiteOptions {
+  /** The site's script (default this build's exchange-peer.js): a benchmark runs another build's for an A/B. */
+  script?: string
   /** Run the site in this network namespace (`ip netns exec`; needs root), listening on `listen`. */
   netns?: string
   /** libp2p listen address (default 127.0.0.1, any port). */
@@ -31,6 +33,7 @@ export interface SiteOptions {
   corrupt?: boolean
   egressBytesPerSecond?: number
   stallTimeoutMs?: number
+  sendCoalesceBytes?: number
 }
 
 export class Site {
@@ -41,9 +44,9 @@ export class Site {
   pid = 0
   constructor (readonly swarmFile: string, readonly index: number, readonly dataDir: string, readonly options: SiteOptions = {}) {
     mkdirSync(dataDir, { recursive: true })
-    const { netns, ...peerOptions } = options
+    const { netns, script = peerScript, ...peerOptions } = options
     const args = [swarmFile, String(index), dataDir, JSON.stringify(peerOptions)]
-    this.process = netns === undefined ? new PeerProcess(peerScript, args) : new PeerProcess(netnsLauncher, [netns, peerScript, ...args])
+    this.process = netns === undefined ? new PeerProcess(script, args) : new PeerProcess(netnsLauncher, [netns, script, ...args])
   }
 
   static async start (swarmFile: string, index: number, dataDir: string, options: SiteOptions = {}): Promise<Site> {
@@ -103,7 +106,7 @@ export interface SourceStatus {
 
 export interface FetchStatus {
   progress?: { phase: string, fetchChunksDone: number, fetchChunksTotal: number, chunksDone: number, chunksTotal: number, sources: SourceStatus[] }
-  result?: { image: { rootCid: string, id: string }, chunksFetched: number, bytesFetched: number, bytesReceived: number, chunksResumed: number, chunksRecovered: number, chunksLocal: number, chunksZero: number, invalidBlocks: number, sources: SourceStatus[] }
+  result?: { image: { rootCid: string, id: string }, fetchMs: number, importMs: number, firstBlockMs: number, chunksFetched: number, bytesFetched: number, bytesReceived: number, chunksResumed: number, chunksRecovered: number, chunksLocal: number, chunksZero: number, invalidBlocks: number, sources: SourceStatus[] }
   failure?: string
   failureName?: string
   transfers: Array<{ rootCid: string, chunksDone: number, chunksTotal: number, running: boolean }>
