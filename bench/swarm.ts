@@ -3,11 +3,12 @@
  * and 10 agents (separate `hgmig agent` processes) on loopback, and with one-way link delays.
  *
  *   node dist/bench/run.js swarm [--agents 3,5,10] [--delays 0,0.05,5,15] [--seconds 15] [--rate 4] [--burst 300]
- *                                [--repeat 1] [--ab OTHER/bin/hgmig.js] [--trace] [--profile DIR]
+ *                                [--repeat 1] [--ab OTHER/bin/hgmig.js] [--ab-env KEY=VALUE] [--trace] [--profile DIR]
  *
  * --ab: A/B in the same run: every configuration is measured with this build and with the agents of
  * another build (e.g. an older commit built with `npx tsc --outDir`), alternating, `repeat` times
- * each; a table of the per-run ratios (this ÷ other) follows.
+ * each; a table of the per-run ratios (this ÷ other) follows. --ab-env: an environment variable for
+ * the other build's agents only (the same build with another setting: `--ab dist/../bin/hgmig.js`).
  * --trace: the agents of this build write each event's timestamps (HGMIG_HOP_TRACE, see
  * p2p/swarm/hashgraph-gossip.ts); a table splits one gossip hop — an event received at A, A's next
  * event built on it, that event received at B — into its parts (latency phase only).
@@ -36,10 +37,10 @@ import { processCpuSeconds, startLoadMeter } from './machine-load.js'
 
 const thisBin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
 
-interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean, profile: string | null }
+interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean, profile: string | null, abEnv: Record<string, string> }
 
 function parse (args: string[]): Options {
-  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false, profile: null }
+  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false, profile: null, abEnv: {} }
   for (let i = 0; i < args.length; i++) {
     const value = args[i + 1]
     const list = (): number[] => (value ?? '').split(',').map(Number)
@@ -53,6 +54,13 @@ function parse (args: string[]): Options {
       case '--ab': options.ab = value ?? null; i++; break
       case '--trace': options.trace = true; break
       case '--profile': options.profile = value ?? null; i++; break
+      case '--ab-env': {
+        const [key, setting] = (value ?? '').split(/=(.*)/s)
+        if (key === undefined || key === '' || setting === undefined) throw new Error(`--ab-env wants KEY=VALUE, not ${value}`)
+        options.abEnv[key] = setting
+        i++
+        break
+      }
       case '--help': process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('*/')[0]! + '*/\n'); process.exit(0); break
       default: throw new Error(`unknown option ${args[i]} (see --help)`)
     }
@@ -119,7 +127,7 @@ function hgmig (bin: string, ...args: string[]): string {
 }
 
 /** `bin`: the hgmig.js whose agents run; `traceDir`: where each agent writes its hop trace (site-i.trace). */
-async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null, profileDir: string | null): Promise<Swarm> {
+async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null, profileDir: string | null, extraEnv: Record<string, string>): Promise<Swarm> {
   const root = mkdtempSync(join(tmpdir(), 'hgmig-bench-swarm-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `site-${i}`))
   const peerIds = dirs.map((dir, i) => (JSON.parse(hgmig(bin, 'swarm', 'create', '--name', `site-${i}`, '--data', dir, '--json')) as { peerId: string }).peerId)
@@ -140,7 +148,7 @@ async function startSwarm (n: number, delayMs: number, bin: string, traceDir: st
     }
     announced.push(`${announce}/p2p/${peerIds[i]!}`)
     const args = ['agent', '--data', dirs[i]!, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--announce', announce, ...(i === 0 ? [] : ['--bootstrap', announced[0]!])]
-    const env = traceDir === null ? process.env : { ...process.env, HGMIG_HOP_TRACE: join(traceDir, `site-${i}.trace`) }
+    const env = { ...process.env, ...extraEnv, ...(traceDir === null ? {} : { HGMIG_HOP_TRACE: join(traceDir, `site-${i}.trace`) }) }
     const profile = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
     const child = spawn(process.execPath, [...profile, bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env })
     swarm.children.push(child)
@@ -190,9 +198,11 @@ interface Result {
   hops: HopBreakdown | null
 }
 
-async function measure (n: number, delayMs: number, options: Options, bin: string, traced: boolean): Promise<Result> {
+async function measure (n: number, delayMs: number, options: Options, which: 'self' | 'other'): Promise<Result> {
+  const bin = which === 'self' ? thisBin : options.ab!
+  const traced = which === 'self' && options.trace
   const traceDir = traced ? mkdtempSync(join(tmpdir(), 'hgmig-bench-trace-')) : null
-  const swarm = await startSwarm(n, delayMs, bin, traceDir, bin === thisBin ? options.profile : null)
+  const swarm = await startSwarm(n, delayMs, bin, traceDir, which === 'self' ? options.profile : null, which === 'self' ? {} : options.abEnv)
   const window = { from: 0, to: 0 }
   let result: Result
   try {
@@ -364,7 +374,7 @@ export async function main (args: string[]): Promise<void> {
         const order: Array<'self' | 'other'> = options.ab === null ? ['self'] : run % 2 === 1 ? ['self', 'other'] : ['other', 'self']
         const got: Partial<Record<'self' | 'other', Result>> = {}
         for (const which of order) {
-          const result = await measure(n, delay, options, which === 'self' ? thisBin : options.ab!, which === 'self' && options.trace)
+          const result = await measure(n, delay, options, which)
           got[which] = result
           process.stderr.write(`  ${which === 'self' ? 'this build' : 'other build'}: own p50 ${fmt(result.own.p50)} ms, all sites p50 ${fmt(result.all.p50)} ms, ${fmt(result.txPerSecond, 0)} tx/s, ${fmt(result.cpuMsPerProbe, 2)} agent CPU ms/probe, other load ${fmt(result.load, 2)}\n`)
         }
