@@ -107,7 +107,10 @@ class EventNode<P> implements ConsensusEvent<P> {
     readonly seq: number,
     readonly generation: number,
     readonly timestamp: bigint,
-    readonly signature: Uint8Array,
+    /** The signature, copied into a shared slab (see Slabs): [signatureAt, signatureAt + signatureLength). */
+    private readonly signatureSlab: Uint8Array,
+    private readonly signatureAt: number,
+    private readonly signatureLength: number,
     readonly coin: boolean,
     readonly payload: P,
     /** In-memory parents; cut to null when a parent is pruned so history can be collected. */
@@ -123,6 +126,16 @@ class EventNode<P> implements ConsensusEvent<P> {
     /** Creators of which this event's ancestry holds a fork (two events, neither a self-ancestor of the other). */
     public forkSeen: ReadonlySet<number> | null
   ) {}
+
+  get signature (): Uint8Array {
+    return this.signatureSlab.subarray(this.signatureAt, this.signatureAt + this.signatureLength)
+  }
+
+  /** The signature's byte at i, zero-extended on the left to `length` bytes (big-endian). */
+  signatureByte (i: number, length: number): number {
+    const pad = length - this.signatureLength
+    return i < pad ? 0 : this.signatureSlab[this.signatureAt + i - pad]!
+  }
 
   status (): EventStatus {
     return {
@@ -221,7 +234,8 @@ export class Consensus<P = undefined> {
   private readonly creatorTip: Array<EventNode<P> | undefined>
   private readonly forkers = new Set<number>()
   private readonly forkEvidence: ForkEvidence[] = []
-  private readonly rows = new RowSlabs()
+  private readonly rows = new Slabs((length) => new Int32Array(length), 8192)
+  private readonly signatures = new Slabs((length) => new Uint8Array(length), 16384)
   /** Scratch space of stronglySeenWitnesses and consensusTimestamp (reused: no garbage per event). */
   private readonly scratchTips: Array<EventNode<P> | undefined> = []
   private readonly scratchSlabs: Int32Array[] = []
@@ -414,6 +428,7 @@ export class Consensus<P = undefined> {
     const slots = this.schedule.slots
     const at = this.rows.allocate(slots)
     const lastSeq = this.rows.slab
+    lastSeq.fill(-1, at, at + slots)
     // Parents created before a member joined have shorter vectors: the rest stays -1.
     if (selfParent !== null) {
       const theirs = selfParent.lastSeqSlab
@@ -431,7 +446,9 @@ export class Consensus<P = undefined> {
     const forkers = isFork && !this.forkers.has(creator) ? new Set([...this.forkers, creator]) : this.forkers
     const coin = input.coinBit !== undefined ? input.coinBit === 1 : middleBit(input.signature)
     // forkSeen is computed from the node's own ancestry links, so it is filled in once they exist.
-    const node = new EventNode<P>(id, creator, seq, generation, input.timestamp, input.signature, coin, input.payload,
+    const signatureAt = this.signatures.allocate(input.signature.length)
+    this.signatures.slab.set(input.signature, signatureAt)
+    const node = new EventNode<P>(id, creator, seq, generation, input.timestamp, this.signatures.slab, signatureAt, input.signature.length, coin, input.payload,
       selfParent, otherParent, lastSeq, at, slots, null)
     node.forkSeen = this.computeForkSeen(node, forkers)
 
@@ -722,7 +739,7 @@ export class Consensus<P = undefined> {
     received.sort((a, b) =>
       compareBigInt(a.consensusTimestamp!, b.consensusTimestamp!) ||
       a.generation - b.generation ||
-      compareWhitened(a.signature, b.signature, whitener) ||
+      compareWhitened(a, b, whitener) ||
       (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     for (const x of received) x.position = this.orderedCount++
     this.orderingRound = state.round
@@ -858,15 +875,13 @@ function xorAll (items: readonly Uint8Array[]): Uint8Array {
  * Compares (a XOR w) with (b XOR w) as big-endian unsigned integers (shorter operands zero-extended
  * on the left), byte by byte, without materialising either whitened signature.
  */
-function compareWhitened (a: Uint8Array, b: Uint8Array, w: Uint8Array): number {
-  const length = Math.max(a.length, b.length, w.length)
-  const padA = length - a.length
-  const padB = length - b.length
+function compareWhitened (a: EventNode<unknown>, b: EventNode<unknown>, w: Uint8Array): number {
+  const length = Math.max(a.signature.length, b.signature.length, w.length)
   const padW = length - w.length
   for (let i = 0; i < length; i++) {
     const mask = i < padW ? 0 : w[i - padW]!
-    const x = (i < padA ? 0 : a[i - padA]!) ^ mask
-    const y = (i < padB ? 0 : b[i - padB]!) ^ mask
+    const x = a.signatureByte(i, length) ^ mask
+    const y = b.signatureByte(i, length) ^ mask
     if (x !== y) return x - y
   }
   return 0
@@ -902,27 +917,30 @@ function selectKth (values: bigint[], k: number): bigint {
 }
 
 /**
- * Ancestry rows (lastSeq) cut from shared slabs: a row of its own would be an ArrayBuffer (and,
- * beyond 64 bytes, a malloc'd backing store) per event. Events die roughly in insertion order, so
- * a slab is freed once its rows' events are; each creator's newest event pins at most one slab.
+ * Per-event arrays (ancestry rows, signatures) cut from shared slabs: an array of its own would be
+ * an ArrayBuffer (and, beyond 64 bytes, a malloc'd backing store) per event, and a view a heap
+ * object per event, all promoted to V8's old generation since events live for ~27 rounds. Events
+ * die roughly in insertion order, so a slab is freed once its events are; each creator's newest
+ * event pins at most one slab.
  */
-class RowSlabs {
-
-  /** The slab of the rows handed out last. */
-  slab = new Int32Array(0)
+class Slabs<T extends Int32Array | Uint8Array> {
+  /** The slab of the space handed out last. */
+  slab: T
   private used = 0
 
-  /** A row of `length` entries set to -1, in `slab` from the returned offset. */
+  /** `entriesPerSlab`: 32 KiB of rows (256 events at n = 32), 16 KiB of signatures (256 Ed25519 ones). */
+  constructor (private readonly create: (length: number) => T, private readonly entriesPerSlab: number) {
+    this.slab = create(0)
+  }
+
+  /** Room for `length` entries in `slab`, from the returned offset. */
   allocate (length: number): number {
     if (this.used + length > this.slab.length) {
-      this.slab = new Int32Array(ROWS_PER_SLAB * Math.max(length, 1))
+      this.slab = this.create(Math.max(length, this.entriesPerSlab))
       this.used = 0
     }
     const at = this.used
     this.used += length
-    this.slab.fill(-1, at, at + length)
     return at
   }
 }
-
-const ROWS_PER_SLAB = 256
