@@ -242,3 +242,19 @@ test('own events created pending: sync holds them back until their sync to disk 
   restartedLog.close()
   log.close()
 })
+
+test('inline sync mode: a pending own event is synced on the calling thread before createPendingEvent returns', async (t) => {
+  const s = testSeed(8190)
+  const dir = tempDir(t)
+  const keys = await memberKeys(2, s)
+  const log = new EventLog(path.join(dir, 'inline.sqlite'), { syncMode: 'inline' })
+  const hg = new Hashgraph({ members: keys.map((k) => k.publicKey), self: { key: keys[0]! }, log })
+  hg.start()
+  assert.equal(log.durableOwnSequence, -1)
+  const { event, durable } = hg.createPendingEvent()
+  assert.equal(log.durableOwnSequence, 0, `seed ${s}: not on disk when createPendingEvent returned`)
+  assert.deepEqual(hg.eventsAfter([0, 0]).map((bytes) => decodeEvent(bytes).id), [event.id])
+  await durable
+  assert.throws(() => new EventLog(path.join(dir, 'bad.sqlite'), { syncMode: 'later' as 'pool' }), /sync mode must be 'pool' or 'inline'/)
+  log.close()
+})

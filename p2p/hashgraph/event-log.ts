@@ -30,10 +30,11 @@ export interface EventLogOptions {
   /** How whenDurable() flushes the -wal file to disk in the thread pool (default: fs.fdatasync). */
   syncFile?: SyncFile
   /**
-   * 'pool' (default): whenDurable() syncs in libuv's thread pool. 'inline': on the calling thread
-   * (still one sync for everything committed so far): no thread hand-off, which on a machine with
-   * more runnable threads than cores can cost more than the sync itself; the event loop waits for
-   * the disk, though. Default from the environment variable HGMIG_EVENT_LOG_SYNC, for benchmarks.
+   * 'pool' (default): whenDurable() syncs in libuv's thread pool (group commit). 'inline': at once,
+   * on the calling thread, before whenDurable() returns its promise: no thread hand-off, which on a
+   * machine with more runnable threads than cores can cost more than the sync itself; the event
+   * loop waits for the disk, though. Default from the environment variable HGMIG_EVENT_LOG_SYNC
+   * (for benchmarks).
    */
   syncMode?: 'pool' | 'inline'
 }
