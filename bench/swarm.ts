@@ -248,7 +248,7 @@ async function measure (n: number, delayMs: number, options: Options, which: 'se
   }
   if (traceDir !== null) {
     // The agents flushed their traces when they stopped.
-    result.hops = analyseHops(traceDir, n, window.from, window.to)
+    result.hops = analyseHops(traceDir, n, window.from, window.to, n * options.seconds * options.rate)
     rmSync(traceDir, { recursive: true, force: true })
   }
   return result
@@ -261,8 +261,8 @@ interface HopBreakdown {
   samples: number
   /** Per part of the hop: [p50, p90] in ms. */
   parts: Record<HopPart, [number, number]>
-  /** Own events created per event received from others (all agents, latency phase). */
-  createdPerReceived: number
+  /** Events created (all agents) per latency probe: what one ordered transaction costs in events. */
+  eventsPerProbe: number
   /** Own events per second per agent. */
   eventsPerSecond: number
 }
@@ -279,7 +279,7 @@ const HOP_PART_MEANING: Record<HopPart, string> = {
   hop: 'the whole hop: received at A → received at B'
 }
 
-function analyseHops (dir: string, n: number, fromMs: number, toMs: number): HopBreakdown {
+function analyseHops (dir: string, n: number, fromMs: number, toMs: number, probes: number): HopBreakdown {
   type Stages = Map<string, Map<string, number>>
   const sites: Array<{ stages: Stages, parentOf: Map<string, string> }> = []
   for (let i = 0; i < n; i++) {
@@ -299,11 +299,9 @@ function analyseHops (dir: string, n: number, fromMs: number, toMs: number): Hop
   }
   const samples: Record<HopPart, number[]> = { validate: [], wait: [], create: [], fsync: [], publish: [], network: [], hop: [] }
   let created = 0
-  let received = 0
   const inWindow = (t: number | undefined): t is number => t !== undefined && t >= fromMs && t <= toMs
   for (const [a, site] of sites.entries()) {
     const at = (stage: string, id: string): number | undefined => site.stages.get(stage)?.get(id)
-    for (const t of site.stages.get('received')?.values() ?? []) if (inWindow(t)) received++
     for (const [event, parent] of site.parentOf) {
       const creating = at('creating', event)
       if (!inWindow(creating)) continue
@@ -329,7 +327,7 @@ function analyseHops (dir: string, n: number, fromMs: number, toMs: number): Hop
     const s = summary(samples[part])
     return [part, [s.p50, quantile(samples[part], 0.9)]]
   })) as Record<HopPart, [number, number]>
-  return { samples: samples.hop.length, parts, createdPerReceived: received === 0 ? NaN : created / received, eventsPerSecond: created / n / ((toMs - fromMs) / 1000) }
+  return { samples: samples.hop.length, parts, eventsPerProbe: created / probes, eventsPerSecond: created / n / ((toMs - fromMs) / 1000) }
 }
 
 function quantile (values: number[], p: number): number {
@@ -413,11 +411,11 @@ export async function main (args: string[]): Promise<void> {
   const traced = results.filter((r) => r.hops !== null)
   if (traced.length > 0) {
     lines.push('', 'One gossip hop (this build, latency phase): p50 / p90 in ms per part.', '',
-      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | own events per received | own events/s per agent |`,
+      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | events per probe | own events/s per agent |`,
       `| ---: | ---: | ---: | ${HOP_PARTS.map(() => '---:').join(' | ')} | ---: | ---: |`)
     for (const r of traced) {
       const h = r.hops!
-      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(h.createdPerReceived, 2)} | ${fmt(h.eventsPerSecond, 0)} |`)
+      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(h.eventsPerProbe, 1)} | ${fmt(h.eventsPerSecond, 0)} |`)
     }
     lines.push('', ...HOP_PARTS.map((p) => `- ${p}: ${HOP_PART_MEANING[p]}`))
   }
