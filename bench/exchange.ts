@@ -115,7 +115,7 @@ async function runChild (args: string[]): Promise<void> {
     const node = await stackNode(variant, new TextEncoder().encode(keyArg as string))
     await node.handle('/bench/bytes/1.0.0', (stream) => {
       const started = process.cpuUsage()
-      sendBytes(stream, bytes, payload).then(() => {
+      sendBytes(stream, bytes, Buffer.alloc(variant.sendSize ?? WRITE_SIZE, 7)).then(() => {
         const cpu = process.cpuUsage(started)
         process.stdout.write(JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000 }) + '\n')
       }, (err: unknown) => {
@@ -161,6 +161,8 @@ interface StackVariant {
   streams: number
   /** yamux per-stream receive window, bytes (default 256 KiB). */
   window?: number
+  /** Bytes per stream.send (default 64 KiB, one block): the exchange's server now gathers answers into sends of up to 256 KiB. */
+  sendSize?: number
 }
 
 async function stackNode (variant: StackVariant, swarmKey: Uint8Array): Promise<Libp2p> {
@@ -202,7 +204,8 @@ async function tcpCopy (bytes: number): Promise<{ bytesPerSecond: number, receiv
 /** A libp2p stack between two processes: `bytes` over `variant.streams` streams in 64 KiB sends. */
 async function streamCopy (variant: StackVariant, bytes: number): Promise<{ bytesPerSecond: number, receiverCpuMs: number, senderCpuMs: number }> {
   const swarmKey = createSwarmKey()
-  const perStream = Math.ceil(bytes / variant.streams / WRITE_SIZE) * WRITE_SIZE
+  const sendSize = variant.sendSize ?? WRITE_SIZE
+  const perStream = Math.ceil(bytes / variant.streams / sendSize) * sendSize
   const { proc, line, lines } = await child(['p2p-source', String(perStream), JSON.stringify(variant), new TextDecoder().decode(swarmKey)])
   const node = await stackNode(variant, swarmKey)
   try {
@@ -241,37 +244,41 @@ const ALL_STACK_VARIANTS: StackVariant[] = [
   { name: 'tcp+noise+yamux+@libp2p/pnet, 1 stream, 4 MiB yamux window', protector: 'pnet', streams: 1, window: 4 * MiB },
   { name: 'tcp+noise+yamux (no protector), 1 stream, 4 MiB yamux window', protector: 'none', streams: 1, window: 4 * MiB },
   { name: 'tcp+noise+yamux+swarm protector, 4 streams, 4 MiB yamux window', protector: 'swarm', streams: 4, window: 4 * MiB },
-  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 256 KiB yamux window (default)', protector: 'swarm', streams: 1 }
+  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 256 KiB yamux window (default)', protector: 'swarm', streams: 1 },
+  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 4 MiB yamux window, 256 KiB sends (the exchange server\'s gathering)', protector: 'swarm', streams: 1, window: 4 * MiB, sendSize: 256 * 1024 },
+  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 4 MiB yamux window, 1 MiB sends', protector: 'swarm', streams: 1, window: 4 * MiB, sendSize: 1024 * 1024 }
 ]
 
 async function streams (args: string[]): Promise<void> {
   const bytes = option(args, 'mib', 512) * MiB
   const runs = option(args, 'runs', 3)
-  console.log(`streams: ${bytes / MiB} MiB per run, ${runs} runs, median; ratio = variant / plain TCP measured right before it`)
-  const rows: Array<{ name: string, rate: number, ratio: number, cpuRecv: number, cpuSend: number }> = []
-  const tcpRates: number[] = []
   const only = args.indexOf('--variant')
-  const variants = only < 0 ? ALL_STACK_VARIANTS : [ALL_STACK_VARIANTS[Number(args[only + 1])] as StackVariant]
-  for (const variant of variants) {
-    const rates: number[] = []
-    const ratios: number[] = []
-    const cpuRecv: number[] = []
-    const cpuSend: number[] = []
-    for (let run = 0; run < runs; run++) {
+  // --variant 0,5: those variants only; each run goes through all of them in turn (so they share the machine's load).
+  const variants = only < 0 ? ALL_STACK_VARIANTS : (args[only + 1] ?? '').split(',').map((i) => ALL_STACK_VARIANTS[Number(i)] as StackVariant)
+  console.log(`streams: ${bytes / MiB} MiB per run, ${runs} runs, median; variants interleaved within each run; ratio = variant / plain TCP measured right before it`)
+  type Figures = { rates: number[], ratios: number[], cpuRecv: number[], cpuSend: number[] }
+  const figures = variants.map((): Figures => ({ rates: [], ratios: [], cpuRecv: [], cpuSend: [] }))
+  const tcpRates: number[] = []
+  for (let run = 0; run < runs; run++) {
+    for (const [i, variant] of variants.entries()) {
       const base = await tcpCopy(bytes)
       tcpRates.push(base.bytesPerSecond)
       const r = await streamCopy(variant, bytes)
-      rates.push(r.bytesPerSecond)
-      ratios.push(r.bytesPerSecond / base.bytesPerSecond)
+      const f = figures[i] as Figures
+      f.rates.push(r.bytesPerSecond)
+      f.ratios.push(r.bytesPerSecond / base.bytesPerSecond)
       // CPU seconds per GB moved: what each side spends, independent of the wall clock.
-      cpuRecv.push(r.receiverCpuMs / (bytes / 1e9) / 1000)
-      cpuSend.push(r.senderCpuMs / (bytes / 1e9) / 1000)
+      f.cpuRecv.push(r.receiverCpuMs / (bytes / 1e9) / 1000)
+      f.cpuSend.push(r.senderCpuMs / (bytes / 1e9) / 1000)
+      console.log(`  run ${run + 1}, ${variant.name}: ${fmt(r.bytesPerSecond)}, ${(r.bytesPerSecond / base.bytesPerSecond).toFixed(2)} x TCP (${fmt(base.bytesPerSecond)}), CPU s/GB receiver ${(r.receiverCpuMs / (bytes / 1e9) / 1000).toFixed(2)} sender ${(r.senderCpuMs / (bytes / 1e9) / 1000).toFixed(2)}`)
     }
-    rows.push({ name: variant.name, rate: median(rates), ratio: median(ratios), cpuRecv: median(cpuRecv), cpuSend: median(cpuSend) })
-    console.log(`  ${variant.name}: ${fmt(median(rates))}, ${median(ratios).toFixed(2)} x TCP, CPU s/GB receiver ${median(cpuRecv).toFixed(2)} sender ${median(cpuSend).toFixed(2)}`)
+  }
+  for (const [i, variant] of variants.entries()) {
+    const f = figures[i] as Figures
+    console.log(`${variant.name}: ${fmt(median(f.rates))}, ${median(f.ratios).toFixed(2)} x TCP, CPU s/GB receiver ${median(f.cpuRecv).toFixed(2)} sender ${median(f.cpuSend).toFixed(2)}`)
   }
   const base = await tcpCopy(bytes)
-  console.log(`  plain TCP: ${fmt(median(tcpRates))} (median of ${tcpRates.length}), CPU s/GB receiver ${(base.receiverCpuMs / (bytes / 1e9) / 1000).toFixed(2)} sender ${(base.senderCpuMs / (bytes / 1e9) / 1000).toFixed(2)}`)
+  console.log(`plain TCP: ${fmt(median(tcpRates))} (median of ${tcpRates.length}), CPU s/GB receiver ${(base.receiverCpuMs / (bytes / 1e9) / 1000).toFixed(2)} sender ${(base.senderCpuMs / (bytes / 1e9) / 1000).toFixed(2)}`)
 }
 
 // ------------------------------------------------------------------ image fetch
@@ -364,12 +371,13 @@ async function fetchBench (args: string[]): Promise<void> {
   if (compareAt >= 0) builds.unshift({ label: `before (${args[compareAt + 1] ?? ''})`, script: join(args[compareAt + 1] ?? '', 'test', 'support', 'exchange-peer.js') })
   if (optionsAt >= 0) builds.unshift({ label: `with ${args[optionsAt + 1] ?? ''}`, script: undefined, options: JSON.parse(args[optionsAt + 1] ?? '{}') as SiteOptions })
   await withImage('fetch', mib, async ({ dir, swarm, image, missing }) => {
-    console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median${builds.length > 1 ? '; builds alternate within each run (ABBA), every ratio is after / before in the same run' : ''}`)
+    console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median${builds.length > 1 ? '; builds alternate within each run (order reversed every other run), every ratio is this build / the other in the same run' : ''}`)
     for (const sources of [1, 2]) {
       type Figures = { rates: number[], ratios: number[], totals: number[], imports: number[], cpuFetcher: number[], cpuSources: number[] }
       const figures = builds.map((): Figures => ({ rates: [], ratios: [], totals: [], imports: [], cpuFetcher: [], cpuSources: [] }))
       const tcpRates: number[] = []
-      const versus = { cpuFetcher: [] as number[], totals: [] as number[], rates: [] as number[] }
+      /** Per other build: this build's figure over its figure, per run. */
+      const versus = builds.slice(0, -1).map(() => ({ cpuFetcher: [] as number[], totals: [] as number[], rates: [] as number[] }))
       for (let run = 0; run < runs; run++) {
         const base = await tcpCopy(Math.ceil(missing.bytes / WRITE_SIZE) * WRITE_SIZE)
         tcpRates.push(base.bytesPerSecond)
@@ -391,20 +399,21 @@ async function fetchBench (args: string[]): Promise<void> {
           const contributions = r.status.result!.sources.map((s) => `${(s.bytes / MiB).toFixed(0)} MiB`).join(' + ')
           console.log(`  run ${run + 1}, ${sources} source(s), ${build.label}: network phase ${fmt(r.bytes / r.fetchSeconds)} (${contributions}), whole fetch ${r.seconds.toFixed(2)} s (registration/import ${((r.status.result?.importMs ?? 0) / 1000).toFixed(2)} s); plain TCP ${fmt(base.bytesPerSecond)}; CPU s/GB fetcher ${r.fetcherCpuPerGB.toFixed(1)}, sources ${r.sourcesCpuPerGB.toFixed(1)}`)
         }
-        if (results.length === 2) {
-          const [before, after] = results as [FetchRun, FetchRun]
-          versus.cpuFetcher.push(after.fetcherCpuPerGB / before.fetcherCpuPerGB)
-          versus.totals.push(after.seconds / before.seconds)
-          versus.rates.push((after.bytes / after.fetchSeconds) / (before.bytes / before.fetchSeconds))
-        }
+        const after = results[results.length - 1] as FetchRun
+        versus.forEach((v, i) => {
+          const before = results[i] as FetchRun
+          v.cpuFetcher.push(after.fetcherCpuPerGB / before.fetcherCpuPerGB)
+          v.totals.push(after.seconds / before.seconds)
+          v.rates.push((after.bytes / after.fetchSeconds) / (before.bytes / before.fetchSeconds))
+        })
       }
       builds.forEach((build, i) => {
         const f = figures[i] as Figures
         console.log(`${sources} source(s), ${build.label}: ${fmt(median(f.rates))} = ${median(f.ratios).toFixed(2)} x plain TCP (${fmt(median(tcpRates))}); whole fetch ${median(f.totals).toFixed(2)} s (registration/import ${median(f.imports).toFixed(2)} s); CPU s/GB fetcher ${median(f.cpuFetcher).toFixed(1)}, sources ${median(f.cpuSources).toFixed(1)}`)
       })
-      if (versus.cpuFetcher.length > 0) {
-        console.log(`${sources} source(s), after / before (median of per-run ratios): fetcher CPU s/GB ${median(versus.cpuFetcher).toFixed(2)} x, whole fetch ${median(versus.totals).toFixed(2)} x, network-phase rate ${median(versus.rates).toFixed(2)} x`)
-      }
+      versus.forEach((v, i) => {
+        console.log(`${sources} source(s), this build / ${(builds[i] as Build).label} (median of per-run ratios): fetcher CPU s/GB ${median(v.cpuFetcher).toFixed(2)} x, whole fetch ${median(v.totals).toFixed(2)} x, network-phase rate ${median(v.rates).toFixed(2)} x`)
+      })
     }
   })
 }
