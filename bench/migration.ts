@@ -158,6 +158,14 @@ class Harness {
     const dedup = source.find((e) => typeof e.data.dedupMs === 'number')
     const converged = source.find((e) => e.data.converged === true)
     const passes = source.filter((e) => e.kind === 'pass').length
+    const memoryStart = source.find((e) => e.data.memoryStart === true)
+    const sent = source.find((e) => typeof e.data.pauseToSentMs === 'number')
+    const verified = target.find((e) => typeof e.data.verifyMs === 'number')
+    const wire = (done.result.wire ?? {}) as { sent?: Record<string, number>, received?: Record<string, number> }
+    const mib = (n: number | undefined): string => ((n ?? 0) / 2 ** 20).toFixed(1)
+    console.log(`#     source sent: memory ${mib(wire.sent?.memory)} MiB, disk ${mib(wire.sent?.disk)} MiB, control ${mib(wire.sent?.control)} MiB; received control ${mib(wire.received?.control)} MiB`)
+    console.log(`#     memory start: ${memoryStart === undefined ? 'at once' : JSON.stringify(memoryStart.data)}; downtime ${Number(done.result.downtimeMs).toFixed(0)} ms ` +
+      `(pause → checksums sent ${sent === undefined ? '-' : Number(sent.data.pauseToSentMs).toFixed(0)} ms, target verify ${verified === undefined ? '-' : Number(verified.data.verifyMs).toFixed(0)} ms)`)
     console.log(`#   ${done.strategy} ${done.vmName}: agree ${at('agree')} s, transfer ${at('transfer')}, precopy ${at('precopy')}, switchover ${at('switchover')}, record ${at('record')}; ` +
       `source hashing ${dedup === undefined ? '-' : (Number(dedup.data.dedupMs) / 1000).toFixed(2)} s; base done at ${baseDone === undefined ? '-' : ((baseDone.time - start) / 1000).toFixed(2)} s ` +
       `(${baseDone === undefined ? '' : JSON.stringify(baseDone.data.sources)}); converged at ${converged === undefined ? '-' : ((converged.time - start) / 1000).toFixed(2)} s after ${passes} passes`)
@@ -225,10 +233,16 @@ class Harness {
 
 const STRATEGY_ORDER: Strategy[] = ['nss', 'ss', 'h-gmig']
 
+/** The machine's load (1, 5, 15 min): the figures are only comparable within a run, and this says how loaded it was. */
+function load (): string {
+  return `load average ${os.loadavg().map((l) => l.toFixed(1)).join(', ')}`
+}
+
 export async function main (args: string[]): Promise<void> {
   const options = parse(args)
   const root = mkdtempSync(join(os.tmpdir(), 'hgmig-bench-migration-'))
   console.log(`# migration bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`)
+  console.log(`# ${load()} at the start`)
   console.log(`# links: in-process shaper, ${options.linkMBs} MB/s upload per site; VM ${options.memoryMiB} MiB memory, OS ${options.osMiB} MiB, WE +${options.weMiB} MiB, UD 8 MiB; runs ${options.runs} (median); base chunks: ${options.base}`)
   const sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: options.linkMBs * 1e6, baseTransfer: options.base })
   const harness = new Harness(root, sites, options)
@@ -255,6 +269,7 @@ export async function main (args: string[]): Promise<void> {
           }
           const [nss, ss, hg] = STRATEGY_ORDER.map(med) as [Outcome, Outcome, Outcome]
           row([`(${similarity}, ${similarity})`, workload, fmt(nss), fmt(ss), fmt(hg), `${((1 - hg.totalMs / nss.totalMs) * 100).toFixed(1)} % less`, `${(hg.wireBytes / ss.wireBytes).toFixed(3)} ×`, `${hg.downtimeMs.toFixed(0)} ms`])
+          console.log(`#   ${load()}; downtime NSS ${nss.downtimeMs.toFixed(0)} ms, SS ${ss.downtimeMs.toFixed(0)} ms`)
         }
       }
     }
@@ -272,6 +287,7 @@ export async function main (args: string[]): Promise<void> {
         }
         const [nss, ss, hg] = STRATEGY_ORDER.map(med) as [Outcome, Outcome, Outcome]
         row([`(${similarity}, ${similarity})`, fmt(nss), fmt(ss), fmt(hg), `${((1 - hg.totalMs / nss.totalMs) * 100).toFixed(1)} % less`])
+        console.log(`#   ${load()}; H-GMIG bytes vs SS ${(hg.wireBytes / ss.wireBytes).toFixed(3)} ×`)
       }
     }
     if (options.knockout) {
@@ -286,6 +302,7 @@ export async function main (args: string[]): Promise<void> {
       row(['without', 'with c killed', 'added'])
       row(['---', '---', '---'])
       row([`${(median(plain) / 1000).toFixed(2)} s`, `${(median(knocked) / 1000).toFixed(2)} s`, `${((median(knocked) - median(plain)) / 1000).toFixed(2)} s`])
+      console.log(`#   per run (without / with): ${plain.map((p, i) => `${(p / 1000).toFixed(2)} / ${((knocked[i] ?? 0) / 1000).toFixed(2)}`).join(', ')} s; ${load()}`)
     }
     console.log(`\n# failed migrations (measured again): ${harness.failures.length}`)
   } finally {

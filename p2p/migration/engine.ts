@@ -140,9 +140,25 @@ interface Context {
   targetReadiness?: { etaSeconds: number | null, readyBytes: number, at: number }
   /** Parameters changed while the migration runs (the driver gets them if it starts copying later). */
   parameters?: { bandwidth?: number, maxDowntimeMs?: number }
+  /** Source: the memory copy is held to a trickle until the base layers are in at the target (see holdPrecopy). */
+  precopyHeld?: boolean
+  /** Source: the target reported its base layers in. */
+  baseIn?: boolean
+  /** Source: pages left after the last pass, and how many passes in a row left about as many (no progress). */
+  lastRemaining?: number
+  passesWithoutProgress?: number
 }
 
 const DEFAULT_MAX_PASSES = 30
+/**
+ * Memory's rate while a pre-copy that has not converged waits for the base layers (bytes/s).
+ * Its passes cannot converge while base chunks share the link, and each would send the VM's
+ * dirty working set again; once the base is in, the requested rate returns.
+ */
+const HELD_PRECOPY_RATE = 512 * 1024
+/** A pass leaving at least this share of the pages the pass before left made no progress; this many in a row force the stop-and-copy. */
+const NO_PROGRESS_SHARE = 0.9
+const NO_PROGRESS_PASSES = 3
 const DEFAULT_DOWNTIME_MS = 300
 const OUTCOME_POLL_MS = 1000
 
@@ -378,9 +394,10 @@ export class MigrationEngine {
     if (parameters.maxDowntimeMs !== undefined && !(parameters.maxDowntimeMs > 0)) throw new InvalidMigrationInputError(`maxDowntimeMs must be > 0 (got ${parameters.maxDowntimeMs})`)
     if (parameters.bandwidth !== undefined) ctx.bucket.setRate(parameters.bandwidth)
     ctx.parameters = { ...ctx.parameters, ...parameters }
-    ctx.outgoing?.setParameters({ maxBandwidth: parameters.bandwidth, downtimeLimitMs: parameters.maxDowntimeMs })
+    // A held pre-copy gets the new bandwidth when the base is in.
+    ctx.outgoing?.setParameters({ maxBandwidth: ctx.precopyHeld === true ? undefined : parameters.bandwidth, downtimeLimitMs: parameters.maxDowntimeMs })
     // What the driver now runs with (before the driver copies, the request's values stand).
-    const applied = ctx.outgoing?.parameters ?? null
+    const applied = ctx.outgoing?.parameters === undefined ? null : { ...ctx.outgoing.parameters, ...(ctx.precopyHeld === true && parameters.bandwidth !== undefined ? { maxBandwidth: parameters.bandwidth } : {}) }
     this.openDb().update(ctx.id, ctx.role, { result: { parameters: applied ?? parameters } })
     this.log(ctx, 'info', null, { parameters, applied })
     return this.info(ctx.id, ctx.role)
@@ -433,8 +450,8 @@ export class MigrationEngine {
 
   private phase (ctx: Context, phase: MigrationPhase, data: Record<string, unknown> = {}): void {
     if (ctx.abort.signal.aborted) throw ctx.abort.signal.reason
-    this.openDb().update(ctx.id, ctx.role, { phase })
-    this.log(ctx, 'phase', phase, data)
+    const entry = this.openDb().enterPhase(ctx.id, ctx.role, phase, data)
+    this.init.onEvent?.({ type: 'migration:log', detail: entry })
     this.init.onEvent?.({ type: 'migration:state', detail: this.info(ctx.id, ctx.role) })
   }
 
@@ -564,6 +581,7 @@ export class MigrationEngine {
       const failOn = async <T>(p: Promise<T>): Promise<T> => await raceAbort(Promise.race([p, streamFailed.promise]), signal)
       const baseDone = pump.next(['base-done'], signal)
       baseDone.catch(() => {})
+      baseDone.then(() => { this.releasePrecopy(ctx, options.bandwidth) }, () => {})
       // The paper (4.2): SS and H-GMIG send the base layers and the user data in parallel; NSS does
       // not — its source sends the images, then the user data, then memory.
       if (strategy === 'nss') await failOn(baseDone)
@@ -665,6 +683,24 @@ export class MigrationEngine {
         ctx.passes = event.detail.pass
         this.log(ctx, 'pass', 'precopy', { ...event.detail })
         if (event.detail.pass >= maxPasses) ctx.outgoing?.forceConvergence()
+        // With the base in, passes that no longer shrink the dirty set only repeat the working
+        // set (the VM dirties it faster than the link sends it): stop-and-copy now, as Xen does.
+        if (ctx.baseIn === true && ctx.lastRemaining !== undefined && event.detail.remainingPages >= ctx.lastRemaining * NO_PROGRESS_SHARE) {
+          ctx.passesWithoutProgress = (ctx.passesWithoutProgress ?? 0) + 1
+          if (ctx.passesWithoutProgress === NO_PROGRESS_PASSES) {
+            ctx.outgoing?.forceConvergence()
+            this.log(ctx, 'info', 'precopy', { forced: true, reason: `${NO_PROGRESS_PASSES} passes left ≥ ${NO_PROGRESS_SHARE * 100} % of the pages the pass before left`, pass: event.detail.pass })
+          }
+        } else {
+          ctx.passesWithoutProgress = 0
+        }
+        ctx.lastRemaining = event.detail.remainingPages
+        // Not converged with the base still arriving: further passes would only repeat the working set.
+        if (event.detail.expectedDowntimeMs > (ctx.outgoing?.parameters.downtimeLimitMs ?? Number.POSITIVE_INFINITY) && ctx.baseIn !== true && ctx.precopyHeld !== true && event.detail.pass < maxPasses) {
+          ctx.precopyHeld = true
+          ctx.outgoing?.setParameters({ maxBandwidth: HELD_PRECOPY_RATE })
+          this.log(ctx, 'info', 'precopy', { held: true, pass: event.detail.pass, rate: HELD_PRECOPY_RATE })
+        }
         break
       case 'converged':
         this.log(ctx, 'info', 'precopy', { converged: true, pass: event.detail.pass, expectedDowntimeMs: event.detail.expectedDowntimeMs, forced: event.detail.pass >= maxPasses })
@@ -674,6 +710,15 @@ export class MigrationEngine {
         failed.reject(event.detail.error)
         break
     }
+  }
+
+  /** The base is in at the target: memory gets its requested rate back (if it was held). */
+  private releasePrecopy (ctx: Context, requested: number): void {
+    ctx.baseIn = true
+    if (ctx.precopyHeld !== true) return
+    ctx.precopyHeld = false
+    ctx.outgoing?.setParameters({ maxBandwidth: ctx.parameters?.bandwidth ?? requested })
+    this.log(ctx, 'info', 'precopy', { held: false, rate: ctx.parameters?.bandwidth ?? requested })
   }
 
   /**
@@ -843,14 +888,17 @@ export class MigrationEngine {
       await control.send({ type: 'base-done', bytes: ctx.baseBytes, baseMs, sources: ctx.sources }, signal)
 
       const switchover = await pump.next(['switchover'], signal)
-      this.phase(ctx, 'switchover')
+      // The VM is paused at the source: verify and answer first, write the phase after (for a
+      // restart, switchover and transfer mean the same here: the partial VM is dropped).
       try {
         const verifyStarted = performance.now()
         const sums = await incoming.verify({ memorySha256: String(switchover.memorySha256), diskSha256: String(switchover.diskSha256) }, { signal })
         await control.send({ type: 'verified', ...sums }, signal)
+        this.phase(ctx, 'switchover')
         this.log(ctx, 'info', 'switchover', { verified: true, ...sums, verifyMs: performance.now() - verifyStarted })
       } catch (err) {
         await control.send({ type: 'failed', reason: errorMessage(err) }).catch(() => {})
+        if (this.openDb().get(id, 'target').phase !== 'switchover') this.openDb().enterPhase(id, 'target', 'switchover', {})
         throw err
       }
       try {

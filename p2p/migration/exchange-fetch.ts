@@ -158,13 +158,16 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
     }
     init.exchange.addEventListener('source:dropped', onDropped)
     let received = 0
+    /** Image bytes already done when this attempt began fetching (local, zero and resumed positions). */
+    let doneAtStart: number | undefined
     let last: TransferProgress | undefined
     const seen = new Map<string, number>()
     const report = (progress: TransferProgress): void => {
       last = progress
       context.counter.received.chunks += progress.bytesReceived - received
       received = progress.bytesReceived
-      const stored = storedOf(progress, totalBytes)
+      if (progress.phase === 'fetching') doneAtStart ??= progress.bytesDone
+      const stored = storedOf(progress, totalBytes, doneAtStart)
       let reported = false
       for (const source of progress.sources) {
         const site = siteOf(source.peer)
@@ -214,14 +217,15 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
 }
 
 /**
- * Of this image's fetched bytes (after `earlier` of attempts before), those in the store: what
- * the exchange says it has stored (`bytesStored`, where it writes verified blocks straight into
- * the store), else none until the image is imported (its chunks wait in a partial file until then).
+ * Of this image's fetched bytes (after `earlier` of attempts before), those in the store. The
+ * exchange writes each verified block into the store before it counts its positions done, so the
+ * image bytes done since this attempt began fetching are stored fetched bytes; from 'importing'
+ * on (the store registers the image from its leaves) all of them are.
  */
-function storedOf (progress: TransferProgress, earlier: number): number {
-  const stored = (progress as TransferProgress & { bytesStored?: unknown }).bytesStored
-  if (typeof stored === 'number') return earlier + stored
-  return progress.phase === 'done' ? earlier + progress.bytesReceived : 0
+function storedOf (progress: TransferProgress, earlier: number, doneAtStart: number | undefined): number {
+  if (progress.phase === 'importing' || progress.phase === 'done') return earlier + progress.bytesReceived
+  if (doneAtStart === undefined) return earlier
+  return earlier + Math.max(0, Math.min(progress.bytesReceived, progress.bytesDone - doneAtStart))
 }
 
 /** The images are in the store now: chunks read from there (the rebuild skips images it finds). */

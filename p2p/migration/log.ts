@@ -155,6 +155,14 @@ export class MigrationDb {
     return this.get(id, role)
   }
 
+  /** A new phase and its log entry, in one transaction (one write to disk, not two: phases are written inside the switch-over's pause). */
+  enterPhase (id: string, role: MigrationRole, phase: MigrationPhase, data: Record<string, unknown>): LogEntry {
+    return this.db.transaction(() => {
+      this.update(id, role, { phase })
+      return this.log(id, 'phase', phase, data)
+    })()
+  }
+
   log (migration: string, kind: LogKind, phase: MigrationPhase | null, data: Record<string, unknown>): LogEntry {
     const time = Date.now()
     const seq = Number(this.db.prepare('INSERT INTO migration_log (migration, time, kind, phase, data) VALUES (?, ?, ?, ?, ?)')

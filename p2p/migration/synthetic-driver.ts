@@ -66,6 +66,12 @@ const MAX_MEMORY = 64 * 1024 * 1024 * 1024
  * few hundred milliseconds while the engine waits for the base layers.
  */
 const CONVERGED_REPASS_SHARE = 0.5
+/**
+ * Once the UD snapshot is across, a round of dirty blocks goes when they would take this share of
+ * the downtime limit to send (or at the switch-over): a block the workload rewrites many times
+ * meanwhile crosses once, and the pause still has little left to send.
+ */
+const DISK_ROUND_SHARE = 0.25
 const DIRTY_POLL_MS = 25
 
 interface VmRow { id: string, name: string, description: string, state: string, seed: number }
@@ -346,6 +352,7 @@ class SyntheticOutgoing implements OutgoingMigration {
     if (dirty === null) throw new MigrationCancelledError('migration cancelled')
     let round = 0
     let total = 0
+    let totalMs = 0
     // Round 0 is the snapshot: every allocated block; dirty logging catches what changes meanwhile.
     let indices = this.machine.allocated.indices()
     dirty.drain()
@@ -354,10 +361,14 @@ class SyntheticOutgoing implements OutgoingMigration {
       const bytes = await this.sendBlocks(stream, indices)
       await stream.write(frame(FRAME.roundEnd, [round]), { signal: this.abort.signal })
       total += bytes
-      this.onEvent({ type: 'disk-round', detail: { round, blocksSent: indices.length, bytesSent: bytes, blocksDirtied: dirty.length, durationMs: performance.now() - started } })
+      const durationMs = performance.now() - started
+      totalMs += durationMs
+      this.onEvent({ type: 'disk-round', detail: { round, blocksSent: indices.length, bytesSent: bytes, blocksDirtied: dirty.length, durationMs } })
       if (round === 0) this.onEvent({ type: 'disk-ready', detail: { bytesSent: total } })
       round++
-      while (dirty.length === 0 && !this.switching) {
+      const rate = totalMs > 0 ? total / totalMs * 1000 : Number.POSITIVE_INFINITY
+      const due = (): boolean => dirty.length > 0 && dirty.length * this.machine.description.ud.blockSize / rate * 1000 > this.currentParameters.downtimeLimitMs * DISK_ROUND_SHARE
+      while (!due() && !this.switching) {
         await Promise.race([sleep(DIRTY_POLL_MS, this.abort.signal), this.switchRequested.promise])
       }
       if (this.switching) break
@@ -371,15 +382,23 @@ class SyntheticOutgoing implements OutgoingMigration {
     return { blocks: last.length, bytes: bytes + 1 }
   }
 
-  private async sendPages (stream: DuplexByteStream, indices: number[], skipZero: boolean): Promise<{ bytes: number, zero: number, sent: number }> {
+  /**
+   * Sends the pages at `indices`. The first pass skips zero pages (the target's memory starts
+   * zeroed). With `dirty`, a page written again since the pass began is skipped (as Xen's pre-copy
+   * does): it is in the dirty set, so a later pass or the stop-and-copy sends it once instead of now
+   * and again then.
+   */
+  private async sendPages (stream: DuplexByteStream, indices: number[], skipZero: boolean, dirty?: DirtySet): Promise<{ bytes: number, zero: number, sent: number, redirtied: number }> {
     let bytes = 0
     let zero = 0
     let sent = 0
+    let redirtied = 0
     const signal = this.abort.signal
     for (let i = 0; i < indices.length; i += PAGES_PER_BATCH) {
       const headers: Buffer[] = []
       const pages: Uint8Array[] = []
       for (const index of indices.slice(i, i + PAGES_PER_BATCH)) {
+        if (dirty?.has(index) === true) { redirtied++; continue }
         const page = this.machine.readPage(index)
         const isZero = isZeroPage(page)
         if (isZero) {
@@ -407,7 +426,7 @@ class SyntheticOutgoing implements OutgoingMigration {
       await stream.write(data, { signal })
       bytes += data.byteLength
     }
-    return { bytes, zero, sent }
+    return { bytes, zero, sent, redirtied }
   }
 
   private async copyMemory (stream: DuplexByteStream): Promise<{ pages: number, bytes: number }> {
@@ -421,7 +440,7 @@ class SyntheticOutgoing implements OutgoingMigration {
     dirty.drain()
     for (;;) {
       const started = performance.now()
-      const { bytes, zero, sent } = await this.sendPages(stream, indices, pass === 1)
+      const { bytes, zero, sent } = await this.sendPages(stream, indices, pass === 1, dirty)
       await stream.write(frame(FRAME.roundEnd, [pass]), { signal: this.abort.signal })
       const durationMs = performance.now() - started
       totalBytes += bytes

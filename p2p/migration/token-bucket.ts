@@ -53,7 +53,8 @@ export class TokenBucket {
         left -= piece
         continue
       }
-      await sleep(Math.max(1, (piece - this.tokens) / this.rate * 1000), signal)
+      // At most 100 ms at a time: a rate raised meanwhile (QEMU's max-bandwidth can be) applies at once.
+      await sleep(Math.min(100, Math.max(1, (piece - this.tokens) / this.rate * 1000)), signal)
     }
   }
 }
