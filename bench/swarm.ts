@@ -153,9 +153,15 @@ async function startSwarm (n: number, delayMs: number, bin: string, traceDir: st
     const child = spawn(process.execPath, [...profile, bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env })
     swarm.children.push(child)
   }
-  for (const dir of dirs) swarm.clients.push(await clientFor(dir))
-  // Everyone connected to everyone (the address book spreads the relays' addresses).
-  await until('all agents connected', async () => (await Promise.all(swarm.clients.map(async (c) => await c.status()))).every((s) => s.members.every((m) => m.connected)), 120_000)
+  try {
+    for (const dir of dirs) swarm.clients.push(await clientFor(dir))
+    // Everyone connected to everyone (the address book spreads the relays' addresses).
+    await until('all agents connected', async () => (await Promise.all(swarm.clients.map(async (c) => await c.status()))).every((s) => s.members.every((m) => m.connected)), 300_000)
+  } catch (err) {
+    // Agents that never formed a swarm must not outlive the bench.
+    await stopSwarm(swarm)
+    throw err
+  }
   return swarm
 }
 
