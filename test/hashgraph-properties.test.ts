@@ -5,7 +5,9 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { GossipSim, testSeed, type SimMember } from './support/gossip-sim.js'
+import { createHash } from 'node:crypto'
+import { Consensus, EventRejectedError, type ConsensusEventInput, type ConsensusOptions } from '../p2p/hashgraph/index.js'
+import { GossipSim, Rng, testSeed, type SimMember } from './support/gossip-sim.js'
 
 function assertAgreement (sim: GossipSim, members: readonly SimMember[] = sim.honestMembers(), minCompared = 1): void {
   const { violations, comparedPositions } = sim.checkAgreement(members)
@@ -154,4 +156,99 @@ function flushOk (sim: GossipSim, members: readonly SimMember[]): boolean {
   const steps = sim.runUntil(() => sim.allHonestTransactionsOrdered(members), 3000)
   sim.submitTransactions = true
   return steps !== -1
+}
+
+// ---------------------------------------------------------------- catching up from a frontier
+
+/**
+ * A random gossip graph (each step a random member builds on its newest event and another
+ * member's newest), with forks by `forker` (an event on an older self-parent) — in creation order.
+ */
+function randomGraph (n: number, events: number, rng: Rng, forker: number | null): Array<ConsensusEventInput<number>> {
+  const newest: Array<string | null> = new Array<string | null>(n).fill(null)
+  const previous: Array<string | null> = new Array<string | null>(n).fill(null)
+  const time = new Map<string, bigint>()
+  const out: Array<ConsensusEventInput<number>> = []
+  for (let k = 0; k < events; k++) {
+    const creator = k < n ? k : rng.int(n)
+    let other = -1
+    if (k >= n) { other = rng.int(n - 1); if (other >= creator) other++ }
+    const forks = creator === forker && previous[creator] !== null && rng.next() < 0.04
+    const selfParent = forks ? previous[creator]! : newest[creator]!
+    const id = `e${k}`
+    const timestamp = (selfParent === null ? 0n : time.get(selfParent)!) + BigInt(1 + rng.int(5))
+    time.set(id, timestamp)
+    out.push({
+      id, creator, selfParent, otherParent: other < 0 ? null : newest[other]!, timestamp,
+      signature: createHash('sha256').update(id).digest(), coinBit: rng.int(2) as 0 | 1, payload: k
+    })
+    previous[creator] = selfParent
+    newest[creator] = id
+  }
+  return out
+}
+
+interface Observed { ordered: string[], stale: string[], forks: string[], rejected: Map<string, string> }
+
+function observedEngine (make: (options: ConsensusOptions<number>) => Consensus<number>, n: number): { engine: Consensus<number>, seen: Observed } {
+  const seen: Observed = { ordered: [], stale: [], forks: [], rejected: new Map() }
+  const engine = make({
+    members: n,
+    holdForMembership: false,
+    coinRoundFrequency: 4,
+    // Short memory, so that each frontier holds a small part of the history.
+    staleAfterRounds: 6,
+    onOrdered: (events, round) => { for (const e of events) seen.ordered.push(`${e.id}@${round}:${e.consensusTimestamp}#${e.position}`) },
+    onStale: (events) => { for (const e of events) seen.stale.push(e.id) },
+    onFork: (f) => { seen.forks.push(f.eventIds.join('/')) }
+  })
+  return { engine, seen }
+}
+
+function feed (engine: Consensus<number>, seen: Observed, input: ConsensusEventInput<number>): void {
+  try {
+    engine.insert(input)
+  } catch (err) {
+    if (!(err instanceof EventRejectedError)) throw err
+    seen.rejected.set(input.id, err.reason)
+  }
+}
+
+for (const [n, seed, events, forker] of [[4, 40404, 3000, 3], [7, 70707, 4000, null], [10, 10101, 6000, 9]] as const) {
+  test(`frontier n=${n}${forker === null ? '' : ', one forker'}: an engine started from an exported frontier orders exactly as the one that saw the whole history`, () => {
+    const s = testSeed(seed)
+    const tag = `seed=${s}`
+    const graph = randomGraph(n, events, new Rng(s), forker)
+    const full = observedEngine((o) => new Consensus(o), n)
+    const cuts = [Math.floor(events * 0.4), Math.floor(events * 0.6), Math.floor(events * 0.85)]
+    const resumed: Array<{ at: number, engine: Consensus<number>, seen: Observed, orderedBefore: number, staleBefore: number, forksBefore: number }> = []
+    for (const [k, input] of graph.entries()) {
+      if (cuts.includes(k)) {
+        const frontier = full.engine.exportFrontier()
+        const started = observedEngine((o) => Consensus.fromFrontier(frontier, o), n)
+        assert.equal(started.engine.lastOrderedRound, full.engine.lastOrderedRound, `${tag}: frontier at ${k} starts at another round`)
+        assert.ok(frontier.events.length < k, `${tag}: the frontier at ${k} holds the whole history (${frontier.events.length} events)`)
+        resumed.push({ at: k, ...started, orderedBefore: full.seen.ordered.length, staleBefore: full.seen.stale.length, forksBefore: full.seen.forks.length })
+      }
+      feed(full.engine, full.seen, input)
+      for (const r of resumed) feed(r.engine, r.seen, input)
+    }
+    assert.ok(full.engine.lastOrderedRound > 40, `${tag}: only ${full.engine.lastOrderedRound} rounds ordered`)
+    if (forker !== null) assert.ok(full.seen.forks.length > 0, `${tag}: no fork was made`)
+    for (const r of resumed) {
+      const what = `${tag}, frontier at event ${r.at}`
+      assert.deepEqual(r.seen.ordered, full.seen.ordered.slice(r.orderedBefore), `${what}: a different order`)
+      assert.ok(r.seen.ordered.length > 100, `${what}: only ${r.seen.ordered.length} events ordered after the frontier`)
+      assert.deepEqual(r.seen.stale, full.seen.stale.slice(r.staleBefore), `${what}: different stale events`)
+      assert.deepEqual(r.seen.forks, full.seen.forks.slice(r.forksBefore), `${what}: different forks reported`)
+      assert.deepEqual([...r.seen.rejected].filter(([id]) => Number(id.slice(1)) >= r.at), [...full.seen.rejected].filter(([id]) => Number(id.slice(1)) >= r.at), `${what}: different events refused`)
+      for (const input of graph.slice(r.at)) assert.deepEqual(r.engine.status(input.id), full.engine.status(input.id), `${what}: status of ${input.id}`)
+      assert.equal(r.engine.orderedEvents, full.engine.orderedEvents)
+      assert.deepEqual(r.engine.forks, full.engine.forks, `${what}: fork evidence`)
+      // Same state, not only the same output so far: the two frontiers now are the same.
+      assert.deepEqual(r.engine.exportFrontier(), full.engine.exportFrontier(), `${what}: the engines' frontiers differ at the end`)
+    }
+    console.log(`# ${tag} n=${n}: ${full.seen.ordered.length} events ordered, ${full.seen.forks.length} forks; ` +
+      `resumed from frontiers at ${cuts.join(', ')} (${resumed.map((r) => r.seen.ordered.length).join(', ')} events ordered after each, identical)`)
+  })
 }

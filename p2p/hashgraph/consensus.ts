@@ -5,7 +5,7 @@
  * this code; the choices the paper leaves open are written down in ./README.md.
  */
 import { ConsensusInvariantError, EventRejectedError, MembershipPendingError, MissingParentsError } from './errors.js'
-import { MEMBERSHIP_DELAY_ROUNDS, MembershipSchedule, type Membership } from './membership.js'
+import { MEMBERSHIP_DELAY_ROUNDS, MembershipSchedule, type Membership, type MembershipChange } from './membership.js'
 
 export interface ConsensusEventInput<P = undefined> {
   readonly id: string
@@ -64,6 +64,49 @@ export interface EventStatus {
   /** Index of the event in the total order (0-based), null until ordered. */
   position: number | null
   stale: boolean
+}
+
+/**
+ * Everything a Consensus needs to continue exactly as it would have: the events it still holds
+ * (rounds not yet pruned, pruned events still resolvable as parents, each creator's newest event,
+ * and the pruned events that held events still link to), each with its derived state, plus the
+ * engine's counters and the member schedule. Plain data: dag-cbor can encode it when the payload
+ * can be (the live engine would carry each event's wire bytes).
+ */
+export interface ConsensusFrontier<P> {
+  readonly version: 1
+  readonly coinRoundFrequency: number
+  readonly staleAfterRounds: number
+  readonly ancientWindowRounds: number
+  readonly membership: { readonly genesis: number, readonly slots: number, readonly changes: readonly MembershipChange[] }
+  readonly maxRound: number
+  readonly nextRoundToOrder: number
+  readonly orderedCount: number
+  readonly prunedThrough: number
+  readonly forkers: readonly number[]
+  readonly forkEvidence: readonly ForkEvidence[]
+  /** Every event the engine can reach, each once; links, votes and strongly-seen lists name events of this list. */
+  readonly events: ReadonlyArray<FrontierEvent<P>>
+  /** Rounds in memory, ascending, with their events in insertion order. */
+  readonly rounds: ReadonlyArray<{ readonly round: number, readonly witnesses: readonly string[], readonly events: readonly string[], readonly pending: readonly string[], readonly undecided: number }>
+  readonly ancientByRound: ReadonlyArray<readonly [number, readonly string[]]>
+  readonly undecided: readonly string[]
+  readonly creatorTips: ReadonlyArray<string | null>
+  readonly chains: ReadonlyArray<{ readonly base: number, readonly held: readonly string[], readonly forkSiblings: ReadonlyArray<readonly [number, readonly string[]]> }>
+}
+
+export interface FrontierEvent<P> extends Pick<ConsensusEvent<P>, 'id' | 'creator' | 'seq' | 'generation' | 'timestamp' | 'signature' | 'payload' |
+'round' | 'witness' | 'famous' | 'roundReceived' | 'consensusTimestamp' | 'position' | 'stale'> {
+  readonly coin: boolean
+  /** The links as the engine holds them: null once cut (the event was pruned) or for no parent. */
+  readonly selfParent: string | null
+  readonly otherParent: string | null
+  readonly lastSeq: readonly number[]
+  readonly forkSeen: readonly number[] | null
+  /** Votes cast on this undecided witness, in the order they were cast. */
+  readonly votes: ReadonlyArray<readonly [string, boolean]> | null
+  readonly stronglySeenPrevious: readonly string[] | null
+  readonly pruned: boolean
 }
 
 export const DEFAULT_COIN_ROUND_FREQUENCY = 10
@@ -184,6 +227,17 @@ class Chain<P> {
     else siblings.push(node)
   }
 
+  /** The events at base, base + 1, … (for a frontier export). */
+  held (): Array<EventNode<P>> { return this.slots.slice(this.head) }
+
+  static restore<P> (base: number, held: Array<EventNode<P>>, forkSiblings: Array<[number, Array<EventNode<P>>]>): Chain<P> {
+    const chain = new Chain<P>()
+    chain.base = base
+    chain.slots.push(...held)
+    for (const [seq, siblings] of forkSiblings) chain.forkSiblings.set(seq, siblings)
+    return chain
+  }
+
   candidatesAt (seq: number): Array<EventNode<P>> {
     const first = this.at(seq)
     const rest = this.forkSiblings.get(seq) ?? []
@@ -217,7 +271,7 @@ interface RoundState<P> {
 }
 
 export class Consensus<P = undefined> {
-  private readonly schedule: MembershipSchedule
+  private schedule: MembershipSchedule
   private readonly holdForMembership: boolean
   /** The round whose events are being handed to onOrdered, while they are. */
   private orderingRound: number | null = null
@@ -229,9 +283,9 @@ export class Consensus<P = undefined> {
   private readonly ancient = new Map<string, EventNode<P>>()
   private readonly ancientByRound = new Map<number, string[]>()
   private readonly rounds = new Map<number, RoundState<P>>()
-  private readonly chains: Array<Chain<P>>
+  private chains: Array<Chain<P>>
   /** Each creator's newest event, kept even when pruned: it is the self-parent of their next one. */
-  private readonly creatorTip: Array<EventNode<P> | undefined>
+  private creatorTip: Array<EventNode<P> | undefined>
   private readonly forkers = new Set<number>()
   private readonly forkEvidence: ForkEvidence[] = []
   private readonly rows = new Slabs((length) => new Int32Array(length), 8192)
@@ -315,6 +369,159 @@ export class Consensus<P = undefined> {
    */
   validate (input: ConsensusEventInput<P>): void {
     this.prepare(input)
+  }
+
+  // ---------------------------------------------------------------- frontier
+
+  /**
+   * The frontier: what a fresh engine needs to continue exactly as this one (see fromFrontier).
+   * Only between insertions (not while ordered events are handed out).
+   */
+  exportFrontier (): ConsensusFrontier<P> {
+    if (this.orderingRound !== null) throw new ConsensusInvariantError('exportFrontier cannot run while ordered events are handed out')
+    // Every event the engine can still reach: held ones, and what their links, strongly-seen
+    // lists and votes name (votes and strongly-seen lists can name each other: no order is implied).
+    const nodes = new Set<EventNode<P>>()
+    const visit = (e: EventNode<P> | null | undefined): void => {
+      if (e == null || nodes.has(e)) return
+      const stack = [e]
+      nodes.add(e)
+      while (stack.length > 0) {
+        const x = stack.pop()!
+        for (const d of [x.selfParent, x.otherParent, ...(x.stronglySeenPrevious ?? []), ...(x.votesOnMe?.keys() ?? [])]) {
+          if (d !== null && !nodes.has(d)) { nodes.add(d); stack.push(d) }
+        }
+      }
+    }
+    const rounds = [...this.rounds.values()].sort((a, b) => a.round - b.round)
+    for (const state of rounds) for (const e of state.events) visit(e)
+    for (const e of this.ancient.values()) visit(e)
+    for (const e of this.creatorTip) visit(e)
+    for (const chain of this.chains) {
+      for (const e of chain.held()) visit(e)
+      for (const siblings of chain.forkSiblings.values()) for (const e of siblings) visit(e)
+    }
+    for (const e of this.undecided) visit(e)
+    const ids = (list: Iterable<EventNode<P>>): string[] => Array.from(list, (e) => e.id)
+    return {
+      version: 1,
+      coinRoundFrequency: this.coinRoundFrequency,
+      staleAfterRounds: this.staleAfterRounds,
+      ancientWindowRounds: this.ancientWindowRounds,
+      membership: { genesis: this.schedule.genesis, slots: this.schedule.slots, changes: this.schedule.changeList.map((c) => ({ ...c })) },
+      maxRound: this.maxRound,
+      nextRoundToOrder: this.nextRoundToOrder,
+      orderedCount: this.orderedCount,
+      prunedThrough: this.prunedThrough,
+      forkers: [...this.forkers],
+      forkEvidence: this.forkEvidence.map((f) => ({ ...f, eventIds: [...f.eventIds] as [string, string] })),
+      events: Array.from(nodes, (e) => ({
+        id: e.id,
+        creator: e.creator,
+        seq: e.seq,
+        generation: e.generation,
+        timestamp: e.timestamp,
+        signature: Uint8Array.from(e.signature),
+        coin: e.coin,
+        payload: e.payload,
+        selfParent: e.selfParent?.id ?? null,
+        otherParent: e.otherParent?.id ?? null,
+        lastSeq: Array.from(e.lastSeqSlab.subarray(e.lastSeqAt, e.lastSeqAt + e.lastSeqLength)),
+        forkSeen: e.forkSeen === null ? null : [...e.forkSeen],
+        round: e.round,
+        witness: e.witness,
+        famous: e.famous,
+        votes: e.votesOnMe === null ? null : Array.from(e.votesOnMe, ([voter, vote]) => [voter.id, vote] as const),
+        stronglySeenPrevious: e.stronglySeenPrevious === null ? null : ids(e.stronglySeenPrevious),
+        roundReceived: e.roundReceived,
+        consensusTimestamp: e.consensusTimestamp,
+        position: e.position,
+        stale: e.stale,
+        pruned: e.pruned
+      })),
+      rounds: rounds.map((state) => ({ round: state.round, witnesses: ids(state.witnesses), events: ids(state.events), pending: ids(state.pending), undecided: state.undecided })),
+      ancientByRound: [...this.ancientByRound].map(([round, list]) => [round, [...list]] as const),
+      undecided: ids(this.undecided),
+      creatorTips: this.creatorTip.map((e) => e?.id ?? null),
+      chains: this.chains.map((chain) => ({
+        base: chain.base,
+        held: ids(chain.held()),
+        forkSiblings: [...chain.forkSiblings].map(([seq, siblings]) => [seq, ids(siblings)] as const)
+      }))
+    }
+  }
+
+  /**
+   * An engine that continues from a frontier exactly as the engine that exported it: the same
+   * rounds, fame, order and stale events for every event inserted from then on. `options` gives
+   * the callbacks (and holdForMembership); the consensus parameters come from the frontier.
+   */
+  static fromFrontier<P> (frontier: ConsensusFrontier<P>, options: Omit<ConsensusOptions<P>, 'members' | 'coinRoundFrequency' | 'staleAfterRounds' | 'ancientWindowRounds'> = {}): Consensus<P> {
+    if (frontier.version !== 1) throw new RangeError(`unknown frontier version ${String(frontier.version)}`)
+    const engine = new Consensus<P>({
+      ...options,
+      members: frontier.membership.genesis,
+      coinRoundFrequency: frontier.coinRoundFrequency,
+      staleAfterRounds: frontier.staleAfterRounds,
+      ancientWindowRounds: frontier.ancientWindowRounds
+    })
+    const schedule = MembershipSchedule.restore(frontier.membership.genesis, frontier.membership.slots, frontier.membership.changes)
+    engine.schedule = schedule
+    const nodes = new Map<string, EventNode<P>>()
+    const node = (id: string, what: string): EventNode<P> => {
+      const e = nodes.get(id)
+      if (e === undefined) throw new RangeError(`frontier: ${what} names event ${id}, which is not in the frontier`)
+      return e
+    }
+    // Two passes: the events first, then what links them (which may form cycles through votes).
+    for (const f of frontier.events) {
+      if (nodes.has(f.id)) throw new RangeError(`frontier: event ${f.id} appears twice`)
+      const rowAt = engine.rows.allocate(f.lastSeq.length)
+      engine.rows.slab.set(f.lastSeq, rowAt)
+      const signatureAt = engine.signatures.allocate(f.signature.length)
+      engine.signatures.slab.set(f.signature, signatureAt)
+      nodes.set(f.id, new EventNode<P>(f.id, f.creator, f.seq, f.generation, f.timestamp, engine.signatures.slab, signatureAt, f.signature.length, f.coin, f.payload,
+        null, null, engine.rows.slab, rowAt, f.lastSeq.length, f.forkSeen === null ? null : new Set(f.forkSeen)))
+    }
+    for (const f of frontier.events) {
+      const e = nodes.get(f.id)!
+      e.selfParent = f.selfParent === null ? null : node(f.selfParent, `${f.id}'s self-parent`)
+      e.otherParent = f.otherParent === null ? null : node(f.otherParent, `${f.id}'s other-parent`)
+      e.round = f.round
+      e.witness = f.witness
+      e.famous = f.famous
+      e.votesOnMe = f.votes === null ? null : new Map(f.votes.map(([voter, vote]) => [node(voter, `a vote on ${f.id}`), vote]))
+      e.stronglySeenPrevious = f.stronglySeenPrevious === null ? null : f.stronglySeenPrevious.map((id) => node(id, `${f.id}'s strongly seen witnesses`))
+      e.roundReceived = f.roundReceived
+      e.consensusTimestamp = f.consensusTimestamp
+      e.position = f.position
+      e.stale = f.stale
+      e.pruned = f.pruned
+    }
+    const list = (ids: readonly string[], what: string): Array<EventNode<P>> => ids.map((id) => node(id, what))
+    for (const r of frontier.rounds) {
+      const events = list(r.events, `round ${r.round}`)
+      engine.rounds.set(r.round, { round: r.round, witnesses: list(r.witnesses, `round ${r.round}`), events, pending: new Set(list(r.pending, `round ${r.round}`)), undecided: r.undecided })
+      for (const e of events) engine.byId.set(e.id, e)
+    }
+    for (const [round, ids] of frontier.ancientByRound) {
+      engine.ancientByRound.set(round, [...ids])
+      for (const id of ids) engine.ancient.set(id, node(id, `ancient round ${round}`))
+    }
+    for (const e of list(frontier.undecided, 'the undecided witnesses')) engine.undecided.add(e)
+    engine.creatorTip = frontier.creatorTips.map((id) => id === null ? undefined : node(id, 'a creator tip'))
+    engine.chains = frontier.chains.map((c, creator) => Chain.restore(c.base, list(c.held, `creator ${creator}'s chain`),
+      c.forkSiblings.map(([seq, ids]) => [seq, list(ids, `creator ${creator}'s forks`)])))
+    if (engine.chains.length !== schedule.slots || engine.creatorTip.length !== schedule.slots) {
+      throw new RangeError(`frontier: ${engine.chains.length} chains for ${schedule.slots} member slots`)
+    }
+    for (const m of frontier.forkers) engine.forkers.add(m)
+    for (const f of frontier.forkEvidence) engine.forkEvidence.push({ ...f, eventIds: [...f.eventIds] as [string, string] })
+    engine.maxRound = frontier.maxRound
+    engine.nextRoundToOrder = frontier.nextRoundToOrder
+    engine.orderedCount = frontier.orderedCount
+    engine.prunedThrough = frontier.prunedThrough
+    return engine
   }
 
   // ---------------------------------------------------------------- membership

@@ -18,7 +18,8 @@ export interface Membership {
  */
 export const MEMBERSHIP_DELAY_ROUNDS = 32
 
-interface Change { readonly round: number, readonly creator: number, readonly member: boolean }
+export interface MembershipChange { readonly round: number, readonly creator: number, readonly member: boolean }
+type Change = MembershipChange
 
 export class MembershipSchedule implements Membership {
   private slotCount: number
@@ -31,6 +32,21 @@ export class MembershipSchedule implements Membership {
   }
 
   get slots (): number { return this.slotCount }
+  get genesis (): number { return this.genesisMembers }
+  /** Every change made so far, in the order they apply (for a frontier export). */
+  get changeList (): readonly MembershipChange[] { return this.changes }
+
+  /** The schedule a frontier recorded: the genesis members, then the same changes in the same order. */
+  static restore (genesisMembers: number, slots: number, changes: readonly MembershipChange[]): MembershipSchedule {
+    const schedule = new MembershipSchedule(genesisMembers)
+    if (!Number.isInteger(slots) || slots < genesisMembers) throw new RangeError(`slot count ${slots} is below the ${genesisMembers} genesis members`)
+    schedule.slotCount = slots
+    for (const change of changes) {
+      if (!Number.isInteger(change.creator) || change.creator < 0 || change.creator >= slots) throw new RangeError(`membership change for creator ${change.creator} names no slot`)
+      schedule.changes.push({ ...change })
+    }
+    return schedule
+  }
 
   isMember (creator: number, round: number): boolean {
     if (!Number.isInteger(creator) || creator < 0 || creator >= this.slotCount) return false
