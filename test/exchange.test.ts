@@ -158,25 +158,34 @@ test('a source serving wrong bytes is detected, the chunks are fetched from the 
   }
 })
 
+/**
+ * A (rate-limited, so that "half-way" is a moment the test can catch) holds the image; B starts
+ * fetching it and is kill -9'd past 40 %, then restarted on the same data directory.
+ */
+async function fetchKilledHalfway (f: Fixture, beforeFetch: (b: Site) => Promise<void> = async () => {}): Promise<{ a: Site, b: Site, request: Record<string, unknown>, missing: { chunks: number, bytes: number } }> {
+  const a = await startSite(f, 0, { egressBytesPerSecond: 4 << 20 })
+  await a.call({ cmd: 'addImage', path: f.image, layer: 'os', name: 'img' })
+  const request = await a.requestFor('img', [a])
+  const killed = await startSite(f, 1)
+  await beforeFetch(killed)
+  await killed.fetchStart(request)
+  const missing = missingBytes(f.imagePlan, undefined)
+  await eventually('the fetch to pass 40 %', async () => {
+    const { progress } = await killed.status()
+    return progress !== undefined && progress.fetchChunksDone >= 0.4 * missing.chunks ? true : undefined
+  })
+  await killed.kill()
+  f.sites.splice(f.sites.indexOf(killed), 1)
+  const beforeRestart = receivedLog(killed).length
+  assert.ok(beforeRestart > 0 && beforeRestart < missing.chunks, 'killed half-way')
+  return { a, b: await startSite(f, 1, {}, 'site1'), request, missing }
+}
+
 test('kill -9 of the fetcher half-way: after a restart the transfer resumes and no chunk is received twice', async () => {
   const f = await fixture(400)
   try {
     const window = 2 * 2 * 1024 * 1024
-    const a = await startSite(f, 0, { egressBytesPerSecond: 4 << 20 })
-    await a.call({ cmd: 'addImage', path: f.image, layer: 'os', name: 'img' })
-    const request = await a.requestFor('img', [a])
-    let b = await startSite(f, 1)
-    await b.fetchStart(request)
-    const missing = missingBytes(f.imagePlan, undefined)
-    await eventually('the fetch to pass 40 %', async () => {
-      const { progress } = await b.status()
-      return progress !== undefined && progress.fetchChunksDone >= 0.4 * missing.chunks ? true : undefined
-    })
-    await b.kill()
-    f.sites.splice(f.sites.indexOf(b), 1)
-    const beforeRestart = receivedLog(b).length
-    assert.ok(beforeRestart > 0 && beforeRestart < missing.chunks, 'killed half-way')
-    b = await startSite(f, 1, {}, 'site1')
+    const { a, b, request, missing } = await fetchKilledHalfway(f)
     const { transfers } = await b.status()
     assert.equal(transfers.length, 1, 'the interrupted transfer is known after the restart')
     assert.equal(transfers[0]!.running, false)
@@ -206,26 +215,16 @@ test('kill -9 of the fetcher half-way: after a restart the transfer resumes and 
 test('kill -9 of the fetcher half-way, then the transfer is cancelled for good: none of its chunks stays in the store', async () => {
   const f = await fixture(300)
   try {
-    const a = await startSite(f, 0, { egressBytesPerSecond: 4 << 20 })
-    await a.call({ cmd: 'addImage', path: f.image, layer: 'os', name: 'img' })
-    const request = await a.requestFor('img', [a])
-    let b = await startSite(f, 1)
-    // B holds an unrelated image: its chunks must stay.
-    const otherPlan = plan(20, 9000)
-    const other = join(f.dir, 'other.img')
-    writeImage(other, otherPlan, new Map())
-    await b.call({ cmd: 'addImage', path: other, layer: 'os', name: 'other' })
     type Stats = { stats: { chunks: number, storedBytes: number }, adoptions: string[], transfers: unknown[] }
-    const before = await b.call<Stats>({ cmd: 'storeStats' })
-    await b.fetchStart(request)
-    const missing = missingBytes(f.imagePlan, undefined)
-    await eventually('the fetch to pass 40 %', async () => {
-      const { progress } = await b.status()
-      return progress !== undefined && progress.fetchChunksDone >= 0.4 * missing.chunks ? true : undefined
+    let before: Stats | undefined
+    const { b, request } = await fetchKilledHalfway(f, async (b) => {
+      // B holds an unrelated image: its chunks must stay.
+      const other = join(f.dir, 'other.img')
+      writeImage(other, plan(20, 9000), new Map())
+      await b.call({ cmd: 'addImage', path: other, layer: 'os', name: 'other' })
+      before = await b.call<Stats>({ cmd: 'storeStats' })
     })
-    await b.kill()
-    f.sites.splice(f.sites.indexOf(b), 1)
-    b = await startSite(f, 1, {}, 'site1')
+    if (before === undefined) throw new Error('no figures before the fetch')
     const interrupted = await b.call<Stats>({ cmd: 'storeStats', gc: true })
     assert.equal(interrupted.transfers.length, 1)
     assert.ok(interrupted.stats.chunks > before.stats.chunks, 'the leaves stored before the kill are kept for a resume, gc or not')
