@@ -246,9 +246,10 @@ export class HashgraphGossip {
           this.schedule(0)
         }
       }, (err: Error) => {
-        // The engine has halted (a failed sync): nothing more is created.
+        // The engine has halted (a failed sync): nothing more is created. (After stop, the log
+        // closing under a pending sync is expected: SQLite syncs on close.)
         this.ownEventInFlight = false
-        this.init.onError?.(err)
+        if (this.running) this.init.onError?.(err)
       })
     } catch (err) {
       // Added, but its first round is still ahead: wait for it quietly.
