@@ -28,6 +28,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { createSwarmKey, privateNetwork } from '../p2p/swarm/index.js'
@@ -163,6 +164,8 @@ interface StackVariant {
   window?: number
   /** Bytes per stream.send (default 64 KiB, one block): the exchange's server now gathers answers into sends of up to 256 KiB. */
   sendSize?: number
+  /** Connection encryption: noise (default, what createSwarmNode runs) or TLS 1.3 (@libp2p/tls: Node's TLS, OpenSSL). */
+  encrypter?: 'noise' | 'tls'
 }
 
 async function stackNode (variant: StackVariant, swarmKey: Uint8Array): Promise<Libp2p> {
@@ -171,7 +174,7 @@ async function stackNode (variant: StackVariant, swarmKey: Uint8Array): Promise<
     privateKey: await generateKeyPair('Ed25519'),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [variant.encrypter === 'tls' ? tls() : noise()],
     streamMuxers: [yamux(window === undefined ? {} : { streamOptions: { initialStreamWindowSize: window, maxStreamWindowSize: Math.max(window, 16 * MiB) } })],
     ...(variant.protector === 'pnet' ? { connectionProtector: preSharedKey({ psk: swarmKey }) } : {}),
     ...(variant.protector === 'swarm' ? { connectionProtector: privateNetwork({ psk: swarmKey }) } : {})
@@ -246,7 +249,10 @@ const ALL_STACK_VARIANTS: StackVariant[] = [
   { name: 'tcp+noise+yamux+swarm protector, 4 streams, 4 MiB yamux window', protector: 'swarm', streams: 4, window: 4 * MiB },
   { name: 'tcp+noise+yamux+swarm protector, 1 stream, 256 KiB yamux window (default)', protector: 'swarm', streams: 1 },
   { name: 'tcp+noise+yamux+swarm protector, 1 stream, 4 MiB yamux window, 256 KiB sends (the exchange server\'s gathering)', protector: 'swarm', streams: 1, window: 4 * MiB, sendSize: 256 * 1024 },
-  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 4 MiB yamux window, 1 MiB sends', protector: 'swarm', streams: 1, window: 4 * MiB, sendSize: 1024 * 1024 }
+  { name: 'tcp+noise+yamux+swarm protector, 1 stream, 4 MiB yamux window, 1 MiB sends', protector: 'swarm', streams: 1, window: 4 * MiB, sendSize: 1024 * 1024 },
+  { name: 'tcp+TLS 1.3+yamux+swarm protector, 1 stream, 4 MiB yamux window, 256 KiB sends', protector: 'swarm', streams: 1, window: 4 * MiB, sendSize: 256 * 1024, encrypter: 'tls' },
+  { name: 'tcp+TLS 1.3+yamux (no protector), 1 stream, 4 MiB yamux window, 256 KiB sends', protector: 'none', streams: 1, window: 4 * MiB, sendSize: 256 * 1024, encrypter: 'tls' },
+  { name: 'tcp+noise+yamux (no protector), 1 stream, 4 MiB yamux window, 256 KiB sends', protector: 'none', streams: 1, window: 4 * MiB, sendSize: 256 * 1024 }
 ]
 
 async function streams (args: string[]): Promise<void> {
