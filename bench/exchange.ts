@@ -2,7 +2,8 @@
  * Benchmark of the chunk exchange (issue 5). Every figure is measured against a baseline taken in
  * the same run, between separate OS processes on loopback:
  *
- *   node dist/bench/exchange.js streams  [--mib 512] [--runs 3]   plain TCP copy vs libp2p streams (pnet/noise/yamux variants), CPU per side
+ *   node dist/bench/exchange.js streams  [--mib 512] [--runs 3] [--variant 0,5,7]   plain TCP copy vs libp2p stack variants (protector,
+ *                                     noise or TLS, streams, yamux window, send size; ALL_STACK_VARIANTS), interleaved per run, CPU per side
  *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3] [--compare DIST]   one-source and two-source image fetch vs plain TCP copy;
  *                                     with --compare, every run also fetches with the sites of another build (DIST = its dist/ directory), A/B interleaved;
  *                                     with --compare-options JSON, with this build's sites given these options (e.g. '{"sendCoalesceBytes":0}')
