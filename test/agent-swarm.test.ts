@@ -2,8 +2,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import type { AgentStatus } from '../p2p/api/index.js'
-import { AgentProcess, createSwarm, tempDataDir } from './support/agent-process.js'
+import type { AgentStatus, ApiClient } from '../p2p/api/index.js'
+import { AgentProcess, createSwarm, hgmig, hgmigOk, tempDataDir } from './support/agent-process.js'
 import { eventually } from './support/peer-process.js'
 
 /** Two sites in one swarm: a's genesis with b added as member 1, copied to both data directories. */
@@ -51,6 +51,7 @@ test('two agents over libp2p on loopback: a name both claim goes to one of them,
     })
     assert.ok(rtt >= 0)
     assert.match(agents[0]!.log + agents[1]!.log, /rejected \(name-taken\)/)
+    await checkConsensusAudit(a.client, b.client, dirA)
   } finally {
     await Promise.all(agents.map(async (agent) => { await agent.kill() }))
   }
@@ -92,3 +93,33 @@ test('two agents listening beyond loopback find each other by mDNS; a member kil
     await Promise.all(agents.map(async (agent) => { await agent.kill() }))
   }
 })
+
+interface AuditRow { position: number, id: string, creator: number, site: string, round: number, witness: boolean, famous: boolean | null, roundReceived: number, consensusTimestampNs: string, transactions: number }
+
+/** Both sites' consensus audits record the same events with the same rounds, fame and positions. */
+async function checkConsensusAudit (a: ApiClient, b: ApiClient, dirA: string): Promise<void> {
+  const [atA, atB] = await Promise.all([a, b].map(async (client) => (JSON.parse(await client.consensusAudit('json')) as { events: AuditRow[] }).events))
+  const common = Math.min(atA!.length, atB!.length)
+  assert.ok(common > 0, 'events were ordered and recorded')
+  assert.deepEqual(atA!.slice(0, common), atB!.slice(0, common), 'the same ordered events, rounds, fame and consensus times at both sites')
+  assert.deepEqual(atA!.map((e) => e.position), atA!.map((_, i) => i), 'positions 0, 1, 2, … with no gap')
+  assert.equal(atA!.reduce((sum, e) => sum + e.transactions, 0), 3, 'the events carry the two name claims and the ping')
+  for (const e of atA!) {
+    assert.ok(e.roundReceived >= e.round, `event ${e.position}: received in round ${e.roundReceived}, created in round ${e.round}`)
+    assert.equal(e.famous === null, !e.witness, `event ${e.position}: fame is decided for every ordered witness and only for witnesses`)
+    assert.ok(e.site === 'shared' || /^site-[ab]$/.test(e.site), `event ${e.position}: creator named (${e.site})`)
+  }
+  for (let i = 1; i < atA!.length; i++) {
+    const [before, after] = [atA![i - 1]!, atA![i]!]
+    if (before.roundReceived === after.roundReceived) assert.ok(BigInt(before.consensusTimestampNs) <= BigInt(after.consensusTimestampNs), `consensus times ordered within round ${after.roundReceived}`)
+    else assert.ok(before.roundReceived < after.roundReceived, 'rounds received in order')
+  }
+  // The CLI: csv with a header row and one line per event; a window in the future holds nothing; bad input is named.
+  const csv = hgmigOk('consensus', 'export', '-', '--format', 'csv', '--data', dirA).trim().split('\n')
+  assert.match(csv[0]!, /^position,id,creator,site,seq,round,witness,famous,roundReceived,consensusTime,/)
+  assert.ok(csv.length - 1 >= atA!.length, 'every recorded event is in the csv')
+  assert.equal(hgmigOk('consensus', 'export', '-', '--since', '2999-01-01T00:00:00Z', '--data', dirA), '')
+  const bad = hgmig('consensus', 'export', '-', '--since', 'yesterday', '--data', dirA)
+  assert.notEqual(bad.status, 0)
+  assert.match(bad.stderr, /"since" must be an ISO time/)
+}

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import type { AgentStatus } from '../p2p/api/index.js'
@@ -119,6 +119,7 @@ test('an agent serves status, orders its own pings, refuses a second agent, stop
     }
     await assert.rejects(client.hashgraph(0), /query "limit" must be an integer from 1 to 5000/)
 
+    const auditBefore = await client.consensusAudit('ndjson')
     const stopped = await agent.stop('SIGTERM')
     assert.deepEqual(stopped, { code: 0, signal: null }, agent.log)
     assert.match(agent.log, /agent stopped: state hash/)
@@ -135,6 +136,17 @@ test('an agent serves status, orders its own pings, refuses a second agent, stop
     assert.equal(restarted.transactions.applied, 3)
     assert.equal(restarted.lastDecidedRound, ordered.lastDecidedRound)
     assert.equal(restarted.latency.count, 0, 'replayed transactions are not measured again')
+    // The consensus audit survives the restart, and the replay neither repeats nor changes a row.
+    const restartedClient = (await agent.ready()).client
+    const auditAfter = await restartedClient.consensusAudit('ndjson')
+    assert.ok(auditBefore.length > 0)
+    assert.equal(auditAfter.slice(0, auditBefore.length), auditBefore)
+    // It is derived from the event log: lost, it is rebuilt by the next start's replay.
+    assert.deepEqual(await agent.stop('SIGTERM'), { code: 0, signal: null }, agent.log)
+    for (const suffix of ['', '-wal', '-shm']) rmSync(join(data, `audit.sqlite${suffix}`), { force: true })
+    agent = new AgentProcess(data)
+    const rebuilt = await (await agent.ready()).client.consensusAudit('ndjson')
+    assert.equal(rebuilt.slice(0, auditBefore.length), auditBefore)
   } finally {
     await agent.kill()
   }

@@ -139,6 +139,14 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     await page.emulateMedia({ colorScheme: 'light' })
     const light = await page.evaluate(() => getComputedStyle(document.body).backgroundColor)
     assert.notEqual(dark, light, 'the page follows prefers-color-scheme')
+
+    // The consensus audit, exported from the view: one CSV row per ordered event, positions from 0.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export the consensus audit as CSV' }).click()])
+    assert.equal(download.suggestedFilename(), 'hgmig-site-a-consensus-audit.csv')
+    const rows = readFileSync(await download.path(), 'utf8').trim().split('\n')
+    assert.match(rows[0]!, /^position,id,creator,site,seq,round,witness,famous,roundReceived,/)
+    assert.ok(rows.length > 30, `the events that carried the 30 probes, and more (${rows.length - 1} rows)`)
+    assert.deepEqual(rows.slice(1, 4).map((row) => row.split(',')[0]), ['0', '1', '2'])
   })
 
   test('images: import through the form, where offered; the image is then known at every site', async () => {

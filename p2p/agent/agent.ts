@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
 import { EventLog, Hashgraph, toHex, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type ConnectionBytes, type SwarmNode } from '../swarm/index.js'
@@ -20,6 +20,7 @@ import { createInvite } from './invite.js'
 import { SiteImages } from './images.js'
 import { ImageTransfers } from './transfers.js'
 import { PublicImagePolicy } from './serving-policy.js'
+import { ConsensusAuditLog } from './audit.js'
 import { SiteMigrations } from './migrations.js'
 import { createBlockExchange, type BlockExchange } from '../exchange/index.js'
 import { askToJoin, isCurrentMember, JoinDesk, joinProtocol } from './join.js'
@@ -73,6 +74,7 @@ interface Core {
   state: SwarmState
   store: ImageStore
   eventLog: EventLog
+  audit: ConsensusAuditLog
   hashgraph: Hashgraph
   metrics: AgentMetrics
   lock: DataDirLock
@@ -189,12 +191,15 @@ class MigrationAgent implements Agent {
     undo.push(async () => { await store.close() })
     const eventLog = new EventLog(layout.eventLog)
     undo.push(() => { eventLog.close() })
+    const audit = new ConsensusAuditLog(layout.auditLog, genesis.swarmId)
+    undo.push(() => { audit.close() })
     const hashgraph = new Hashgraph({
       members: memberPublicKeys(genesis),
       // A joining site starts as an observer; the engine makes it a creator once its member-add applies.
       self: { key },
       coinRoundFrequency: genesis.coinRoundFrequency,
       log: eventLog,
+      onOrderedEvents: (events, round) => { audit.record(events, round) },
       onTransactions: (transactions) => { this.applyOrdered(transactions) },
       onStaleTransactions: (transactions) => { this.resubmitStale(transactions) },
       onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
@@ -218,7 +223,7 @@ class MigrationAgent implements Agent {
         this.emit({ type: 'join-request', request })
       }
     })
-    const core: Core = { genesis, key, peerId, join: joinIntent, desk, state, store, eventLog, hashgraph, metrics, lock, startedAt: new Date() }
+    const core: Core = { genesis, key, peerId, join: joinIntent, desk, state, store, eventLog, audit, hashgraph, metrics, lock, startedAt: new Date() }
     this.core = core
     undo.push(() => { this.core = null })
     // The state is rebuilt from the replay: Hashgraph.start emits the whole order again from position 0.
@@ -369,6 +374,7 @@ class MigrationAgent implements Agent {
     // Flushes the received events still queued, so the next start replays everything this run saw.
     core.hashgraph.stop()
     core.eventLog.close()
+    core.audit.close()
     await this.attempt('closing the image store', async () => { await core.store.close() })
     this.core = null
     this.listeners.clear()
@@ -831,6 +837,22 @@ class MigrationAgent implements Agent {
   async vmStats (name: string): Promise<unknown> { return await this.needNetwork().migrations.vmStats(name) }
   async destroyVm (name: string): Promise<unknown> { return await this.needNetwork().migrations.destroyVm(name) }
   async migrationPlan (vm: string, to: string | null, bandwidth?: number): Promise<unknown> { return await this.needNetwork().migrations.plan(vm, to, bandwidth) }
+  consensusAudit (query: ConsensusAuditQuery): { text: string, contentType: string } {
+    const { audit, state } = this.needCore()
+    const time = (name: string, value: string | null): Date | undefined => {
+      if (value === null) return undefined
+      const at = new Date(value)
+      if (Number.isNaN(at.getTime())) throw new ApiRequestError(400, `query "${name}" must be an ISO time, got ${JSON.stringify(value)}`)
+      return at
+    }
+    const since = time('since', query.since)
+    const until = time('until', query.until)
+    if (since !== undefined && until !== undefined && until <= since) throw new ApiRequestError(400, `query "until" (${query.until ?? ''}) must be after "since" (${query.since ?? ''})`)
+    const limit = query.limit === null ? undefined : Number(query.limit)
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new ApiRequestError(400, `query "limit" must be a positive integer, got ${JSON.stringify(query.limit)}`)
+    return audit.export(query.format, { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }), ...(limit === undefined ? {} : { limit }) }, (creator) => state.member(creator)?.name ?? `member ${creator}`)
+  }
+
   exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
     return this.needNetwork().migrations.exportLog(format, migration, since)
   }

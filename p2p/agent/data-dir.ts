@@ -22,6 +22,8 @@ export interface DataDirLayout {
   identity: string
   genesis: string
   eventLog: string
+  /** The consensus audit: every ordered event with its round, fame and position (derived from the event log). */
+  auditLog: string
   join: string
 }
 
@@ -39,6 +41,7 @@ export function dataDirLayout (root: string): DataDirLayout {
     identity: join(root, 'identity.key'),
     genesis: join(root, 'swarm.json'),
     eventLog: join(root, 'hashgraph.sqlite'),
+    auditLog: join(root, 'audit.sqlite'),
     join: join(root, 'join.json')
   }
 }

@@ -93,6 +93,13 @@ export class ApiClient {
     return await this.request('GET', `/v1/migrations/plan?${query.toString()}`, undefined, options.signal)
   }
 
+  /** The consensus audit (ordered events with round, fame and position) for a window of consensus time. */
+  async consensusAudit (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+    const params = new URLSearchParams({ format })
+    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
+    return await (await this.fetch('GET', `/v1/consensus/audit?${params.toString()}`, undefined, options.signal)).text()
+  }
+
   async exportLog (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
     const params = new URLSearchParams({ format, ...query })
     return await (await this.fetch('GET', `/v1/logs?${params.toString()}`, undefined, options.signal)).text()

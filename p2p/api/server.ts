@@ -104,6 +104,10 @@ class LocalApiServer implements ApiServer {
         const { text, contentType } = backend.exportLog(query.get('format') ?? 'json', query.get('migration'), query.get('since'))
         return { text, contentType }
       }],
+      ['/v1/consensus/audit', 'GET', async (request) => {
+        const query = new URL(request.url ?? '/', this.origin).searchParams
+        return backend.consensusAudit({ format: query.get('format') ?? 'json', since: query.get('since'), until: query.get('until'), limit: query.get('limit') })
+      }],
       ['/v1/store', 'POST', async (request, response) => { await this.storeCall(parseStoreCall(await this.readJson(request)), response); return { streamed: true } }],
       ['/v1/swarm/invite', 'POST', async (request) => ({ body: await backend.invite(parseInviteRequest(await this.readJson(request))) })],
       ['/v1/swarm/requests', 'GET', async () => ({ body: { requests: backend.joinRequests(), lanPeers: backend.lanPeers() } })],

@@ -283,6 +283,14 @@ export interface ChunkMapSite {
   states: string
 }
 
+/** `GET /v1/consensus/audit` query, as given (the agent checks it). */
+export interface ConsensusAuditQuery {
+  format: string
+  since: string | null
+  until: string | null
+  limit: string | null
+}
+
 export interface AgentBackend {
   status: () => AgentStatus
   latencySeries: () => { samples: LatencySample[], remote: LatencySample[] }
@@ -317,6 +325,8 @@ export interface AgentBackend {
   /** The plan to one target, or candidate targets ranked (`to` null); times estimated at `bandwidth` bytes/s if given. */
   migrationPlan: (vm: string, to: string | null, bandwidth?: number) => Promise<unknown>
   exportLog: (format: string, migration: string | null, since: string | null) => { text: string, contentType: string }
+  /** The consensus audit: ordered events (round, witness, fame, round received, consensus time, position) whose consensus time is in [since, until), as ndjson, csv or json. */
+  consensusAudit: (query: ConsensusAuditQuery) => { text: string, contentType: string }
   /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */
   importImage: (request: ImportImageRequest) => { task: string }
   hashgraph: (limit: number) => HashgraphView

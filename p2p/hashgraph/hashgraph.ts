@@ -41,6 +41,8 @@ export interface HashgraphInit {
   log?: EventLog
   /** Nanoseconds since the Unix epoch. */
   clock?: () => bigint
+  /** Every event of a round received, in consensus order, as it is ordered (a replay's too): for an audit of the order. */
+  onOrderedEvents?: (events: ReadonlyArray<ConsensusEvent<SignedEvent>>, roundReceived: number) => void
   onTransactions?: (transactions: OrderedTransaction[]) => void
   onStaleTransactions?: (transactions: Array<{ transaction: Uint8Array, eventId: string }>) => void
   onFork?: (evidence: ForkEvidence) => void
@@ -411,6 +413,7 @@ export class Hashgraph {
         this.log.saveSnapshot(snapshot)
       }
     }
+    if (events.length > 0) this.init.onOrderedEvents?.(events, round)
     if (out.length > 0) this.init.onTransactions?.(out)
   }
 

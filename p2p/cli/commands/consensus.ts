@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises'
-import type { Command } from 'commander'
+import { readFile, writeFile } from 'node:fs/promises'
+import { type Command, Option } from 'commander'
 import { parseReplayInput, replay } from '../../hashgraph/index.js'
+import { agentClient } from '../agent-client.js'
+import { formatBytes } from '../progress-bar.js'
 
 export function register (program: Command): void {
   const consensus = program.command('consensus').description('inspect and audit hashgraph consensus')
@@ -14,6 +16,24 @@ export function register (program: Command): void {
       })
       const output = replay(parseReplayInput(text))
       process.stdout.write(JSON.stringify(output) + '\n')
+    })
+  consensus
+    .command('export')
+    .argument('<out>', 'output file ("-" for stdout)')
+    .description('the consensus audit from the running agent: every ordered event with its creator, round, witness, fame, round received, consensus time and position')
+    .addOption(new Option('--format <format>', 'ndjson, csv or json').choices(['ndjson', 'csv', 'json']).default('ndjson'))
+    .option('--since <time>', 'only events ordered at or after this ISO time (consensus time)')
+    .option('--until <time>', 'only events ordered before this ISO time (consensus time)')
+    .option('--limit <n>', 'at most this many events (the earliest in the window)', (value) => Number(value))
+    .action(async (out: string, options: { format: 'ndjson' | 'csv' | 'json', since?: string, until?: string, limit?: number }, command: Command) => {
+      const { format, ...query } = options
+      const text = await (await agentClient(command)).consensusAudit(format, query)
+      if (out === '-') {
+        process.stdout.write(text)
+        return
+      }
+      await writeFile(out, text)
+      process.stderr.write(`wrote ${formatBytes(Buffer.byteLength(text))} of ${format} to ${out}\n`)
     })
 }
 

@@ -1,11 +1,7 @@
 import type { Command } from 'commander'
-import { ApiClient } from '../../api/index.js'
+import { agentClient } from '../agent-client.js'
 
 type WithData = { data: string }
-
-async function client (command: Command): Promise<ApiClient> {
-  return await ApiClient.forDataDir(command.optsWithGlobals<WithData>().data)
-}
 
 function print (json: boolean | undefined, value: unknown, text: string): void {
   process.stdout.write(json === true ? JSON.stringify(value) + '\n' : text)
@@ -45,7 +41,7 @@ export function register (program: Command): void {
     .action(async (options: { ttl: string, json?: boolean }, command: Command) => {
       const ttlHours = Number(options.ttl)
       if (!Number.isFinite(ttlHours) || ttlHours <= 0) throw new Error(`--ttl must be a positive number of hours, got ${options.ttl}`)
-      const invite = await (await client(command)).invite({ ttlHours })
+      const invite = await (await agentClient(command)).invite({ ttlHours })
       print(options.json, invite, `${invite.code}\n` +
         `(valid until ${invite.expiresAt}; on the new site run: hgmig swarm join <code> --name SITE, then start its agent;\n` +
         ` approve it here with: hgmig swarm approve SITE)\n`)
@@ -71,7 +67,7 @@ export function register (program: Command): void {
     .description('list the join requests waiting at this site for approval')
     .option('--json', 'print the result as JSON')
     .action(async (options: { json?: boolean }, command: Command) => {
-      const requests = await (await client(command)).joinRequests()
+      const requests = await (await agentClient(command)).joinRequests()
       print(options.json, requests, requests.length === 0
         ? 'no join request is waiting here\n'
         : requests.map((r) => `${r.name.padEnd(20)} ${r.peerId}  invited by ${r.inviter}  at ${r.at}`).join('\n') + '\n')
@@ -82,7 +78,7 @@ export function register (program: Command): void {
     .argument('<peer>', 'the requesting site\'s name or peer id')
     .option('--json', 'print the result as JSON')
     .action(async (peer: string, options: { json?: boolean }, command: Command) => {
-      const result = await (await client(command)).approve({ peer })
+      const result = await (await agentClient(command)).approve({ peer })
       print(options.json, result, `submitted the approval of ${peer}; "hgmig status" shows it among the members once ordered\n`)
     })
   swarm
@@ -91,7 +87,7 @@ export function register (program: Command): void {
     .argument('<site>', 'the member\'s name or peer id')
     .option('--json', 'print the result as JSON')
     .action(async (site: string, options: { json?: boolean }, command: Command) => {
-      const result = await (await client(command)).removeMember({ site })
+      const result = await (await agentClient(command)).removeMember({ site })
       print(options.json, result, `submitted the removal of ${site}\n`)
     })
   swarm
@@ -99,7 +95,7 @@ export function register (program: Command): void {
     .description('leave the swarm: this site removes itself (by consensus)')
     .option('--json', 'print the result as JSON')
     .action(async (options: { json?: boolean }, command: Command) => {
-      const result = await (await client(command)).leave()
+      const result = await (await agentClient(command)).leave()
       print(options.json, result, 'submitted this site\'s removal; it stops taking part once ordered\n')
     })
 }

@@ -4,15 +4,10 @@
  */
 import { writeFile } from 'node:fs/promises'
 import { Command, Option } from 'commander'
-import { ApiClient } from '../../api/index.js'
+import { agentClient } from '../agent-client.js'
 import { formatBytes } from '../progress-bar.js'
 
-type WithData = { data: string }
 interface JsonOption { json?: boolean }
-
-async function client (command: Command): Promise<ApiClient> {
-  return await ApiClient.forDataDir(command.optsWithGlobals<WithData>().data)
-}
 
 function print (json: boolean | undefined, value: unknown, text: () => string): void {
   process.stdout.write(`${json === true ? JSON.stringify(value) : text()}\n`)
@@ -50,14 +45,14 @@ export function register (program: Command): void {
     .option('--name <name>', 'VM name (default vm-<time>)')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (options: { os: string, we: string, memory: string, workload: string, name?: string } & JsonOption, command: Command) => {
-      const created = await (await client(command)).createVm({ name: options.name ?? `vm-${Date.now().toString(36)}`, os: options.os, we: options.we, memoryBytes: parseSize(options.memory, '--memory'), workload: options.workload }) as { name: string, id: string }
+      const created = await (await agentClient(command)).createVm({ name: options.name ?? `vm-${Date.now().toString(36)}`, os: options.os, we: options.we, memoryBytes: parseSize(options.memory, '--memory'), workload: options.workload }) as { name: string, id: string }
       print(options.json, created, () => `created VM ${created.name} (${created.id})`)
     })
   vm.command('ls')
     .description('the VMs running at this site')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (options: JsonOption, command: Command) => {
-      const vms = await (await client(command)).vms() as Array<{ id: string, name: string, driver: string, state: string, migrating: boolean }>
+      const vms = await (await agentClient(command)).vms() as Array<{ id: string, name: string, driver: string, state: string, migrating: boolean }>
       print(options.json, vms, () => vms.length === 0 ? 'no VM at this site' : vms.map((v) => `${v.name.padEnd(20)} ${v.id}  ${v.driver}  ${v.state}${v.migrating ? ' (migrating)' : ''}`).join('\n'))
     })
 
@@ -66,7 +61,7 @@ export function register (program: Command): void {
     .argument('<name>', 'VM name or id')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (name: string, options: JsonOption, command: Command) => {
-      const stats = await (await client(command)).vmStats(name)
+      const stats = await (await agentClient(command)).vmStats(name)
       print(options.json, stats, () => Object.entries(stats as Record<string, unknown>).map(([k, v]) => `${k.padEnd(24)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'))
     })
   vm.command('destroy')
@@ -74,7 +69,7 @@ export function register (program: Command): void {
     .argument('<name>', 'VM name or id')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (name: string, options: JsonOption, command: Command) => {
-      const result = await (await client(command)).destroyVm(name)
+      const result = await (await agentClient(command)).destroyVm(name)
       print(options.json, result, () => `destroyed VM ${name}`)
     })
 
@@ -87,7 +82,7 @@ export function register (program: Command): void {
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (id: string, options: { bandwidth?: string, maxDowntime?: string } & JsonOption, command: Command) => {
       if (options.bandwidth === undefined && options.maxDowntime === undefined) throw new Error('give --bandwidth and/or --max-downtime')
-      const updated = await (await client(command)).updateMigration(id, {
+      const updated = await (await agentClient(command)).updateMigration(id, {
         ...(options.bandwidth === undefined ? {} : { bandwidth: options.bandwidth === '0' ? 0 : parseRate(options.bandwidth, '--bandwidth') }),
         ...(options.maxDowntime === undefined ? {} : { maxDowntimeMs: parseDuration(options.maxDowntime, '--max-downtime') })
       }) as { id: string, result?: { parameters?: unknown } }
@@ -98,7 +93,7 @@ export function register (program: Command): void {
     .argument('<id>', 'migration id')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (id: string, options: JsonOption, command: Command) => {
-      const cancelled = await (await client(command)).cancelMigration(id) as { id: string, state?: string, error?: string | null }
+      const cancelled = await (await agentClient(command)).cancelMigration(id) as { id: string, state?: string, error?: string | null }
       print(options.json, cancelled, () => `migration ${cancelled.id}: ${cancelled.state ?? '?'}${cancelled.error == null ? '' : ` (${cancelled.error})`}`)
     })
 
@@ -114,7 +109,7 @@ export function register (program: Command): void {
     .option('--no-wait', 'return once started instead of following it to the end')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (vmName: string, options: { to?: string, suggest?: boolean, maxDowntime: string, bandwidth?: string, strategy: string, repository?: string, wait: boolean } & JsonOption, command: Command) => {
-      const api = await client(command)
+      const api = await agentClient(command)
       if (options.suggest === true) {
         const ranking = await api.migrationPlan(vmName)
         print(options.json, ranking, () => JSON.stringify(ranking, null, 2))
@@ -155,7 +150,7 @@ export function register (program: Command): void {
     .description('migrations at this site, and the swarm\'s history of completed ones')
     .addOption(new Option('--json', 'machine-readable output'))
     .action(async (options: JsonOption, command: Command) => {
-      const view = await (await client(command)).migrations()
+      const view = await (await agentClient(command)).migrations()
       print(options.json, view, () => JSON.stringify(view, null, 2))
     })
 
@@ -167,7 +162,7 @@ export function register (program: Command): void {
     .option('--migration <id>', 'only this migration')
     .option('--since <time>', 'only entries from this ISO time on')
     .action(async (out: string, options: { format: 'ndjson' | 'csv' | 'json', migration?: string, since?: string }, command: Command) => {
-      const text = await (await client(command)).exportLog(options.format, { ...(options.migration === undefined ? {} : { migration: options.migration }), ...(options.since === undefined ? {} : { since: options.since }) })
+      const text = await (await agentClient(command)).exportLog(options.format, { ...(options.migration === undefined ? {} : { migration: options.migration }), ...(options.since === undefined ? {} : { since: options.since }) })
       await writeFile(out, text)
       process.stdout.write(`wrote ${formatBytes(Buffer.byteLength(text))} of ${options.format} to ${out}\n`)
     })

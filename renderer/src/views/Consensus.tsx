@@ -2,6 +2,8 @@
 import { useMemo, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
 import { Chart, EmptyState, ErrorState, formatMs, Loaded, short } from '../components'
 import type { HashgraphView, LatencySample } from '../contract'
+import type { Api } from '../api'
+import { saveText, type ExportFormat } from '../export'
 import { layoutHashgraph, quantile, roundColour } from '../hashgraph-layout'
 import { useAgent, useEndpoint } from '../store'
 
@@ -86,7 +88,52 @@ export function ConsensusView (): ReactNode {
         </div>
         <Loaded result={graph} what='the hashgraph' endpoint='GET /v1/hashgraph'>{(data) => <HashgraphDrawing graph={data} />}</Loaded>
       </div>
+
+      <AuditExport site={status.site} api={api} />
     </section>
+  )
+}
+
+/**
+ * The consensus audit (GET /v1/consensus/audit): every ordered event with its round, fame, round
+ * received, consensus time and position, for a window of consensus time — for comparing sites'
+ * records or checking them with `hgmig consensus replay`.
+ */
+function AuditExport ({ site, api }: { site: string, api: Api }): ReactNode {
+  const [since, setSince] = useState('')
+  const [until, setUntil] = useState('')
+  const [saved, setSaved] = useState<string | null>(null)
+  const [error, setError] = useState<string | null>(null)
+  const exportAs = async (format: ExportFormat): Promise<void> => {
+    setError(null)
+    setSaved(null)
+    try {
+      const query = new URLSearchParams({ format })
+      // datetime-local inputs are in local time, without a zone: the agent wants ISO times.
+      if (since !== '') query.set('since', new Date(since).toISOString())
+      if (until !== '') query.set('until', new Date(until).toISOString())
+      const content = await api.text(`/v1/consensus/audit?${query.toString()}`)
+      setSaved(await saveText(`hgmig-${site}-consensus-audit.${format}`, content, format))
+    } catch (err) {
+      setError((err as Error).message)
+    }
+  }
+  return (
+    <div className='panel' data-testid='audit-export'>
+      <h3>Consensus audit</h3>
+      <p className='muted'>Every ordered event with its creator, round, witness and fame, round received, consensus time and position. Sites that agree export identical records.</p>
+      <div className='toolbar'>
+        <label>Ordered from <input type='datetime-local' step='1' value={since} onChange={(e) => { setSince(e.target.value) }} aria-label='Audit window start' /></label>
+        <label>until <input type='datetime-local' step='1' value={until} onChange={(e) => { setUntil(e.target.value) }} aria-label='Audit window end' /></label>
+        <span className='spacer' />
+        <span className='muted'>Export as</span>
+        {(['ndjson', 'csv', 'json'] as const).map((f) => (
+          <button key={f} type='button' onClick={() => { void exportAs(f) }} aria-label={`Export the consensus audit as ${f.toUpperCase()}`}>{f.toUpperCase()}</button>
+        ))}
+      </div>
+      {saved !== null && <p role='status' className='muted'>Saved {saved}.</p>}
+      {error !== null && <ErrorState title='Audit export failed'>{error}</ErrorState>}
+    </div>
   )
 }
 
