@@ -4,7 +4,7 @@
  *
  *   node dist/bench/exchange.js streams  [--mib 512] [--runs 3] [--variant 0,5,7]   plain TCP copy vs libp2p stack variants (protector,
  *                                     noise or TLS, streams, yamux window, send size; ALL_STACK_VARIANTS), interleaved per run, CPU per side
- *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3] [--compare DIST]   one-source and two-source image fetch vs plain TCP copy;
+ *   node dist/bench/exchange.js fetch    [--mib 256] [--runs 3] [--sources 1|2] [--compare DIST]   one-source and two-source image fetch vs plain TCP copy;
  *                                     with --compare, every run also fetches with the sites of another build (DIST = its dist/ directory), A/B interleaved;
  *                                     with --compare-options JSON, with this build's sites given these options (e.g. '{"sendCoalesceBytes":0}')
  *   node dist/bench/exchange.js limited  [--mib 32] [--mbit 40] [--runs 3]   one vs two sources, each egress-limited (token bucket)
@@ -379,7 +379,8 @@ async function fetchBench (args: string[]): Promise<void> {
   if (optionsAt >= 0) builds.unshift({ label: `with ${args[optionsAt + 1] ?? ''}`, script: undefined, options: JSON.parse(args[optionsAt + 1] ?? '{}') as SiteOptions })
   await withImage('fetch', mib, async ({ dir, swarm, image, missing }) => {
     console.log(`fetch: ${mib} MiB image, ${(missing.bytes / MiB).toFixed(0)} MiB of distinct non-zero chunks to fetch, ${runs} runs, median${builds.length > 1 ? '; builds alternate within each run (order reversed every other run), every ratio is this build / the other in the same run' : ''}`)
-    for (const sources of [1, 2]) {
+    const only = args.indexOf('--sources')
+    for (const sources of only < 0 ? [1, 2] : [option(args, 'sources', 1)]) {
       type Figures = { rates: number[], ratios: number[], totals: number[], imports: number[], cpuFetcher: number[], cpuSources: number[] }
       const figures = builds.map((): Figures => ({ rates: [], ratios: [], totals: [], imports: [], cpuFetcher: [], cpuSources: [] }))
       const tcpRates: number[] = []
