@@ -91,7 +91,7 @@ for (const [target, what, pattern] of [['c', 'memory page', /memory [0-9a-f]{12}
   })
 }
 
-test('five concurrent NSS migrations complete (the target hashes its images for all five at once)', async () => {
+test('five concurrent NSS migrations complete (the target hashes its images once for the five, and keeps answering its peers)', async () => {
   const names = ['vm-n1', 'vm-n2', 'vm-n3', 'vm-n4', 'vm-n5']
   for (const name of names) await createVm(name, 4 * MiB, 'static')
   const done = await Promise.all(names.map(async (name) => await migrate({ vm: name, to: 'b', strategy: 'nss' })))

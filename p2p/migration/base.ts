@@ -85,6 +85,7 @@ export type FetchMissingChunks = (plan: MigrationPlan, signal: AbortSignal, onPr
 const BATCH_CHUNKS = 64
 /** Hashing and rebuilding yield to the event loop this often (in chunks), so streams and timers keep being served. */
 const YIELD_EVERY_CHUNKS = 64
+const HASH_YIELD_EVERY_CHUNKS = 8
 
 /**
  * A turn of the event loop. Reading blocks from the store is synchronous, so a loop over an
@@ -268,7 +269,8 @@ export async function hashImageNow (store: MigrationImageStore, reference: strin
     let at = 0
     for (; pending.byteLength - at >= chunkSize; at += chunkSize) {
       cids.push(cidOfData(pending.subarray(at, at + chunkSize)).toString())
-      if (cids.length % YIELD_EVERY_CHUNKS === 0) await yieldToEventLoop()
+      // More often than a rebuild: NSS/SS hash whole image sets, and libp2p's pings must keep being answered.
+      if (cids.length % HASH_YIELD_EVERY_CHUNKS === 0) await yieldToEventLoop()
     }
     pending = pending.subarray(at)
   }

@@ -225,6 +225,13 @@ export class MigrationEngine {
   private running = false
   /** Image rebuilds run one at a time: concurrent migrations of VMs on the same images import them once. */
   private materializing: Promise<unknown> = Promise.resolve()
+  /**
+   * NSS/SS at a target: the hashing of every local image now in progress, shared by the
+   * migrations that ask meanwhile. Five at once each hashing everything starved this process's
+   * event loop until libp2p's ping to the source timed out and the connection was aborted (every
+   * control stream on it ended: "b closed the control stream").
+   */
+  private hashingLocal: Promise<{ chunks: string[], chunkSize: number }> | undefined
 
   constructor (private readonly init: MigrationEngineInit) {
     this.protocol = `/hgmig/${init.swarmId}/migrate/1.0.0`
@@ -821,7 +828,7 @@ export class MigrationEngine {
         sourceSummary = request.summary as PlanSummary
       } else {
         const started = performance.now()
-        const { chunks, chunkSize } = await this.hashLocalImages(signal)
+        const { chunks, chunkSize } = await this.sharedLocalHashes(signal)
         await control.send({ type: 'hashes', chunks, chunkSize }, signal)
         this.log(ctx, 'info', 'plan', { dedupMs: performance.now() - started, chunks: chunks.length })
         const planMessage = await pump.next(['plan'], signal)
@@ -935,6 +942,17 @@ export class MigrationEngine {
     } finally {
       this.contexts.delete(`${id}/target`)
     }
+  }
+
+  /** The local images' hash list, hashed now, or by a hashing already running for another migration. */
+  private async sharedLocalHashes (signal: AbortSignal): Promise<{ chunks: string[], chunkSize: number }> {
+    if (this.hashingLocal === undefined) {
+      // Not tied to one migration's signal: another may be waiting for it.
+      const hashing = this.hashLocalImages(AbortSignal.timeout(30 * 60_000))
+      this.hashingLocal = hashing
+      hashing.then(() => { this.hashingLocal = undefined }, () => { this.hashingLocal = undefined })
+    }
+    return await raceAbort(this.hashingLocal, signal)
   }
 
   /** NSS/SS at the target: hash every local image now (the deduplication the paper's baselines pay for). */
