@@ -202,16 +202,25 @@ export class ApiClient {
   }
 
   private async fetch (method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
+    const send = async (): Promise<Response> => await fetch(`${this.origin}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal
+    })
     let response: Response
     try {
-      response = await fetch(`${this.origin}${path}`, {
-        method,
-        headers: { Authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal
-      })
+      response = await send()
     } catch (err) {
-      throw this.translate(err as Error)
+      // A pooled keep-alive socket the agent closed while this process was busy elsewhere (the
+      // client's idle timer could not run): the request never reached the agent, so a GET, which
+      // changes nothing, is sent once more on a fresh socket. Anything else could act twice.
+      if (method !== 'GET' || !closedIdleSocket(err as Error) || signal?.aborted === true) throw this.translate(err as Error)
+      try {
+        response = await send()
+      } catch (again) {
+        throw this.translate(again as Error)
+      }
     }
     if (!response.ok) {
       const text = await response.text()
@@ -231,4 +240,10 @@ export class ApiClient {
     if (cause instanceof Error) return new Error(`${err.message} (${this.origin}): ${cause.message}${cause.code === undefined ? '' : ` [${cause.code}]`}`, { cause: err })
     return err
   }
+}
+
+/** undici's "other side closed" / a reset on a socket taken from the keep-alive pool. */
+function closedIdleSocket (err: Error): boolean {
+  const code = (err.cause as NodeJS.ErrnoException | undefined)?.code
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET'
 }
