@@ -120,6 +120,11 @@ export interface ConsensusEvent<P> {
   readonly generation: number
   readonly timestamp: bigint
   readonly signature: Uint8Array
+  /**
+   * The caller's payload. Released (undefined) once the event is pruned, unless it is its
+   * creator's newest event: a pruned event only answers for its place in the graph, and its
+   * payload (the wire bytes, for the live engine) would double what a member holds.
+   */
   readonly payload: P
   readonly round: number
   readonly witness: boolean
@@ -155,7 +160,7 @@ class EventNode<P> implements ConsensusEvent<P> {
     private readonly signatureAt: number,
     private readonly signatureLength: number,
     readonly coin: boolean,
-    readonly payload: P,
+    public payload: P,
     /** In-memory parents; cut to null when a parent is pruned so history can be collected. */
     public selfParent: EventNode<P> | null,
     public otherParent: EventNode<P> | null,
@@ -695,7 +700,10 @@ export class Consensus<P = undefined> {
     chain.add(node)
     this.byId.set(node.id, node)
     const tip = this.creatorTip[node.creator]
-    if (tip === undefined || node.seq > tip.seq) this.creatorTip[node.creator] = node
+    if (tip === undefined || node.seq > tip.seq) {
+      this.creatorTip[node.creator] = node
+      if (tip?.pruned === true) tip.payload = undefined as P // no longer the newest: released like any pruned event
+    }
 
     const state = this.roundState(node.round)
     state.events.push(node)
@@ -1006,6 +1014,7 @@ export class Consensus<P = undefined> {
       const ids: string[] = []
       for (const e of state.events) {
         e.pruned = true
+        if (this.creatorTip[e.creator] !== e) e.payload = undefined as P
         e.selfParent = null
         e.otherParent = null
         e.votesOnMe = null
