@@ -193,7 +193,7 @@ test('own events created pending: sync holds them back until their sync to disk 
   // Each sync reaches the disk for real, then waits for the test to let it return.
   const held: Array<() => void> = []
   let syncs = 0
-  const log = new EventLog(file, { syncFile: (fd, done) => { syncs++; fdatasync(fd, (err) => { held.push(() => { done(err) }) }) } })
+  const log = new EventLog(file, { syncMode: 'pool', syncFile: (fd, done) => { syncs++; fdatasync(fd, (err) => { held.push(() => { done(err) }) }) } })
   const hg = new Hashgraph({ members, self: { key: keys[0]! }, log })
   hg.start()
   const other = new Hashgraph({ members, self: { key: keys[1]! } })
@@ -243,11 +243,11 @@ test('own events created pending: sync holds them back until their sync to disk 
   log.close()
 })
 
-test('inline sync mode: a pending own event is synced on the calling thread before createPendingEvent returns', async (t) => {
+test('inline sync mode (the default): a pending own event is synced on the calling thread before createPendingEvent returns', async (t) => {
   const s = testSeed(8190)
   const dir = tempDir(t)
   const keys = await memberKeys(2, s)
-  const log = new EventLog(path.join(dir, 'inline.sqlite'), { syncMode: 'inline' })
+  const log = new EventLog(path.join(dir, 'inline.sqlite'))
   const hg = new Hashgraph({ members: keys.map((k) => k.publicKey), self: { key: keys[0]! }, log })
   hg.start()
   assert.equal(log.durableOwnSequence, -1)

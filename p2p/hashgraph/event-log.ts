@@ -5,8 +5,8 @@
  * Durability: SQLite commits with `synchronous = NORMAL` (a commit is a write() into the -wal file,
  * which survives the process being killed but not a power loss), and this class makes commits
  * durable itself by fdatasync-ing the -wal file: at once and on the calling thread for appendOwn
- * ('now'), or through libuv's thread pool for whenDurable(), where every commit made while an
- * fdatasync is in flight shares the next one (group commit). A checkpoint (SQLite's, every ~1000
+ * ('now') and for whenDurable() by default, or (syncMode 'pool') through libuv's thread pool, where
+ * every commit made while an fdatasync is in flight shares the next one (group commit). A checkpoint (SQLite's, every ~1000
  * pages) syncs the -wal before copying it into the database, so no commit is ever only in a
  * file that was not synced. The -wal file keeps its inode while the database is open (one
  * connection: the data directory is locked), so one descriptor opened once stays valid.
@@ -30,11 +30,12 @@ export interface EventLogOptions {
   /** How whenDurable() flushes the -wal file to disk in the thread pool (default: fs.fdatasync). */
   syncFile?: SyncFile
   /**
-   * 'pool' (default): whenDurable() syncs in libuv's thread pool (group commit). 'inline': at once,
-   * on the calling thread, before whenDurable() returns its promise: no thread hand-off, which on a
-   * machine with more runnable threads than cores can cost more than the sync itself; the event
-   * loop waits for the disk, though. Default from the environment variable HGMIG_EVENT_LOG_SYNC
-   * (for benchmarks).
+   * 'inline' (default): whenDurable() syncs at once, on the calling thread, before it returns its
+   * promise. 'pool': in libuv's thread pool, commits made meanwhile sharing the next sync (group
+   * commit), and the event loop never waits for the disk — but each sync then costs two thread
+   * hand-offs, which measured slower where the cores are busy (bench/RESULTS.md, issue 4, session
+   * 4: p50 1.36 × inline's on 2 shared cores, for a disk flush of 0.1–1 ms). Default from the
+   * environment variable HGMIG_EVENT_LOG_SYNC.
    */
   syncMode?: 'pool' | 'inline'
 }
@@ -95,7 +96,7 @@ export class EventLog {
       throw new EventLogError(`cannot open event log ${path}: ${(err as Error).message}`)
     }
     this.syncFile = options.syncFile ?? fdatasync
-    const mode = options.syncMode ?? process.env.HGMIG_EVENT_LOG_SYNC ?? 'pool'
+    const mode = options.syncMode ?? process.env.HGMIG_EVENT_LOG_SYNC ?? 'inline'
     if (mode !== 'pool' && mode !== 'inline') throw new EventLogError(`event log sync mode must be 'pool' or 'inline', not '${mode}' (HGMIG_EVENT_LOG_SYNC?)`)
     this.syncMode = mode
     this.db.pragma('journal_mode = WAL')

@@ -26,9 +26,10 @@ const syncDelayMs = Number(syncDelayArg ?? 0)
 const genesis = JSON.parse(readFileSync(genesisPath!, 'utf8')) as { swarmId: string, swarmKey: string, keys: string[] }
 const self = Number(indexArg)
 const keys = genesis.keys.map((hex) => privateKeyFromProtobuf(Buffer.from(hex, 'hex')))
-const log = new EventLog(join(dataDir!, 'hashgraph.sqlite'), {
-  syncFile: syncDelayMs === 0 ? undefined : (fd, done) => { fdatasync(fd, (err) => { setTimeout(() => { done(err) }, syncDelayMs) }) }
-})
+// A slow disk is simulated in the thread-pool sync (the inline one cannot be slowed from here).
+const log = new EventLog(join(dataDir!, 'hashgraph.sqlite'), syncDelayMs === 0
+  ? {}
+  : { syncMode: 'pool', syncFile: (fd, done) => { fdatasync(fd, (err) => { setTimeout(() => { done(err) }, syncDelayMs) }) } })
 const ordered: string[] = []
 const hashgraph = new Hashgraph({
   members: keys.map((k) => k.publicKey),
