@@ -14,9 +14,7 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import type { ConsensusEvent, SignedEvent } from '../hashgraph/index.js'
 import { ApiRequestError } from '../api/index.js'
-
-export type AuditFormat = 'ndjson' | 'csv' | 'json'
-export const AUDIT_FORMATS: readonly AuditFormat[] = ['ndjson', 'csv', 'json']
+import { csvField, EXPORT_FORMATS, type ExportFormat } from '../migration/index.js'
 
 /** One ordered event, as exported. Timestamps are ISO strings plus exact nanoseconds (decimal strings). */
 export interface AuditRow {
@@ -136,15 +134,11 @@ export class ConsensusAuditLog {
 
   /** The rows as text in one of the export formats, with its content type. */
   export (format: string, query: AuditQuery = {}, siteName?: (creator: number) => string): { text: string, contentType: string } {
-    if (!AUDIT_FORMATS.includes(format as AuditFormat)) throw new ApiRequestError(400, `unknown audit format ${JSON.stringify(format)}: one of ${AUDIT_FORMATS.join(', ')}`)
+    if (!EXPORT_FORMATS.includes(format as ExportFormat)) throw new ApiRequestError(400, `unknown audit format ${JSON.stringify(format)}: one of ${EXPORT_FORMATS.join(', ')}`)
     const rows = this.rows(query, siteName)
     if (format === 'json') return { text: JSON.stringify({ events: rows }, null, 2) + '\n', contentType: 'application/json; charset=utf-8' }
     if (format === 'ndjson') return { text: rows.map((r) => JSON.stringify(r) + '\n').join(''), contentType: 'application/x-ndjson; charset=utf-8' }
-    const quote = (value: unknown): string => {
-      const text = value === null ? '' : String(value)
-      return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
-    }
-    return { text: [COLUMNS.join(','), ...rows.map((r) => COLUMNS.map((c) => quote(r[c])).join(','))].join('\n') + '\n', contentType: 'text/csv; charset=utf-8' }
+    return { text: [COLUMNS.join(','), ...rows.map((r) => COLUMNS.map((c) => csvField(r[c])).join(','))].join('\n') + '\n', contentType: 'text/csv; charset=utf-8' }
   }
 
   close (): void {

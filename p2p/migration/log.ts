@@ -191,8 +191,13 @@ export class MigrationDb {
     }
     if (format === 'ndjson') return entries.map((e) => JSON.stringify(e)).join('\n') + (entries.length > 0 ? '\n' : '')
     const columns = ['seq', 'time', 'migration', 'kind', 'phase', 'data']
-    const quote = (value: string): string => /[",\n\r]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value
-    const lines = entries.map((e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)].map(quote).join(','))
+    const lines = entries.map((e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)].map(csvField).join(','))
     return [columns.join(','), ...lines].join('\n') + '\n'
   }
+}
+
+/** One CSV field (RFC 4180): quoted when it holds a quote, a comma or a line break; null is empty. */
+export function csvField (value: unknown): string {
+  const text = value === null || value === undefined ? '' : String(value)
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
 }
