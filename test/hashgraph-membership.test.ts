@@ -159,3 +159,29 @@ test('replay (static membership) is unaffected by the membership hold', () => {
   assert.equal(output.events.at(-1)!.round, 60)
   assert.ok(output.order.length >= 55)
 })
+
+test('a member removed from a three-member swarm keeps carrying the others to its last round: no deadlock at the change', async () => {
+  // With three members every round needs all three witnesses strongly seen. The leaving member's
+  // events that first strongly see the last round it counts in must still be accepted (as
+  // carriers, never witnesses), or the two that stay can never form the round it leaves in.
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
+    const random = seededRandom(seed)
+    const sites = await makeSites(3, 0)
+    const all: SignedEvent[] = []
+    const active = [0, 1, 2]
+    for (let step = 0; step < 30; step++) gossipStep(all, sites, active, random, `tx-${step}`)
+    gossipStep(all, sites, active, random, 'remove:2')
+    let removedFrom = 0
+    for (let step = 0; step < 20_000; step++) {
+      gossipStep(all, sites, active, random, step % 10 === 0 ? `keep-${step}` : undefined)
+      if (removedFrom === 0 && sites.every((s) => s.ordered.includes('remove:2'))) removedFrom = Math.max(...sites.map((s) => s.hashgraph.lastOrderedRound)) + MEMBERSHIP_DELAY_ROUNDS
+      if (removedFrom > 0 && sites.every((s) => s.hashgraph.lastOrderedRound > removedFrom + 2)) break
+    }
+    assert.ok(removedFrom > 0, `the removal was ordered (seed ${seed})`)
+    for (const s of sites) {
+      assert.ok(s.hashgraph.lastOrderedRound > removedFrom + 2, `site ${s.hashgraph.selfId} ordered past the removal's round ${removedFrom}: it reached ${s.hashgraph.lastOrderedRound} (seed ${seed})`)
+      assert.deepEqual(s.hashgraph.membersIn(), [0, 1], 'member 2 is out')
+    }
+    assertPrefixes(sites, seed)
+  }
+})

@@ -679,7 +679,11 @@ export class Consensus<P = undefined> {
       }
     }
     node.round = round
-    node.witness = selfParent === null || round > selfParent.round
+    // A member whose removal takes effect in this round still creates events in it, never
+    // witnesses: they carry what it saw of the round before (where it still counts) to the members
+    // that stay. Without them a member set of three could never form its first round of two.
+    const leaving = !this.schedule.isMember(creator, round) && round > 1 && this.schedule.isMember(creator, round - 1)
+    node.witness = !leaving && (selfParent === null || round > selfParent.round)
     if (node.witness && round > 1) {
       if (stronglySeen === null) {
         const previous = this.rounds.get(round - 1)
@@ -690,7 +694,7 @@ export class Consensus<P = undefined> {
     if (round <= this.nextRoundToOrder - 1 - this.staleAfterRounds) {
       reject('ancient', `its round ${round} is stale: consensus has ordered through round ${this.nextRoundToOrder - 1}`)
     }
-    if (!this.schedule.isMember(creator, round)) reject('not-a-member', `creator ${creator} is not a member in round ${round}`)
+    if (!leaving && !this.schedule.isMember(creator, round)) reject('not-a-member', `creator ${creator} is not a member in round ${round}`)
     return node
   }
 
