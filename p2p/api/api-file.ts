@@ -4,6 +4,7 @@
  */
 import { chmod, readFile, rename, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { processExists } from '../common/pid-file-lock.js'
 import { AgentNotRunningError } from './errors.js'
 import type { ApiFile } from './types.js'
 
@@ -63,12 +64,4 @@ function parseApiFile (text: string, path: string): ApiFile {
   return { port, token, pid }
 }
 
-export function processExists (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    // EPERM: the process exists but belongs to another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+export { processExists }
