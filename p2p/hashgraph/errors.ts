@@ -71,3 +71,16 @@ export class HashgraphHaltedError extends Error {
     super(`the hashgraph halted: ${cause.message}; restart the agent to replay its log`, { cause })
   }
 }
+
+/**
+ * Bytes offered as a hashgraph frontier (a checkpoint's engine part) cannot be used: not the
+ * format, damaged (the hash does not match), inconsistent, or not of this swarm. The message
+ * names what is wrong; no engine is built from such input.
+ */
+export class InvalidFrontierError extends Error {
+  override readonly name = 'InvalidFrontierError'
+  readonly code = 'ERR_INVALID_FRONTIER'
+  constructor (detail: string, options?: ErrorOptions) {
+    super(`invalid hashgraph frontier: ${detail}`, options)
+  }
+}

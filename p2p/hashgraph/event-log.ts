@@ -250,13 +250,34 @@ export class EventLog {
   }
 
   /**
-   * Every stored event in insertion order, read in pages: no query stays open between pages, so
+   * How many events the log holds once what is queued is written: the position a checkpoint
+   * records, after which start() replays (events(…, position) gives the ones after it). Rows are
+   * never deleted, so the position is also the last row's sequence number.
+   */
+  position (): number {
+    this.flush()
+    return Number(this.db.prepare('SELECT COALESCE(MAX(seq), 0) FROM events').pluck().get())
+  }
+
+  /** The hash of the event at a position (1-based, as position()), if the log has one there. */
+  eventAt (position: number): Uint8Array | undefined {
+    const hash = this.db.prepare('SELECT hash FROM events WHERE seq = ?').pluck().get(position) as Buffer | undefined
+    return hash === undefined ? undefined : new Uint8Array(hash)
+  }
+
+  /** Writes what is queued and waits for the disk (fdatasync on this thread): before a checkpoint names it. */
+  syncAll (): void {
+    this.flush()
+    if (this.durableCommits < this.commits) this.syncNow()
+  }
+
+  /**
+   * Every stored event in insertion order (those after position `after`), read in pages: no query stays open between pages, so
    * the caller may write to the log (or await) while iterating.
    */
-  * events (pageSize = 1000): Iterable<{ hash: Uint8Array, bytes: Uint8Array }> {
+  * events (pageSize = 1000, after = 0): Iterable<{ hash: Uint8Array, bytes: Uint8Array }> {
     this.flush()
     const page = this.db.prepare('SELECT seq, hash, bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?')
-    let after = 0
     for (;;) {
       const rows = page.all(after, pageSize) as Array<{ seq: number, hash: Buffer, bytes: Buffer }>
       for (const row of rows) yield { hash: new Uint8Array(row.hash), bytes: new Uint8Array(row.bytes) }
@@ -306,7 +327,7 @@ function preallocate (fd: number, bytes: number): void {
 }
 
 /** Makes a new directory entry (the -wal file's) durable; not possible on every platform (Windows). */
-function syncDirectory (directory: string): void {
+export function syncDirectory (directory: string): void {
   let fd: number | null = null
   try {
     fd = openSync(directory, 'r')

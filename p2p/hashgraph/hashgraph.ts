@@ -5,9 +5,11 @@
  * Knows nothing of the network: the swarm hands it bytes and asks it for events.
  */
 import { createHash, hash as oneShotHash } from 'node:crypto'
+import * as dagCbor from '@ipld/dag-cbor'
+import { publicKeyFromProtobuf, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
-import { Consensus, type ConsensusEvent, type EventStatus, type ForkEvidence } from './consensus.js'
-import { EventLogError, EventRejectedError, HashgraphHaltedError, MembershipPendingError, MissingParentsError } from './errors.js'
+import { Consensus, DEFAULT_COIN_ROUND_FREQUENCY, DEFAULT_STALE_AFTER_ROUNDS, type ConsensusEvent, type ConsensusFrontier, type ConsensusOptions, type EventStatus, type ForkEvidence, type FrontierEvent } from './consensus.js'
+import { EventLogError, EventRejectedError, HashgraphHaltedError, InvalidFrontierError, MembershipPendingError, MissingParentsError } from './errors.js'
 import { DEFAULT_LIMITS, decodeEvent, ed25519Signer, fromHex, signEvent, toHex, Verifier, type EventLimits, type SignedEvent, type Signer } from './event.js'
 import type { ConsensusSnapshot, EventLog } from './event-log.js'
 
@@ -39,11 +41,30 @@ export interface HashgraphInit {
   maxParkedEvents?: number
   maxParkedBytes?: number
   log?: EventLog
+  /**
+   * Start from a frontier (Hashgraph.exportFrontier's bytes, from this site's checkpoint or a
+   * member's) instead of genesis: the engine continues exactly as the exporting one, and start()
+   * replays only the log's events after `frontierLogPosition`. Checked whole before anything is
+   * built (InvalidFrontierError names what is wrong).
+   */
+  frontier?: Uint8Array
+  /**
+   * The log's position (EventLog.position()) when the frontier was exported; 0 (default) for a log
+   * that starts after the frontier (a site that joined from a member's checkpoint).
+   */
+  frontierLogPosition?: number
   /** Nanoseconds since the Unix epoch. */
   clock?: () => bigint
   /** Every event of a round received, in consensus order, as it is ordered (a replay's too): for an audit of the order. */
   onOrderedEvents?: (events: ReadonlyArray<ConsensusEvent<SignedEvent>>, roundReceived: number) => void
   onTransactions?: (transactions: OrderedTransaction[]) => void
+  /** After each ordered round (empty ones too; replayed ones too), once its transactions were handed out. */
+  onRoundOrdered?: (snapshot: ConsensusSnapshot) => void
+  /**
+   * After an insertion (received, own or replayed) that ordered one or more rounds, once the engine
+   * is between insertions again: the place where exportFrontier() may run.
+   */
+  onSettled?: (lastOrderedRound: number) => void
   onStaleTransactions?: (transactions: Array<{ transaction: Uint8Array, eventId: string }>) => void
   onFork?: (evidence: ForkEvidence) => void
   onAnomaly?: (message: string) => void
@@ -81,6 +102,10 @@ export class Hashgraph {
   private runningHash: Uint8Array = new Uint8Array(32)
   private replaying = false
   private started = false
+  /** Events start() replayed from the log (after the frontier, when started from one). */
+  private replayedCount = 0
+  /** lastOrderedRound when onSettled was last called. */
+  private settledRound = 0
   private readonly init: HashgraphInit
   /** Public keys by creator id, genesis members first, then members added by consensus. */
   private readonly memberKeys: PublicKey[]
@@ -93,8 +118,10 @@ export class Hashgraph {
 
   constructor (init: HashgraphInit) {
     this.init = init
-    this.memberKeys = [...init.members]
-    this.verifier = init.verifySignatures === false ? null : new Verifier(init.members)
+    const restored = init.frontier === undefined ? null : decodeFrontier(init.frontier)
+    if (restored !== null) checkFrontierGenesis(restored, init)
+    this.memberKeys = restored === null ? [...init.members] : restored.memberKeys
+    this.verifier = init.verifySignatures === false ? null : new Verifier(this.memberKeys)
     this.signer = init.self === undefined ? null : ed25519Signer(init.self.key)
     this.selfCreator = init.self === undefined ? null : this.memberKeys.findIndex((k) => k.equals(init.self!.key.publicKey))
     if (this.selfCreator === -1) this.selfCreator = null
@@ -106,10 +133,7 @@ export class Hashgraph {
     this.clock = init.clock ?? monotonicWallClock
     this.maxParkedEvents = init.maxParkedEvents ?? 10_000
     this.maxParkedBytes = init.maxParkedBytes ?? 64 * 1024 * 1024
-    this.consensus = new Consensus<SignedEvent>({
-      members: init.members.length,
-      coinRoundFrequency: init.coinRoundFrequency,
-      staleAfterRounds: init.staleAfterRounds,
+    const callbacks: Omit<ConsensusOptions<SignedEvent>, 'members'> = {
       onOrdered: (events, round) => {
         try {
           this.emitOrdered(events, round)
@@ -127,7 +151,42 @@ export class Hashgraph {
       },
       onFork: init.onFork,
       onAnomaly: init.onAnomaly
-    })
+    }
+    if (restored === null) {
+      this.consensus = new Consensus<SignedEvent>({ ...callbacks, members: init.members.length, coinRoundFrequency: init.coinRoundFrequency, staleAfterRounds: init.staleAfterRounds })
+    } else {
+      this.consensus = this.restoreConsensus(restored, callbacks)
+      this.transactionPosition = restored.transactionPosition
+      this.runningHash = restored.runningHash
+      this.latestChangeRound = Math.max(0, ...restored.consensus.membership.changes.map((c) => c.round))
+    }
+  }
+
+  /** The engine of a decoded frontier, every payload re-decoded from its wire bytes and (unless off) its signature verified. */
+  private restoreConsensus (restored: DecodedFrontier, callbacks: Omit<ConsensusOptions<SignedEvent>, 'members'>): Consensus<SignedEvent> {
+    const events: Array<FrontierEvent<SignedEvent>> = []
+    for (const f of restored.consensus.events) {
+      let payload: SignedEvent | undefined
+      if (f.payload !== null) {
+        try {
+          payload = decodeEvent(f.payload, { maxEventBytes: Infinity, maxTransactions: Infinity })
+        } catch (err) {
+          throw new InvalidFrontierError(`event ${f.id}: its wire bytes do not decode (${(err as Error).message})`)
+        }
+        if (payload.id !== f.id) throw new InvalidFrontierError(`event ${f.id}: its wire bytes hash to ${payload.id}`)
+        if (payload.creator !== f.creator || payload.timestamp !== f.timestamp || !equalBytes(payload.signature, f.signature)) {
+          throw new InvalidFrontierError(`event ${f.id}: creator, timestamp or signature differ from its wire bytes`)
+        }
+        if (this.verifier !== null && !this.verifier.verify(payload)) throw new InvalidFrontierError(`event ${f.id}: signature does not verify with member ${f.creator}'s key`)
+        if (payload.transactions.length > 0 && f.roundReceived === null && !f.stale) this.unordered.add(f.id)
+      }
+      events.push({ ...f, payload: payload as SignedEvent })
+    }
+    try {
+      return Consensus.fromFrontier<SignedEvent>({ ...restored.consensus, events }, callbacks)
+    } catch (err) {
+      throw new InvalidFrontierError((err as Error).message.replace(/^frontier: /, ''), { cause: err })
+    }
   }
 
   /** Fingerprint of the swarm's genesis: the member keys and consensus parameters. */
@@ -147,14 +206,24 @@ export class Hashgraph {
     const genesis = log.getMeta('genesis')
     if (genesis === undefined) log.setMeta('genesis', this.genesisId)
     else if (genesis !== this.genesisId) throw new EventLogError(`event log ${log.path} belongs to another swarm genesis (${genesis.slice(0, 12)}…, expected ${this.genesisId.slice(0, 12)}…)`)
+    const after = this.init.frontier === undefined ? 0 : (this.init.frontierLogPosition ?? 0)
+    if (after > 0) {
+      // The frontier must have been exported from this log: its last event then is one the frontier holds.
+      const last = log.eventAt(after)
+      if (last === undefined || !this.consensus.has(toHex(last))) {
+        throw new EventLogError(`event log ${log.path} does not continue the frontier: ${last === undefined ? `it has no event at position ${after}` : `its event at position ${after} (${toHex(last)}) is not in the frontier`}`)
+      }
+    }
     this.replaying = true
     try {
-      let index = 0
-      for (const { hash, bytes } of log.events()) {
+      let index = after
+      for (const { hash, bytes } of log.events(1000, after)) {
         const event = decodeEvent(bytes, { maxEventBytes: Infinity, maxTransactions: Infinity })
         if (event.id !== toHex(hash)) throw new EventLogError(`event log ${log.path}: entry ${index} does not hash to its recorded id ${toHex(hash)}`)
         this.insert(event, 'no')
+        this.replayedCount++
         index++
+        this.settled()
       }
     } catch (err) {
       if (err instanceof EventRejectedError) throw new EventLogError(`event log ${log.path} holds an event the engine refuses: ${err.message}`)
@@ -238,6 +307,7 @@ export class Hashgraph {
     }
     this.release(event.id, [])
     this.retryDeferred([])
+    this.settled()
     return event
   }
 
@@ -285,7 +355,16 @@ export class Hashgraph {
     const released: SignedEvent[] = []
     this.release(event.id, released)
     this.retryDeferred(released)
+    this.settled()
     return { status: 'inserted', event, released }
+  }
+
+  /** Tells the application that rounds were ordered, now that the engine is between insertions. */
+  private settled (): void {
+    const round = this.consensus.lastOrderedRound
+    if (round === this.settledRound) return
+    this.settledRound = round
+    this.init.onSettled?.(round)
   }
 
   private defer (event: SignedEvent): void {
@@ -415,6 +494,7 @@ export class Hashgraph {
     }
     if (events.length > 0) this.init.onOrderedEvents?.(events, round)
     if (out.length > 0) this.init.onTransactions?.(out)
+    this.init.onRoundOrdered?.(snapshot)
   }
 
   // ---------------------------------------------------------------- membership
@@ -474,6 +554,30 @@ export class Hashgraph {
     }
   }
 
+  /**
+   * The engine's frontier as bytes (see HashgraphInit.frontier and ./README.md): everything
+   * Consensus holds, each event's payload as its wire bytes, the member keys, and this engine's
+   * transaction position and running hash, in a versioned dag-cbor envelope with a SHA-256 of the
+   * body. Only between insertions (onSettled is such a place), not while ordered rounds are
+   * handed out.
+   */
+  exportFrontier (): Uint8Array {
+    const consensus = this.consensus.exportFrontier()
+    const body = {
+      round: this.consensus.lastOrderedRound,
+      eventPosition: this.consensus.orderedEvents,
+      transactionPosition: this.transactionPosition,
+      runningHash: Uint8Array.from(this.runningHash),
+      memberKeys: this.memberKeys.map((k) => publicKeyToProtobuf(k)),
+      consensus: { ...consensus, events: consensus.events.map((e) => ({ ...e, payload: e.payload === undefined ? null : e.payload.bytes })) }
+    }
+    const bodyBytes = dagCbor.encode(body)
+    return dagCbor.encode({ format: FRONTIER_FORMAT, version: FRONTIER_VERSION, body: bodyBytes, sha256: Uint8Array.from(oneShotHash('sha256', bodyBytes, 'buffer')) })
+  }
+
+  /** Events start() replayed from the log (only those after the frontier, when started from one). */
+  get replayedEvents (): number { return this.replayedCount }
+
   status (id: string): EventStatus | undefined { return this.consensus.status(id) }
   has (id: string): boolean { return this.consensus.has(id) || this.parked.has(id) }
   /** The signed event, if still in memory (recent rounds). */
@@ -522,4 +626,250 @@ function toInput (event: SignedEvent): { id: string, creator: number, selfParent
     signature: event.signature,
     payload: event
   }
+}
+
+// ------------------------------------------------------------------ frontier encoding
+
+/** Format tag and version of Hashgraph.exportFrontier()'s envelope. */
+export const FRONTIER_FORMAT = 'hgmig/hashgraph-frontier'
+export const FRONTIER_VERSION = 1
+/**
+ * Largest frontier accepted. A frontier holds about 27 rounds plus the ancient window (~3,600
+ * events at n = 16, ~8,500 at n = 32: a few MB with payloads); this leaves room for 1 MiB events.
+ */
+export const MAX_FRONTIER_BYTES = 256 * 1024 * 1024
+
+/** What a frontier says of the order it continues (readable without building an engine). */
+export interface FrontierSummary {
+  /** Last ordered round. */
+  round: number
+  eventPosition: number
+  transactionPosition: number
+  /** Hex running hash of the order through `round` (as ConsensusSnapshot.runningHash). */
+  runningHash: string
+  memberSlots: number
+  events: number
+  /** Hex SHA-256 of the body (the envelope carries it; a damaged body does not match). */
+  hash: string
+}
+
+interface DecodedFrontier {
+  summary: FrontierSummary
+  consensus: ConsensusFrontier<Uint8Array | null>
+  memberKeys: PublicKey[]
+  transactionPosition: number
+  runningHash: Uint8Array
+}
+
+/** Decodes and checks a frontier's envelope and body (not the engine's consistency: fromFrontier does that). */
+export function readFrontier (bytes: Uint8Array): FrontierSummary {
+  return decodeFrontier(bytes).summary
+}
+
+function decodeFrontier (bytes: Uint8Array): DecodedFrontier {
+  if (!(bytes instanceof Uint8Array)) throw new InvalidFrontierError('not a byte array')
+  if (bytes.byteLength > MAX_FRONTIER_BYTES) throw new InvalidFrontierError(`${bytes.byteLength} bytes, more than the limit of ${MAX_FRONTIER_BYTES}`)
+  const envelope = map(cbor(bytes, 'the envelope'), 'the envelope')
+  if (envelope.format !== FRONTIER_FORMAT) throw new InvalidFrontierError(`format ${show(envelope.format)}, expected ${FRONTIER_FORMAT}`)
+  if (envelope.version !== FRONTIER_VERSION) throw new InvalidFrontierError(`version ${show(envelope.version)}, this build reads version ${FRONTIER_VERSION}`)
+  const body = bytesOf(envelope.body, 'body')
+  const expected = bytesOf(envelope.sha256, 'sha256', 32)
+  const actual = oneShotHash('sha256', body, 'buffer')
+  if (!equalBytes(actual, expected)) throw new InvalidFrontierError(`damaged: its body hashes to ${actual.toString('hex').slice(0, 16)}…, the envelope says ${Buffer.from(expected).toString('hex').slice(0, 16)}…`)
+  const b = map(cbor(body, 'the body'), 'the body')
+  const c = map(b.consensus, 'consensus')
+  const membership = map(c.membership, 'consensus.membership')
+  const genesis = int(membership.genesis, 'membership.genesis', 1)
+  const slots = int(membership.slots, 'membership.slots', genesis)
+  const events = list(c.events, 'consensus.events').map((value, i) => frontierEvent(value, `consensus.events[${i}]`, slots))
+  const ids = (value: unknown, what: string): string[] => list(value, what).map((id, i) => eventId(id, `${what}[${i}]`))
+  const consensus: ConsensusFrontier<Uint8Array | null> = {
+    version: c.version === 1 ? 1 : fail(`consensus.version ${show(c.version)}, this build reads 1`),
+    coinRoundFrequency: int(c.coinRoundFrequency, 'consensus.coinRoundFrequency', 2),
+    staleAfterRounds: int(c.staleAfterRounds, 'consensus.staleAfterRounds', 2),
+    ancientWindowRounds: int(c.ancientWindowRounds, 'consensus.ancientWindowRounds', 0),
+    membership: {
+      genesis,
+      slots,
+      changes: list(membership.changes, 'membership.changes').map((value, i) => {
+        const m = map(value, `membership.changes[${i}]`)
+        return { round: int(m.round, `membership.changes[${i}].round`, 1), creator: creatorOf(m.creator, `membership.changes[${i}].creator`, slots), member: bool(m.member, `membership.changes[${i}].member`) }
+      })
+    },
+    maxRound: int(c.maxRound, 'consensus.maxRound'),
+    nextRoundToOrder: int(c.nextRoundToOrder, 'consensus.nextRoundToOrder', 1),
+    orderedCount: int(c.orderedCount, 'consensus.orderedCount'),
+    prunedThrough: int(c.prunedThrough, 'consensus.prunedThrough'),
+    forkers: list(c.forkers, 'consensus.forkers').map((v, i) => creatorOf(v, `consensus.forkers[${i}]`, slots)),
+    forkEvidence: list(c.forkEvidence, 'consensus.forkEvidence').map((value, i) => {
+      const f = map(value, `consensus.forkEvidence[${i}]`)
+      const pair = ids(f.eventIds, `consensus.forkEvidence[${i}].eventIds`)
+      if (pair.length !== 2) fail(`consensus.forkEvidence[${i}].eventIds must name two events`)
+      return { creator: creatorOf(f.creator, `consensus.forkEvidence[${i}].creator`, slots), seq: int(f.seq, `consensus.forkEvidence[${i}].seq`), eventIds: [pair[0]!, pair[1]!] as [string, string] }
+    }),
+    events,
+    rounds: list(c.rounds, 'consensus.rounds').map((value, i) => {
+      const r = map(value, `consensus.rounds[${i}]`)
+      const what = `consensus.rounds[${i}]`
+      return { round: int(r.round, `${what}.round`, 1), witnesses: ids(r.witnesses, `${what}.witnesses`), events: ids(r.events, `${what}.events`), pending: ids(r.pending, `${what}.pending`), undecided: int(r.undecided, `${what}.undecided`) }
+    }),
+    ancientByRound: list(c.ancientByRound, 'consensus.ancientByRound').map((value, i) => {
+      const pair = list(value, `consensus.ancientByRound[${i}]`)
+      if (pair.length !== 2) fail(`consensus.ancientByRound[${i}] must be [round, ids]`)
+      return [int(pair[0], `consensus.ancientByRound[${i}][0]`, 1), ids(pair[1], `consensus.ancientByRound[${i}][1]`)] as const
+    }),
+    undecided: ids(c.undecided, 'consensus.undecided'),
+    creatorTips: list(c.creatorTips, 'consensus.creatorTips').map((v, i) => v === null ? null : eventId(v, `consensus.creatorTips[${i}]`)),
+    chains: list(c.chains, 'consensus.chains').map((value, i) => {
+      const chain = map(value, `consensus.chains[${i}]`)
+      return {
+        base: int(chain.base, `consensus.chains[${i}].base`),
+        held: ids(chain.held, `consensus.chains[${i}].held`),
+        forkSiblings: list(chain.forkSiblings, `consensus.chains[${i}].forkSiblings`).map((sv, j) => {
+          const pair = list(sv, `consensus.chains[${i}].forkSiblings[${j}]`)
+          if (pair.length !== 2) fail(`consensus.chains[${i}].forkSiblings[${j}] must be [seq, ids]`)
+          return [int(pair[0], `consensus.chains[${i}].forkSiblings[${j}][0]`), ids(pair[1], `consensus.chains[${i}].forkSiblings[${j}][1]`)] as const
+        })
+      }
+    })
+  }
+  if (consensus.chains.length !== slots || consensus.creatorTips.length !== slots) fail(`${consensus.chains.length} chains and ${consensus.creatorTips.length} creator tips for ${slots} member slots`)
+  const byId = new Map(events.map((e) => [e.id, e]))
+  for (const tip of consensus.creatorTips) {
+    if (tip !== null && byId.get(tip)?.payload === null) fail(`creator tip ${tip} has no wire bytes (a member builds its next event on its tip)`)
+  }
+  const memberKeys = list(b.memberKeys, 'memberKeys').map((value, i) => {
+    try {
+      return publicKeyFromProtobuf(bytesOf(value, `memberKeys[${i}]`))
+    } catch (err) {
+      if (err instanceof InvalidFrontierError) throw err
+      return fail(`memberKeys[${i}] is not a public key (${(err as Error).message})`)
+    }
+  })
+  if (memberKeys.length !== slots) fail(`${memberKeys.length} member keys for ${slots} member slots`)
+  const round = int(b.round, 'round')
+  const eventPosition = int(b.eventPosition, 'eventPosition')
+  if (round !== consensus.nextRoundToOrder - 1) fail(`round ${round}, but the engine's last ordered round is ${consensus.nextRoundToOrder - 1}`)
+  if (eventPosition !== consensus.orderedCount) fail(`eventPosition ${eventPosition}, but the engine ordered ${consensus.orderedCount} events`)
+  const runningHash = bytesOf(b.runningHash, 'runningHash', 32)
+  const transactionPosition = int(b.transactionPosition, 'transactionPosition')
+  return {
+    summary: { round, eventPosition, transactionPosition, runningHash: toHex(runningHash), memberSlots: slots, events: events.length, hash: actual.toString('hex') },
+    consensus,
+    memberKeys,
+    transactionPosition,
+    runningHash
+  }
+}
+
+function frontierEvent (value: unknown, what: string, slots: number): FrontierEvent<Uint8Array | null> {
+  const e = map(value, what)
+  const nullable = <T>(v: unknown, read: (v: unknown) => T): T | null => v === null ? null : read(v)
+  const id = eventId(e.id, `${what}.id`)
+  const at = `event ${id.slice(0, 12)}…`
+  return {
+    id,
+    creator: creatorOf(e.creator, `${at} creator`, slots),
+    seq: int(e.seq, `${at} seq`),
+    generation: int(e.generation, `${at} generation`, 1),
+    timestamp: bigIntOf(e.timestamp, `${at} timestamp`),
+    signature: bytesOf(e.signature, `${at} signature`),
+    coin: bool(e.coin, `${at} coin`),
+    payload: nullable(e.payload, (v) => bytesOf(v, `${at} payload`)),
+    selfParent: nullable(e.selfParent, (v) => eventId(v, `${at} selfParent`)),
+    otherParent: nullable(e.otherParent, (v) => eventId(v, `${at} otherParent`)),
+    lastSeq: list(e.lastSeq, `${at} lastSeq`).map((v, i) => int(v, `${at} lastSeq[${i}]`, -1)),
+    forkSeen: nullable(e.forkSeen, (v) => list(v, `${at} forkSeen`).map((c, i) => creatorOf(c, `${at} forkSeen[${i}]`, slots))),
+    round: int(e.round, `${at} round`, 1),
+    witness: bool(e.witness, `${at} witness`),
+    famous: nullable(e.famous, (v) => bool(v, `${at} famous`)),
+    votes: nullable(e.votes, (v) => list(v, `${at} votes`).map((vote, i) => {
+      const pair = list(vote, `${at} votes[${i}]`)
+      if (pair.length !== 2) fail(`${at} votes[${i}] must be [voter, vote]`)
+      return [eventId(pair[0], `${at} votes[${i}][0]`), bool(pair[1], `${at} votes[${i}][1]`)] as const
+    })),
+    stronglySeenPrevious: nullable(e.stronglySeenPrevious, (v) => list(v, `${at} stronglySeenPrevious`).map((s, i) => eventId(s, `${at} stronglySeenPrevious[${i}]`))),
+    roundReceived: nullable(e.roundReceived, (v) => int(v, `${at} roundReceived`, 1)),
+    consensusTimestamp: nullable(e.consensusTimestamp, (v) => bigIntOf(v, `${at} consensusTimestamp`)),
+    position: nullable(e.position, (v) => int(v, `${at} position`)),
+    stale: bool(e.stale, `${at} stale`),
+    pruned: bool(e.pruned, `${at} pruned`)
+  }
+}
+
+function fail (detail: string): never { throw new InvalidFrontierError(detail) }
+
+function show (value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`
+  if (value instanceof Uint8Array) return `<${value.byteLength} bytes>`
+  const text = JSON.stringify(value)
+  return text === undefined ? String(value) : text.length > 40 ? `${text.slice(0, 40)}…` : text
+}
+
+function cbor (bytes: Uint8Array, what: string): unknown {
+  try {
+    return dagCbor.decode(bytes)
+  } catch (err) {
+    return fail(`${what} is not dag-cbor (${(err as Error).message})`)
+  }
+}
+
+function map (value: unknown, what: string): Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) fail(`${what} must be a map, got ${show(value)}`)
+  return value as Record<string, unknown>
+}
+
+function list (value: unknown, what: string): unknown[] {
+  if (!Array.isArray(value)) fail(`${what} must be a list, got ${show(value)}`)
+  return value as unknown[]
+}
+
+function int (value: unknown, what: string, min = 0): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) fail(`${what} must be an integer >= ${min}, got ${show(value)}`)
+  return value as number
+}
+
+function creatorOf (value: unknown, what: string, slots: number): number {
+  const creator = int(value, what)
+  if (creator >= slots) fail(`${what} is ${creator}, but there are ${slots} member slots`)
+  return creator
+}
+
+function bigIntOf (value: unknown, what: string): bigint {
+  if (typeof value === 'bigint') return value
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value)
+  return fail(`${what} must be an integer, got ${show(value)}`)
+}
+
+function bool (value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') fail(`${what} must be true or false, got ${show(value)}`)
+  return value as boolean
+}
+
+function bytesOf (value: unknown, what: string, length?: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) fail(`${what} must be bytes, got ${show(value)}`)
+  const bytes = value as Uint8Array
+  if (length !== undefined && bytes.byteLength !== length) fail(`${what} must be ${length} bytes, got ${bytes.byteLength}`)
+  return bytes
+}
+
+function eventId (value: unknown, what: string): string {
+  if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) fail(`${what} must be an event id (64 hex digits), got ${show(value)}`)
+  return value as string
+}
+
+function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0
+}
+
+/** A frontier is only for the swarm it came from: same genesis members, same consensus parameters. */
+function checkFrontierGenesis (restored: DecodedFrontier, init: HashgraphInit): void {
+  const c = restored.consensus
+  if (c.membership.genesis !== init.members.length) fail(`it has ${c.membership.genesis} genesis members, this swarm ${init.members.length}`)
+  for (let i = 0; i < init.members.length; i++) {
+    if (!restored.memberKeys[i]!.equals(init.members[i]!)) fail(`member ${i}'s key differs from this swarm's genesis`)
+  }
+  const coin = init.coinRoundFrequency ?? DEFAULT_COIN_ROUND_FREQUENCY
+  const stale = init.staleAfterRounds ?? DEFAULT_STALE_AFTER_ROUNDS
+  if (c.coinRoundFrequency !== coin || c.staleAfterRounds !== stale) fail(`its parameters (c = ${c.coinRoundFrequency}, stale after ${c.staleAfterRounds}) differ from this swarm's (c = ${coin}, stale after ${stale})`)
 }
