@@ -12,6 +12,7 @@ import type { PeerId } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { EventRejectedError, type Hashgraph } from '../hashgraph/index.js'
 import type { SwarmNode } from './node.js'
+import { OtherParentChooser } from './other-parent.js'
 
 export interface HashgraphGossipInit {
   node: SwarmNode
@@ -67,8 +68,8 @@ export class HashgraphGossip {
   private readonly init: Required<Omit<HashgraphGossipInit, 'onError' | 'onHop'>> & Pick<HashgraphGossipInit, 'onError'>
   private readonly onHop: NonNullable<HashgraphGossipInit['onHop']> | null
   private stopTrace: (() => void) | null = null
-  /** Newest event received from another member: the next own event's other-parent. */
-  private latestFromOthers: string | null = null
+  /** Which received event the next own event takes as its other-parent (see other-parent.ts). */
+  private readonly otherParents = new OtherParentChooser()
   /** When the last own event was created (performance.now()). */
   private lastCreated = -Infinity
   /** Cancels the pending tick (a timer or an immediate); null when none is pending. */
@@ -144,8 +145,8 @@ export class HashgraphGossip {
       if (result.status === 'parked') {
         void this.syncFrom(peer)
       } else {
-        this.noteReceived(result.event.id, result.event.creator)
-        for (const released of result.released) this.noteReceived(released.id, released.creator)
+        this.noteReceived(result.event)
+        for (const released of result.released) this.noteReceived(released)
       }
       return TopicValidatorResult.Accept
     } catch (err) {
@@ -167,9 +168,9 @@ export class HashgraphGossip {
     return false
   }
 
-  private noteReceived (id: string, creator: number): void {
-    if (creator === this.init.hashgraph.selfId) return
-    this.latestFromOthers = id
+  private noteReceived (event: { id: string, creator: number, timestamp: bigint }): void {
+    if (event.creator === this.init.hashgraph.selfId) return
+    this.otherParents.noteReceived(event.id, event.creator, event.timestamp)
     // Answered at once (minEventIntervalMs after our previous event at the soonest): every gossip
     // hop of the chain consensus waits for passes through here.
     this.schedule(0)
@@ -225,7 +226,7 @@ export class HashgraphGossip {
       return
     }
     try {
-      const otherParent = this.latestFromOthers
+      const otherParent = this.otherParents.take((id) => hashgraph.has(id))
       const creatingAt = this.onHop === null ? 0 : now()
       const { event, durable } = hashgraph.createPendingEvent({ otherParent })
       this.lastCreated = performance.now()
@@ -310,7 +311,10 @@ export class HashgraphGossip {
     try {
       const result = this.init.hashgraph.receive(bytes)
       this.onHop?.('received', result.event.id, receivedAt, null)
-      if (result.status === 'inserted') this.noteReceived(result.event.id, result.event.creator)
+      if (result.status === 'inserted') {
+        this.noteReceived(result.event)
+        for (const released of result.released) this.noteReceived(released)
+      }
     } catch (err) {
       if (!(err instanceof EventRejectedError) || err.reason !== 'duplicate') throw err
     }
