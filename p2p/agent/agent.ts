@@ -9,12 +9,13 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse } from '../api/index.js'
-import { EventLog, Hashgraph, toHex, type OrderedTransaction } from '../hashgraph/index.js'
+import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse, type TransfersResponse, type AbandonTransferResponse } from '../api/index.js'
+import { EventLog, Hashgraph, toHex, type ConsensusSnapshot, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type ConnectionBytes, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
-import { AgentConfigError, ListenAddressError, OrderGapError } from './errors.js'
+import { AgentConfigError, InvalidCheckpointError, ListenAddressError, OrderGapError } from './errors.js'
+import { agreementOf, answerCheckpointRequest, CHECKPOINT_MAX_MESSAGE_BYTES, checkpointInterval, checkpointProtocol, CheckpointStore, decodeCheckpoint, encodeCheckpoint, fetchCheckpoint, type CheckpointAgreement, type DecodedCheckpoint, type StoredCheckpoint } from './checkpoint.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
 import { createInvite } from './invite.js'
 import { SiteImages } from './images.js'
@@ -79,6 +80,7 @@ interface Core {
   metrics: AgentMetrics
   lock: DataDirLock
   startedAt: Date
+  checkpoints: CheckpointStore
 }
 
 /** What is started after the replay. */
@@ -124,9 +126,22 @@ class MigrationAgent implements Agent {
   private halted: string | null = null
   private stopping: Promise<void> | null = null
   private readonly say: (line: string) => void
+  /** Decided rounds between checkpoints (see checkpoint.ts). */
+  private readonly checkpointEvery: number
+  /** Recent checkpoint rounds' agreements, which a joining site asks members to confirm. */
+  private readonly agreements = new Map<number, CheckpointAgreement>()
+  /** A checkpoint round's agreement and state, waiting for the next quiet point. */
+  private pendingCheckpoint: { agreement: CheckpointAgreement, state: Uint8Array } | null = null
+  /** The newest valid checkpoint on disk (what the checkpoint protocol serves). */
+  private servedCheckpoint: StoredCheckpoint | null = null
+  /** The checkpoint this run started from, the last one it wrote, the one it fetched to join. */
+  private startedFrom: { round: number, at: string } | null = null
+  private lastCheckpoint: { round: number, at: string } | null = null
+  private fetchedCheckpoint: { round: number, bytes: number } | null = null
 
   constructor (private readonly init: AgentInit) {
     this.say = init.log ?? (() => {})
+    this.checkpointEvery = checkpointInterval()
     this.latency = new ConsensusLatency({
       onSample: (sample) => {
         this.core?.metrics.consensusLatency.observe(sample.latencyMs / 1000)
@@ -184,7 +199,6 @@ class MigrationAgent implements Agent {
     if (!founder && joinIntent === undefined) {
       throw new AgentConfigError(`this site (peer id ${peerId}) is not a member of swarm "${genesis.swarmName}" and has not asked to join it (no join.json; founding members: ${genesis.members.map((m) => `${m.name} ${m.peerId}`).join(', ')})`)
     }
-    const state = new SwarmState(genesis.members)
     // The agent holds the store while it runs; the CLI's image commands then go through the API.
     const store = createImageStore({ directory: join(layout.root, 'store'), chunkSize: genesis.chunkSize })
     await store.open()
@@ -193,29 +207,20 @@ class MigrationAgent implements Agent {
     undo.push(() => { eventLog.close() })
     const audit = new ConsensusAuditLog(layout.auditLog, genesis.swarmId)
     undo.push(() => { audit.close() })
-    const hashgraph = new Hashgraph({
-      members: memberPublicKeys(genesis),
-      // A joining site starts as an observer; the engine makes it a creator once its member-add applies.
-      self: { key },
-      coinRoundFrequency: genesis.coinRoundFrequency,
-      log: eventLog,
-      onOrderedEvents: (events, round) => { audit.record(events, round) },
-      onTransactions: (transactions) => { this.applyOrdered(transactions) },
-      onStaleTransactions: (transactions) => { this.resubmitStale(transactions) },
-      onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
-      onAnomaly: (message) => { this.say(`consensus anomaly: ${message}`) }
-    })
-    const metrics = createAgentMetrics({
-      members: () => state.activeMembers().length,
+    const checkpoints = new CheckpointStore(join(layout.root, 'checkpoints'))
+    // Filled by startEngine (from a checkpoint, or by replaying the whole log).
+    const core: Core = { genesis, key, peerId, join: joinIntent, desk: undefined as unknown as JoinDesk, state: new SwarmState(genesis.members), store, eventLog, audit, hashgraph: undefined as unknown as Hashgraph, metrics: undefined as unknown as AgentMetrics, lock, startedAt: new Date(), checkpoints }
+    core.metrics = createAgentMetrics({
+      members: () => core.state.activeMembers().length,
       connectedMembers: () => this.otherMembers().filter((m) => this.isConnected(this.peerOf(m.peerId))).length,
-      lastDecidedRound: () => hashgraph.lastOrderedRound,
-      hashgraphEvents: () => countEvents(hashgraph),
+      lastDecidedRound: () => core.hashgraph.lastOrderedRound,
+      hashgraphEvents: () => countEvents(core.hashgraph),
       eventsPerSecond: () => this.eventsPerSecond(),
       pendingTransactions: () => this.latency.pendingCount
     })
-    const desk = new JoinDesk({
+    core.desk = new JoinDesk({
       swarmId: genesis.swarmId,
-      state: () => state,
+      state: () => core.state,
       isMember: () => { const role = this.role(); return role === 'member' || role === 'approved' },
       onRequest: (request, isNew) => {
         if (!isNew) return
@@ -223,20 +228,200 @@ class MigrationAgent implements Agent {
         this.emit({ type: 'join-request', request })
       }
     })
-    const core: Core = { genesis, key, peerId, join: joinIntent, desk, state, store, eventLog, audit, hashgraph, metrics, lock, startedAt: new Date() }
     this.core = core
     undo.push(() => { this.core = null })
-    // The state is rebuilt from the replay: Hashgraph.start emits the whole order again from position 0.
-    this.replaying = true
-    try {
-      hashgraph.start()
-    } finally {
-      this.replaying = false
-    }
-    undo.push(() => { hashgraph.stop() })
-    this.lastReportedRound = hashgraph.lastOrderedRound
-    this.say(`replayed ${countEvents(hashgraph)} events from ${layout.eventLog}: ${state.applied + state.rejected} transactions, last decided round ${hashgraph.lastOrderedRound}, state hash ${state.stateHash}`)
+    // A site joining with nothing yet starts from a member's checkpoint, confirmed by f + 1 members.
+    if (joinIntent !== undefined && eventLog.position() === 0 && checkpoints.rounds().length === 0) await this.joinFromCheckpoint(core, joinIntent)
+    this.startEngine(core)
+    undo.push(() => { core.hashgraph.stop() })
+    this.lastReportedRound = core.hashgraph.lastOrderedRound
+    const from = this.startedFrom === null ? 'the whole log' : `the checkpoint of round ${this.startedFrom.round}`
+    this.say(`replayed ${core.hashgraph.replayedEvents} events from ${layout.eventLog} after ${from}: ${core.state.applied + core.state.rejected} transactions, last decided round ${core.hashgraph.lastOrderedRound}, state hash ${core.state.stateHash}`)
     return { core, key }
+  }
+
+  /**
+   * The hashgraph and the replicated state: from the newest checkpoint that works (the log's
+   * events after it replayed), else from the previous one, else by replaying the whole log. A
+   * checkpoint that is damaged, does not match the log, or whose replay fails is logged and
+   * skipped; the state is then rebuilt from scratch for the next attempt (nothing half-applied).
+   */
+  private startEngine (core: Core): void {
+    // A site that joined from a checkpoint has no history before it: its log cannot be replayed alone.
+    const logStartsAt = core.eventLog.getMeta(LOG_STARTS_AT_CHECKPOINT)
+    const rounds = core.checkpoints.rounds()
+    for (const round of [...rounds, null]) {
+      let stored: StoredCheckpoint | null = null
+      let checkpoint: DecodedCheckpoint | null = null
+      try {
+        if (round !== null) {
+          stored = core.checkpoints.read(round)
+          checkpoint = decodeCheckpoint(stored.bytes)
+          if (checkpoint.agreement.round !== round) throw new InvalidCheckpointError(`file of round ${round} holds round ${checkpoint.agreement.round}`)
+          // The audit is derived from the log like the state: one that lacks the rows before the checkpoint (lost, or older) needs the whole replay.
+          if (logStartsAt === undefined && core.audit.size < checkpoint.agreement.eventPosition) {
+            this.say(`not starting from the checkpoint of round ${round}: the consensus audit holds ${core.audit.size} of its ${checkpoint.agreement.eventPosition} ordered events (replaying the whole log rebuilds it)`)
+            continue
+          }
+          if (logStartsAt !== undefined && stored.logPosition !== 0 && core.eventLog.position() < stored.logPosition) throw new InvalidCheckpointError(`the log holds fewer events than the checkpoint's position ${stored.logPosition}`)
+        } else if (logStartsAt !== undefined) {
+          throw new AgentConfigError(`this site joined from the checkpoint of round ${logStartsAt} and its log holds nothing before it, but no checkpoint in ${core.checkpoints.directory} can be used: start on a new data directory and join again`)
+        }
+        core.state = checkpoint?.restoredState ?? new SwarmState(core.genesis.members)
+        core.hashgraph = this.newHashgraph(core, stored === null || checkpoint === null ? undefined : { frontier: checkpoint.frontier, logPosition: stored.logPosition })
+        this.agreements.clear()
+        if (checkpoint !== null) this.agreements.set(checkpoint.agreement.round, checkpoint.agreement)
+        this.servedCheckpoint = stored
+        this.halted = null
+        this.replaying = true
+        try {
+          core.hashgraph.start()
+        } finally {
+          this.replaying = false
+        }
+        if (this.halted !== null) throw new Error(`the state machine halted during the replay: ${String(this.halted)}`)
+        this.startedFrom = stored === null ? null : { round: stored.round, at: new Date().toISOString() }
+        this.servedCheckpoint ??= this.newestValidCheckpoint(core, rounds)
+        return
+      } catch (err) {
+        if (round === null) throw err
+        const next = rounds.find((r) => r < round)
+        this.say(`checkpoint of round ${round} unusable (${(err as Error).message}): ${next === undefined ? (logStartsAt === undefined ? 'replaying the whole log' : 'no other checkpoint') : `trying the checkpoint of round ${next}`}`)
+      }
+    }
+  }
+
+  private newestValidCheckpoint (core: Core, rounds: number[]): StoredCheckpoint | null {
+    for (const round of rounds) {
+      try {
+        const stored = core.checkpoints.read(round)
+        decodeCheckpoint(stored.bytes)
+        return stored
+      } catch { /* said when the engine started */ }
+    }
+    return null
+  }
+
+  private newHashgraph (core: Core, from: { frontier: Uint8Array, logPosition: number } | undefined): Hashgraph {
+    const { genesis, key, eventLog, audit } = core
+    return new Hashgraph({
+      members: memberPublicKeys(genesis),
+      // A joining site starts as an observer; the engine makes it a creator once its member-add applies.
+      self: { key },
+      coinRoundFrequency: genesis.coinRoundFrequency,
+      log: eventLog,
+      ...(from === undefined ? {} : { frontier: from.frontier, frontierLogPosition: from.logPosition }),
+      onOrderedEvents: (events, round) => { audit.record(events, round) },
+      onTransactions: (transactions) => { this.applyOrdered(transactions) },
+      onStaleTransactions: (transactions) => { this.resubmitStale(transactions) },
+      onFork: (evidence) => { this.say(`fork by member ${evidence.creator}: events ${evidence.eventIds.join(', ')}`) },
+      onAnomaly: (message) => { this.say(`consensus anomaly: ${message}`) },
+      onRoundOrdered: (snapshot) => { this.noteCheckpointRound(snapshot) },
+      onSettled: (round) => { this.writeCheckpoint(round) }
+    })
+  }
+
+  /**
+   * At a checkpoint round (inside the engine's ordering, right after the round's transactions):
+   * the round's agreement, which every member computes identically, and the state snapshot the
+   * checkpoint will hold. Never throws into the engine.
+   */
+  private noteCheckpointRound (snapshot: ConsensusSnapshot): void {
+    if (snapshot.round % this.checkpointEvery !== 0 || this.halted !== null) return
+    const core = this.core
+    if (core === null) return
+    try {
+      const stateBytes = core.state.snapshot()
+      const agreement = agreementOf(snapshot, core.state, stateBytes)
+      this.agreements.set(snapshot.round, agreement)
+      for (const round of this.agreements.keys()) if (this.agreements.size > AGREEMENTS_KEPT) this.agreements.delete(round)
+      this.pendingCheckpoint = { agreement, state: stateBytes }
+    } catch (err) {
+      this.say(`checkpoint of round ${snapshot.round}: ${(err as Error).message}`)
+    }
+  }
+
+  /** At a quiet point still at the checkpoint round: frontier + state + agreement, written atomically. */
+  private writeCheckpoint (lastOrderedRound: number): void {
+    const pending = this.pendingCheckpoint
+    const core = this.core
+    if (pending === null || core === null) return
+    this.pendingCheckpoint = null
+    const { round } = pending.agreement
+    // Several rounds were ordered by one insertion: the frontier is past the state snapshot's round; the next checkpoint round will do.
+    if (lastOrderedRound !== round) return
+    if (this.servedCheckpoint !== null && this.servedCheckpoint.round >= round) return
+    try {
+      const started = performance.now()
+      const frontier = core.hashgraph.exportFrontier()
+      // Every event the frontier holds must be on disk before a checkpoint names it.
+      core.eventLog.syncAll()
+      const logPosition = core.eventLog.position()
+      const bytes = encodeCheckpoint({ agreement: pending.agreement, frontier, state: pending.state })
+      const file = core.checkpoints.save(round, bytes, logPosition)
+      this.servedCheckpoint = { round, file, bytes, logPosition }
+      this.lastCheckpoint = { round, at: new Date().toISOString() }
+      this.say(`checkpoint of round ${round} saved: ${bytes.byteLength} bytes, log position ${logPosition}, ${(performance.now() - started).toFixed(1)} ms`)
+    } catch (err) {
+      this.say(`checkpoint of round ${round} not saved: ${(err as Error).message}`)
+    }
+  }
+
+  /**
+   * A joining site with an empty data directory: a temporary libp2p host reaches its inviter, asks
+   * to be admitted (which lets it fetch), learns where the other members listen, fetches the
+   * inviter's newest checkpoint and has it confirmed by f + 1 members. Saved as this site's base
+   * checkpoint (its log then starts after it). Any failure: logged, and the site syncs the whole
+   * history as before.
+   */
+  private async joinFromCheckpoint (core: Core, intent: JoinIntent): Promise<void> {
+    if (process.env.HGMIG_JOIN_FROM_CHECKPOINT === '0') return
+    const { genesis } = core
+    let node: SwarmNode | null = null
+    try {
+      node = await createSwarmNode({ privateKey: core.key, swarmKey: parseSwarmKey(genesis.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [], mdns: false })
+      const signal = AbortSignal.timeout(JOIN_CHECKPOINT_TIMEOUT_MS)
+      const reached: PeerId[] = []
+      for (const address of intent.bootstrap) {
+        try {
+          const connection = await node.dial(multiaddr(address), { signal })
+          if (!reached.some((p) => p.equals(connection.remotePeer))) reached.push(connection.remotePeer)
+        } catch (err) {
+          this.say(`checkpoint: cannot reach ${address}: ${(err as Error).message}`)
+        }
+      }
+      for (const peer of reached) {
+        const answer = await askToJoin(node, peer, genesis.swarmId, intent, signal).catch((err: Error) => err)
+        if (answer instanceof Error) continue
+        // The other members, to confirm the checkpoint.
+        const book = await sendRequest(node, peer, addressBookProtocol(genesis.swarmId), {}, { signal }).catch(() => [])
+        for (const entry of (Array.isArray(book) ? book : []).slice(0, 1024) as Array<{ peerId?: unknown, addrs?: unknown }>) {
+          if (typeof entry?.peerId !== 'string' || entry.peerId === core.peerId || !Array.isArray(entry.addrs)) continue
+          const target = this.peerOf(entry.peerId)
+          const addrs = (entry.addrs as unknown[]).filter((a): a is string => typeof a === 'string').slice(0, 16)
+          try {
+            await node.peerStore.merge(target, { multiaddrs: addrs.map((a) => multiaddr(a)) })
+            await node.dial(target, { signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]) })
+          } catch { /* unreachable now: the others may do */ }
+        }
+        const fetched = await fetchCheckpoint(node, peer, genesis.swarmId, { signal, candidates: () => node?.getPeers() ?? [] })
+        if (fetched === null) {
+          this.say(`checkpoint: ${peer.toString()} has none yet: syncing the whole history`)
+          return
+        }
+        const { round } = fetched.checkpoint.agreement
+        core.checkpoints.save(round, fetched.bytes, 0)
+        core.eventLog.setMeta(LOG_STARTS_AT_CHECKPOINT, String(round))
+        this.fetchedCheckpoint = { round, bytes: fetched.bytes.byteLength }
+        this.say(`checkpoint of round ${round} fetched from ${fetched.from} (${fetched.bytes.byteLength} bytes), confirmed by ${fetched.confirmedBy.length} members (f + 1 = ${fetched.f + 1} of n = ${fetched.members}): starting from it`)
+        return
+      }
+      this.say('checkpoint: no member answered: syncing the whole history')
+    } catch (err) {
+      this.say(`checkpoint refused (${(err as Error).message}): syncing the whole history`)
+    } finally {
+      try { await node?.stop() } catch { /* a temporary host: nothing to keep */ }
+    }
   }
 
   /** The libp2p host, gossip over it, and the local API. */
@@ -276,6 +461,13 @@ class MigrationAgent implements Agent {
     undo.push(async () => { await node.unhandle(stateProtocol(genesis.swarmId)) })
     await handleRequests(node, addressBookProtocol(genesis.swarmId), async () => await this.memberAddresses(node))
     undo.push(async () => { await node.unhandle(addressBookProtocol(genesis.swarmId)) })
+    // Checkpoints: their data to members and sites asking to join; agreement digests (hashes) to any peer on the swarm's network.
+    await handleRequests(node, checkpointProtocol(genesis.swarmId), async (request, peer) => answerCheckpointRequest(request, {
+      latest: () => this.servedCheckpoint,
+      agreement: (round) => this.agreements.get(round),
+      mayFetch: isCurrentMember(core.state.memberByPeerId(peer.toString())) || core.desk.has(peer)
+    }), { maxResponseBytes: CHECKPOINT_MAX_MESSAGE_BYTES })
+    undo.push(async () => { await node.unhandle(checkpointProtocol(genesis.swarmId)) })
     const images = new SiteImages({
       store: core.store,
       node,
@@ -322,7 +514,8 @@ class MigrationAgent implements Agent {
       isMember: isMemberPeer,
       announce: async (info) => { await images.announce(info) },
       say: this.say,
-      onProgress: (progress) => { this.emit({ type: 'transfer', progress }) }
+      onProgress: (progress) => { this.emit({ type: 'transfer', progress }) },
+      onEvent: (event) => { this.emit(event) }
     })
     await transfers.start()
     undo.push(async () => { await transfers.stop() })
@@ -817,6 +1010,14 @@ class MigrationAgent implements Agent {
     return await network.images.chunkMap(rootCid, buckets, transfer === undefined ? null : { pending: transfer.chunksTotal - transfer.chunksDone })
   }
 
+  async transfers (): Promise<TransfersResponse> {
+    return { transfers: await this.needNetwork().transfers.list() }
+  }
+
+  async abandonTransfer (reference: string): Promise<AbandonTransferResponse> {
+    return await this.needNetwork().transfers.abandon(reference)
+  }
+
   lanPeers (): LanPeerView[] {
     const core = this.needCore()
     const cutoff = Date.now() - DISCOVERY_MEMORY_MS
@@ -1038,6 +1239,13 @@ class MigrationAgent implements Agent {
     return this.network
   }
 }
+
+/** Checkpoint agreements kept in memory for joining sites to confirm (the newest this many checkpoint rounds). */
+const AGREEMENTS_KEPT = 16
+/** How long a joining site tries to fetch and confirm a checkpoint before it syncs the whole history instead. */
+const JOIN_CHECKPOINT_TIMEOUT_MS = 60_000
+/** Event-log meta key: the round of the checkpoint a joined site's log starts after. */
+const LOG_STARTS_AT_CHECKPOINT = 'starts-at-checkpoint'
 
 /** Multiaddr protocol code of /p2p/<peer id>. */
 const P2P_CODE = 421

@@ -42,3 +42,18 @@ export class InvalidStateSnapshotError extends Error {
     super(`invalid state snapshot: ${detail}`)
   }
 }
+
+/** Bytes offered as a checkpoint (a file of this site, or a member's answer) cannot be used; the message says why. */
+export class InvalidCheckpointError extends Error {
+  override readonly name = 'InvalidCheckpointError'
+  readonly code = 'ERR_INVALID_CHECKPOINT'
+  constructor (detail: string, options?: ErrorOptions) {
+    super(`invalid checkpoint: ${detail}`, options)
+  }
+}
+
+/** A checkpoint fetched from a member was not confirmed by enough members (f + 1) for its round. */
+export class CheckpointNotConfirmedError extends Error {
+  override readonly name = 'CheckpointNotConfirmedError'
+  readonly code = 'ERR_CHECKPOINT_NOT_CONFIRMED'
+}
