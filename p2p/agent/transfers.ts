@@ -7,10 +7,14 @@
  *
  * Replicate protocol (`/hgmig/<swarm id>/replicate/1.0.0`, request/response): `{ rootCid }` from a
  * member → the receiving agent starts fetching it in the background and answers `{ accepted }`.
+ *
+ * Operators see every transfer (`list`: running, interrupted, failed, done) and end one for good
+ * (`abandon`: stopped, its state forgotten, its leaves released in the store), so an image nobody
+ * will fetch any more does not keep its chunks pinned forever.
  */
 import type { PeerId } from '@libp2p/interface'
-import { ApiRequestError } from '../api/index.js'
-import type { BlockExchange, FetchResult, TransferProgress } from '../exchange/index.js'
+import { ApiRequestError, type AbandonTransferResponse, type AgentEvent, type TransferSourceView, type TransferView } from '../api/index.js'
+import type { BlockExchange, FetchResult, FinishedTransferSummary, SourceTotal, TransferProgress, TransferSummary } from '../exchange/index.js'
 import type { ImageInfo, ImageStore, Layer } from '../store/index.js'
 import { handleRequests, sendRequest, type SwarmNode } from '../swarm/index.js'
 import type { ImageRecord, SwarmState } from './state.js'
@@ -18,6 +22,27 @@ import type { ImageRecord, SwarmState } from './state.js'
 export function replicateProtocol (swarmId: string): string {
   return `/hgmig/${swarmId}/replicate/1.0.0`
 }
+
+/** `abandon` of a reference that names neither a transfer here nor an announced image. */
+export class TransferImageNotFoundError extends Error {
+  override readonly name = 'TransferImageNotFoundError'
+  readonly code = 'ERR_TRANSFER_IMAGE_NOT_FOUND'
+}
+
+/** `abandon` of an image that has no transfer to abandon at this site (never fetched here, or done). */
+export class TransferNotFoundError extends Error {
+  override readonly name = 'TransferNotFoundError'
+  readonly code = 'ERR_TRANSFER_NOT_FOUND'
+}
+
+/** A fetch whose transfer an operator abandoned while it ran. */
+export class TransferAbandonedError extends Error {
+  override readonly name = 'TransferAbandonedError'
+  readonly code = 'ERR_TRANSFER_ABANDONED'
+}
+
+/** Finished transfers the list shows, newest first. */
+const FINISHED_LISTED = 50
 
 export interface ImageTransfersInit {
   exchange: BlockExchange
@@ -31,6 +56,8 @@ export interface ImageTransfersInit {
   announce: (info: ImageInfo) => Promise<void>
   say: (line: string) => void
   onProgress: (progress: TransferProgress) => void
+  /** Stream events: a transfer's run ended (`transfer-state`), a transfer was abandoned (`transfer-abandoned`). */
+  onEvent?: (event: AgentEvent) => void
 }
 
 export interface FetchSummary {
@@ -50,20 +77,82 @@ export interface FetchSummary {
 
 export class ImageTransfers {
   private readonly background = new Map<string, Promise<unknown>>()
+  /** Roots an operator is abandoning: nothing starts or resumes them meanwhile. */
+  private readonly abandoning = new Set<string>()
+  /** Roots abandoned while a fetch of them ran: that fetch reports the abandonment, not a cancel. */
+  private readonly abandoned = new Set<string>()
+  private readonly onRunEnded = (event: CustomEvent<{ rootCid: string }>): void => {
+    const { onEvent } = this.init
+    if (onEvent === undefined || this.abandoning.has(event.detail.rootCid)) return
+    const transfer = this.views().find((t) => t.rootCid === event.detail.rootCid)
+    if (transfer !== undefined) onEvent({ type: 'transfer-state', transfer })
+  }
+
+  private readonly onDone = (event: CustomEvent<FetchResult>): void => { this.onRunEnded(new CustomEvent('done', { detail: { rootCid: event.detail.image.rootCid } })) }
 
   constructor (private readonly init: ImageTransfersInit) {}
 
   async start (): Promise<void> {
     await handleRequests(this.init.node, replicateProtocol(this.init.swarmId), async (request, peer) => await this.answerReplicate(request, peer))
+    this.init.exchange.addEventListener('transfer:failed', this.onRunEnded)
+    this.init.exchange.addEventListener('transfer:done', this.onDone)
   }
 
   async stop (): Promise<void> {
+    this.init.exchange.removeEventListener('transfer:failed', this.onRunEnded)
+    this.init.exchange.removeEventListener('transfer:done', this.onDone)
     await this.init.node.unhandle(replicateProtocol(this.init.swarmId))
+  }
+
+  /** Every transfer at this site: running, interrupted and failed ones (oldest first), then the finished ones (newest first). */
+  async list (): Promise<TransferView[]> {
+    return this.views()
+  }
+
+  private views (): TransferView[] {
+    const current = this.init.exchange.transfers({ sources: true }).map((t) => this.view(t))
+    const finished = this.init.exchange.finished(FINISHED_LISTED).map((f) => this.finishedView(f))
+    return [...current, ...finished]
+  }
+
+  /**
+   * Ends a transfer for good: stops it if it runs, forgets its persisted state and releases its
+   * pinned leaves (the store deletes those no image and no other transfer uses; `gc` gives their
+   * disk space back). `reference`: the image's root CID or name (here or as announced).
+   */
+  async abandon (reference: string): Promise<AbandonTransferResponse> {
+    const transfer = this.transferFor(reference)
+    const rootCid = transfer.rootCid
+    if (this.abandoning.has(rootCid)) throw new ApiRequestError(409, `the transfer of ${transfer.name} (${rootCid}) is being abandoned already`)
+    this.abandoning.add(rootCid)
+    try {
+      if (transfer.running) this.abandoned.add(rootCid)
+      const result = await this.init.exchange.cancel(rootCid, { forget: true })
+      // A background run (resume, replicate) ends with the cancel: let it settle before anything may start it again.
+      await this.background.get(rootCid)
+      const abandoned: AbandonTransferResponse = {
+        rootCid,
+        name: transfer.name,
+        wasRunning: result.wasRunning,
+        chunksDone: result.chunksDone,
+        chunksTotal: result.chunksTotal,
+        freedChunks: result.freedChunks,
+        freedBytes: result.freedBytes
+      }
+      this.init.say(`abandoned the transfer of ${transfer.name} (${rootCid}): ${result.wasRunning ? 'stopped, ' : ''}${result.chunksDone}/${result.chunksTotal} chunks were done; ${result.freedChunks} chunks (${result.freedBytes} bytes) released`)
+      this.init.onEvent?.({ type: 'transfer-abandoned', abandoned })
+      return abandoned
+    } finally {
+      this.abandoning.delete(rootCid)
+      // The fetch that ran has seen its abandonment by now (the cancel waited for it to end).
+      this.abandoned.delete(rootCid)
+    }
   }
 
   /** Pulls an announced image (and its missing bases) to this site. */
   async fetch (reference: string, options: { signal?: AbortSignal, onProgress?: (progress: TransferProgress) => void } = {}): Promise<FetchSummary> {
     const record = this.resolve(reference)
+    if (this.abandoning.has(record.rootCid)) throw new ApiRequestError(409, `the transfer of ${record.name} (${record.rootCid}) is being abandoned; fetch it again once that is done`)
     const bases: string[] = []
     const local = await this.init.store.list()
     if (record.base !== null && !local.some((i) => i.rootCid === record.base)) {
@@ -97,6 +186,9 @@ export class ImageTransfers {
         this.init.onProgress(progress)
         options.onProgress?.(progress)
       }
+    }).catch((err: Error) => {
+      if (this.abandoned.has(record.rootCid)) throw new TransferAbandonedError(`the transfer of ${record.name} (${record.rootCid}) was abandoned at this site: its chunks were released`)
+      throw err
     })
     await this.init.announce(result.image)
     const siteOf = (peerId: string): string => this.init.state().memberByPeerId(peerId)?.name ?? peerId
@@ -130,7 +222,7 @@ export class ImageTransfers {
   /** Restarts transfers a crash or stop interrupted, with today's holders. */
   resumeInterrupted (): void {
     for (const transfer of this.init.exchange.transfers()) {
-      if (transfer.running || this.background.has(transfer.rootCid)) continue
+      if (transfer.running || this.background.has(transfer.rootCid) || this.abandoning.has(transfer.rootCid)) continue
       this.init.say(`resuming the interrupted transfer of ${transfer.name} (${transfer.chunksDone}/${transfer.chunksTotal} chunks done)`)
       this.inBackground(transfer.rootCid)
     }
@@ -147,7 +239,7 @@ export class ImageTransfers {
   }
 
   private inBackground (rootCid: string): void {
-    if (this.background.has(rootCid)) return
+    if (this.background.has(rootCid) || this.abandoning.has(rootCid)) return
     const running = this.fetch(rootCid)
       .catch((err: Error) => { this.init.say(`transfer of ${rootCid} failed: ${err.message}`) })
       .finally(() => { this.background.delete(rootCid) })
@@ -166,6 +258,83 @@ export class ImageTransfers {
 
   private holderNames (record: ImageRecord): string {
     return record.holders.map((h) => this.init.state().member(h)?.name ?? String(h)).join(', ') || 'nobody'
+  }
+
+  /** The transfer `reference` names: a transfer here by root CID or local name, else the announced image's (named errors for neither). */
+  private transferFor (reference: string): TransferSummary {
+    const transfers = this.init.exchange.transfers()
+    const direct = transfers.find((t) => t.rootCid === reference) ?? transfers.find((t) => t.name === reference)
+    if (direct !== undefined) return direct
+    const announced = this.init.state().imageList().filter((i) => i.rootCid === reference || i.name === reference)
+    const viaAnnounced = transfers.find((t) => announced.some((i) => i.rootCid === t.rootCid))
+    if (viaAnnounced !== undefined) return viaAnnounced
+    const finished = this.init.exchange.finished(FINISHED_LISTED).find((f) => f.rootCid === reference || f.name === reference || announced.some((i) => i.rootCid === f.rootCid))
+    const here = transfers.length === 0 ? 'none' : transfers.map((t) => `${t.name} (${t.state})`).join(', ')
+    if (announced.length === 0 && finished === undefined) {
+      throw new TransferImageNotFoundError(`no image ${JSON.stringify(reference)} is being fetched here or announced in the swarm (transfers here: ${here})`)
+    }
+    const what = finished?.outcome === 'done' ? `its transfer is done (the image is here: remove it with "hgmig image rm ${finished.name}")` : 'it has no transfer at this site'
+    throw new TransferNotFoundError(`nothing to abandon for ${JSON.stringify(reference)}: ${what} (transfers here: ${here})`)
+  }
+
+  private view (t: TransferSummary): TransferView {
+    const live = t.progress
+    const running = t.state === 'running'
+    return {
+      rootCid: t.rootCid,
+      name: t.name,
+      layer: t.layer,
+      purpose: t.purpose,
+      state: t.state,
+      // The live report counts blocks stored since the last commit of the state too.
+      chunksDone: Math.max(t.chunksDone, live?.chunksDone ?? 0),
+      chunksTotal: t.chunksTotal,
+      bytesDone: Math.max(t.bytesDone, live?.bytesDone ?? 0),
+      bytesTotal: t.bytesTotal,
+      bytesPerSecond: running ? live?.bytesPerSecond ?? 0 : null,
+      etaSeconds: running && live?.etaSeconds !== undefined ? Math.round(live.etaSeconds) : null,
+      sources: this.sourceViews(t.sources, running ? live?.sources ?? [] : []),
+      startedAt: new Date(t.created).toISOString(),
+      finishedAt: null,
+      lastError: t.lastError
+    }
+  }
+
+  private finishedView (f: FinishedTransferSummary): TransferView {
+    return {
+      rootCid: f.rootCid,
+      name: f.name,
+      layer: f.layer,
+      purpose: f.purpose,
+      state: f.outcome,
+      chunksDone: f.outcome === 'done' ? f.chunksTotal : f.sources.reduce((n, s) => n + s.chunks, 0),
+      chunksTotal: f.chunksTotal,
+      bytesDone: f.outcome === 'done' ? f.bytesTotal : f.sources.reduce((n, s) => n + s.bytes, 0),
+      bytesTotal: f.bytesTotal,
+      bytesPerSecond: null,
+      etaSeconds: null,
+      sources: this.sourceViews(f.sources, []),
+      startedAt: new Date(f.created).toISOString(),
+      finishedAt: new Date(f.finished).toISOString(),
+      lastError: f.error
+    }
+  }
+
+  /** Persisted per-source totals, with this run's live state of each source (a source that delivered nothing yet is listed too). */
+  private sourceViews (totals: SourceTotal[], live: TransferProgress['sources']): TransferSourceView[] {
+    const siteOf = (peerId: string): string => this.init.state().memberByPeerId(peerId)?.name ?? peerId
+    const views: TransferSourceView[] = totals.map((s) => ({ site: s.peer === null ? null : siteOf(s.peer), peerId: s.peer, chunks: s.chunks, bytes: s.bytes }))
+    for (const source of live) {
+      let view = views.find((v) => v.peerId === source.peer)
+      if (view === undefined) {
+        view = { site: siteOf(source.peer), peerId: source.peer, chunks: 0, bytes: 0 }
+        views.push(view)
+      }
+      view.state = source.state
+      view.bytesPerSecond = source.bytesPerSecond
+      if (source.dropReason !== undefined) view.dropReason = source.dropReason
+    }
+    return views
   }
 
   /** The announced name, unless a local image already has it (names are unique per store). */

@@ -7,7 +7,7 @@ import { API_HOST } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
 import type { StoreCall, StoreCallLine } from './store-rpc.js'
-import type { AgentEvent, AgentStatus, ApproveRequest, ChunkMapView, HashgraphView, ImagesResponse, ImportImageRequest, InviteRequest, InviteResponse, JoinRequestView, LanPeerView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse } from './types.js'
+import type { AbandonTransferResponse, AgentEvent, AgentStatus, ApproveRequest, ChunkMapView, HashgraphView, ImagesResponse, ImportImageRequest, InviteRequest, InviteResponse, JoinRequestView, LanPeerView, LatencySample, PingRequest, PingResponse, RemoveRequest, SubmittedResponse, TransfersResponse } from './types.js'
 
 export interface ApiClientInit {
   /** e.g. http://127.0.0.1:41234 */
@@ -111,6 +111,16 @@ export class ApiClient {
 
   async images (options: { signal?: AbortSignal } = {}): Promise<ImagesResponse> {
     return await this.request<ImagesResponse>('GET', '/v1/images', undefined, options.signal)
+  }
+
+  /** Transfers at this site: running, interrupted, failed, done. */
+  async transfers (options: { signal?: AbortSignal } = {}): Promise<TransfersResponse> {
+    return await this.request<TransfersResponse>('GET', '/v1/transfers', undefined, options.signal)
+  }
+
+  /** Stops a transfer if it runs, forgets it and releases its leaves; `reference` is the image's root CID or name. */
+  async abandonTransfer (reference: string, options: { signal?: AbortSignal } = {}): Promise<AbandonTransferResponse> {
+    return await this.request<AbandonTransferResponse>('DELETE', `/v1/transfers/${encodeURIComponent(reference)}`, undefined, options.signal)
   }
 
   async invite (request: InviteRequest = {}, options: { signal?: AbortSignal } = {}): Promise<InviteResponse> {

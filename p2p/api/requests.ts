@@ -52,6 +52,15 @@ export function parseImportImageRequest (body: unknown): ImportImageRequest {
   return request
 }
 
+/** The `:root` of /v1/transfers/:root: a root CID or an image name (1 to 256 characters, no control characters). */
+export function parseTransferReference (value: string | undefined): string {
+  // eslint-disable-next-line no-control-regex
+  if (value === undefined || value.length === 0 || value.length > 256 || /[\u0000-\u001f\u007f]/.test(value)) {
+    throw new ApiRequestError(400, `path segment :root must be an image's root CID or name (1 to 256 characters, no control characters), got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
 function requiredString (fields: Record<string, unknown>, field: string, what: string): string {
   const value = fields[field]
   if (typeof value !== 'string' || value.length === 0 || value.length > 256) throw new ApiRequestError(400, `field "${field}" must be ${what} (a string of 1 to 256 characters), got ${JSON.stringify(value)}`)

@@ -104,6 +104,10 @@ export type AgentEvent =
   | { type: 'progress', task: string, done: number, total: number | null, message?: string }
   | { type: 'join-request', request: JoinRequestView }
   | { type: 'transfer', progress: TransferProgressView }
+  /** A transfer at this site ended a run: done, failed, or interrupted (stopped; it resumes later). */
+  | { type: 'transfer-state', transfer: TransferView }
+  /** An operator abandoned a transfer: stopped, forgotten, its leaves released (DELETE /v1/transfers/:root). */
+  | { type: 'transfer-abandoned', abandoned: AbandonTransferResponse }
   /** A migration's state changed or its log grew (`event.type` 'migration:state' or 'migration:log'). */
   | { type: 'migration', event: { type: string, detail: unknown } }
   /** An import started with POST /v1/images finished (`error` set if it failed). */
@@ -211,6 +215,65 @@ export interface TransferProgressView {
   phase: 'preparing' | 'fetching' | 'importing' | 'done'
   /** Per source: its contribution and rate. */
   sources: Array<{ peer: string, state: 'connecting' | 'active' | 'dropped', chunks: number, bytes: number, bytesPerSecond: number, invalidBlocks: number, dropReason?: string }>
+}
+
+/**
+ * A transfer at this site (GET /v1/transfers): running now; interrupted (stopped, cancelled or
+ * killed: it resumes when the agent does); failed (its last run ended with `lastError`: it is
+ * tried again while it stays); done (its image is registered here). Abandoned ones are forgotten.
+ */
+export type TransferStateName = 'running' | 'interrupted' | 'done' | 'failed'
+
+export interface TransferSourceView {
+  /** The member's name; null for this site itself (all-zero chunks, chunks it already had). */
+  site: string | null
+  peerId: string | null
+  /** Manifest positions it delivered, across every run, and their image bytes. */
+  chunks: number
+  bytes: number
+  /** While the transfer runs: the source's state in this run, its rate, why it was dropped. */
+  state?: 'connecting' | 'active' | 'dropped'
+  bytesPerSecond?: number
+  dropReason?: string
+}
+
+export interface TransferView {
+  rootCid: string
+  /** The image's name at this site. */
+  name: string
+  layer: 'os' | 'we' | 'ud'
+  purpose: 'migration' | 'replication'
+  state: TransferStateName
+  chunksDone: number
+  chunksTotal: number
+  bytesDone: number
+  bytesTotal: number
+  /** Receive rate and seconds left while running; null otherwise. */
+  bytesPerSecond: number | null
+  etaSeconds: number | null
+  sources: TransferSourceView[]
+  /** ISO times: first asked for; ended (done or failed for good), null while it can still run. */
+  startedAt: string
+  finishedAt: string | null
+  lastError: string | null
+}
+
+export interface TransfersResponse {
+  /** Running, interrupted and failed transfers first (oldest first), then finished ones (newest first). */
+  transfers: TransferView[]
+}
+
+/** DELETE /v1/transfers/:root — `:root` is the image's root CID or name. */
+export interface AbandonTransferResponse {
+  rootCid: string
+  name: string
+  /** It was being fetched and was stopped. */
+  wasRunning: boolean
+  chunksDone: number
+  chunksTotal: number
+  /** Leaves only this transfer kept, deleted from the store (`hgmig image gc` gives their disk space back); chunks other images use stay. */
+  freedChunks: number
+  freedBytes: number
 }
 
 /** What a site announces of an image it holds (the image-announce transaction's content). */
@@ -336,6 +399,10 @@ export interface AgentBackend {
   removeMember: (request: RemoveRequest) => SubmittedResponse
   leave: () => SubmittedResponse
   metrics: () => Promise<MetricsText>
+  /** Transfers at this site (GET /v1/transfers). Optional until the agent implements it: the route answers 501 without. */
+  transfers?: () => Promise<TransfersResponse>
+  /** Stops a transfer if it runs, forgets it and releases its leaves (DELETE /v1/transfers/:root; root CID or image name). */
+  abandonTransfer?: (reference: string) => Promise<AbandonTransferResponse>
   /** Registers a listener for the event stream; returns the function that removes it. */
   subscribe: (listener: (event: AgentEvent) => void) => () => void
 }

@@ -9,13 +9,13 @@ import { join, resolve } from 'node:path'
 import { TypedEventEmitter } from 'main-event'
 import { CID } from 'multiformats/cid'
 import { LAYERS, type ImageInfo } from '../store/index.js'
-import { ExchangeStoppedError, InvalidRequestError, TransferRunningError } from './errors.js'
+import { ExchangeStoppedError, InvalidRequestError, TransferAbortedError, TransferRunningError } from './errors.js'
 import { protocolId, type TransferContext } from './protocol.js'
 import { TokenBucket } from './rate-limit.js'
 import { BlockServer } from './server.js'
 import { adoptionKey, Transfer } from './transfer.js'
 import { TransferState, type TransferRecord } from './transfer-state.js'
-import type { BlockExchangeInit, ExchangeEvents, FetchRequest, FetchResult, ServedStats, TransferProgress, TransferSummary } from './types.js'
+import type { BlockExchangeInit, CancelResult, ExchangeEvents, FetchRequest, FetchResult, FinishedTransferSummary, ServedStats, TransferProgress, TransferSummary } from './types.js'
 
 const DEFAULTS = {
   streamsPerSource: 2,
@@ -39,6 +39,8 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
   private readonly ingress: TokenBucket | undefined
   private readonly egress: TokenBucket | undefined
   private readonly running = new Map<string, { controller: AbortController, progress: TransferProgress | undefined }>()
+  /** Roots being forgotten (`cancel` with `forget`): no fetch of them may start meanwhile. */
+  private readonly forgetting = new Set<string>()
   /** Invalid blocks per peer since start: the agent may lower its trust in a peer that lies. */
   private readonly penalties = new Map<string, number>()
 
@@ -71,8 +73,13 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     const directory = resolve(this.init.directory)
     mkdirSync(directory, { recursive: true })
     const state = new TransferState(this.init.database ?? join(directory, 'transfers.sqlite'))
-    // Leaves pinned for transfers this state no longer knows (forgotten while the store was elsewhere): free them.
+    // Leaves pinned for transfers this state no longer knows (forgotten while the store was elsewhere,
+    // or a crash between the two steps of a forget): free them. A transfer whose image the store
+    // registered before a crash took the end of the transfer with it is done.
     try {
+      for (const record of state.list()) {
+        if (await this.localImage(record.id) !== undefined) state.finish(record, 'done', null)
+      }
       for (const key of await this.init.store.adoptions()) {
         if (key.startsWith(adoptionKey('')) && state.load(key.slice(adoptionKey('').length)) === undefined) await this.init.store.releaseAdoption(key)
       }
@@ -126,9 +133,12 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     const normalized = this.normalize(request)
     const rootCid = normalized.root.toString()
     if (this.running.has(rootCid)) throw new TransferRunningError(`${rootCid} is already being fetched`)
+    if (this.forgetting.has(rootCid)) throw new TransferRunningError(`the transfer of ${rootCid} is being abandoned`)
     // One image per root: already here, nothing to do.
     const existing = await this.localImage(rootCid)
     if (existing !== undefined) {
+      const stale = state.load(rootCid)
+      if (stale !== undefined) state.finish(stale, 'done', null)
       return { image: existing, chunksFetched: 0, bytesFetched: 0, bytesReceived: 0, chunksResumed: 0, chunksRecovered: 0, chunksLocal: 0, chunksZero: 0, invalidBlocks: 0, sources: [], durationMs: 0, fetchMs: 0, importMs: 0, firstBlockMs: 0 }
     }
     const stored = state.load(rootCid)
@@ -163,31 +173,68 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     }, { ...normalized, record, signal })
     try {
       const result = await transfer.run()
+      state.finish(record, 'done', null)
+      // Listeners of the events see the transfer as ended.
+      this.running.delete(rootCid)
       this.safeDispatchEvent('transfer:done', { detail: result })
       return result
     } catch (err) {
-      this.safeDispatchEvent('transfer:failed', { detail: { rootCid, error: err as Error } })
+      const error = err as Error
+      // Kept for a resume (unless the transfer ended itself, e.g. a manifest that builds another root): say how this run ended.
+      if (state.load(rootCid) !== undefined) state.noteOutcome(rootCid, isInterruption(error) ? 'interrupted' : 'failed', error.message)
+      this.running.delete(rootCid)
+      this.safeDispatchEvent('transfer:failed', { detail: { rootCid, error } })
       throw err
     } finally {
       this.running.delete(rootCid)
     }
   }
 
-  /** Transfers known here: running ones and interrupted ones waiting for a `fetch` of the same root to resume. */
-  transfers (): TransferSummary[] {
+  /**
+   * Transfers known here: running ones and interrupted or failed ones waiting for a `fetch` of the
+   * same root to resume. `sources` (what each source delivered) takes a scan of the transfer's
+   * rows, so it is filled only when asked for (`{ sources: true }`); status polls leave it empty.
+   */
+  transfers (options: { sources?: boolean } = {}): TransferSummary[] {
     const state = this.requireState()
     return state.list().map((record) => {
       const chunks = state.counts(record.id)
-      return {
+      const running = this.running.get(record.id)
+      const summary: TransferSummary = {
         rootCid: record.id,
         name: record.name,
         layer: record.layer,
         purpose: record.purpose,
         chunksDone: chunks.done,
         chunksTotal: chunks.total,
-        running: this.running.has(record.id)
+        running: running !== undefined,
+        state: running !== undefined ? 'running' : record.lastOutcome === 'failed' ? 'failed' : 'interrupted',
+        bytesDone: state.bytesDone(record, chunks),
+        bytesTotal: record.size,
+        sources: options.sources !== true || chunks.total === 0 ? [] : state.sourceTotals(record, chunks.total),
+        created: record.created,
+        lastError: record.lastError ?? null
       }
+      if (running?.progress !== undefined) summary.progress = running.progress
+      return summary
     })
+  }
+
+  /** Transfers that ended (done, or failed with nothing to resume), newest first. */
+  finished (limit?: number): FinishedTransferSummary[] {
+    return this.requireState().history(limit).map((entry) => ({
+      rootCid: entry.id,
+      name: entry.name,
+      layer: entry.layer,
+      purpose: entry.purpose,
+      outcome: entry.outcome,
+      chunksTotal: entry.chunksTotal,
+      bytesTotal: entry.size,
+      sources: entry.sources,
+      created: entry.created,
+      finished: entry.finished,
+      error: entry.error
+    }))
   }
 
   /** The last progress of a running transfer. */
@@ -195,19 +242,38 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
     return this.running.get(rootCid)?.progress
   }
 
-  /** Cancels a running transfer (its state and stored leaves stay for a resume); `forget` also drops them (the leaves only it kept are deleted from the store). */
-  async cancel (rootCid: string, options: { forget?: boolean } = {}): Promise<void> {
+  /**
+   * Cancels a running transfer (its state and stored leaves stay for a resume); `forget` also drops
+   * them: the state rows go in one transaction, then the store releases the transfer's pins in
+   * one of its own, deleting the leaves no image and no other transfer uses. A crash between the
+   * two leaves pins of a transfer the state no longer knows, which `start` releases: either the
+   * transfer stays whole or, after the restart at the latest, nothing of it does.
+   */
+  async cancel (rootCid: string, options: { forget?: boolean } = {}): Promise<CancelResult> {
     const state = this.requireState()
-    const running = this.running.get(rootCid)
-    if (running !== undefined) {
-      running.controller.abort()
-      while (this.running.has(rootCid)) await new Promise((resolve) => setTimeout(resolve, 10))
+    const forget = options.forget === true
+    if (forget) {
+      if (this.forgetting.has(rootCid)) throw new TransferRunningError(`the transfer of ${rootCid} is being abandoned already`)
+      this.forgetting.add(rootCid)
     }
-    if (options.forget === true) {
+    try {
+      const running = this.running.get(rootCid)
+      if (running !== undefined) {
+        running.controller.abort(new TransferAbortedError(`transfer of ${rootCid} cancelled`))
+        while (this.running.has(rootCid)) await new Promise((resolve) => setTimeout(resolve, 10))
+      }
       const record = state.load(rootCid)
+      const counts = record === undefined ? { total: 0, done: 0 } : state.counts(rootCid)
+      const result: CancelResult = { rootCid, known: record !== undefined || running !== undefined, wasRunning: running !== undefined, chunksDone: counts.done, chunksTotal: counts.total, freedChunks: 0, freedBytes: 0 }
+      if (!forget) return result
       state.delete(rootCid)
       if (record !== undefined && record.partialPath !== '') await rm(record.partialPath, { force: true })
-      await this.init.store.releaseAdoption(adoptionKey(rootCid))
+      const freed = await this.init.store.releaseAdoption(adoptionKey(rootCid))
+      result.freedChunks = freed.freedChunks
+      result.freedBytes = freed.freedBytes
+      return result
+    } finally {
+      if (forget) this.forgetting.delete(rootCid)
     }
   }
 
@@ -278,6 +344,11 @@ export class BlockExchange extends TypedEventEmitter<ExchangeEvents> {
       }
     }
   }
+}
+
+/** A run that was stopped (cancel, stop, the caller's signal) rather than one that failed. */
+function isInterruption (err: Error): boolean {
+  return err instanceof TransferAbortedError || err instanceof ExchangeStoppedError || err.name === 'AbortError'
 }
 
 function sameManifest (state: TransferState, record: TransferRecord, cids: CID[]): boolean {

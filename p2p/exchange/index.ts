@@ -7,6 +7,6 @@ export { protocolId, MAX_BLOCK_BYTES, type Purpose, type TransferContext } from 
 export { TokenBucket, PRIORITY, type RateLimit } from './rate-limit.js'
 export * from './errors.js'
 export type {
-  BlockExchangeInit, ExchangeEvents, ExchangeRateLimits, ExchangeStore, FetchRequest, FetchResult, FetchSource, PenaltyDetail,
+  BlockExchangeInit, CancelResult, ExchangeEvents, FinishedTransferSummary, SourceTotal, ExchangeRateLimits, ExchangeStore, FetchRequest, FetchResult, FetchSource, PenaltyDetail,
   ServedStats, ServeRefusedDetail, ServingPolicy, SourceProgress, TransferProgress, TransferSummary
 } from './types.js'

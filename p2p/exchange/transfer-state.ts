@@ -22,7 +22,36 @@ export interface TransferRecord {
   /** '' (a transfer from before leaves were adopted wrote a partial file here: deleted on resume). */
   partialPath: string
   created: number
+  /** How the last run ended, if it ended without the image: 'interrupted' (stopped, cancelled, the process died) or 'failed' (an error), with its message. */
+  lastOutcome?: 'interrupted' | 'failed' | null
+  lastError?: string | null
 }
+
+/** A transfer that ended: its image registered ('done'), or dropped with an error that leaves nothing to resume ('failed'). */
+export interface FinishedTransfer {
+  id: string
+  name: string
+  layer: Layer
+  purpose: Purpose
+  outcome: 'done' | 'failed'
+  chunksTotal: number
+  size: number
+  /** Per source (null: this site: zeros, chunks it had, chunks found in its store), positions and image bytes. */
+  sources: SourceTotal[]
+  created: number
+  finished: number
+  error: string | null
+}
+
+/** What one source delivered to a transfer, counted in manifest positions and image bytes. */
+export interface SourceTotal {
+  peer: string | null
+  chunks: number
+  bytes: number
+}
+
+/** Finished transfers kept for the operator's list, newest first. */
+const HISTORY_KEPT = 200
 
 interface TransferRow {
   id: string
@@ -36,6 +65,8 @@ interface TransferRow {
   migration: string | null
   partial_path: string
   created: number
+  last_outcome: 'interrupted' | 'failed' | null
+  last_error: string | null
 }
 
 const SCHEMA = `
@@ -65,7 +96,27 @@ const SCHEMA = `
     PRIMARY KEY (transfer, position)
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS exchange_chunks_done_by_cid ON exchange_chunks(cid) WHERE done = 1;
+  CREATE TABLE IF NOT EXISTS exchange_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    layer TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    chunks_total INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sources TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    finished INTEGER NOT NULL,
+    error TEXT
+  );
 `
+
+/** Columns added after the first release of the schema: added to an older database on open. */
+const ADDED_COLUMNS: Array<[table: string, column: string, definition: string]> = [
+  ['exchange_transfers', 'last_outcome', 'TEXT'],
+  ['exchange_transfers', 'last_error', 'TEXT']
+]
 
 export class TransferState {
   readonly db: Database.Database
@@ -84,6 +135,10 @@ export class TransferState {
     }
     this.db.pragma('foreign_keys = ON')
     this.db.exec(SCHEMA)
+    for (const [table, column, definition] of ADDED_COLUMNS) {
+      const columns = this.db.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all() as string[]
+      if (!columns.includes(column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${definition}`)
+    }
   }
 
   close (): void {
@@ -144,6 +199,76 @@ export class TransferState {
     this.db.prepare('DELETE FROM exchange_transfers WHERE id = ?').run(id)
   }
 
+  /** How a run that did not produce the image ended (shown in the transfer list until the next run). */
+  noteOutcome (id: string, outcome: 'interrupted' | 'failed' | null, error: string | null): void {
+    this.db.prepare('UPDATE exchange_transfers SET last_outcome = ?, last_error = ? WHERE id = ?').run(outcome, error, id)
+  }
+
+  /** Image bytes of `done` positions done (every position is a full chunk but the last, which is looked up by its key). */
+  bytesDone (record: TransferRecord, counts: { total: number, done: number }): number {
+    if (counts.total === 0) return 0
+    const lastDone = this.db.prepare('SELECT done FROM exchange_chunks WHERE transfer = ? AND position = ?').pluck().get(record.id, counts.total - 1) === 1
+    const lastLength = record.size - (counts.total - 1) * record.chunkSize
+    return counts.done * record.chunkSize - (lastDone ? record.chunkSize - lastLength : 0)
+  }
+
+  /** Per source, the positions it delivered and their image bytes (null: produced at this site). */
+  sourceTotals (record: TransferRecord, total: number): SourceTotal[] {
+    const lastLength = record.size - (total - 1) * record.chunkSize
+    const rows = this.db.prepare(`SELECT s.peer, count(*), coalesce(sum(c.position = ?), 0) FROM exchange_chunks c LEFT JOIN exchange_sources s ON s.id = c.source
+      WHERE c.transfer = ? AND c.done = 1 GROUP BY c.source ORDER BY count(*) DESC`).raw().all(total - 1, record.id) as Array<[string | null, number, number]>
+    return rows.map(([peer, chunks, last]) => ({ peer, chunks, bytes: (chunks - last) * record.chunkSize + last * lastLength }))
+  }
+
+  /**
+   * Ends a transfer in one transaction: its rows go and its history entry is written, so a crash
+   * leaves either the transfer (to resume or finish again) or its end.
+   */
+  finish (record: TransferRecord, outcome: 'done' | 'failed', error: string | null): FinishedTransfer {
+    return this.db.transaction(() => {
+      const { total } = this.counts(record.id)
+      const finished: FinishedTransfer = {
+        id: record.id,
+        name: record.name,
+        layer: record.layer,
+        purpose: record.purpose,
+        outcome,
+        chunksTotal: total,
+        size: record.size,
+        sources: total === 0 ? [] : this.sourceTotals(record, total),
+        created: record.created,
+        finished: Date.now(),
+        error
+      }
+      this.db.prepare('DELETE FROM exchange_transfers WHERE id = ?').run(record.id)
+      this.db.prepare(`INSERT INTO exchange_history (id, name, layer, purpose, outcome, chunks_total, size, sources, created, finished, error)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(finished.id, finished.name, finished.layer, finished.purpose, outcome, total, record.size,
+        JSON.stringify(finished.sources), finished.created, finished.finished, error)
+      this.db.prepare('DELETE FROM exchange_history WHERE seq <= (SELECT max(seq) FROM exchange_history) - ?').run(HISTORY_KEPT)
+      return finished
+    }).immediate()
+  }
+
+  /** Finished transfers, newest first. */
+  history (limit = HISTORY_KEPT): FinishedTransfer[] {
+    const rows = this.db.prepare('SELECT * FROM exchange_history ORDER BY seq DESC LIMIT ?').all(limit) as Array<{
+      id: string, name: string, layer: Layer, purpose: Purpose, outcome: 'done' | 'failed', chunks_total: number, size: number, sources: string, created: number, finished: number, error: string | null
+    }>
+    return rows.map((row) => ({
+      id: row.id,
+      name: row.name,
+      layer: row.layer,
+      purpose: row.purpose,
+      outcome: row.outcome,
+      chunksTotal: row.chunks_total,
+      size: row.size,
+      sources: JSON.parse(row.sources) as SourceTotal[],
+      created: row.created,
+      finished: row.finished,
+      error: row.error
+    }))
+  }
+
   private sourceId (peer: string): number {
     let id = this.sourceIds.get(peer)
     if (id === undefined) {
@@ -167,6 +292,8 @@ function toRecord (row: TransferRow): TransferRecord {
     purpose: row.purpose,
     migration: row.migration,
     partialPath: row.partial_path,
-    created: row.created
+    created: row.created,
+    lastOutcome: row.last_outcome ?? null,
+    lastError: row.last_error ?? null
   }
 }

@@ -190,6 +190,7 @@ export class Transfer {
   private fetchStartedAt = 0
   private firstBlockAt = 0
   private finished = false
+  private failure: Error | undefined
   private readonly started = performance.now()
   private settle: { resolve: () => void, reject: (err: Error) => void } | undefined
   private readonly writesIdle: Array<() => void> = []
@@ -218,7 +219,7 @@ export class Transfer {
       const importMs = performance.now() - importStarted
       this.phase = 'done'
       this.emitProgress()
-      this.deps.state.delete(this.record.id)
+      // The state rows go with the history entry (BlockExchange.fetch, one transaction).
       return {
         image,
         chunksFetched: this.sources.reduce((n, s) => n + s.chunks, 0),
@@ -309,6 +310,8 @@ export class Transfer {
   // ------------------------------------------------------------ fetching
 
   private async fetch (): Promise<void> {
+    // Cancelled while it prepared: nothing will settle a fetch started now.
+    if (this.finished) throw this.failure ?? new TransferAbortedError(`transfer of ${this.rootCid} cancelled`)
     this.phase = 'fetching'
     const done = new Promise<void>((resolve, reject) => { this.settle = { resolve, reject } })
     const seen = new Set<string>()
@@ -674,6 +677,7 @@ export class Transfer {
   private finish (err: Error | undefined): void {
     if (this.finished) return
     this.finished = true
+    this.failure = err
     this.stopTimers()
     for (const source of this.sources) {
       for (const out of source.streams) {
@@ -771,7 +775,7 @@ export class Transfer {
       }
       if ((err as Error).name === 'RootMismatchError') {
         // Every leaf was checked against the manifest, so the manifest is not this root's: start over with the right one.
-        state.delete(record.id)
+        state.finish(record, 'failed', `the chunks build another root: ${(err as Error).message}`)
         await store.releaseAdoption(this.adoption)
         throw new ManifestMismatchError((err as Error).message)
       }

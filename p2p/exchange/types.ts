@@ -5,10 +5,11 @@ import type { CID } from 'multiformats/cid'
 import type { ImageInfo, ImageStore, Layer } from '../store/index.js'
 import type { SwarmNode } from '../swarm/index.js'
 import type { SourceFailure } from './errors.js'
+import type { SourceTotal } from './transfer-state.js'
 import type { Purpose, TransferContext } from './protocol.js'
 import type { RateLimit } from './rate-limit.js'
 
-export type { Purpose, TransferContext, RateLimit, SourceFailure }
+export type { Purpose, TransferContext, RateLimit, SourceFailure, SourceTotal }
 
 /**
  * What the exchange uses of the image store: reads of local blocks to serve; the leaves it
@@ -169,6 +170,46 @@ export interface TransferSummary {
   chunksDone: number
   chunksTotal: number
   running: boolean
+  /** running: being fetched now; interrupted: its last run was stopped, cancelled or killed; failed: its last run ended with `lastError`. Both resume with the next `fetch` of the root. */
+  state: 'running' | 'interrupted' | 'failed'
+  /** Image bytes of the positions done, and the image's size. */
+  bytesDone: number
+  bytesTotal: number
+  /** What each source delivered across all runs (peer null: this site: zeros, chunks it had); empty unless asked for (`transfers({ sources: true })`). */
+  sources: SourceTotal[]
+  /** When the transfer was first asked for (ms since the epoch). */
+  created: number
+  lastError: string | null
+  /** The running transfer's last progress report (rate, ETA, live per-source figures). */
+  progress?: TransferProgress
+}
+
+/** A transfer that ended: 'done' (the image is registered) or 'failed' with nothing left to resume. */
+export interface FinishedTransferSummary {
+  rootCid: string
+  name: string
+  layer: Layer
+  purpose: Purpose
+  outcome: 'done' | 'failed'
+  chunksTotal: number
+  bytesTotal: number
+  sources: SourceTotal[]
+  created: number
+  finished: number
+  error: string | null
+}
+
+/** What a cancel did: whether the transfer was running, and (with `forget`) what the store freed. */
+export interface CancelResult {
+  rootCid: string
+  /** false: no transfer of this root was known (nothing was done). */
+  known: boolean
+  wasRunning: boolean
+  chunksDone: number
+  chunksTotal: number
+  /** Leaves only this transfer kept, deleted from the store (their pack bytes come back at the next gc). */
+  freedChunks: number
+  freedBytes: number
 }
 
 /** A source sent a block that does not hash to the CID it was asked for: it was not stored. */

@@ -16,6 +16,7 @@ interface FetchSummaryView {
 }
 import type { GlobalOptions } from '../index.js'
 import { formatBytes, ProgressBar } from '../progress-bar.js'
+import { registerTransferCommands } from './image-transfers.js'
 
 interface JsonOption { json?: boolean }
 
@@ -157,6 +158,8 @@ export function register (program: Command): void {
       const result = await (await ApiClient.forDataDir(data)).storeCall({ method: 'replicate', args: [reference, options.to] }) as { site: string, rootCid: string, accepted: boolean }
       print(options, result, () => `${result.site} ${result.accepted ? 'is fetching' : 'declined'} ${result.rootCid}; its "hgmig image list" shows it when done`)
     })
+
+  registerTransferCommands(image)
 
   image.command('gc')
     .description('delete chunks of unfinished imports and compact pack files to give disk space back')
