@@ -2,7 +2,8 @@
  * The H-GMIG paper's experiment (section 4) in one harness, scaled to this machine:
  *   node dist/bench/migration.js [--runs 3] [--memory-mib 32] [--os-mib 64] [--we-mib 32] [--link-mbs 40]
  *                                [--similarities 5,20,40,60] [--workloads idle,static,dynamic,compilation] [--skip-single] [--skip-concurrent] [--skip-knockout]
- *                                [--base exchange|direct] [--phases]
+ *                                [--base exchange|direct] [--phases] [--timeline]
+ *                                [--strategies nss,ss,h-gmig]
  *
  * Defaults: 32 MiB VM memory, a 64 MiB OS image and a 96 MiB WE image on it (images larger than
  * memory, as in the paper where they are tens of GB against 1 GiB), 8 MiB of user data.
@@ -46,6 +47,9 @@ interface Options {
   knockout: boolean
   base: 'exchange' | 'direct'
   phases: boolean
+  timeline: boolean
+  /** The strategies measured (a subset for profiling one of them; ratios then show NaN). */
+  strategies: Strategy[]
 }
 
 function parse (args: string[]): Options {
@@ -65,7 +69,9 @@ function parse (args: string[]): Options {
     concurrent: !args.includes('--skip-concurrent'),
     knockout: !args.includes('--skip-knockout'),
     base: value('--base', 'exchange') === 'direct' ? 'direct' : 'exchange',
-    phases: args.includes('--phases')
+    phases: args.includes('--phases') || args.includes('--timeline'),
+    timeline: args.includes('--timeline'),
+    strategies: value('--strategies', 'nss,ss,h-gmig').split(',') as Strategy[]
   }
 }
 
@@ -166,6 +172,22 @@ class Harness {
     console.log(`#     source sent: memory ${mib(wire.sent?.memory)} MiB, disk ${mib(wire.sent?.disk)} MiB, control ${mib(wire.sent?.control)} MiB; received control ${mib(wire.received?.control)} MiB`)
     console.log(`#     memory start: ${memoryStart === undefined ? 'at once' : JSON.stringify(memoryStart.data)}; downtime ${Number(done.result.downtimeMs).toFixed(0)} ms ` +
       `(pause → checksums sent ${sent === undefined ? '-' : Number(sent.data.pauseToSentMs).toFixed(0)} ms, target verify ${verified === undefined ? '-' : Number(verified.data.verifyMs).toFixed(0)} ms)`)
+    if (this.options.timeline) {
+      // The base's arrival at the target, in 0.5 s steps: fetched and stored MB, and the source's memory pass marks.
+      const steps: string[] = []
+      let next = 0
+      for (const e of target.filter((x) => x.kind === 'batch')) {
+        const t = (e.time - start) / 1000
+        if (t < next) continue
+        next = Math.floor(t / 0.5) * 0.5 + 0.5
+        steps.push(`${t.toFixed(1)}:${mib(Number(e.data.bytes))}/${mib(Number(e.data.storedBytes ?? e.data.bytes))}`)
+      }
+      const passes = source.filter((x) => x.kind === 'pass').map((x) => `${((x.time - start) / 1000).toFixed(1)}`)
+      console.log(`#     base timeline (s:fetched/stored MiB): ${steps.join(' ')}; memory passes end at ${passes.join(', ')} s`)
+      const ms = (n: unknown): string => typeof n === 'number' ? (n / 1000).toFixed(2) : '-'
+      const images = target.filter((x) => x.data.image !== undefined).map((x) => x.data.image as Record<string, unknown>)
+      if (images.length > 0) console.log(`#     images (s): ${images.map((i) => `${String(i.layer)} from ${ms(i.startedMs)} for ${ms(i.durationMs)} (first block ${ms(i.firstBlockMs)}, fetch ${ms(i.fetchMs)}, import ${ms(i.importMs)})`).join('; ')}`)
+    }
     console.log(`#   ${done.strategy} ${done.vmName}: agree ${at('agree')} s, transfer ${at('transfer')}, precopy ${at('precopy')}, switchover ${at('switchover')}, record ${at('record')}; ` +
       `source hashing ${dedup === undefined ? '-' : (Number(dedup.data.dedupMs) / 1000).toFixed(2)} s; base done at ${baseDone === undefined ? '-' : ((baseDone.time - start) / 1000).toFixed(2)} s ` +
       `(${baseDone === undefined ? '' : JSON.stringify(baseDone.data.sources)}); converged at ${converged === undefined ? '-' : ((converged.time - start) / 1000).toFixed(2)} s after ${passes} passes`)
@@ -183,6 +205,7 @@ class Harness {
       const reason = (err as Error).message.split('\n')[0] ?? ''
       this.failures.push(`${strategy} ${workload}: ${reason}`)
       console.log(`# FAILED, measured again: ${strategy} ${workload}: ${reason}`)
+      console.log((err as Error).message.split('\n').slice(1).map((line) => `#   | ${line}`).join('\n'))
       // It runs on at the source: stop its workload there.
       await this.site('a').call({ cmd: 'destroy-vm', vm }).catch(() => {})
       return await this.migrateOne(workload, strategy, false)
@@ -205,6 +228,8 @@ class Harness {
       const reason = (err as Error).message.split('\n')[0] ?? ''
       this.failures.push(`5 × ${strategy} ${workload}: ${reason}`)
       console.log(`# FAILED, the batch is measured again: 5 × ${strategy} ${workload}: ${reason}`)
+      // What the sites said (their stderr tails, e.g. libp2p's DEBUG lines): why a connection went.
+      console.log((err as Error).message.split('\n').slice(1).map((line) => `#   | ${line}`).join('\n'))
       // Let the batch's other migrations end before the next one starts.
       await new Promise((resolve) => setTimeout(resolve, 30_000))
       for (const vm of vms) await this.site('a').call({ cmd: 'destroy-vm', vm }).catch(() => {})
@@ -251,8 +276,7 @@ export async function main (args: string[]): Promise<void> {
   try {
     // Warm-up (JIT, first connections between the sites): measured nowhere.
     await harness.images(options.similarities[0] ?? 5)
-    await harness.migrateOne('idle', 'h-gmig')
-    await harness.migrateOne('idle', 'nss')
+    for (const strategy of (['h-gmig', 'nss'] as Strategy[]).filter((s) => options.strategies.includes(s))) await harness.migrateOne('idle', strategy)
     if (options.single) {
       console.log('\n## single migration: total time, bytes on the wire (median)\n')
       row(['(m, n)', 'workload', 'NSS', 'SS', 'H-GMIG', 'H-GMIG time vs NSS', 'H-GMIG bytes vs SS', 'H-GMIG downtime'])
@@ -262,7 +286,7 @@ export async function main (args: string[]): Promise<void> {
         for (const workload of options.workloads) {
           const results = new Map<Strategy, Outcome[]>(STRATEGY_ORDER.map((s) => [s, []]))
           // Interleaved: each run measures the three strategies back to back under the same load.
-          for (let run = 0; run < options.runs; run++) for (const strategy of STRATEGY_ORDER) results.get(strategy)?.push(await harness.migrateOne(workload, strategy))
+          for (let run = 0; run < options.runs; run++) for (const strategy of STRATEGY_ORDER.filter((s) => options.strategies.includes(s))) results.get(strategy)?.push(await harness.migrateOne(workload, strategy))
           const med = (s: Strategy): Outcome => {
             const list = results.get(s) as Outcome[]
             return { totalMs: median(list.map((o) => o.totalMs)), wireBytes: median(list.map((o) => o.wireBytes)), downtimeMs: median(list.map((o) => o.downtimeMs)), baseBytes: median(list.map((o) => o.baseBytes)) }
@@ -280,7 +304,7 @@ export async function main (args: string[]): Promise<void> {
       for (const similarity of [5, 40]) {
         await harness.images(similarity)
         const results = new Map<Strategy, Outcome[]>(STRATEGY_ORDER.map((s) => [s, []]))
-        for (let run = 0; run < options.runs; run++) for (const strategy of STRATEGY_ORDER) results.get(strategy)?.push(await harness.migrateFive('static', strategy))
+        for (let run = 0; run < options.runs; run++) for (const strategy of STRATEGY_ORDER.filter((s) => options.strategies.includes(s))) results.get(strategy)?.push(await harness.migrateFive('static', strategy))
         const med = (s: Strategy): Outcome => {
           const list = results.get(s) as Outcome[]
           return { totalMs: median(list.map((o) => o.totalMs)), wireBytes: median(list.map((o) => o.wireBytes)), downtimeMs: 0, baseBytes: 0 }

@@ -110,17 +110,17 @@ test('five concurrent NSS migrations complete (the target hashes its images once
   for (const image of ['a-we', 'a-os']) await b.call({ cmd: 'remove-image', image }).catch(() => {})
 })
 
-test('H-GMIG starts memory pre-copy by the target\'s own readiness report (base bytes in its store), never on chunk progress alone', async () => {
+test('H-GMIG starts memory pre-copy by the target\'s own readiness report (the seconds until its last base byte is verified), not before the target reports one', async () => {
   await createVm('vm-ready', 16 * MiB, 'dynamic')
   const done = await migrate({ vm: 'vm-ready', to: 'b' })
   assert.equal(done.state, 'completed', String(done.error))
   const entries = await log(a, done.id)
   const start = entries.find((e) => e.data.memoryStart === true)
-  // Either the base was in before memory started, or the target had reported base bytes in its store and a time left.
+  // Either the base was in before memory started, or the target had reported verified base bytes and a time left that the first pass (with its margin) covers.
   if (start !== undefined && start.data.baseInBeforeStart !== true) {
-    assert.ok(Number(start.data.targetReadyBytes) > 0, JSON.stringify(start.data))
+    assert.ok(Number(start.data.baseBytes) > 0, JSON.stringify(start.data))
     assert.equal(typeof start.data.targetEtaSeconds, 'number')
-    assert.ok(Number(start.data.targetEtaSeconds) <= Number(start.data.firstPassSeconds) * 1.25 + 0.5, JSON.stringify(start.data))
+    assert.ok(Number(start.data.targetEtaSeconds) <= Number(start.data.firstPassSeconds) * 1.5 + 0.5, JSON.stringify(start.data))
   }
   const precopy = entries.find((e) => e.kind === 'phase' && e.phase === 'precopy')
   const transfer = entries.find((e) => e.kind === 'phase' && e.phase === 'transfer')

@@ -138,6 +138,29 @@ test('H-GMIG: a VM migrates with its memory and disk byte-identical, from two ch
   assert.deepEqual(sources?.filter((s) => s.bytes > 0).map((s) => s.site), ['a', 'c'], `chunks came from both holders: ${JSON.stringify(sources)}`)
   assert.ok((sources[1]?.bytes ?? 0) > (sources[0]?.bytes ?? 0), 'c, which sends no memory, sent more of the base')
   assert.equal(sources.reduce((sum, s) => sum + s.bytes, 0), plan.bytesToSend.base)
+  // The WE image's fetch starts once every leaf of the OS image is in b's store (the chunks both
+  // share are found there, not fetched twice: the sum above is the plan's) and overlaps the OS
+  // image's registration, before the OS fetch has returned.
+  const targetLog = await log(b, started.id)
+  const images = targetLog.filter((e) => e.data.image !== undefined).map((e) => e.data.image as { layer: string, startedMs: number, durationMs: number })
+  const osImage = images.find((i) => i.layer === 'os')
+  const weImage = images.find((i) => i.layer === 'we')
+  assert.ok(osImage !== undefined && weImage !== undefined, `both images fetched: ${JSON.stringify(images)}`)
+  assert.ok(weImage.startedMs < osImage.startedMs + osImage.durationMs, `the WE fetch started before the OS fetch returned: ${JSON.stringify(images)}`)
+  // Progress is logged at most every 500 ms at the target (each entry is an fsynced write on the loop that takes in the base).
+  // (and the completion once).
+  const batches = targetLog.filter((e) => e.kind === 'batch')
+  const complete = batches.filter((e) => Number(e.data.bytes) >= Number(e.data.totalBytes))
+  assert.equal(complete.length, 1, `one entry logs the base complete: ${JSON.stringify(batches.map((e) => e.data.bytes))}`)
+  const partial = batches.filter((e) => Number(e.data.bytes) < Number(e.data.totalBytes)).map((e) => e.time)
+  for (let i = 1; i < partial.length; i++) assert.ok((partial[i] as number) - (partial[i - 1] as number) >= 400, `batch entries ${partial.join(', ')}`)
+  // UD blocks dirtied after the snapshot wait for memory pre-copy (rounds ≥ 1 follow its start), then cross once.
+  const sourceLog = await log(a, started.id)
+  const precopyAt = sourceLog.find((e) => e.kind === 'phase' && e.phase === 'precopy')?.seq ?? Number.POSITIVE_INFINITY
+  const laterRounds = sourceLog.filter((e) => e.kind === 'disk-round' && Number(e.data.round) >= 1)
+  assert.ok(laterRounds.every((e) => e.seq > precopyAt), `dirty rounds before memory started: ${JSON.stringify(laterRounds.map((e) => e.data))}`)
+  const finalBlocks = Number(sourceLog.find((e) => e.phase === 'switchover' && e.data.finalBlocks !== undefined)?.data.finalBlocks ?? 0)
+  assert.ok(laterRounds.reduce((n, e) => n + Number(e.data.blocksSent), 0) + finalBlocks > 0, 'the blocks the workload dirtied crossed after the snapshot')
 
   assert.ok(!(await vms(a)).some((v) => v.id === vm.id), 'the source released the VM')
   await assertRunning(b, 'vm-1')

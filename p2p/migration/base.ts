@@ -72,6 +72,21 @@ export interface FetchContext {
   manifests: ImageManifestData[]
   /** The migration's byte counts: a transfer adds what it received to `received.chunks`. */
   counter: WireCounter
+  /** One image of the base is in the store: where its time went (the engine logs it). */
+  onImage?: (figures: ImageFetchFigures) => void
+}
+
+/** One base image's transfer, as the engine logs it (ms; `startedMs` from the start of the base transfer). */
+export interface ImageFetchFigures {
+  layer: 'os' | 'we'
+  startedMs: number
+  durationMs: number
+  /** Of durationMs, as the exchange reports them: until the first block, the network phase, the store's registration. */
+  firstBlockMs?: number
+  fetchMs?: number
+  importMs?: number
+  chunksFetched: number
+  bytesFetched: number
 }
 
 /**

@@ -153,13 +153,24 @@ const DEFAULT_MAX_PASSES = 30
 /**
  * Memory's rate while a pre-copy that has not converged waits for the base layers (bytes/s).
  * Its passes cannot converge while base chunks share the link, and each would send the VM's
- * dirty working set again; once the base is in, the requested rate returns.
+ * dirty working set again; once the base is in, the requested rate returns. A trickle (a rate of
+ * 0 would mean unlimited): at 512 KB/s a DYNAMIC VM whose base took 10 s at a load of 24 re-sent
+ * 5 MiB of pages it dirtied again before the end.
  */
-const HELD_PRECOPY_RATE = 512 * 1024
+const HELD_PRECOPY_RATE = 64 * 1024
 /** A pass leaving at least this share of the pages the pass before left made no progress; this many in a row force the stop-and-copy. */
 const NO_PROGRESS_SHARE = 0.9
 const NO_PROGRESS_PASSES = 3
 const DEFAULT_DOWNTIME_MS = 300
+/**
+ * The first pass's estimate (memory in use at the rate the UD snapshot measured) times this: the
+ * snapshot went while the base was still starting, so the pass, sharing the target's ingest with
+ * the base at full rate, takes longer (at a load of 20-30 up to 1.3 s more). Early costs an idle
+ * VM nothing and a busy one a few dirtied pages; late costs the whole difference in time.
+ */
+const FIRST_PASS_MARGIN = 1.5
+/** The target logs its base transfer's progress at most this often. */
+const BATCH_LOG_INTERVAL_MS = 500
 const OUTCOME_POLL_MS = 1000
 
 /** Control messages queued by type, with the asynchronous ones handled as they come. */
@@ -750,7 +761,7 @@ export class MigrationEngine {
       if (ready !== undefined && ready.etaSeconds !== null) {
         remaining = ready.etaSeconds - (performance.now() - ready.at) / 1000
         // A margin for the estimate's noise: memory a little early costs a few pages, late costs time.
-        if (remaining <= passSeconds * 1.25 + 0.5) break
+        if (remaining <= passSeconds * FIRST_PASS_MARGIN + 0.5) break
       }
       waited = true
       await Promise.race([sleep(50, signal), baseDone.catch(() => {})])
@@ -865,23 +876,38 @@ export class MigrationEngine {
       ctx.baseTotal = plan.bytesToSend.base
       let lastReport = 0
       let lastReady = 0
+      let lastLogged = Number.NEGATIVE_INFINITY
+      let loggedComplete = false
       const manifests = replica.manifests.filter((m) => m.rootCid === vm.os.rootCid || m.rootCid === vm.we.rootCid)
       const heldBefore = new Set((await this.init.store.list()).map((image) => image.rootCid))
       chunkSource = await this.fetcherFor(ctx)(plan, signal, (progress: FetchProgress) => {
         ctx.baseBytes = progress.bytes
         if (progress.sources !== undefined) ctx.sources = progress.sources
-        this.log(ctx, 'batch', 'transfer', { ...progress })
-        // Readiness as this site sees it: base bytes in its store, at the rate they got there.
+        // Logged at most every 500 ms (and the last one): each entry is a synchronous, fsynced
+        // write on this loop, which also takes in the base (one per exchange report cost ~40 ms
+        // of a migration's event loop at the target).
+        const complete = progress.totalBytes > 0 && progress.bytes >= progress.totalBytes
+        if (complete ? !loggedComplete : performance.now() - lastLogged >= BATCH_LOG_INTERVAL_MS) {
+          lastLogged = performance.now()
+          loggedComplete ||= complete
+          this.log(ctx, 'batch', 'transfer', { ...progress })
+        }
+        // Readiness as this site sees it: the seconds until the last base byte is verified here, at
+        // the rate verified bytes arrived since the fetch began. Not the bytes in the store: the
+        // store takes them in batches (up to 16 MiB, one fsync each), so under load that count
+        // stood still for seconds and then jumped, and memory started only once the base was in.
+        // What follows the last byte (its batch, the image's registration: 0.1-0.6 s) is the
+        // source's margin.
         const ready = progress.storedBytes ?? progress.bytes
         const seconds = (performance.now() - started) / 1000
-        const rate = seconds > 0 ? ready / seconds : 0
-        const etaSeconds = rate > 0 ? Math.max(0, ctx.baseTotal - ready) / rate : null
+        const rate = seconds > 0 ? progress.bytes / seconds : 0
+        const etaSeconds = rate > 0 ? Math.max(0, ctx.baseTotal - progress.bytes) / rate : null
         if (performance.now() - lastReport > 200 || progress.bytes === progress.totalBytes || ready !== lastReady) {
           lastReport = performance.now()
           lastReady = ready
           control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes, readyBytes: ready, readyRate: rate, etaSeconds, sources: ctx.sources }).catch(() => {})
         }
-      }, { migration: id, vm, manifests, counter: ctx.counter })
+      }, { migration: id, vm, manifests, counter: ctx.counter, onImage: (figures) => { this.log(ctx, 'info', 'transfer', { image: figures }) } })
       const rebuild = this.materializing.then(async () => await materializeBaseImages(this.init.store, vm, manifests, chunkSource as ChunkSource, signal))
       this.materializing = rebuild.catch(() => {})
       await rebuild

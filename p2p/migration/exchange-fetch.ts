@@ -13,7 +13,7 @@
  */
 import { CID } from 'multiformats/cid'
 import type { BlockExchange, FetchSource, SourceProgress, TransferProgress } from '../exchange/index.js'
-import { localImageName, type ChunkSource, type FetchContext, type FetchMissingChunks, type FetchProgress, type MigrationImageStore, type SourceFigures } from './base.js'
+import { localImageName, type ChunkSource, type FetchContext, type ImageFetchFigures, type FetchMissingChunks, type FetchProgress, type MigrationImageStore, type SourceFigures } from './base.js'
 import { MigrationError, PeerLostError } from './errors.js'
 import type { ImageManifestData, MigrationPlan } from './plan.js'
 import { deferred } from './token-bucket.js'
@@ -33,46 +33,91 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
   /** Image fetches running now, by root CID: a second migration of a VM on the same image waits for the first. */
   const running = new Map<string, Promise<void>>()
   return async (plan, signal, onProgress, context) => {
+    const startedAt = performance.now()
     const totalBytes = plan.missing.reduce((sum, chunk) => sum + chunk.bytes, 0)
-    const fetched = { chunks: 0, bytes: 0 }
-    /** Per source site over both images. */
-    const figures = new Map<string, SourceFigures>()
-    const sources = (current: SourceFigures[] = []): SourceFigures[] => {
-      const merged = new Map([...figures].map(([site, f]) => [site, { ...f }]))
-      for (const f of current) {
-        const before = merged.get(f.site) ?? { site: f.site, chunks: 0, bytes: 0 }
-        merged.set(f.site, { ...before, chunks: before.chunks + f.chunks, bytes: before.bytes + f.bytes, ...(f.dropReason === undefined ? {} : { dropReason: f.dropReason }) })
+    /** Per image (root CID), cumulative over its attempts: what it fetched, stored, and from whom. */
+    const perImage = new Map<string, { chunks: number, bytes: number, stored: number, sources: SourceFigures[] }>()
+    const sources = (): SourceFigures[] => {
+      const merged = new Map<string, SourceFigures>()
+      for (const image of perImage.values()) {
+        for (const f of image.sources) {
+          const before = merged.get(f.site) ?? { site: f.site, chunks: 0, bytes: 0 }
+          merged.set(f.site, { ...before, chunks: before.chunks + f.chunks, bytes: before.bytes + f.bytes, ...(f.dropReason === undefined ? {} : { dropReason: f.dropReason }) })
+        }
       }
       return [...merged.values()].sort((x, y) => x.site.localeCompare(y.site))
     }
-    for (const layer of [...plan.layers].sort((x, y) => x.layer.localeCompare(y.layer))) {
-      const manifest = context.manifests.find((m) => m.rootCid === layer.rootCid)
-      if (manifest === undefined) throw new MigrationError(`no manifest of the ${layer.layer.toUpperCase()} image ${layer.rootCid} to fetch it by`)
-      for (;;) {
-        const other = running.get(layer.rootCid)
-        if (other === undefined) break
-        await other.catch(() => {})
-      }
-      // Claimed before the next await: a migration checking meanwhile waits for this one (two
-      // fetches of one image would both import it, and the second name would clash).
-      const claim = deferred()
-      running.set(layer.rootCid, claim.promise)
-      try {
-        if ((await init.store.list()).some((image) => image.rootCid === layer.rootCid)) continue
-        const before = { ...fetched }
-        const result = await fetchImage(init, plan, manifest, signal, context, (progress) => {
-          // The images fetched before this one are in the store.
-          onProgress({ ...progress, chunks: before.chunks + progress.chunks, bytes: before.bytes + progress.bytes, storedBytes: before.bytes + (progress.storedBytes ?? progress.bytes), totalChunks: plan.missing.length, totalBytes, sources: sources(progress.sources) })
-        })
-        fetched.chunks += result.chunks
-        fetched.bytes += result.bytes
-        for (const f of sources(result.sources)) figures.set(f.site, f)
-      } finally {
-        running.delete(layer.rootCid)
-        claim.resolve()
-      }
+    const sum = (key: 'chunks' | 'bytes' | 'stored'): number => [...perImage.values()].reduce((n, image) => n + image[key], 0)
+    const layers = [...plan.layers].sort((x, y) => x.layer.localeCompare(y.layer))
+    for (const layer of layers) {
+      if (!context.manifests.some((m) => m.rootCid === layer.rootCid)) throw new MigrationError(`no manifest of the ${layer.layer.toUpperCase()} image ${layer.rootCid} to fetch it by`)
     }
-    onProgress({ chunks: fetched.chunks, bytes: totalBytes, storedBytes: totalBytes, totalChunks: plan.missing.length, totalBytes, sources: sources() })
+    // One image's failure stops the other's fetch.
+    const stop = new AbortController()
+    const inner = AbortSignal.any([signal, stop.signal])
+    /**
+     * The WE image's fetch starts once every leaf of the OS image is in the store (the OS fetch
+     * registers it meanwhile): it finds the chunks both share there instead of fetching them
+     * twice, and its start-up (state rows, streams, first round trip) overlaps the OS image's
+     * registration and last blocks instead of following them. The store runs registrations in
+     * the order asked, so the OS image is registered before the WE image that needs it as base.
+     */
+    let belowLeavesIn: Promise<void> = Promise.resolve()
+    let below: Promise<void> = Promise.resolve()
+    const tasks = layers.map((layer) => {
+      const manifest = context.manifests.find((m) => m.rootCid === layer.rootCid) as ImageManifestData
+      const leavesIn = deferred()
+      const waitFor = belowLeavesIn
+      const imageBelow = below
+      const task = (async () => {
+        try {
+          await waitFor
+          for (;;) {
+            const other = running.get(layer.rootCid)
+            if (other === undefined) break
+            await other.catch(() => {})
+          }
+          // Claimed before the next await: a migration checking meanwhile waits for this one (two
+          // fetches of one image would both import it, and the second name would clash).
+          const claim = deferred()
+          running.set(layer.rootCid, claim.promise)
+          try {
+            if ((await init.store.list()).some((image) => image.rootCid === layer.rootCid)) return
+            const imageStarted = performance.now()
+            const fetchOnce = async (): Promise<Awaited<ReturnType<typeof fetchImage>>> => await fetchImage(init, plan, manifest, inner, context, (progress) => {
+              perImage.set(layer.rootCid, { chunks: progress.chunks, bytes: progress.bytes, stored: progress.storedBytes ?? progress.bytes, sources: progress.sources ?? [] })
+              onProgress({ chunks: sum('chunks'), bytes: sum('bytes'), storedBytes: sum('stored'), totalChunks: plan.missing.length, totalBytes, ...(progress.site === undefined ? {} : { site: progress.site }), sources: sources() })
+            }, () => { leavesIn.resolve() })
+            let result: Awaited<ReturnType<typeof fetchImage>>
+            try {
+              result = await fetchOnce()
+            } catch (err) {
+              // Not expected (registrations run in order), but a WE image registered before its
+              // OS image would fail on its base: once that is in, the fetch resumes (nothing again).
+              if (inner.aborted || layer.layer !== 'we') throw err
+              await imageBelow
+              result = await fetchOnce()
+            }
+            perImage.set(layer.rootCid, { chunks: result.chunks, bytes: result.bytes, stored: result.bytes, sources: result.sources })
+            context.onImage?.({ layer: manifest.layer === 'os' ? 'os' : 'we', startedMs: imageStarted - startedAt, durationMs: performance.now() - imageStarted, ...result.timing, chunksFetched: result.chunks, bytesFetched: result.bytes })
+          } finally {
+            running.delete(layer.rootCid)
+            claim.resolve()
+          }
+        } finally {
+          leavesIn.resolve()
+        }
+      })()
+      task.catch((err: unknown) => { stop.abort(err) })
+      belowLeavesIn = leavesIn.promise
+      below = task
+      return task
+    })
+    const outcomes = await Promise.allSettled(tasks)
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')
+    // The cause, not the other image's echo of it (its fetch was stopped because of it).
+    if (failed !== undefined) throw signal.aborted ? signal.reason : (stop.signal.reason ?? failed.reason)
+    onProgress({ chunks: sum('chunks'), bytes: totalBytes, storedBytes: totalBytes, totalChunks: plan.missing.length, totalBytes, sources: sources() })
     return storeChunkSource(init.store)
   }
 }
@@ -109,7 +154,7 @@ function assignChunks (plan: MigrationPlan, live: Set<string>, previous?: Map<st
  * fetched twice) with the dropped source's chunks spread over the holders left.
  */
 async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifest: ImageManifestData, signal: AbortSignal, context: FetchContext,
-  onProgress: (progress: FetchProgress) => void): Promise<{ chunks: number, bytes: number, sources: SourceFigures[] }> {
+  onProgress: (progress: FetchProgress) => void, onLeavesIn: () => void): Promise<{ chunks: number, bytes: number, sources: SourceFigures[], timing: Pick<ImageFetchFigures, 'firstBlockMs' | 'fetchMs' | 'importMs'> }> {
   const layer = manifest.layer === 'os' ? 'os' : 'we'
   const osRoot = plan.layers.find((l) => l.layer === 'os')?.rootCid
   const wanted = new Set(manifest.chunks)
@@ -167,6 +212,8 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
       context.counter.received.chunks += progress.bytesReceived - received
       received = progress.bytesReceived
       if (progress.phase === 'fetching') doneAtStart ??= progress.bytesDone
+      // Every leaf is in the store; the exchange registers the image next.
+      if (progress.phase === 'importing' || progress.phase === 'done') onLeavesIn()
       const stored = storedOf(progress, totalBytes, doneAtStart)
       let reported = false
       for (const source of progress.sources) {
@@ -196,7 +243,7 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
         onProgress: report
       })
       context.counter.received.chunks += result.bytesReceived - received
-      return { chunks: totalChunks + result.chunksFetched, bytes: totalBytes + result.bytesFetched, sources: figuresOf(result.sources) }
+      return { chunks: totalChunks + result.chunksFetched, bytes: totalBytes + result.bytesFetched, sources: figuresOf(result.sources), timing: { firstBlockMs: result.firstBlockMs, fetchMs: result.fetchMs, importMs: result.importMs } }
     } catch (err) {
       if (signal.aborted) throw err
       // Which source went: the one this attempt saw dropped, or the one the exchange names.

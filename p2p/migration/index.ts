@@ -14,7 +14,7 @@ export {
   createMigrationEngine, MigrationEngine, type MigrationEngineInit, type MigrationEvent, type MigrationInfo, type MigrationNode,
   type MigrationRequest, type MigrationSummary
 } from './engine.js'
-export { directChunkFetch, type ChunkSource, type FetchContext, type FetchMissingChunks, type FetchProgress, type MigrationImageStore, type SourceFigures } from './base.js'
+export { directChunkFetch, type ChunkSource, type FetchContext, type FetchMissingChunks, type FetchProgress, type ImageFetchFigures, type MigrationImageStore, type SourceFigures } from './base.js'
 export { exchangeChunkFetch, type ExchangeFetchInit } from './exchange-fetch.js'
 export { PHASES, EXPORT_FORMATS, csvField, type ExportFormat, type LogEntry, type LogKind, type LogQuery, type MigrationPhase, type MigrationRecordRow, type MigrationRole, type MigrationState } from './log.js'
 export { FairShaper, TokenBucket } from './token-bucket.js'

@@ -367,7 +367,13 @@ class SyntheticOutgoing implements OutgoingMigration {
       if (round === 0) this.onEvent({ type: 'disk-ready', detail: { bytesSent: total } })
       round++
       const rate = totalMs > 0 ? total / totalMs * 1000 : Number.POSITIVE_INFINITY
-      const due = (): boolean => dirty.length > 0 && dirty.length * this.machine.description.ud.blockSize / rate * 1000 > this.currentParameters.downtimeLimitMs * DISK_ROUND_SHARE
+      // Until memory pre-copy starts (the engine starts it when the end is near: the base layers
+      // about in at the target), dirty blocks wait: a block the workload keeps rewriting would
+      // otherwise cross once per round for as long as the base takes (a DYNAMIC VM re-sent 25-40
+      // MiB of an 8 MiB UD layer while its base arrived), and it has to cross once more at the end
+      // anyway. From then on, rounds go as they come due.
+      const due = (): boolean => this.memoryDone !== undefined && dirty.length > 0 &&
+        dirty.length * this.machine.description.ud.blockSize / rate * 1000 > this.currentParameters.downtimeLimitMs * DISK_ROUND_SHARE
       while (!due() && !this.switching) {
         await Promise.race([sleep(DIRTY_POLL_MS, this.abort.signal), this.switchRequested.promise])
       }
