@@ -9,6 +9,7 @@
  *
  * OS first, then WE: the WE image is built on the OS image (the store needs the base there), and
  * the chunks both share then come from the local store instead of crossing the network twice.
+ * The WE fetch starts as soon as every OS leaf is in the store, while the OS image registers.
  * Concurrent migrations of VMs on the same images share one fetch per image.
  */
 import { CID } from 'multiformats/cid'
