@@ -31,6 +31,7 @@ const benches: Record<string, Bench> = {
     description: 'swarm of agent processes (issue 4): consensus latency p50/p95/p99 and ordered tx/s for 3/5/10 agents, loopback and user-space link delays (`swarm --help`)',
     load: () => import('./swarm.js'),
   },
+  catchup: { description: 'catch-up from a checkpoint (issue 4): agent restart time and CPU with vs without a checkpoint over a long log, bytes a joining site fetches (`catchup --help`)', load: () => import('./catchup.js') },
   migration: {
     description: 'migration engine (issue 6): NSS / SS / H-GMIG time and bytes per similarity and workload, 5 concurrent, source knock-out (see bench/migration.ts)',
     script: 'migration.js',

@@ -93,9 +93,20 @@ test('restart from a frontier replays only the log after it and reaches the full
   const log = new EventLog(member.logPath!)
   t.after(() => { log.close() })
   const total = log.position()
-  const full = observer(sim, { log })
+  // A frontier taken while the replay runs (at a quiet point) names the replay's position, not the log's end.
+  let duringReplay: { frontier: Uint8Array, position: number } | null = null
+  const full: { hg: Hashgraph, ordered: string[] } = observer(sim, {
+    log,
+    onSettled: (round) => { if (duringReplay === null && round >= 5) duringReplay = { frontier: full.hg.exportFrontier(), position: full.hg.logPosition() } }
+  })
   full.hg.start()
   full.hg.stop()
+  assert.ok(duringReplay !== null, `${sim.tag}: the replay never reached round 5`)
+  const taken = duringReplay as { frontier: Uint8Array, position: number }
+  assert.ok(taken.position > 0 && taken.position < total, `${sim.tag}: frontier taken during the replay names position ${taken.position} of ${total}`)
+  const fromReplayFrontier = observer(sim, { log, frontier: taken.frontier, frontierLogPosition: taken.position })
+  fromReplayFrontier.hg.start()
+  assert.deepEqual(fromReplayFrontier.hg.snapshot(), full.hg.snapshot(), `${sim.tag}: a restart from the frontier taken during the replay ends elsewhere`)
   const fromFrontier = observer(sim, { log, frontier, frontierLogPosition: position, self: { creator: 0, key: member.key } })
   fromFrontier.hg.start()
   assert.equal(full.hg.replayedEvents, total, `${sim.tag}: the full replay did not read the whole log`)

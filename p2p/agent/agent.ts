@@ -5,6 +5,7 @@
  */
 import '../polyfills.js'
 import { createHash, randomBytes } from 'node:crypto'
+import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
@@ -15,7 +16,7 @@ import { createImageStore, type ImageInfo, type ImageStore } from '../store/inde
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type ConnectionBytes, type SwarmNode } from '../swarm/index.js'
 import { dataDirLayout, loadGenesis, loadIdentity, loadJoinIntent, type DataDirLayout, type JoinIntent } from './data-dir.js'
 import { AgentConfigError, InvalidCheckpointError, ListenAddressError, OrderGapError } from './errors.js'
-import { agreementOf, answerCheckpointRequest, CHECKPOINT_MAX_MESSAGE_BYTES, checkpointInterval, checkpointProtocol, CheckpointStore, decodeCheckpoint, encodeCheckpoint, fetchCheckpoint, type CheckpointAgreement, type DecodedCheckpoint, type StoredCheckpoint } from './checkpoint.js'
+import { agreementOf, answerCheckpointRequest, CHECKPOINT_MAX_MESSAGE_BYTES, CHECKPOINTS_KEPT, checkpointInterval, checkpointProtocol, CheckpointStore, decodeCheckpoint, encodeCheckpoint, fetchCheckpoint, type CheckpointAgreement, type DecodedCheckpoint, type StoredCheckpoint } from './checkpoint.js'
 import { memberPublicKeys, type Genesis } from './genesis.js'
 import { createInvite } from './invite.js'
 import { SiteImages } from './images.js'
@@ -138,6 +139,8 @@ class MigrationAgent implements Agent {
   private startedFrom: { round: number, at: string } | null = null
   private lastCheckpoint: { round: number, at: string } | null = null
   private fetchedCheckpoint: { round: number, bytes: number } | null = null
+  /** The last round the log recorded as ordered (where a replay will arrive). */
+  private replayTargetRound = 0
 
   constructor (private readonly init: AgentInit) {
     this.say = init.log ?? (() => {})
@@ -273,6 +276,7 @@ class MigrationAgent implements Agent {
         if (checkpoint !== null) this.agreements.set(checkpoint.agreement.round, checkpoint.agreement)
         this.servedCheckpoint = stored
         this.halted = null
+        this.replayTargetRound = core.eventLog.lastSnapshot()?.round ?? 0
         this.replaying = true
         try {
           core.hashgraph.start()
@@ -351,12 +355,14 @@ class MigrationAgent implements Agent {
     // Several rounds were ordered by one insertion: the frontier is past the state snapshot's round; the next checkpoint round will do.
     if (lastOrderedRound !== round) return
     if (this.servedCheckpoint !== null && this.servedCheckpoint.round >= round) return
+    // A replay writes only the checkpoints that will be among the newest kept: the others would be deleted at once.
+    if (this.replaying && round + CHECKPOINTS_KEPT * this.checkpointEvery <= this.replayTargetRound) return
     try {
       const started = performance.now()
       const frontier = core.hashgraph.exportFrontier()
       // Every event the frontier holds must be on disk before a checkpoint names it.
       core.eventLog.syncAll()
-      const logPosition = core.eventLog.position()
+      const logPosition = core.hashgraph.logPosition()
       const bytes = encodeCheckpoint({ agreement: pending.agreement, frontier, state: pending.state })
       const file = core.checkpoints.save(round, bytes, logPosition)
       this.servedCheckpoint = { round, file, bytes, logPosition }
@@ -916,6 +922,19 @@ class MigrationAgent implements Agent {
 
   // ------------------------------------------------------------ AgentBackend (the local API)
 
+  /**
+   * This site's checkpoints: the newest on disk (written or fetched), the one this run started
+   * from, and the one fetched to join (null where none). For `status` (AgentStatus.checkpoint).
+   */
+  checkpointStatus (): { latest: { round: number, at: string } | null, startedFrom: { round: number, at: string } | null, fetched: { round: number, bytes: number } | null } {
+    const served = this.servedCheckpoint
+    return {
+      latest: this.lastCheckpoint ?? (served === null ? null : { round: served.round, at: fileTime(served.file) }),
+      startedFrom: this.startedFrom,
+      fetched: this.fetchedCheckpoint
+    }
+  }
+
   status (): AgentStatus {
     const core = this.needCore()
     const network = this.needNetwork()
@@ -1237,6 +1256,15 @@ class MigrationAgent implements Agent {
   private needNetwork (): Network {
     if (this.network === null) throw new ApiRequestError(503, 'the agent is not running')
     return this.network
+  }
+}
+
+/** When a file was last written (ISO), or the epoch if it is gone. */
+function fileTime (file: string): string {
+  try {
+    return statSync(file).mtime.toISOString()
+  } catch {
+    return new Date(0).toISOString()
   }
 }
 

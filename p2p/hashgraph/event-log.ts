@@ -275,12 +275,12 @@ export class EventLog {
    * Every stored event in insertion order (those after position `after`), read in pages: no query stays open between pages, so
    * the caller may write to the log (or await) while iterating.
    */
-  * events (pageSize = 1000, after = 0): Iterable<{ hash: Uint8Array, bytes: Uint8Array }> {
+  * events (pageSize = 1000, after = 0): Iterable<{ position: number, hash: Uint8Array, bytes: Uint8Array }> {
     this.flush()
     const page = this.db.prepare('SELECT seq, hash, bytes FROM events WHERE seq > ? ORDER BY seq LIMIT ?')
     for (;;) {
       const rows = page.all(after, pageSize) as Array<{ seq: number, hash: Buffer, bytes: Buffer }>
-      for (const row of rows) yield { hash: new Uint8Array(row.hash), bytes: new Uint8Array(row.bytes) }
+      for (const row of rows) yield { position: row.seq, hash: new Uint8Array(row.hash), bytes: new Uint8Array(row.bytes) }
       if (rows.length < pageSize) return
       after = rows[rows.length - 1]!.seq
     }

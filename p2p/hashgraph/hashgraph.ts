@@ -104,6 +104,8 @@ export class Hashgraph {
   private started = false
   /** Events start() replayed from the log (after the frontier, when started from one). */
   private replayedCount = 0
+  /** While start() replays: the log position of the last event inserted. */
+  private replayPosition = 0
   /** lastOrderedRound when onSettled was last called. */
   private settledRound = 0
   private readonly init: HashgraphInit
@@ -214,13 +216,15 @@ export class Hashgraph {
         throw new EventLogError(`event log ${log.path} does not continue the frontier: ${last === undefined ? `it has no event at position ${after}` : `its event at position ${after} (${toHex(last)}) is not in the frontier`}`)
       }
     }
+    this.replayPosition = after
     this.replaying = true
     try {
       let index = after
-      for (const { hash, bytes } of log.events(1000, after)) {
+      for (const { position, hash, bytes } of log.events(1000, after)) {
         const event = decodeEvent(bytes, { maxEventBytes: Infinity, maxTransactions: Infinity })
         if (event.id !== toHex(hash)) throw new EventLogError(`event log ${log.path}: entry ${index} does not hash to its recorded id ${toHex(hash)}`)
         this.insert(event, 'no')
+        this.replayPosition = position
         this.replayedCount++
         index++
         this.settled()
@@ -577,6 +581,16 @@ export class Hashgraph {
 
   /** Events start() replayed from the log (only those after the frontier, when started from one). */
   get replayedEvents (): number { return this.replayedCount }
+
+  /**
+   * The log position of what this engine holds (what a checkpoint taken now must name): during
+   * start()'s replay the position of the last event replayed, not the log's end; afterwards the
+   * log's end, once what is queued is written. 0 without a log.
+   */
+  logPosition (): number {
+    if (this.log === null) return 0
+    return this.replaying ? this.replayPosition : this.log.position()
+  }
 
   status (id: string): EventStatus | undefined { return this.consensus.status(id) }
   has (id: string): boolean { return this.consensus.has(id) || this.parked.has(id) }
