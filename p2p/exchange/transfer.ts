@@ -27,6 +27,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { CID } from 'multiformats/cid'
 import type { ImageInfo } from '../store/index.js'
 import type { SwarmNode } from '../swarm/index.js'
+import { BlockArena, type ArenaBlock } from './block-arena.js'
 import { blockMatches, leafData, zeroLeafCids } from './cid-check.js'
 import { ExchangeError, ManifestMismatchError, NoSourcesLeftError, TransferAbortedError, type SourceFailure } from './errors.js'
 import { encodeCids, encodeHello, FrameDecoder, MAX_WANTS_PER_MESSAGE, MESSAGE, type TransferContext } from './protocol.js'
@@ -178,7 +179,9 @@ export class Transfer {
   private writeBacklog = 0
   private writesPending = 0
   /** Verified blocks waiting for the next store batch. */
-  private unstored: Array<{ want: Want, block: Uint8Array, source: SourceLink }> = []
+  private unstored: Array<{ want: Want, block: ArenaBlock, source: SourceLink }> = []
+  /** Verified blocks live here, not in the transport's buffers, until the store has them (see block-arena.ts). */
+  private readonly arena: BlockArena
   /** A batch is being stored (batches go one at a time, in order). */
   private storing = false
   private commitTimer: NodeJS.Timeout | null = null
@@ -200,6 +203,8 @@ export class Transfer {
     this.record = request.record
     this.rootCid = request.root.toString()
     this.adoption = adoptionKey(this.rootCid)
+    // A kubo leaf is its data in a small UnixFS envelope: room for that beside the chunk.
+    this.arena = new BlockArena(this.record.chunkSize + 1024, MAX_WRITE_BACKLOG + COMMIT_BATCH * (this.record.chunkSize + 1024))
   }
 
   async run (): Promise<FetchResult> {
@@ -343,7 +348,12 @@ export class Transfer {
       for (const stream of streams) {
         const out = new OutStream(stream)
         source.streams.push(out)
-        stream.addEventListener('message', (event) => { this.onData(source, out, event.data.subarray()) })
+        // Piece by piece: a frame inside one piece is a view, one across pieces is copied (subarray() would copy every message whole).
+        stream.addEventListener('message', (event) => {
+          const data = event.data
+          if (data instanceof Uint8Array) this.onData(source, out, data)
+          else for (const piece of data) this.onData(source, out, piece)
+        })
         stream.addEventListener('close', (event) => {
           if (!this.finished && source.state !== 'dropped') this.drop(source, `stream closed${event.error === undefined ? ' by the source' : `: ${event.error.message}`}`)
         })
@@ -620,7 +630,7 @@ export class Transfer {
   private store (want: Want, block: Uint8Array, source: SourceLink): void {
     this.writeBacklog += block.byteLength
     this.writesPending++
-    this.unstored.push({ want, block, source })
+    this.unstored.push({ want, block: this.arena.copy(block), source })
     if (this.unstored.length >= COMMIT_BATCH) this.storeBatch()
     else if (this.commitTimer === null) this.commitTimer = setTimeout(() => { this.storeBatch() }, COMMIT_INTERVAL_MS)
   }
@@ -638,14 +648,15 @@ export class Transfer {
     const batch = this.unstored
     this.unstored = []
     this.storing = true
-    const bytes = batch.reduce((sum, { block }) => sum + block.byteLength, 0)
+    const bytes = batch.reduce((sum, { block }) => sum + block.bytes.byteLength, 0)
     const settled = (): void => {
+      for (const { block } of batch) this.arena.release(block)
       this.storing = false
       this.writeBacklog -= bytes
       this.writesPending -= batch.length
       if (this.writesPending === 0) for (const wake of this.writesIdle.splice(0)) wake()
     }
-    this.deps.store.adoptLeaves(this.adoption, batch.map(({ want, block }) => ({ cid: want.cid, block }))).then(() => {
+    this.deps.store.adoptLeaves(this.adoption, batch.map(({ want, block }) => ({ cid: want.cid, block: block.bytes }))).then(() => {
       this.deps.state.markDone(this.record.id, batch.map(({ want, source }) => ({ positions: want.positions, source: source.key })))
       for (const { want, source } of batch) {
         this.countDone(want.positions.length, want.length * want.positions.length)
