@@ -65,7 +65,7 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
   after(async () => {
     await browser?.close()
     await Promise.all(agents.map(async (agent) => { await agent.stop() }))
-    publishScreenshots(['swarm', 'swarm-live', 'migrations-cancelled', 'consensus', 'consensus-dark', 'consensus-hashgraph', 'images', 'images-live', 'migrations-wizard', 'migrations-running', 'migrations', 'migrations-target', 'logs', 'logs-migration', 'agent-unreachable'])
+    publishScreenshots(['swarm', 'swarm-live', 'migrations-cancelled', 'consensus', 'consensus-dark', 'consensus-hashgraph', 'images', 'images-live', 'images-transfers', 'migrations-wizard', 'migrations-running', 'migrations', 'migrations-target', 'logs', 'logs-migration', 'agent-unreachable'])
   })
 
   test('the token moves from the URL into sessionStorage; sites join through the swarm view; it lists the three, connected', async () => {
@@ -349,6 +349,54 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     for (const site of ['site-a', 'site-c']) assert.ok(holdings.includes(`${site} holds 48 of 48`), holdings)
     assert.ok(holdings.includes('site-b holds 48 of 48'), `the migration's target holds the WE image it received: ${holdings}`)
     await shot('images-live')
+  })
+
+  test('transfers: a fetch at this site is listed with what its source gave; a stalled one is abandoned from the panel', async () => {
+    const [a, b] = agents as [UiAgent, UiAgent]
+    const files = mkdtempSync(join(tmpdir(), 'hgmig-ui-transfers-'))
+    await writePlan(randomImage('ui-small', 64, 0, 91), join(files, 'small.img'))
+    await writePlan(randomImage('ui-big', 1024, 0, 92), join(files, 'big.img'))
+    hgmigOk('image', 'add', join(files, 'small.img'), '--layer', 'os', '--name', 'ui-small', '--data', b.agent.dataDir)
+    hgmigOk('image', 'add', join(files, 'big.img'), '--layer', 'os', '--name', 'ui-big', '--data', b.agent.dataDir)
+    for (const name of ['ui-small', 'ui-big']) {
+      await eventually(`site-a knows the chunk list of ${name}`, async () => (await a.client.images()).images.find((i) => i.name === name)?.manifest === true ? true : undefined, 120_000)
+    }
+    await openView('Images')
+    hgmigOk('image', 'fetch', 'ui-small', '--data', a.agent.dataDir)
+    const small = page.getByTestId('transfer-ui-small')
+    await small.waitFor({ timeout: 30_000 })
+    await page.waitForFunction(() => document.querySelector('[data-testid="transfer-ui-small"]')?.getAttribute('data-state') === 'done', undefined, { timeout: 30_000 })
+    assert.match(await small.textContent() ?? '', /From .*site-b/, 'the source is named')
+    assert.equal(await small.getByRole('button', { name: 'Abandon' }).count(), 0, 'a finished transfer cannot be abandoned')
+
+    // ui-big's only source is frozen at site-a's first progress report: the transfer stays unfinished.
+    const streaming = new AbortController()
+    let started = false
+    const watching = (async () => {
+      for await (const event of a.client.events({ signal: streaming.signal })) {
+        if (event.type === 'transfer' && event.progress.name === 'ui-big' && !started) { started = true; b.agent.child.kill('SIGSTOP') }
+      }
+    })().catch(() => {})
+    const fetching = a.client.storeCall({ method: 'fetch', args: ['ui-big'] }).then(() => 'done', (err: Error) => err.message)
+    try {
+      await eventually('the fetch of ui-big started', async () => started ? true : undefined, 60_000)
+      const big = page.getByTestId('transfer-ui-big')
+      await big.getByRole('button', { name: 'Abandon' }).waitFor({ timeout: 30_000 })
+      assert.notEqual(await big.getAttribute('data-state'), 'done')
+      await shot('images-transfers')
+      page.once('dialog', (dialog) => { void dialog.accept() })
+      await big.getByRole('button', { name: 'Abandon' }).click()
+      await page.getByTestId('transfers').getByRole('status').filter({ hasText: /Abandoned ui-big/ }).waitFor({ timeout: 30_000 })
+      assert.match(await page.getByTestId('transfers').getByRole('status').first().textContent() ?? '', /of 1024 chunks had arrived; \d+ chunks .* released/)
+    } finally {
+      b.agent.child.kill('SIGCONT')
+      streaming.abort()
+    }
+    assert.notEqual(await fetching, 'done', 'the abandoned fetch did not complete')
+    await watching
+    const listed = await a.client.transfers()
+    assert.equal(listed.transfers.some((t) => t.name === 'ui-big'), false, 'an abandoned transfer is forgotten')
+    await page.getByTestId('transfer-ui-big').waitFor({ state: 'detached', timeout: 30_000 })
   })
 
   test('the logs view lists the ordered transactions, filters them, and exports NDJSON, CSV and JSON', async () => {

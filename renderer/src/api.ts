@@ -73,6 +73,11 @@ export class Api {
     throw new ApiError(500, `store ${method}: ${last?.type === 'error' ? `${last.name ?? 'Error'}: ${last.message ?? ''}` : 'no result'}`)
   }
 
+  async delete<T> (path: string, signal?: AbortSignal): Promise<T> {
+    const text = await (await this.fetch('DELETE', path, undefined, signal)).text()
+    return (text === '' ? {} : JSON.parse(text)) as T
+  }
+
   async text (path: string, signal?: AbortSignal): Promise<string> {
     return await (await this.fetch('GET', path, undefined, signal)).text()
   }

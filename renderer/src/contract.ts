@@ -20,6 +20,9 @@ export type { HashgraphEventView, HashgraphView } from '../../p2p/api/types.js'
 
 export type ImageLayer = 'os' | 'we' | 'ud'
 
+/** Transfers at this site (GET /v1/transfers, DELETE /v1/transfers/:root): the agent's own contract. */
+export type { AbandonTransferResponse, TransferView, TransfersResponse } from '../../p2p/api/types.js'
+
 /** Images as the swarm knows them (GET /v1/images): the agent's own contract. */
 export type { ImageView, ImagesResponse as ImagesView } from '../../p2p/api/types.js'
 

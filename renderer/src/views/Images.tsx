@@ -2,7 +2,7 @@
 import { useEffect, useMemo, useState, type FormEvent, type ReactNode } from 'react'
 import { isNotOffered } from '../api'
 import { Bar, Chart, EmptyState, ErrorState, formatBytes, Loaded, NotOffered, short } from '../components'
-import type { ChunkMapView, ImageLayer, ImagesView as ImagesList, ImageView, ImportRequest, SimilarityView } from '../contract'
+import type { AbandonTransferResponse, ChunkMapView, ImageLayer, ImagesView as ImagesList, ImageView, ImportRequest, SimilarityView, TransfersResponse, TransferView } from '../contract'
 import { useAgent, useEndpoint } from '../store'
 
 const PARENT_LAYER: Record<ImageLayer, ImageLayer | null> = { os: null, we: 'os', ud: 'we' }
@@ -42,6 +42,7 @@ export function ImagesView (): ReactNode {
               })}
             </div>
             )}
+      <TransfersPanel />
       <div className='panel'>
         <h3>Similarity across images and sites</h3>
         <Loaded result={similarity} what='image similarity' endpoint='GET /v1/images/similarity'>
@@ -269,6 +270,88 @@ function ChunkMap ({ image }: { image: ImageView }): ReactNode {
             </table>
           </>
         )}
+      </Loaded>
+    </div>
+  )
+}
+
+/** Seconds as "1 h 02 min", "3 min 05 s" or "42 s". */
+function formatEta (seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds)) return '—'
+  const s = Math.max(0, Math.round(seconds))
+  if (s >= 3600) return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`
+  if (s >= 60) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`
+  return `${s} s`
+}
+
+/**
+ * Chunk transfers at this site (fetches and pre-warming, running or not): progress, rate, ETA, what
+ * each source gave, and a way to abandon one for good (its leaves are released).
+ */
+function TransfersPanel (): ReactNode {
+  const { api, subscribe } = useAgent()
+  const transfers = useEndpoint<TransfersResponse>('/v1/transfers', 2000)
+  const [message, setMessage] = useState<string | null>(null)
+  const [error, setError] = useState<string | null>(null)
+  const [busy, setBusy] = useState<string | null>(null)
+  const { reload } = transfers
+  useEffect(() => subscribe((event) => {
+    if (event.type === 'transfer-state' || event.type === 'transfer-abandoned') reload()
+  }), [subscribe, reload])
+
+  const abandon = async (transfer: TransferView): Promise<void> => {
+    if (api === null) return
+    if (!window.confirm(`Abandon the transfer of ${transfer.name}? It stops, is forgotten, and the chunks only it kept are released.`)) return
+    setBusy(transfer.rootCid)
+    setError(null)
+    try {
+      const done = await api.delete<AbandonTransferResponse>(`/v1/transfers/${encodeURIComponent(transfer.rootCid)}`)
+      setMessage(`Abandoned ${done.name}: ${done.chunksDone} of ${done.chunksTotal} chunks had arrived; ${done.freedChunks} chunks (${formatBytes(done.freedBytes)}) released`)
+      reload()
+    } catch (err) {
+      setError((err as Error).message)
+    } finally {
+      setBusy(null)
+    }
+  }
+
+  if (transfers.notOffered) return null
+  return (
+    <div className='panel' data-testid='transfers'>
+      <h3>Transfers at this site</h3>
+      {message !== null && <p role='status'>{message}</p>}
+      {error !== null && <ErrorState title='Could not abandon the transfer'>{error}</ErrorState>}
+      <Loaded result={transfers} what='the transfers' endpoint='GET /v1/transfers'>
+        {(data) => data.transfers.length === 0
+          ? <EmptyState title='No transfers'>Fetching an image (<code>hgmig image fetch</code>), pre-warming a site or a migration starts one.</EmptyState>
+          : (
+            <ul className='transfers'>
+              {data.transfers.map((t) => (
+                <li key={t.rootCid} data-testid={`transfer-${t.name}`} data-state={t.state}>
+                  <div className='transfer-head'>
+                    <strong>{t.name}</strong>
+                    <span className={`tag state-${t.state}`}>{t.state}</span>
+                    <span className='muted'>{t.layer.toUpperCase()} · {t.purpose}</span>
+                    {t.state !== 'done' && (
+                      <button type='button' disabled={busy === t.rootCid} onClick={() => { void abandon(t) }}>Abandon</button>
+                    )}
+                  </div>
+                  <Bar
+                    label={`${t.name}: ${t.chunksDone} of ${t.chunksTotal} chunks`}
+                    done={t.bytesDone}
+                    total={t.bytesTotal}
+                    detail={`${formatBytes(t.bytesDone)} of ${formatBytes(t.bytesTotal)}${t.bytesPerSecond === null ? '' : ` · ${formatBytes(t.bytesPerSecond)}/s · ${formatEta(t.etaSeconds)} left`}`}
+                  />
+                  {t.sources.length > 0 && (
+                    <p className='muted'>
+                      From {t.sources.map((s) => `${s.site ?? 'this site'} ${formatBytes(s.bytes)}${s.state === 'dropped' ? ` (dropped${s.dropReason === undefined ? '' : `: ${s.dropReason}`})` : ''}`).join(' · ')}
+                    </p>
+                  )}
+                  {t.lastError !== null && <p className='muted'>Last error: {t.lastError}</p>}
+                </li>
+              ))}
+            </ul>
+            )}
       </Loaded>
     </div>
   )
