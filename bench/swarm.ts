@@ -29,7 +29,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, connect, type Server, type Socket } from 'node:net'
-import { cpus, tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ApiClient, type ApiFile, type LatencySample } from '../p2p/api/index.js'
@@ -201,6 +201,8 @@ interface Result {
   /** The agents' CPU time (user + system) per probe during the latency phase. */
   cpuMsPerProbe: number
   load: number
+  /** The machine's 1-minute load average at the end of the run (what `uptime` shows). */
+  loadAverage: number
   hops: HopBreakdown | null
 }
 
@@ -248,7 +250,7 @@ async function measure (n: number, delayMs: number, options: Options, which: 'se
     await Promise.all(clients.map(async (c) => { for (let left = options.burst; left > 0; left -= 1000) await c.ping({ count: Math.min(1000, left) }) }))
     await until('burst ordered everywhere', async () => (await ordered()).every((o) => o >= base + n * options.burst), 600_000)
     const txPerSecond = n * options.burst / ((performance.now() - start) / 1000)
-    result = { agents: n, delayMs, rttMs: median(rtts), own: summary(own), all: summary(all), txPerSecond, cpuMsPerProbe, load: meter.stop(), hops: null }
+    result = { agents: n, delayMs, rttMs: median(rtts), own: summary(own), all: summary(all), txPerSecond, cpuMsPerProbe, load: meter.stop(), loadAverage: loadavg()[0]!, hops: null }
   } finally {
     await stopSwarm(swarm)
   }
@@ -380,7 +382,7 @@ export async function main (args: string[]): Promise<void> {
         for (const which of order) {
           const result = await measure(n, delay, options, which)
           got[which] = result
-          process.stderr.write(`  ${which === 'self' ? 'this build' : 'other build'}: own p50 ${fmt(result.own.p50)} ms, all sites p50 ${fmt(result.all.p50)} ms, ${fmt(result.txPerSecond, 0)} tx/s, ${fmt(result.cpuMsPerProbe, 2)} agent CPU ms/probe, other load ${fmt(result.load, 2)}\n`)
+          process.stderr.write(`  ${which === 'self' ? 'this build' : 'other build'}: own p50 ${fmt(result.own.p50)} ms, all sites p50 ${fmt(result.all.p50)} ms, ${fmt(result.txPerSecond, 0)} tx/s, ${fmt(result.cpuMsPerProbe, 2)} agent CPU ms/probe, other load ${fmt(result.load, 2)}, load average ${fmt(result.loadAverage, 1)}\n`)
         }
         results.push(got.self!)
         if (got.other !== undefined) pairs.push({ run, self: got.self!, other: got.other })
@@ -400,10 +402,10 @@ export async function main (args: string[]): Promise<void> {
   }
   if (pairs.length > 0) {
     lines.push('', `A/B against ${options.ab!} (ratio = this build ÷ other; < 1 is better for latency and CPU, > 1 for tx/s):`, '',
-      '| agents | delay (ms) | run | own p50 this | other | ratio | tx/s this | other | ratio | CPU ms/probe this | other | ratio | other load (cores) this / other |',
-      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |')
+      '| agents | delay (ms) | run | own p50 this | other | ratio | tx/s this | other | ratio | CPU ms/probe this | other | ratio | other load (cores) this / other | load average this / other |',
+      '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |')
     for (const { run, self, other } of pairs) {
-      lines.push(`| ${self.agents} | ${self.delayMs} | ${run} | ${fmt(self.own.p50)} | ${fmt(other.own.p50)} | ${fmt(self.own.p50 / other.own.p50, 2)} | ${fmt(self.txPerSecond, 0)} | ${fmt(other.txPerSecond, 0)} | ${fmt(self.txPerSecond / other.txPerSecond, 2)} | ${fmt(self.cpuMsPerProbe, 2)} | ${fmt(other.cpuMsPerProbe, 2)} | ${fmt(self.cpuMsPerProbe / other.cpuMsPerProbe, 2)} | ${fmt(self.load, 2)} / ${fmt(other.load, 2)} |`)
+      lines.push(`| ${self.agents} | ${self.delayMs} | ${run} | ${fmt(self.own.p50)} | ${fmt(other.own.p50)} | ${fmt(self.own.p50 / other.own.p50, 2)} | ${fmt(self.txPerSecond, 0)} | ${fmt(other.txPerSecond, 0)} | ${fmt(self.txPerSecond / other.txPerSecond, 2)} | ${fmt(self.cpuMsPerProbe, 2)} | ${fmt(other.cpuMsPerProbe, 2)} | ${fmt(self.cpuMsPerProbe / other.cpuMsPerProbe, 2)} | ${fmt(self.load, 2)} / ${fmt(other.load, 2)} | ${fmt(self.loadAverage, 1)} / ${fmt(other.loadAverage, 1)} |`)
     }
     lines.push('', '| agents | delay (ms) | runs | median own p50 ratio | median tx/s ratio | median CPU/probe ratio |', '| ---: | ---: | ---: | ---: | ---: | ---: |')
     for (const n of options.agents) {
@@ -417,11 +419,11 @@ export async function main (args: string[]): Promise<void> {
   const traced = results.filter((r) => r.hops !== null)
   if (traced.length > 0) {
     lines.push('', 'One gossip hop (this build, latency phase): p50 / p90 in ms per part.', '',
-      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | events per probe | own events/s per agent |`,
-      `| ---: | ---: | ---: | ${HOP_PARTS.map(() => '---:').join(' | ')} | ---: | ---: |`)
+      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | hops per ordering (own p50 ÷ hop p50) | events per probe | own events/s per agent |`,
+      `| ---: | ---: | ---: | ${HOP_PARTS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`)
     for (const r of traced) {
       const h = r.hops!
-      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(h.eventsPerProbe, 1)} | ${fmt(h.eventsPerSecond, 0)} |`)
+      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(r.own.p50 / h.parts.hop[0], 1)} | ${fmt(h.eventsPerProbe, 1)} | ${fmt(h.eventsPerSecond, 0)} |`)
     }
     lines.push('', ...HOP_PARTS.map((p) => `- ${p}: ${HOP_PART_MEANING[p]}`))
   }

@@ -1,49 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import { createSwarmKey } from '../p2p/swarm/index.js'
-import { eventually, PeerProcess } from './support/peer-process.js'
-
-const peerScript = fileURLToPath(new URL('./support/gossip-peer.js', import.meta.url))
-
-interface Status { ordered: string[], snapshot: { eventPosition: number, runningHash: string }, peers: number, forks: number, errors: string[] }
-
-async function makeSwarm (members: number): Promise<{ dir: string, genesis: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'hgmig-swarm-'))
-  const keys = await Promise.all(Array.from({ length: members }, async () => await generateKeyPair('Ed25519')))
-  const genesis = join(dir, 'genesis.json')
-  writeFileSync(genesis, JSON.stringify({
-    swarmId: 'test-swarm',
-    swarmKey: new TextDecoder().decode(createSwarmKey()),
-    keys: keys.map((k) => Buffer.from(privateKeyToProtobuf(k)).toString('hex'))
-  }))
-  return { dir, genesis }
-}
-
-/** `syncDelayMs`: the member's event log syncs return that much later (a slow disk). */
-function startPeer (swarm: { dir: string, genesis: string }, index: number, syncDelayMs = 0): PeerProcess {
-  const data = join(swarm.dir, `site-${index}`)
-  mkdirSync(data, { recursive: true })
-  return new PeerProcess(peerScript, [swarm.genesis, String(index), data, String(syncDelayMs)])
-}
-
-async function connectAll (peers: PeerProcess[]): Promise<void> {
-  const addrs = await Promise.all(peers.map(async (p) => (await p.call<{ addr: string }>({ cmd: 'addr' })).addr))
-  for (let i = 0; i < peers.length; i++) {
-    for (let j = i + 1; j < peers.length; j++) await peers[i]!.call({ cmd: 'dial', addr: addrs[j] })
-  }
-}
-
-async function allOrdered (peers: PeerProcess[], expected: number): Promise<Status[]> {
-  return await eventually(`${expected} transactions ordered at ${peers.length} sites`, async () => {
-    const statuses = await Promise.all(peers.map(async (p) => await p.call<Status>({ cmd: 'status' })))
-    return statuses.every((s) => s.ordered.length >= expected) ? statuses : undefined
-  }, 120_000)
-}
+import { eventually } from './support/peer-process.js'
+import { allOrdered, connect as connectAll, makeSwarm, startPeer, type PeerStatus as Status } from './support/swarm-peers.js'
 
 test('separate processes on loopback gossip a hashgraph and agree on one order; a killed member catches up after restart', async () => {
   const swarm = await makeSwarm(4)

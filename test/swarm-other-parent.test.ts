@@ -4,30 +4,32 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Hashgraph, type SignedEvent } from '../p2p/hashgraph/index.js'
 import { OtherParentChooser } from '../p2p/swarm/other-parent.js'
 
-test('the other-parent rotates over the members with something new, the least recently taken first', () => {
+test('the other-parent is the unreferenced event with the highest generation; between equals, the member taken least recently', () => {
   const chooser = new OtherParentChooser()
   assert.equal(chooser.take(), null, 'nothing received yet')
-  // Member 2's events always arrive last (the case that starved member 1 before).
-  chooser.noteReceived('a1', 1, 10n)
-  chooser.noteReceived('b1', 2, 10n)
-  assert.equal(chooser.take(), 'a1', 'ties go to the first noted; then the other creator')
-  assert.equal(chooser.take(), 'b1')
+  // Member 2's events always arrive last (the case that left member 1 out before).
+  chooser.noteReceived('a1', 1, 10)
+  chooser.noteReceived('b1', 2, 10)
+  assert.equal(chooser.take(), 'a1', 'equal generations: the first noted')
+  assert.equal(chooser.take(), 'b1', 'then the other member')
   assert.equal(chooser.hasNew, false)
-  chooser.noteReceived('a2', 1, 20n)
-  chooser.noteReceived('b2', 2, 20n)
+  chooser.noteReceived('a2', 1, 20)
+  chooser.noteReceived('b2', 2, 20)
   assert.equal(chooser.take(), 'a2', 'member 1 was taken before member 2 last time: its turn')
-  chooser.noteReceived('b3', 2, 30n)
-  assert.equal(chooser.take(), 'b3', 'only member 2 has something new: its newest event')
-  assert.equal(chooser.take(), 'b3', 'nothing new: the newest received event again (a heartbeat)')
+  chooser.noteReceived('b3', 2, 30)
+  chooser.noteReceived('c1', 3, 25)
+  assert.equal(chooser.take(), 'b3', 'a higher generation wins over the member not taken yet')
+  assert.equal(chooser.take(), 'c1')
+  assert.equal(chooser.take(), 'c1', 'nothing new: the newest received event again (a heartbeat)')
 })
 
 test('a late-released older event does not replace a newer one; unusable ids are skipped', () => {
   const chooser = new OtherParentChooser()
-  chooser.noteReceived('new', 1, 50n)
-  chooser.noteReceived('old', 1, 40n)
+  chooser.noteReceived('new', 1, 50)
+  chooser.noteReceived('old', 1, 40)
   assert.equal(chooser.take(), 'new')
-  chooser.noteReceived('gone', 1, 60n)
-  chooser.noteReceived('here', 2, 60n)
+  chooser.noteReceived('gone', 1, 60)
+  chooser.noteReceived('here', 2, 55)
   assert.equal(chooser.take((id) => id !== 'gone'), 'here', 'an id the hashgraph no longer resolves is never offered')
   assert.equal(chooser.hasNew, false)
 })
@@ -61,7 +63,7 @@ async function stepsToOrder (pick: 'newest' | 'chooser', maxSteps: number): Prom
         if (event.creator === i) continue
         m.hashgraph.receive(event.bytes)
         m.newest = event.id
-        m.chooser.noteReceived(event.id, event.creator, event.timestamp)
+        m.chooser.noteReceived(event.id, event.creator, m.hashgraph.status(event.id)!.generation)
       }
     }
     if (ordered.every(Boolean)) return step

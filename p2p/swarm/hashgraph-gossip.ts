@@ -35,6 +35,11 @@ export interface HashgraphGossipInit {
    * its events away for long, and consensus does not depend on the mesh being whole.
    */
   antiEntropyMs?: number
+  /**
+   * Forward events received straight from their creator to the gossipsub mesh as well (default
+   * false; see relay()). Also HGMIG_GOSSIP_RELAY=all.
+   */
+  relayCreatorsEvents?: boolean
   onError?: (err: Error) => void
   /**
    * Timestamps of each event's way through this member, for profiling one gossip hop (see
@@ -70,6 +75,8 @@ export class HashgraphGossip {
   private stopTrace: (() => void) | null = null
   /** Which received event the next own event takes as its other-parent (see other-parent.ts). */
   private readonly otherParents = new OtherParentChooser()
+  /** HGMIG_OTHER_PARENT=newest: the newest event received, as before session 5 (for A/B benchmarks only). */
+  private readonly newestAsOtherParent = process.env.HGMIG_OTHER_PARENT === 'newest'
   /** When the last own event was created (performance.now()). */
   private lastCreated = -Infinity
   /** Cancels the pending tick (a timer or an immediate); null when none is pending. */
@@ -86,7 +93,7 @@ export class HashgraphGossip {
   private readonly onSubscriptionChange = (): void => { this.schedule(0) }
 
   constructor (init: HashgraphGossipInit) {
-    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, ...init }
+    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, relayCreatorsEvents: process.env.HGMIG_GOSSIP_RELAY === 'all', ...init }
     const traceFile = process.env.HGMIG_HOP_TRACE
     if (init.onHop !== undefined) this.onHop = init.onHop
     else if (traceFile !== undefined && traceFile !== '') ({ onHop: this.onHop, stop: this.stopTrace } = fileTracer(traceFile))
@@ -144,11 +151,11 @@ export class HashgraphGossip {
       }
       if (result.status === 'parked') {
         void this.syncFrom(peer)
-      } else {
-        this.noteReceived(result.event)
-        for (const released of result.released) this.noteReceived(released)
+        return TopicValidatorResult.Accept
       }
-      return TopicValidatorResult.Accept
+      this.noteReceived(result.event)
+      for (const released of result.released) this.noteReceived(released)
+      return this.relay(peer, result.event.creator)
     } catch (err) {
       if (err instanceof EventRejectedError) {
         if (!senderAtFault(err)) {
@@ -163,14 +170,31 @@ export class HashgraphGossip {
     }
   }
 
+  /**
+   * Accept (gossipsub forwards it to its mesh) or Ignore (kept, not forwarded, nobody penalised).
+   * An event that came straight from its creator was flood-published by the creator to every
+   * member it is connected to: forwarding it again only makes each of them decrypt, decode and
+   * drop a duplicate (with n members, n - 2 extra copies per receiver). Relayed events are
+   * forwarded as gossipsub would. A member the creator cannot reach still gets the event: from a
+   * relayed copy, from the first event that references it (parked, then fetched by sync), or from
+   * the periodic anti-entropy sync.
+   */
+  private relay (peer: PeerId, creator: number): TopicValidatorResult {
+    if (this.init.relayCreatorsEvents) return TopicValidatorResult.Accept
+    const key = this.init.hashgraph.publicKeyOf(creator)
+    return key !== undefined && peer.publicKey?.equals(key) === true ? TopicValidatorResult.Ignore : TopicValidatorResult.Accept
+  }
+
   private admitted (peer: PeerId): boolean {
     for (const p of this.init.peers()) if (p.equals(peer)) return true
     return false
   }
 
-  private noteReceived (event: { id: string, creator: number, timestamp: bigint }): void {
-    if (event.creator === this.init.hashgraph.selfId) return
-    this.otherParents.noteReceived(event.id, event.creator, event.timestamp)
+  private noteReceived (event: { id: string, creator: number }): void {
+    const { hashgraph } = this.init
+    if (event.creator === hashgraph.selfId) return
+    const generation = hashgraph.status(event.id)?.generation
+    if (generation !== undefined) this.otherParents.noteReceived(event.id, event.creator, generation)
     // Answered at once (minEventIntervalMs after our previous event at the soonest): every gossip
     // hop of the chain consensus waits for passes through here.
     this.schedule(0)
@@ -226,7 +250,7 @@ export class HashgraphGossip {
       return
     }
     try {
-      const otherParent = this.otherParents.take((id) => hashgraph.has(id))
+      const otherParent = this.newestAsOtherParent ? this.otherParents.newestReceived : this.otherParents.take((id) => hashgraph.has(id))
       const creatingAt = this.onHop === null ? 0 : now()
       const { event, durable } = hashgraph.createPendingEvent({ otherParent })
       this.lastCreated = performance.now()

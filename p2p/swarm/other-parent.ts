@@ -1,16 +1,21 @@
 /**
- * Picks the other-parent of a member's next event. Taking simply the newest event received lets
- * two members answer each other over and over while a third one's events are left out whenever
- * they happen to arrive first: with three members a round needs every member's events in the
- * ancestry (a supermajority of three is all three), so a pair that keeps answering itself stalls
- * the rounds. A simulation of the engine (three members, events arriving almost together) took
- * the p50 latency from 32 to 420–640 time units that way; at five and ten members it did not order at all
- * within the window. Instead: among the members whose newest event we have not referenced yet,
- * the one referenced least recently. Every member's events then enter our ancestry in turn.
+ * Picks the other-parent of a member's next event. Among the members whose newest event no own
+ * event references yet: the event with the highest generation (the longest ancestry, so the most
+ * the own event learns), and between equals the member taken least recently.
+ *
+ * Why not simply the newest event received (as before): when events arrive together, the last to
+ * arrive tends to come from the same member each time, and two members then answer each other
+ * while a third one's events stay out of their ancestry — with three members a round needs all
+ * three (a supermajority of three is three), so the rounds stall. Measured with the real engine
+ * (bench/RESULTS.md, issue 4, session 5): in lock-step the newest-received choice ordered nothing
+ * in 200 steps at 3–7 members, the rotation in 13–23; in a simulation with CPU costs and jittered
+ * delivery, p50 32 vs 420 time units at 3 members, 73 vs 1,560 at 5, 295 vs never at 10. Rotating
+ * alone (without the generation) was worse than the newest event when the CPU is saturated and
+ * every member answers a large batch: the freshest event, with the longest ancestry, matters there.
  */
 export class OtherParentChooser {
-  /** Per creator: its newest event not yet taken as an other-parent. */
-  private readonly unreferenced = new Map<number, { id: string, timestamp: bigint }>()
+  /** Per creator: its newest event not yet taken as an other-parent, with its generation. */
+  private readonly unreferenced = new Map<number, { id: string, generation: number }>()
   /** Per creator: when (a counter) one of its events was last taken. */
   private readonly lastTaken = new Map<number, number>()
   private taken = 0
@@ -18,16 +23,19 @@ export class OtherParentChooser {
   private newest: string | null = null
 
   /**
-   * An event of another member is in the hashgraph. `timestamp`: its creator's clock, which grows
-   * along the creator's chain (the engine refuses an event not later than its self-parent).
+   * An event of another member is in the hashgraph. `generation`: one more than its parents'
+   * highest (it grows along each creator's chain).
    */
-  noteReceived (id: string, creator: number, timestamp: bigint): void {
+  noteReceived (id: string, creator: number, generation: number): void {
     this.newest = id
     const known = this.unreferenced.get(creator)
     // A parked event released late may be older than one already noted.
-    if (known !== undefined && known.timestamp >= timestamp) return
-    this.unreferenced.set(creator, { id, timestamp })
+    if (known !== undefined && known.generation >= generation) return
+    this.unreferenced.set(creator, { id, generation })
   }
+
+  /** The newest event received from another member (null: none yet). */
+  get newestReceived (): string | null { return this.newest }
 
   /** Whether some member has an event that no own event references yet. */
   get hasNew (): boolean { return this.unreferenced.size > 0 }
@@ -38,6 +46,7 @@ export class OtherParentChooser {
    */
   take (usable: (id: string) => boolean = () => true): string | null {
     let best: number | null = null
+    let bestGeneration = -Infinity
     let bestTaken = Infinity
     for (const [creator, candidate] of this.unreferenced) {
       if (!usable(candidate.id)) {
@@ -45,8 +54,9 @@ export class OtherParentChooser {
         continue
       }
       const when = this.lastTaken.get(creator) ?? -1
-      if (when < bestTaken) {
+      if (candidate.generation > bestGeneration || (candidate.generation === bestGeneration && when < bestTaken)) {
         best = creator
+        bestGeneration = candidate.generation
         bestTaken = when
       }
     }
