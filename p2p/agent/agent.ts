@@ -273,6 +273,7 @@ class MigrationAgent implements Agent {
         core.state = checkpoint?.restoredState ?? new SwarmState(core.genesis.members)
         core.hashgraph = this.newHashgraph(core, stored === null || checkpoint === null ? undefined : { frontier: checkpoint.frontier, logPosition: stored.logPosition })
         this.agreements.clear()
+        this.pendingCheckpoint = null
         if (checkpoint !== null) this.agreements.set(checkpoint.agreement.round, checkpoint.agreement)
         this.servedCheckpoint = stored
         this.halted = null
