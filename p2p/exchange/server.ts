@@ -7,6 +7,7 @@
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
+import { Uint8ArrayList } from 'uint8arraylist'
 import {
   decodeCids, decodeHello, FrameDecoder, frame, frameHeader, MAX_QUEUED_WANTS_PER_STREAM, MAX_REQUEST_BYTES, MESSAGE,
   type TransferContext
@@ -171,14 +172,8 @@ class ServedStream {
     let gatheredBytes = 0
     const flush = (): void => {
       if (gatheredBytes === 0 || this.closed) return
-      const out = gathered.length === 1 ? gathered[0] as Uint8Array : Buffer.allocUnsafe(gatheredBytes)
-      if (gathered.length > 1) {
-        let at = 0
-        for (const part of gathered) {
-          out.set(part, at)
-          at += part.byteLength
-        }
-      }
+      // One send of the parts as they are (a list, not a copy): still one yamux frame.
+      const out = gathered.length === 1 ? gathered[0] as Uint8Array : new Uint8ArrayList(...gathered)
       gathered.length = 0
       gatheredBytes = 0
       this.stream.send(out)
