@@ -61,7 +61,7 @@ test('a joining site starts from a checkpoint confirmed by f + 1 members, syncs 
     const founders = await foundingSwarm(['site-a', 'site-b', 'site-c', 'site-d'], agents)
     const a: Site = founders[0]!
     const b: Site = founders[1]!
-    await orderUntilRound(a.client, 14)
+    await orderUntilRound(a.client, 10)
     await sameState(founders, 'the founders')
 
     // An honest inviter: the checkpoint is confirmed and used.
@@ -89,6 +89,19 @@ test('a joining site starts from a checkpoint confirmed by f + 1 members, syncs 
     }, 150_000)
     await e.client.ping()
     await sameState([...founders, e], 'with site-e a member')
+
+    // A member whose log starts at a checkpoint restarts from a later one of its own, taken after it
+    // was added (its key and the membership change travel in the frontier), and goes on creating events.
+    await e.agent.stop()
+    e.agent = new AgentProcess(e.dir)
+    agents.push(e.agent)
+    e.client = (await e.agent.ready()).client
+    const resumed = replayLine(e.agent)
+    assert.match(resumed.after, /^the checkpoint of round \d+$/)
+    assert.ok(Number(/\d+/.exec(resumed.after)![0]) > Number(fetched[1]), `site-e restarted from ${resumed.after}, not from one of its own after round ${fetched[1]}`)
+    assert.equal((await e.client.status()).role, 'member')
+    await e.client.ping()
+    await sameState([...founders, e], 'with site-e restarted')
 
     // A lying inviter: its checkpoint's agreement is disputed by the other members; the site syncs everything instead.
     await a.agent.stop()
