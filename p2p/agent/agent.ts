@@ -970,6 +970,7 @@ class MigrationAgent implements Agent {
       latency: this.latency.summary(),
       remoteLatency: this.remoteLatency.summary(),
       eventsPerSecond: Math.round(this.eventsPerSecond() * 10) / 10,
+      checkpoint: this.checkpointStatus().latest,
       listen: network.node.getMultiaddrs().map((a) => a.toString()),
       startedAt: core.startedAt.toISOString(),
       pid: process.pid

@@ -76,6 +76,8 @@ export interface AgentStatus {
   remoteLatency: LatencySummary
   /** Hashgraph events added per second (own and received), over the last second. */
   eventsPerSecond: number
+  /** This site's newest checkpoint (written, or fetched to join; see p2p/hashgraph/README.md), null before the first. */
+  checkpoint: { round: number, at: string } | null
   listen: string[]
   startedAt: string
   pid: number

@@ -20,6 +20,8 @@ function formatStatus (s: AgentStatus): string {
     `site         ${s.site}  (${s.peerId})`,
     `swarm        ${s.swarm.name}  (${s.swarm.id})`,
     `round        ${s.lastDecidedRound} decided`,
+    // == null: an older agent's status has no checkpoint field at all.
+    `checkpoint   ${s.checkpoint == null ? 'none yet' : `round ${s.checkpoint.round} (${s.checkpoint.at})`}`,
     `state hash   ${s.stateHash}${s.halted === null ? '' : `  HALTED: ${s.halted}`}`,
     `transactions ${s.transactions.ordered} ordered (${s.transactions.applied} applied, ${s.transactions.rejected} rejected), ${s.transactions.pending} own pending`,
     `latency      p50 ${ms(s.latency.p50Ms)}  p95 ${ms(s.latency.p95Ms)}  p99 ${ms(s.latency.p99Ms)}  (${s.latency.count} own transactions)`,
