@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
-import { EventRejectedError, type Hashgraph } from '../hashgraph/index.js'
+import { decodeEvent, EventRejectedError, type Hashgraph } from '../hashgraph/index.js'
 import type { SwarmNode } from './node.js'
 import { OtherParentChooser } from './other-parent.js'
 
@@ -35,6 +35,19 @@ export interface HashgraphGossipInit {
    * its events away for long, and consensus does not depend on the mesh being whole.
    */
   antiEntropyMs?: number
+  /**
+   * An event whose parents are missing waits this long for them to arrive by gossip before a sync
+   * with its sender fetches them (default 50 ms).
+   */
+  parkedSyncDelayMs?: number
+  /**
+   * Which received event the next own event takes as its other-parent: 'newest' (default) the
+   * newest received; 'rotate' the unreferenced event with the highest generation, then the member
+   * taken least recently (OtherParentChooser: never stalls when events arrive together; not
+   * measurably better on a saturated machine, bench/RESULTS.md issue 4 session 5). Also
+   * HGMIG_OTHER_PARENT=rotate.
+   */
+  otherParent?: 'newest' | 'rotate'
   /**
    * Forward events received straight from their creator to the gossipsub mesh as well (default
    * false; see relay()). Also HGMIG_GOSSIP_RELAY=all.
@@ -66,17 +79,18 @@ export function eventsTopic (swarmId: string): string {
 }
 
 const MAX_MESSAGE_BYTES = 1024 * 1024 + 4096
+/** Only to read an event's id: the engine applies its own limits when it receives the event. */
+const NO_LIMITS = { maxEventBytes: Infinity, maxTransactions: Infinity }
 
 export class HashgraphGossip {
   readonly topic: string
   readonly syncProtocol: string
-  private readonly init: Required<Omit<HashgraphGossipInit, 'onError' | 'onHop'>> & Pick<HashgraphGossipInit, 'onError'>
+  private readonly init: Required<Omit<HashgraphGossipInit, 'onError' | 'onHop' | 'otherParent'>> & Pick<HashgraphGossipInit, 'onError'>
   private readonly onHop: NonNullable<HashgraphGossipInit['onHop']> | null
   private stopTrace: (() => void) | null = null
   /** Which received event the next own event takes as its other-parent (see other-parent.ts). */
   private readonly otherParents = new OtherParentChooser()
-  /** HGMIG_OTHER_PARENT=newest: the newest event received, as before session 5 (for A/B benchmarks only). */
-  private readonly newestAsOtherParent = process.env.HGMIG_OTHER_PARENT === 'newest'
+  private readonly newestAsOtherParent: boolean
   /** When the last own event was created (performance.now()). */
   private lastCreated = -Infinity
   /** Cancels the pending tick (a timer or an immediate); null when none is pending. */
@@ -85,6 +99,8 @@ export class HashgraphGossip {
   private ownEventInFlight = false
   private createWhenDurable = false
   private readonly syncing = new Set<string>()
+  /** Per peer: a sync waiting to see whether what it sent us is still parked (see syncIfStillParked). */
+  private readonly parkedSyncs = new Map<string, NodeJS.Timeout>()
   private running = false
   private lastAntiEntropy = 0
   /** When the pending timer fires (performance.now()). */
@@ -93,11 +109,12 @@ export class HashgraphGossip {
   private readonly onSubscriptionChange = (): void => { this.schedule(0) }
 
   constructor (init: HashgraphGossipInit) {
-    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, relayCreatorsEvents: process.env.HGMIG_GOSSIP_RELAY === 'all', ...init }
+    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, parkedSyncDelayMs: 50, relayCreatorsEvents: process.env.HGMIG_GOSSIP_RELAY === 'all', ...init }
     const traceFile = process.env.HGMIG_HOP_TRACE
     if (init.onHop !== undefined) this.onHop = init.onHop
     else if (traceFile !== undefined && traceFile !== '') ({ onHop: this.onHop, stop: this.stopTrace } = fileTracer(traceFile))
     else this.onHop = null
+    this.newestAsOtherParent = (init.otherParent ?? (process.env.HGMIG_OTHER_PARENT === 'rotate' ? 'rotate' : 'newest')) === 'newest'
     this.topic = eventsTopic(init.swarmId)
     this.syncProtocol = `/hgmig/${init.swarmId}/sync/1.0.0`
   }
@@ -120,6 +137,8 @@ export class HashgraphGossip {
     if (!this.running) return
     this.running = false
     this.clearTimer()
+    for (const timer of this.parkedSyncs.values()) clearTimeout(timer)
+    this.parkedSyncs.clear()
     const pubsub = this.init.node.services.pubsub
     pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
     pubsub.topicValidators.delete(this.topic)
@@ -150,7 +169,7 @@ export class HashgraphGossip {
         this.onHop('inserted', result.event.id, now(), null)
       }
       if (result.status === 'parked') {
-        void this.syncFrom(peer)
+        this.syncIfStillParked(peer)
         return TopicValidatorResult.Accept
       }
       this.noteReceived(result.event)
@@ -193,7 +212,8 @@ export class HashgraphGossip {
   private noteReceived (event: { id: string, creator: number }): void {
     const { hashgraph } = this.init
     if (event.creator === hashgraph.selfId) return
-    const generation = hashgraph.status(event.id)?.generation
+    // The newest-received choice needs no generation (a lookup per event).
+    const generation = this.newestAsOtherParent ? 0 : hashgraph.status(event.id)?.generation
     if (generation !== undefined) this.otherParents.noteReceived(event.id, event.creator, generation)
     // Answered at once (minEventIntervalMs after our previous event at the soonest): every gossip
     // hop of the chain consensus waits for passes through here.
@@ -286,6 +306,23 @@ export class HashgraphGossip {
     }
   }
 
+  /**
+   * An event arrived before one of its parents: almost always the parent is on its way (another
+   * creator's event, sent at the same moment), and a sync now would fetch it a second time, with
+   * a new stream and a second signature check. Sync only if something is still parked after
+   * parkedSyncDelayMs.
+   */
+  private syncIfStillParked (peer: PeerId): void {
+    const key = peer.toString()
+    if (this.parkedSyncs.has(key)) return
+    const timer = setTimeout(() => {
+      this.parkedSyncs.delete(key)
+      if (this.running && this.init.hashgraph.parkedCount > 0) void this.syncFrom(peer)
+    }, this.init.parkedSyncDelayMs)
+    timer.unref()
+    this.parkedSyncs.set(key, timer)
+  }
+
   /** Syncs with the next admitted peer in turn, at most once per antiEntropyMs. */
   private antiEntropy (reportErrors = true): void {
     const now = Date.now()
@@ -332,6 +369,9 @@ export class HashgraphGossip {
 
   private acceptSynced (bytes: Uint8Array): void {
     const receivedAt = this.onHop === null ? 0 : now()
+    // A sync answer often holds events that gossip delivered meanwhile: the engine checks a
+    // signature before it finds a duplicate, so drop those first (decoding is ~10 × cheaper).
+    if (this.alreadyHave(bytes)) return
     try {
       const result = this.init.hashgraph.receive(bytes)
       this.onHop?.('received', result.event.id, receivedAt, null)
@@ -341,6 +381,14 @@ export class HashgraphGossip {
       }
     } catch (err) {
       if (!(err instanceof EventRejectedError) || err.reason !== 'duplicate') throw err
+    }
+  }
+
+  private alreadyHave (bytes: Uint8Array): boolean {
+    try {
+      return this.init.hashgraph.has(decodeEvent(bytes, NO_LIMITS).id)
+    } catch {
+      return false // the engine reports what is wrong with it
     }
   }
 

@@ -1,17 +1,19 @@
 /**
- * Picks the other-parent of a member's next event. Among the members whose newest event no own
- * event references yet: the event with the highest generation (the longest ancestry, so the most
- * the own event learns), and between equals the member taken least recently.
+ * Picks the other-parent of a member's next event (HashgraphGossip's `otherParent: 'rotate'`).
+ * Among the members whose newest event no own event references yet: the event with the highest
+ * generation (the longest ancestry, so the most the own event learns), and between equals the
+ * member taken least recently.
  *
- * Why not simply the newest event received (as before): when events arrive together, the last to
- * arrive tends to come from the same member each time, and two members then answer each other
- * while a third one's events stay out of their ancestry — with three members a round needs all
- * three (a supermajority of three is three), so the rounds stall. Measured with the real engine
- * (bench/RESULTS.md, issue 4, session 5): in lock-step the newest-received choice ordered nothing
- * in 200 steps at 3–7 members, the rotation in 13–23; in a simulation with CPU costs and jittered
- * delivery, p50 32 vs 420 time units at 3 members, 73 vs 1,560 at 5, 295 vs never at 10. Rotating
- * alone (without the generation) was worse than the newest event when the CPU is saturated and
- * every member answers a large batch: the freshest event, with the longest ancestry, matters there.
+ * Why: with the newest event received as the other-parent (the default), events that arrive
+ * together make the last to arrive come from the same member each time, and two members then
+ * answer each other while a third one's events stay out of their ancestry — with three members a
+ * round needs all three (a supermajority of three is three), so the rounds stall. With the real
+ * engine in lock-step (test/swarm-other-parent.test.ts) the newest-received choice ordered
+ * nothing in 200 steps at 3–7 members, this one in 12–23; in a simulation with CPU costs and
+ * jittered delivery it was never worse and much better where CPU is plentiful (3 members on 3
+ * cores: p50 31 vs 420 time units). On the shared 2-core machine of bench/RESULTS.md (issue 4,
+ * session 5), where every member is starved of CPU, it was not measurably better (hops per
+ * ordering 14.5–16.3 vs 14.0), so it is not the default yet.
  */
 export class OtherParentChooser {
   /** Per creator: its newest event not yet taken as an other-parent, with its generation. */
