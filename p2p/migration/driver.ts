@@ -83,6 +83,13 @@ export interface MigrationParameters {
   maxBandwidth: number
   /** Longest pause the switch-over may cost, in ms (QEMU: downtime-limit). */
   downtimeLimitMs: number
+  /**
+   * Share of the guest's time taken away so that it dirties memory and disk more slowly, 0..0.99
+   * (QEMU: cpu-throttle-percentage / 100 with the auto-converge capability). Optional: a driver
+   * without throttling ignores it. The engine raises it pass by pass when pre-copy stops
+   * converging with the link to itself; the VM runs unthrottled again after a cancel.
+   */
+  cpuThrottle?: number
 }
 
 /** One pre-copy pass (QEMU: a MIGRATION_PASS event, with query-migrate's ram figures). */

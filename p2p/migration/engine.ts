@@ -147,6 +147,8 @@ interface Context {
   /** Source: pages left after the last pass, and how many passes in a row left about as many (no progress). */
   lastRemaining?: number
   passesWithoutProgress?: number
+  /** Source: the guest's throttle (auto-converge), once pre-copy needed it. */
+  throttle?: number
 }
 
 const DEFAULT_MAX_PASSES = 30
@@ -169,6 +171,10 @@ const DEFAULT_DOWNTIME_MS = 300
  * VM nothing and a busy one a few dirtied pages; late costs the whole difference in time.
  */
 const FIRST_PASS_MARGIN = 1.5
+/** Auto-converge's steps (QEMU's defaults: cpu-throttle-initial 20, cpu-throttle-increment 10, max 99). */
+const INITIAL_THROTTLE = 0.2
+const THROTTLE_STEP = 0.1
+const MAX_THROTTLE = 0.99
 /** The target logs its base transfer's progress at most this often. */
 const BATCH_LOG_INTERVAL_MS = 500
 const OUTCOME_POLL_MS = 1000
@@ -711,6 +717,15 @@ export class MigrationEngine {
           }
         } else {
           ctx.passesWithoutProgress = 0
+        }
+        // Auto-converge (QEMU's, with its steps): with the base in, a pass that leaves more than
+        // the downtime limit allows throttles the guest 20 %, then 10 % more per such pass (at most
+        // 99 %), so its dirty rate falls below what the link sends. While the base still arrives
+        // the copy is held instead: the base, not the guest, is what slows memory then.
+        if (ctx.baseIn === true && event.detail.pass >= 2 && event.detail.expectedDowntimeMs > (ctx.outgoing?.parameters.downtimeLimitMs ?? Number.POSITIVE_INFINITY)) {
+          ctx.throttle = Math.min(MAX_THROTTLE, ctx.throttle === undefined ? INITIAL_THROTTLE : ctx.throttle + THROTTLE_STEP)
+          ctx.outgoing?.setParameters({ cpuThrottle: ctx.throttle })
+          this.log(ctx, 'info', 'precopy', { throttle: ctx.throttle, pass: event.detail.pass })
         }
         ctx.lastRemaining = event.detail.remainingPages
         // Not converged with the base still arriving: further passes would only repeat the working set.

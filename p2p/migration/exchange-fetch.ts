@@ -33,6 +33,13 @@ export interface ExchangeFetchInit {
 export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks {
   /** Image fetches running now, by root CID: a second migration of a VM on the same image waits for the first. */
   const running = new Map<string, Promise<void>>()
+  /**
+   * Migrations waiting for another's fetch of an image, by root CID: they hear its progress (bytes
+   * verified and stored here), so their own readiness reports go on and their memory pre-copy
+   * starts while that base arrives instead of after it (five concurrent migrations sent four VMs'
+   * memory only once the first one's base was in).
+   */
+  const watchers = new Map<string, Set<(bytes: number, stored: number) => void>>()
   return async (plan, signal, onProgress, context) => {
     const startedAt = performance.now()
     const totalBytes = plan.missing.reduce((sum, chunk) => sum + chunk.bytes, 0)
@@ -76,7 +83,19 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
           for (;;) {
             const other = running.get(layer.rootCid)
             if (other === undefined) break
-            await other.catch(() => {})
+            const watch = (bytes: number, stored: number): void => {
+              perImage.set(layer.rootCid, { chunks: 0, bytes, stored, sources: [] })
+              onProgress({ chunks: sum('chunks'), bytes: sum('bytes'), storedBytes: sum('stored'), totalChunks: plan.missing.length, totalBytes, sources: sources() })
+            }
+            let set = watchers.get(layer.rootCid)
+            if (set === undefined) watchers.set(layer.rootCid, set = new Set())
+            set.add(watch)
+            try {
+              await other.catch(() => {})
+            } finally {
+              // What it heard last stays this image's share until the store has it (or this fetch reports its own).
+              set.delete(watch)
+            }
           }
           // Claimed before the next await: a migration checking meanwhile waits for this one (two
           // fetches of one image would both import it, and the second name would clash).
@@ -87,6 +106,7 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
             const imageStarted = performance.now()
             const fetchOnce = async (): Promise<Awaited<ReturnType<typeof fetchImage>>> => await fetchImage(init, plan, manifest, inner, context, (progress) => {
               perImage.set(layer.rootCid, { chunks: progress.chunks, bytes: progress.bytes, stored: progress.storedBytes ?? progress.bytes, sources: progress.sources ?? [] })
+              for (const watch of watchers.get(layer.rootCid) ?? []) watch(progress.bytes, progress.storedBytes ?? progress.bytes)
               onProgress({ chunks: sum('chunks'), bytes: sum('bytes'), storedBytes: sum('stored'), totalChunks: plan.missing.length, totalBytes, ...(progress.site === undefined ? {} : { site: progress.site }), sources: sources() })
             }, () => { leavesIn.resolve() })
             let result: Awaited<ReturnType<typeof fetchImage>>

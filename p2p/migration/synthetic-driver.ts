@@ -309,6 +309,11 @@ class SyntheticOutgoing implements OutgoingMigration {
       if (!(parameters.downtimeLimitMs > 0)) throw new InvalidMigrationInputError(`downtimeLimitMs must be > 0 (got ${parameters.downtimeLimitMs})`)
       this.currentParameters.downtimeLimitMs = parameters.downtimeLimitMs
     }
+    if (parameters.cpuThrottle !== undefined) {
+      if (!(parameters.cpuThrottle >= 0 && parameters.cpuThrottle < 1)) throw new InvalidMigrationInputError(`cpuThrottle must be in [0, 1) (got ${parameters.cpuThrottle})`)
+      this.currentParameters.cpuThrottle = parameters.cpuThrottle
+      this.machine.throttle = parameters.cpuThrottle
+    }
   }
 
   forceConvergence (): void { this.forced = true }
@@ -526,6 +531,8 @@ class SyntheticOutgoing implements OutgoingMigration {
     for (const stream of this.streams) stream.abort(error)
     await Promise.allSettled([this.diskDone, this.memoryDone])
     this.stopLogging()
+    // The VM runs on here as it was: unthrottled.
+    this.machine.throttle = 0
     if (!this.machine.running) {
       this.machine.run()
       this.hooks.resumed()

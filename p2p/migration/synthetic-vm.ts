@@ -154,6 +154,8 @@ export class SyntheticVm {
   private lastTick = 0
   private pageCarry = 0
   private diskCarry = 0
+  /** Share of the workload's time taken away (auto-converge): its page and block writes slow down by it. */
+  throttle = 0
   private startedAt = Date.now()
   pagesWritten = 0
   blocksWritten = 0
@@ -219,8 +221,9 @@ export class SyntheticVm {
     const now = performance.now()
     const seconds = (now - this.lastTick) / 1000
     this.lastTick = now
-    this.pageCarry += this.profile.dirtyPagesPerSecond * seconds
-    this.diskCarry += this.profile.diskWritesPerSecond * seconds
+    const running = 1 - this.throttle
+    this.pageCarry += this.profile.dirtyPagesPerSecond * seconds * running
+    this.diskCarry += this.profile.diskWritesPerSecond * seconds * running
     const hotPages = Math.max(1, Math.floor(this.pages * this.profile.memoryWorkingSet))
     let pageWrites = 0
     for (; this.pageCarry >= 1; this.pageCarry--) {
@@ -299,7 +302,7 @@ export class SyntheticVm {
       state: this.state,
       memoryBytes: this.description.memoryBytes,
       memoryUsedBytes: Math.floor(this.pages * this.profile.memoryUse) * PAGE_SIZE,
-      cpuPercent: running ? this.profile.cpuPercent : 0,
+      cpuPercent: running ? this.profile.cpuPercent * (1 - this.throttle) : 0,
       networkBytesPerSecond: running ? this.profile.networkBytesPerSecond : 0,
       dirtyPagesPerSecond: running && window > 0 ? sum(this.recentPages) / window : 0,
       dirtyBlocksPerSecond: running && window > 0 ? sum(this.recentBlocks) / window : 0,
