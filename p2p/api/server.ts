@@ -85,13 +85,9 @@ class LocalApiServer implements ApiServer {
       ['/v1/vms/:name/stats', 'GET', async (_request, _response, { name }) => ({ body: await backend.vmStats(name!) })],
       ['/v1/vms/:name', 'DELETE', async (_request, _response, { name }) => ({ body: await backend.destroyVm(name!) })],
       ['/v1/images/:root/chunks', 'GET', async (request, _response, { root }) => ({ body: await backend.chunkMap(root!, parseBuckets(request.url)) })],
-      ['/v1/transfers', 'GET', async () => {
-        if (backend.transfers === undefined) throw notOffered('GET /v1/transfers', 'transfers')
-        return { body: await backend.transfers() }
-      }],
+      ['/v1/transfers', 'GET', async () => ({ body: await backend.transfers() })],
       ['/v1/transfers/:root', 'DELETE', async (request, _response, { root }) => {
         await this.readJson(request)
-        if (backend.abandonTransfer === undefined) throw notOffered('DELETE /v1/transfers/:root', 'abandonTransfer')
         return { body: await backend.abandonTransfer(parseTransferReference(root)) }
       }],
       ['/v1/migrations', 'GET', async () => ({ body: backend.migrations() })],
@@ -349,11 +345,6 @@ function domainStatus (err: unknown): number | undefined {
   if (/NotFound/.test(name)) return 404
   if (/Invalid|Ambiguous|LayerRule|Option/.test(name)) return 400
   return 409
-}
-
-/** A route whose AgentBackend method this agent lacks (an optional one not wired yet). */
-function notOffered (route: string, method: string): ApiRequestError {
-  return new ApiRequestError(501, `${route} is not offered by this agent (its AgentBackend has no ${method}())`)
 }
 
 function idField (body: unknown): string {

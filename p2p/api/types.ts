@@ -401,10 +401,10 @@ export interface AgentBackend {
   removeMember: (request: RemoveRequest) => SubmittedResponse
   leave: () => SubmittedResponse
   metrics: () => Promise<MetricsText>
-  /** Transfers at this site (GET /v1/transfers). Optional until the agent implements it: the route answers 501 without. */
-  transfers?: () => Promise<TransfersResponse>
+  /** Transfers at this site (GET /v1/transfers). */
+  transfers: () => Promise<TransfersResponse>
   /** Stops a transfer if it runs, forgets it and releases its leaves (DELETE /v1/transfers/:root; root CID or image name). */
-  abandonTransfer?: (reference: string) => Promise<AbandonTransferResponse>
+  abandonTransfer: (reference: string) => Promise<AbandonTransferResponse>
   /** Registers a listener for the event stream; returns the function that removes it. */
   subscribe: (listener: (event: AgentEvent) => void) => () => void
 }
