@@ -154,9 +154,9 @@ test('H-GMIG: a VM migrates with its memory and disk byte-identical, from two ch
   assert.equal(complete.length, 1, `one entry logs the base complete: ${JSON.stringify(batches.map((e) => e.data.bytes))}`)
   const partial = batches.filter((e) => Number(e.data.bytes) < Number(e.data.totalBytes)).map((e) => e.time)
   for (let i = 1; i < partial.length; i++) assert.ok((partial[i] as number) - (partial[i - 1] as number) >= 400, `batch entries ${partial.join(', ')}`)
-  // UD blocks dirtied after the snapshot wait for memory pre-copy (rounds ≥ 1 follow its start), then cross once.
+  // UD blocks dirtied after the snapshot wait for memory pre-copy's first pass (rounds ≥ 1 follow it), then cross once.
   const sourceLog = await log(a, started.id)
-  const precopyAt = sourceLog.find((e) => e.kind === 'phase' && e.phase === 'precopy')?.seq ?? Number.POSITIVE_INFINITY
+  const precopyAt = sourceLog.find((e) => e.kind === 'pass')?.seq ?? Number.POSITIVE_INFINITY
   const laterRounds = sourceLog.filter((e) => e.kind === 'disk-round' && Number(e.data.round) >= 1)
   assert.ok(laterRounds.every((e) => e.seq > precopyAt), `dirty rounds before memory started: ${JSON.stringify(laterRounds.map((e) => e.data))}`)
   const finalBlocks = Number(sourceLog.find((e) => e.phase === 'switchover' && e.data.finalBlocks !== undefined)?.data.finalBlocks ?? 0)

@@ -275,6 +275,8 @@ class SyntheticOutgoing implements OutgoingMigration {
   private forced = false
   private readonly abort = new AbortController()
   private diskDone: Promise<{ blocks: number, bytes: number }> | undefined
+  /** Memory's first pass is over: UD dirty rounds may go (see copyDisk). */
+  private firstPassDone = false
   private memoryDone: Promise<{ pages: number, bytes: number }> | undefined
   private readonly streams: DuplexByteStream[] = []
   /** Running checksums of every page and UD block as last sent (switch-over hashes only the last ones). */
@@ -372,12 +374,12 @@ class SyntheticOutgoing implements OutgoingMigration {
       if (round === 0) this.onEvent({ type: 'disk-ready', detail: { bytesSent: total } })
       round++
       const rate = totalMs > 0 ? total / totalMs * 1000 : Number.POSITIVE_INFINITY
-      // Until memory pre-copy starts (the engine starts it when the end is near: the base layers
-      // about in at the target), dirty blocks wait: a block the workload keeps rewriting would
-      // otherwise cross once per round for as long as the base takes (a DYNAMIC VM re-sent 25-40
-      // MiB of an 8 MiB UD layer while its base arrived), and it has to cross once more at the end
-      // anyway. From then on, rounds go as they come due.
-      const due = (): boolean => this.memoryDone !== undefined && dirty.length > 0 &&
+      // Until memory pre-copy's first pass is over (the engine starts memory when the end is near:
+      // the base layers about in at the target), dirty blocks wait: a block the workload keeps
+      // rewriting would otherwise cross once per round for as long as the base and that pass take
+      // (a DYNAMIC VM re-sent 25-40 MiB of an 8 MiB UD layer while its base arrived), and it has
+      // to cross once more at the end anyway. From then on, rounds go as they come due.
+      const due = (): boolean => this.firstPassDone && dirty.length > 0 &&
         dirty.length * this.machine.description.ud.blockSize / rate * 1000 > this.currentParameters.downtimeLimitMs * DISK_ROUND_SHARE
       while (!due() && !this.switching) {
         await Promise.race([sleep(DIRTY_POLL_MS, this.abort.signal), this.switchRequested.promise])
@@ -471,6 +473,7 @@ class SyntheticOutgoing implements OutgoingMigration {
         transferRate,
         expectedDowntimeMs: Number.isFinite(transferRate) ? remainingPages * PAGE_SIZE / transferRate * 1000 : 0
       }
+      this.firstPassDone = true
       this.onEvent({ type: 'memory-pass', detail: stats })
       if (!converged && (stats.expectedDowntimeMs <= this.currentParameters.downtimeLimitMs || this.forced)) {
         converged = true
