@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { Hashgraph, type SignedEvent } from '../p2p/hashgraph/index.js'
-import { OtherParentChooser } from '../p2p/swarm/other-parent.js'
+import { OtherParentChooser } from '../p2p/swarm/index.js'
 
 test('the other-parent is the unreferenced event with the highest generation; between equals, the member taken least recently', () => {
   const chooser = new OtherParentChooser()
