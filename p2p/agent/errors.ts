@@ -57,3 +57,21 @@ export class CheckpointNotConfirmedError extends Error {
   override readonly name = 'CheckpointNotConfirmedError'
   readonly code = 'ERR_CHECKPOINT_NOT_CONFIRMED'
 }
+
+/** `abandon` of a reference that names neither a transfer here nor an announced image. */
+export class TransferImageNotFoundError extends Error {
+  override readonly name = 'TransferImageNotFoundError'
+  readonly code = 'ERR_TRANSFER_IMAGE_NOT_FOUND'
+}
+
+/** `abandon` of an image that has no transfer to abandon at this site (never fetched here, or done). */
+export class TransferNotFoundError extends Error {
+  override readonly name = 'TransferNotFoundError'
+  readonly code = 'ERR_TRANSFER_NOT_FOUND'
+}
+
+/** A fetch whose transfer an operator abandoned while it ran. */
+export class TransferAbandonedError extends Error {
+  override readonly name = 'TransferAbandonedError'
+  readonly code = 'ERR_TRANSFER_ABANDONED'
+}

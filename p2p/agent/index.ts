@@ -10,4 +10,4 @@ export { SwarmState, STATE_SNAPSHOT_VERSION, encodeTransaction, decodeTransactio
 export { ConsensusLatency, quantile } from './latency.js'
 export { siteNameProblem, MAX_SITE_NAME_LENGTH } from './site-name.js'
 export { LOCK_FILE_NAME } from './lock.js'
-export { AgentConfigError, AgentAlreadyRunningError, SwarmExistsError, ListenAddressError, OrderGapError, InvalidStateSnapshotError } from './errors.js'
+export { AgentConfigError, AgentAlreadyRunningError, SwarmExistsError, ListenAddressError, OrderGapError, InvalidStateSnapshotError, TransferImageNotFoundError, TransferNotFoundError, TransferAbandonedError, InvalidCheckpointError, CheckpointNotConfirmedError } from './errors.js'

@@ -17,28 +17,11 @@ import { ApiRequestError, type AbandonTransferResponse, type AgentEvent, type Tr
 import type { BlockExchange, FetchResult, FinishedTransferSummary, SourceTotal, TransferProgress, TransferSummary } from '../exchange/index.js'
 import type { ImageInfo, ImageStore, Layer } from '../store/index.js'
 import { handleRequests, sendRequest, type SwarmNode } from '../swarm/index.js'
+import { TransferAbandonedError, TransferImageNotFoundError, TransferNotFoundError } from './errors.js'
 import type { ImageRecord, SwarmState } from './state.js'
 
 export function replicateProtocol (swarmId: string): string {
   return `/hgmig/${swarmId}/replicate/1.0.0`
-}
-
-/** `abandon` of a reference that names neither a transfer here nor an announced image. */
-export class TransferImageNotFoundError extends Error {
-  override readonly name = 'TransferImageNotFoundError'
-  readonly code = 'ERR_TRANSFER_IMAGE_NOT_FOUND'
-}
-
-/** `abandon` of an image that has no transfer to abandon at this site (never fetched here, or done). */
-export class TransferNotFoundError extends Error {
-  override readonly name = 'TransferNotFoundError'
-  readonly code = 'ERR_TRANSFER_NOT_FOUND'
-}
-
-/** A fetch whose transfer an operator abandoned while it ran. */
-export class TransferAbandonedError extends Error {
-  override readonly name = 'TransferAbandonedError'
-  readonly code = 'ERR_TRANSFER_ABANDONED'
 }
 
 /** Finished transfers the list shows, newest first. */
