@@ -194,9 +194,9 @@ export class HashgraphGossip {
    * An event that came straight from its creator was flood-published by the creator to every
    * member it is connected to: forwarding it again only makes each of them decrypt, decode and
    * drop a duplicate (with n members, n - 2 extra copies per receiver). Relayed events are
-   * forwarded as gossipsub would. A member the creator cannot reach still gets the event: from a
-   * relayed copy, from the first event that references it (parked, then fetched by sync), or from
-   * the periodic anti-entropy sync.
+   * forwarded as gossipsub would. A member the creator cannot reach gets the event by sync: when
+   * the first event that references it arrives (parked, then its parents fetched), or from the
+   * periodic anti-entropy sync. (Its neighbours got it straight from the creator, so none relays it.)
    */
   private relay (peer: PeerId, creator: number): TopicValidatorResult {
     if (this.init.relayCreatorsEvents) return TopicValidatorResult.Accept
