@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse, type TransfersResponse, type AbandonTransferResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, parseTimeQuery, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse, type TextExport, type TransfersResponse, type AbandonTransferResponse } from '../api/index.js'
 import { EventLog, Hashgraph, toHex, type ConsensusSnapshot, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type ConnectionBytes, type SwarmNode } from '../swarm/index.js'
@@ -1059,16 +1059,10 @@ class MigrationAgent implements Agent {
   async vmStats (name: string): Promise<unknown> { return await this.needNetwork().migrations.vmStats(name) }
   async destroyVm (name: string): Promise<unknown> { return await this.needNetwork().migrations.destroyVm(name) }
   async migrationPlan (vm: string, to: string | null, bandwidth?: number): Promise<unknown> { return await this.needNetwork().migrations.plan(vm, to, bandwidth) }
-  consensusAudit (query: ConsensusAuditQuery): { text: string, contentType: string } {
+  consensusAudit (query: ConsensusAuditQuery): TextExport {
     const { audit, state } = this.needCore()
-    const time = (name: string, value: string | null): Date | undefined => {
-      if (value === null) return undefined
-      const at = new Date(value)
-      if (Number.isNaN(at.getTime())) throw new ApiRequestError(400, `query "${name}" must be an ISO time, got ${JSON.stringify(value)}`)
-      return at
-    }
-    const since = time('since', query.since)
-    const until = time('until', query.until)
+    const since = parseTimeQuery('since', query.since)
+    const until = parseTimeQuery('until', query.until)
     if (since !== undefined && until !== undefined && until <= since) throw new ApiRequestError(400, `query "until" (${query.until ?? ''}) must be after "since" (${query.since ?? ''})`)
     const limit = query.limit === null ? undefined : Number(query.limit)
     if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new ApiRequestError(400, `query "limit" must be a positive integer, got ${JSON.stringify(query.limit)}`)

@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import type { ConsensusEvent, SignedEvent } from '../hashgraph/index.js'
-import { ApiRequestError } from '../api/index.js'
+import { ApiRequestError, type TextExport } from '../api/index.js'
 import { csvField, EXPORT_FORMATS, type ExportFormat } from '../migration/index.js'
 
 /** One ordered event, as exported. Timestamps are ISO strings plus exact nanoseconds (decimal strings). */
@@ -44,6 +44,9 @@ export interface AuditQuery {
   /** At most this many rows (the earliest in the window). */
   limit?: number
 }
+
+/** Rows per page of an export: about 300 KiB of text. */
+const AUDIT_PAGE_ROWS = 1000
 
 const COLUMNS: ReadonlyArray<keyof AuditRow> = ['position', 'id', 'creator', 'site', 'seq', 'round', 'witness', 'famous', 'roundReceived', 'consensusTime', 'consensusTimestampNs', 'createdTime', 'createdTimestampNs', 'transactions']
 
@@ -107,38 +110,41 @@ export class ConsensusAuditLog {
     this.recordedUpTo = Math.max(this.recordedUpTo, (rows[rows.length - 1]![0] as number) + 1)
   }
 
+  /** The rows of a window, whole (for callers that want them in memory; an export pages them). */
   rows (query: AuditQuery = {}, siteName: (creator: number) => string = String): AuditRow[] {
-    const where: string[] = []
-    const params: bigint[] = []
-    if (query.since !== undefined) { where.push('consensus_ns >= ?'); params.push(nanosecondsOf(query.since)) }
-    if (query.until !== undefined) { where.push('consensus_ns < ?'); params.push(nanosecondsOf(query.until)) }
-    const limit = query.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(query.limit))}`
-    const statement = this.db.prepare(`SELECT * FROM ordered_events ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY position${limit}`).safeIntegers(true)
-    return (statement.all(...params) as StoredRow[]).map((r) => ({
-      position: Number(r.position),
-      id: r.id,
-      creator: Number(r.creator),
-      site: siteName(Number(r.creator)),
-      seq: Number(r.seq),
-      round: Number(r.round),
-      witness: r.witness === 1n,
-      famous: r.famous === null ? null : r.famous === 1n,
-      roundReceived: Number(r.round_received),
-      consensusTime: isoOf(r.consensus_ns),
-      consensusTimestampNs: r.consensus_ns.toString(),
-      createdTime: isoOf(r.created_ns),
-      createdTimestampNs: r.created_ns.toString(),
-      transactions: Number(r.transactions)
-    }))
+    return [...this.pages(query, siteName, Number.MAX_SAFE_INTEGER)].flat()
   }
 
-  /** The rows as text in one of the export formats, with its content type. */
-  export (format: string, query: AuditQuery = {}, siteName?: (creator: number) => string): { text: string, contentType: string } {
+  /**
+   * The rows of a window a page at a time, in position order. Each page is one query by position
+   * (keyset paging), so nothing holds the database between pages: the engine keeps recording while
+   * an export of months of events goes out, and memory stays at one page.
+   */
+  * pages (query: AuditQuery = {}, siteName: (creator: number) => string = String, pageSize = AUDIT_PAGE_ROWS): Generator<AuditRow[]> {
+    const where: string[] = ['position > ?']
+    const window: bigint[] = []
+    if (query.since !== undefined) { where.push('consensus_ns >= ?'); window.push(nanosecondsOf(query.since)) }
+    if (query.until !== undefined) { where.push('consensus_ns < ?'); window.push(nanosecondsOf(query.until)) }
+    const statement = this.db.prepare(`SELECT * FROM ordered_events WHERE ${where.join(' AND ')} ORDER BY position LIMIT ?`).safeIntegers(true)
+    let left = query.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(query.limit))
+    let after = -1n
+    while (left > 0) {
+      const stored = statement.all(after, ...window, BigInt(Math.min(pageSize, left))) as StoredRow[]
+      if (stored.length === 0) return
+      after = stored[stored.length - 1]!.position
+      left -= stored.length
+      yield stored.map((r) => rowOf(r, siteName))
+    }
+  }
+
+  /**
+   * The window as text in one of the export formats, produced a page at a time. The format is
+   * checked now, so a bad one is a request error before anything is sent.
+   */
+  export (format: string, query: AuditQuery = {}, siteName?: (creator: number) => string): TextExport {
     if (!EXPORT_FORMATS.includes(format as ExportFormat)) throw new ApiRequestError(400, `unknown audit format ${JSON.stringify(format)}: one of ${EXPORT_FORMATS.join(', ')}`)
-    const rows = this.rows(query, siteName)
-    if (format === 'json') return { text: JSON.stringify({ events: rows }, null, 2) + '\n', contentType: 'application/json; charset=utf-8' }
-    if (format === 'ndjson') return { text: rows.map((r) => JSON.stringify(r) + '\n').join(''), contentType: 'application/x-ndjson; charset=utf-8' }
-    return { text: [COLUMNS.join(','), ...rows.map((r) => COLUMNS.map((c) => csvField(r[c])).join(','))].join('\n') + '\n', contentType: 'text/csv; charset=utf-8' }
+    const contentType = format === 'json' ? 'application/json; charset=utf-8' : format === 'ndjson' ? 'application/x-ndjson; charset=utf-8' : 'text/csv; charset=utf-8'
+    return { contentType, chunks: renderPages(format as ExportFormat, this.pages(query, siteName)) }
   }
 
   close (): void {
@@ -152,6 +158,41 @@ const INT64_MAX = (1n << 63n) - 1n
 function nanosecondsOf (time: Date): bigint {
   const ns = BigInt(time.getTime()) * 1_000_000n
   return ns > INT64_MAX ? INT64_MAX : ns < -INT64_MAX ? -INT64_MAX : ns
+}
+
+function rowOf (r: StoredRow, siteName: (creator: number) => string): AuditRow {
+  return {
+    position: Number(r.position),
+    id: r.id,
+    creator: Number(r.creator),
+    site: siteName(Number(r.creator)),
+    seq: Number(r.seq),
+    round: Number(r.round),
+    witness: r.witness === 1n,
+    famous: r.famous === null ? null : r.famous === 1n,
+    roundReceived: Number(r.round_received),
+    consensusTime: isoOf(r.consensus_ns),
+    consensusTimestampNs: r.consensus_ns.toString(),
+    createdTime: isoOf(r.created_ns),
+    createdTimestampNs: r.created_ns.toString(),
+    transactions: Number(r.transactions)
+  }
+}
+
+/** JSON is `{"events": [...]}` with one event per line, so it can be written before the last page is read. */
+function * renderPages (format: ExportFormat, pages: Iterable<AuditRow[]>): Generator<string> {
+  if (format === 'csv') yield COLUMNS.join(',') + '\n'
+  if (format === 'json') yield '{"events": ['
+  let first = true
+  for (const rows of pages) {
+    if (format === 'ndjson') yield rows.map((r) => JSON.stringify(r) + '\n').join('')
+    else if (format === 'csv') yield rows.map((r) => COLUMNS.map((c) => csvField(r[c])).join(',') + '\n').join('')
+    else {
+      yield (first ? '\n' : ',\n') + rows.map((r) => JSON.stringify(r)).join(',\n')
+      first = false
+    }
+  }
+  if (format === 'json') yield (first ? '' : '\n') + ']}\n'
 }
 
 function isoOf (nanoseconds: bigint): string {

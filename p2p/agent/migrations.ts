@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
-import { ApiRequestError } from '../api/index.js'
+import { ApiRequestError, parseTimeQuery } from '../api/index.js'
 import type { BlockExchange, TransferContext } from '../exchange/index.js'
 import {
   createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, EXPORT_FORMATS, WORKLOAD_NAMES,
@@ -273,11 +273,8 @@ export class SiteMigrations {
     if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new ApiRequestError(400, `query "format" must be one of ${EXPORT_FORMATS.join(', ')}`)
     const query: { migration?: string, since?: number } = {}
     if (migration !== null) query.migration = migration
-    if (since !== null) {
-      const at = Date.parse(since)
-      if (Number.isNaN(at)) throw new ApiRequestError(400, `query "since" must be an ISO time, got ${JSON.stringify(since)}`)
-      query.since = at
-    }
+    const at = parseTimeQuery('since', since)
+    if (at !== undefined) query.since = at.getTime()
     const text = this.needEngine().exportLog(format as ExportFormat, query)
     const contentType = format === 'csv' ? 'text/csv' : format === 'ndjson' ? 'application/x-ndjson' : 'application/json'
     return { text, contentType }

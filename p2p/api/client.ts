@@ -95,9 +95,15 @@ export class ApiClient {
 
   /** The consensus audit (ordered events with round, fame and position) for a window of consensus time. */
   async consensusAudit (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return await new Response(await this.consensusAuditStream(format, query, options)).text()
+  }
+
+  /** The same, as the agent writes it: for exports too long to hold in memory. Throws if the transfer breaks. */
+  async consensusAuditStream (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
     const params = new URLSearchParams({ format })
     for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
-    return await (await this.fetch('GET', `/v1/consensus/audit?${params.toString()}`, undefined, options.signal)).text()
+    const response = await this.fetch('GET', `/v1/consensus/audit?${params.toString()}`, undefined, options.signal)
+    return response.body ?? new Response('').body!
   }
 
   async exportLog (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {

@@ -6,7 +6,7 @@
 export { createApiServer, API_HOST, WS_TOKEN_PROTOCOL_PREFIX, type ApiServer, type ApiServerInit } from './server.js'
 export { ApiClient, type ApiClientInit } from './client.js'
 export { API_FILE_NAME, apiFilePath, readApiFile, writeApiFile, removeApiFile, processExists } from './api-file.js'
-export { parsePingRequest, MAX_PINGS_PER_REQUEST } from './requests.js'
+export { parsePingRequest, parseTimeQuery, MAX_PINGS_PER_REQUEST } from './requests.js'
 export { ApiRequestError, ApiListenError, AgentNotRunningError } from './errors.js'
 export type * from './types.js'
 export { STORE_METHODS, parseStoreCall, type StoreCall, type StoreCallLine, type StoreMethod } from './store-rpc.js'

@@ -52,6 +52,14 @@ export function parseImportImageRequest (body: unknown): ImportImageRequest {
   return request
 }
 
+/** A query parameter holding an ISO time (absent: undefined). */
+export function parseTimeQuery (name: string, value: string | null): Date | undefined {
+  if (value === null) return undefined
+  const at = new Date(value)
+  if (Number.isNaN(at.getTime())) throw new ApiRequestError(400, `query "${name}" must be an ISO time, got ${JSON.stringify(value)}`)
+  return at
+}
+
 /** The `:root` of /v1/transfers/:root: a root CID or an image name (1 to 256 characters, no control characters). */
 export function parseTransferReference (value: string | undefined): string {
   // eslint-disable-next-line no-control-regex

@@ -13,7 +13,7 @@ import { ApiListenError, ApiRequestError } from './errors.js'
 import { parseApproveRequest, parseImportImageRequest, parseInviteRequest, parsePingRequest, parseRemoveRequest, parseTransferReference } from './requests.js'
 import { parseStoreCall, type StoreCallLine } from './store-rpc.js'
 import { createStaticSite, type StaticSite } from './static.js'
-import type { AgentBackend, AgentEvent } from './types.js'
+import type { AgentBackend, AgentEvent, TextExport } from './types.js'
 
 export const API_HOST = '127.0.0.1'
 /**
@@ -47,7 +47,7 @@ export interface ApiServer {
 }
 
 /** `params` holds the path's `:name` segments, decoded. */
-type Handler = (request: IncomingMessage, response: ServerResponse, params: Record<string, string>) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string } | { streamed: true }>
+type Handler = (request: IncomingMessage, response: ServerResponse, params: Record<string, string>) => Promise<{ status?: number, body: unknown } | { status?: number, text: string, contentType: string } | TextExport | { streamed: true }>
 
 export function createApiServer (init: ApiServerInit): ApiServer {
   return new LocalApiServer(init)
@@ -193,7 +193,8 @@ class LocalApiServer implements ApiServer {
       }
       const result = await handler(request, response, route.params)
       if ('streamed' in result) return
-      if ('text' in result) send(response, result.status ?? 200, result.text, result.contentType)
+      if ('chunks' in result) await sendChunks(response, result)
+      else if ('text' in result) send(response, result.status ?? 200, result.text, result.contentType)
       else send(response, result.status ?? 200, JSON.stringify(result.body), 'application/json')
     } catch (err) {
       if (err instanceof ApiRequestError) {
@@ -378,6 +379,33 @@ function send (response: ServerResponse, status: number, body: string, contentTy
     'X-Content-Type-Options': 'nosniff'
   })
   response.end(body)
+}
+
+/**
+ * Writes a TextExport as it is produced, at the pace the client reads (chunked encoding). The first
+ * piece is taken before the headers go out, so a failure there is still an ordinary error answer; a
+ * failure later destroys the response, so the client sees a broken transfer, never a short file
+ * that looks whole.
+ */
+async function sendChunks (response: ServerResponse, download: TextExport): Promise<void> {
+  const pieces = download.chunks[Symbol.iterator]()
+  let next = pieces.next()
+  response.writeHead(200, { 'Content-Type': download.contentType, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' })
+  try {
+    while (next.done !== true) {
+      if (response.destroyed) return
+      if (!response.write(next.value)) await new Promise<void>((resolve) => {
+        const done = (): void => { response.off('drain', done); response.off('close', done); resolve() }
+        response.on('drain', done).on('close', done)
+      })
+      next = pieces.next()
+    }
+    response.end()
+  } catch (err) {
+    response.destroy(err as Error)
+  } finally {
+    pieces.return?.()
+  }
 }
 
 function bearerToken (header: string | undefined): string | undefined {

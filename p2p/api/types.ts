@@ -349,6 +349,15 @@ export interface ChunkMapSite {
 }
 
 /** `GET /v1/consensus/audit` query, as given (the agent checks it). */
+/**
+ * A text download produced a piece at a time (an export of a long history): the server writes each
+ * piece as the client takes it, so neither side holds the whole text.
+ */
+export interface TextExport {
+  contentType: string
+  chunks: Iterable<string>
+}
+
 export interface ConsensusAuditQuery {
   format: string
   since: string | null
@@ -391,7 +400,7 @@ export interface AgentBackend {
   migrationPlan: (vm: string, to: string | null, bandwidth?: number) => Promise<unknown>
   exportLog: (format: string, migration: string | null, since: string | null) => { text: string, contentType: string }
   /** The consensus audit: ordered events (round, witness, fame, round received, consensus time, position) whose consensus time is in [since, until), as ndjson, csv or json. */
-  consensusAudit: (query: ConsensusAuditQuery) => { text: string, contentType: string }
+  consensusAudit: (query: ConsensusAuditQuery) => TextExport
   /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */
   importImage: (request: ImportImageRequest) => { task: string }
   hashgraph: (limit: number) => HashgraphView
