@@ -118,6 +118,11 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     const legend = await page.locator('[data-testid="latency-chart"] svg').textContent()
     for (const name of ['p50', 'p95', 'p99']) assert.ok(legend?.includes(name), `the latency chart has a ${name} series`)
     assert.ok(Number(await page.getByTestId('events-chart').getAttribute('data-points')) > 0, 'the events/s chart has points')
+    // The checkpoint figure says what the agent reports: none before the first, else its round (or a later one).
+    const checkpoint = (await client.status()).checkpoint
+    await page.waitForFunction(() => /^(none yet|round \d+)$/.test(document.querySelector('[data-testid="checkpoint"]')?.textContent ?? ''))
+    const shownRound = /^round (\d+)$/.exec(await page.getByTestId('checkpoint').textContent() ?? '')?.[1]
+    if (checkpoint !== null) assert.ok(shownRound !== undefined && Number(shownRound) >= checkpoint.round, `checkpoint of round ${checkpoint.round} shown (${shownRound ?? 'none'})`)
     assert.equal(await page.locator('[data-testid="state-hashes"] tbody tr').count(), 3)
     const ownHash = (await client.status()).stateHash
     assert.ok((await page.locator('[data-testid="state-hashes"] tbody tr').first().locator('code').getAttribute('title')) !== null)

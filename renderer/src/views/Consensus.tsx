@@ -27,6 +27,7 @@ export function ConsensusView (): ReactNode {
         <Stat label='p95' value={formatMs(status.latency.p95Ms)} />
         <Stat label='p99' value={formatMs(status.latency.p99Ms)} />
         <Stat label='Events/s' value={status.eventsPerSecond.toFixed(1)} testId='events-per-second' />
+        <Stat label='Checkpoint' value={status.checkpoint === null ? 'none yet' : `round ${status.checkpoint.round}`} title={status.checkpoint === null ? 'A checkpoint is written every 100 decided rounds; a restart then replays only the events after it' : `Written or fetched ${new Date(status.checkpoint.at).toLocaleString()}: a restart replays only the events after it`} testId='checkpoint' />
         <button type='button' onClick={() => {
           setPingError(null)
           api.post('/v1/transactions/ping', { count: 10 }).catch((err: Error) => { setPingError(err.message) })
@@ -137,8 +138,8 @@ function AuditExport ({ site, api }: { site: string, api: Api }): ReactNode {
   )
 }
 
-function Stat ({ label, value, testId }: { label: string, value: string, testId?: string }): ReactNode {
-  return <div className='stat'><span className='muted'>{label}</span><strong data-testid={testId}>{value}</strong></div>
+function Stat ({ label, value, testId, title }: { label: string, value: string, testId?: string, title?: string }): ReactNode {
+  return <div className='stat' title={title}><span className='muted'>{label}</span><strong data-testid={testId}>{value}</strong></div>
 }
 
 function LatencyChart ({ samples, remote }: { samples: LatencySample[], remote: LatencySample[] }): ReactNode {
