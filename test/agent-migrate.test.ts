@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentProcess, foundingSwarm, hgmig, hgmigOk as cli, reportAgents, type FoundingSite } from './support/agent-process.js'
@@ -59,6 +59,15 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     cli('logs', 'export', out, '--format', 'ndjson', '--migration', result.id, '--data', a.dir)
     const phases = new Set(readFileSync(out, 'utf8').trim().split('\n').map((line) => (JSON.parse(line) as { phase: string | null }).phase))
     for (const phase of ['plan', 'transfer', 'precopy', 'switchover']) assert.ok(phases.has(phase), `the log has phase ${phase} (has ${[...phases].join(', ')})`)
+    assert.equal(existsSync(`${out}.partial`), false, 'the export was renamed into place')
+    // "-" writes to stdout; an export that cannot be written says so and leaves nothing behind.
+    const firstLine = cli('logs', 'export', '-', '--format', 'ndjson', '--migration', result.id, '--data', a.dir).split('\n')[0]
+    assert.equal(firstLine, readFileSync(out, 'utf8').split('\n')[0])
+    const unwritable = join(files, 'no-such-dir', 'log.csv')
+    const failed = hgmig('logs', 'export', unwritable, '--format', 'csv', '--data', a.dir)
+    assert.notEqual(failed.status, 0)
+    assert.match(failed.stderr, /log export to .*no-such-dir\/log\.csv failed, nothing written: .*ENOENT/)
+    assert.equal(existsSync(join(files, 'no-such-dir')), false)
 
     // The base layer came through the block exchange from site-a: the target's log names the source.
     const targetLog = join(files, 'target.ndjson')

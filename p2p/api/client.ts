@@ -102,13 +102,21 @@ export class ApiClient {
   async consensusAuditStream (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
     const params = new URLSearchParams({ format })
     for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
-    const response = await this.fetch('GET', `/v1/consensus/audit?${params.toString()}`, undefined, options.signal)
+    return this.bodyOf(await this.fetch('GET', `/v1/consensus/audit?${params.toString()}`, undefined, options.signal))
+  }
+
+  private bodyOf (response: Response): ReadableStream<Uint8Array> {
     return response.body ?? new Response('').body!
   }
 
   async exportLog (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return await new Response(await this.exportLogStream(format, query, options)).text()
+  }
+
+  /** The migration log as the agent sends it, for writing to a file. */
+  async exportLogStream (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
     const params = new URLSearchParams({ format, ...query })
-    return await (await this.fetch('GET', `/v1/logs?${params.toString()}`, undefined, options.signal)).text()
+    return this.bodyOf(await this.fetch('GET', `/v1/logs?${params.toString()}`, undefined, options.signal))
   }
 
   async hashgraph (limit = 300, options: { signal?: AbortSignal } = {}): Promise<HashgraphView> {

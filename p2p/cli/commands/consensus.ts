@@ -1,11 +1,8 @@
-import { createWriteStream } from 'node:fs'
-import { readFile, rename, rm, stat } from 'node:fs/promises'
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web'
+import { readFile } from 'node:fs/promises'
 import { type Command, Option } from 'commander'
 import { parseReplayInput, replay } from '../../hashgraph/index.js'
 import { agentClient } from '../agent-client.js'
+import { saveDownload } from '../download.js'
 import { formatBytes } from '../progress-bar.js'
 
 export function register (program: Command): void {
@@ -31,21 +28,8 @@ export function register (program: Command): void {
     .option('--limit <n>', 'at most this many events (the earliest in the window)', (value) => Number(value))
     .action(async (out: string, options: { format: 'ndjson' | 'csv' | 'json', since?: string, until?: string, limit?: number }, command: Command) => {
       const { format, ...query } = options
-      const body = Readable.fromWeb(await (await agentClient(command)).consensusAuditStream(format, query) as NodeReadableStream<Uint8Array>)
-      if (out === '-') {
-        await pipeline(body, process.stdout, { end: false })
-        return
-      }
-      // Written beside the target and renamed when whole: a broken transfer leaves no short file behind.
-      const partial = `${out}.partial`
-      try {
-        await pipeline(body, createWriteStream(partial))
-        await rename(partial, out)
-      } catch (err) {
-        await rm(partial, { force: true })
-        throw new Error(`consensus export to ${out} failed, nothing written: ${(err as Error).message}`, { cause: err })
-      }
-      process.stderr.write(`wrote ${formatBytes((await stat(out)).size)} of ${format} to ${out}\n`)
+      const size = await saveDownload(out, await (await agentClient(command)).consensusAuditStream(format, query), 'consensus export')
+      if (size !== null) process.stderr.write(`wrote ${formatBytes(size)} of ${format} to ${out}\n`)
     })
 }
 

@@ -2,9 +2,9 @@
  * VMs and migrations through the running agent: `hgmig vm create|ls|stats|destroy`, `hgmig migrate
  * VM --to SITE` (or `--suggest`), `hgmig migration set|cancel ID`, `hgmig migrations`, `hgmig logs export`.
  */
-import { writeFile } from 'node:fs/promises'
 import { Command, Option } from 'commander'
 import { agentClient } from '../agent-client.js'
+import { saveDownload } from '../download.js'
 import { formatBytes } from '../progress-bar.js'
 
 interface JsonOption { json?: boolean }
@@ -157,13 +157,13 @@ export function register (program: Command): void {
   const logs = program.command('logs').description('migration logs')
   logs.command('export')
     .description('write the migration log to OUT')
-    .argument('<out>', 'output file')
+    .argument('<out>', 'output file ("-" for stdout)')
     .addOption(new Option('--format <format>', 'ndjson, csv or json').choices(['ndjson', 'csv', 'json']).default('ndjson'))
     .option('--migration <id>', 'only this migration')
     .option('--since <time>', 'only entries from this ISO time on')
     .action(async (out: string, options: { format: 'ndjson' | 'csv' | 'json', migration?: string, since?: string }, command: Command) => {
-      const text = await (await agentClient(command)).exportLog(options.format, { ...(options.migration === undefined ? {} : { migration: options.migration }), ...(options.since === undefined ? {} : { since: options.since }) })
-      await writeFile(out, text)
-      process.stdout.write(`wrote ${formatBytes(Buffer.byteLength(text))} of ${options.format} to ${out}\n`)
+      const body = await (await agentClient(command)).exportLogStream(options.format, { ...(options.migration === undefined ? {} : { migration: options.migration }), ...(options.since === undefined ? {} : { since: options.since }) })
+      const size = await saveDownload(out, body, 'log export')
+      if (size !== null) process.stdout.write(`wrote ${formatBytes(size)} of ${options.format} to ${out}\n`)
     })
 }
