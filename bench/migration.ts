@@ -3,17 +3,19 @@
  *   node dist/bench/migration.js [--runs 3] [--memory-mib 32] [--os-mib 64] [--we-mib 32] [--link-mbs 40]
  *                                [--similarities 5,20,40,60] [--workloads idle,static,dynamic,compilation] [--skip-single] [--skip-concurrent] [--skip-knockout]
  *                                [--base exchange|direct] [--phases] [--timeline]
- *                                [--strategies nss,ss,h-gmig]
+ *                                [--strategies nss,ss,h-gmig] [--links tbf|shaper] [--mbit 100]
  *
  * Defaults: 32 MiB VM memory, a 64 MiB OS image and a 96 MiB WE image on it (images larger than
  * memory, as in the paper where they are tens of GB against 1 GiB), 8 MiB of user data.
  *
- * Three sites, each its own process (store, synthetic driver, libp2p node, chunk exchange, engine)
- * on loopback. Links are rate-limited by each site's in-process shaper (the engine's FairShaper at
- * `--link-mbs` MB/s of upload per site), not by tc: the sites are processes of one network
- * namespace. Base chunks travel through the chunk exchange (p2p/exchange), as in the agent, and
- * every block a site serves waits for the same shaper; `--base direct` uses the engine's
- * built-in fetch instead. Site a runs the VM; b is the target, with OS/WE images of similarity (m, n) to a's
+ * Three sites, each its own process (store, synthetic driver, libp2p node, chunk exchange, engine).
+ * Links (`--links`): `tbf` (the default where it can be built: root, iproute2) runs each site in a
+ * network namespace of its own on a bridge (test/support/exchange-netns.ts) with its egress shaped
+ * by a tbf qdisc to `--mbit` Mbit/s, the paper's WAN links; the engine's in-process shaper is off.
+ * `shaper` (the fallback) runs the sites on loopback, each one's upload limited by the engine's
+ * FairShaper at `--link-mbs` MB/s (every block the exchange serves waits for it too). The output
+ * says which. Base chunks travel through the chunk exchange (p2p/exchange), as in the agent;
+ * `--base direct` uses the engine's built-in fetch instead. Site a runs the VM; b is the target, with OS/WE images of similarity (m, n) to a's
  * (the generator's ground truth); c holds copies of a's base images (the paper's other data
  * centres' redundant copies) and is SS's central repository.
  *
@@ -28,8 +30,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import type { LogEntry, MigrationInfo, Strategy } from '../p2p/migration/index.js'
+import { NetnsLab, netnsLabUnavailable } from '../test/support/exchange-netns.js'
 import { generateSitePair, writePlan } from '../test/support/image-generator.js'
-import { buildReplica, restartSite, startSites, until, type MigrationSite } from '../test/support/migration-sites.js'
+import { buildReplica, restartSite, startSites, until, type MigrationSite, type SitesLab } from '../test/support/migration-sites.js'
 
 const MiB = 1024 * 1024
 const UNIT = 64 * 1024
@@ -50,6 +53,10 @@ interface Options {
   timeline: boolean
   /** The strategies measured (a subset for profiling one of them; ratios then show NaN). */
   strategies: Strategy[]
+  /** `tbf`: sites in network namespaces, egress shaped by tbf; `shaper`: loopback, the engine's in-process shaper. */
+  links: 'tbf' | 'shaper'
+  /** Each site's egress under tbf, Mbit/s. */
+  mbit: number
 }
 
 function parse (args: string[]): Options {
@@ -71,7 +78,9 @@ function parse (args: string[]): Options {
     base: value('--base', 'exchange') === 'direct' ? 'direct' : 'exchange',
     phases: args.includes('--phases') || args.includes('--timeline'),
     timeline: args.includes('--timeline'),
-    strategies: value('--strategies', 'nss,ss,h-gmig').split(',') as Strategy[]
+    strategies: value('--strategies', 'nss,ss,h-gmig').split(',') as Strategy[],
+    links: value('--links', 'tbf') === 'shaper' ? 'shaper' : 'tbf',
+    mbit: Number(value('--mbit', '100'))
   }
 }
 
@@ -268,8 +277,18 @@ export async function main (args: string[]): Promise<void> {
   const root = mkdtempSync(join(os.tmpdir(), 'hgmig-bench-migration-'))
   console.log(`# migration bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`)
   console.log(`# ${load()} at the start`)
-  console.log(`# links: in-process shaper, ${options.linkMBs} MB/s upload per site; VM ${options.memoryMiB} MiB memory, OS ${options.osMiB} MiB, WE +${options.weMiB} MiB, UD 8 MiB; runs ${options.runs} (median); base chunks: ${options.base}`)
-  const sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: options.linkMBs * 1e6, baseTransfer: options.base })
+  const unavailable = options.links === 'tbf' ? netnsLabUnavailable() : undefined
+  const lab = options.links === 'tbf' && unavailable === undefined
+    ? new NetnsLab(['a', 'b', 'c'].map((name) => ({ name, egressMbit: options.mbit })), String(process.pid), '10.214.0')
+    : undefined
+  const links = lab !== undefined
+    ? `tbf, ${options.mbit} Mbit/s egress per site (network namespaces on a bridge, no added delay; the in-process shaper off)`
+    : `in-process shaper, ${options.linkMBs} MB/s upload per site${options.links === 'tbf' ? ` (tbf asked for, but no network namespaces here: ${String(unavailable)})` : ''}`
+  console.log(`# links: ${links}; VM ${options.memoryMiB} MiB memory, OS ${options.osMiB} MiB, WE +${options.weMiB} MiB, UD 8 MiB; runs ${options.runs} (median); base chunks: ${options.base}`)
+  const sitesLab: SitesLab | undefined = lab === undefined
+    ? undefined
+    : { netns: Object.fromEntries(lab.sites.map((s) => [s.name, s.netns])), listen: Object.fromEntries(lab.sites.map((s) => [s.name, `/ip4/${s.ip}/tcp/0`])) }
+  const sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: lab === undefined ? options.linkMBs * 1e6 : 0, baseTransfer: options.base, lab: sitesLab })
   const harness = new Harness(root, sites, options)
   const row = (cells: Array<string | number>): void => { console.log(`| ${cells.join(' | ')} |`) }
   const fmt = (o: { totalMs: number, wireBytes: number }): string => `${(o.totalMs / 1000).toFixed(2)} s, ${(o.wireBytes / MiB).toFixed(1)} MiB`
@@ -331,6 +350,7 @@ export async function main (args: string[]): Promise<void> {
     console.log(`\n# failed migrations (measured again): ${harness.failures.length}`)
   } finally {
     await Promise.all([...harness.sites.values()].map(async (site) => { await site.stop() }))
+    lab?.destroy()
     rmSync(root, { recursive: true, force: true })
   }
 }

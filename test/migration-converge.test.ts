@@ -11,8 +11,7 @@ import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import type { LogEntry, MigrationInfo, VmStats } from '../p2p/migration/index.js'
 import { WORKLOADS } from '../p2p/migration/index.js'
-import { generateSitePair, writePlan } from './support/image-generator.js'
-import { buildReplica, startSites, until, type MigrationSite } from './support/migration-sites.js'
+import { sourceImages, startSites, until, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
 const root = mkdtempSync(join(tmpdir(), 'hgmig-migration-converge-'))
@@ -24,13 +23,7 @@ before(async () => {
   sites = await startSites(root, ['a', 'b'], { linkBandwidth: 200_000_000 })
   a = sites.get('a') as MigrationSite
   b = sites.get('b') as MigrationSite
-  const pair = generateSitePair({ seed: 26, osUnits: 16, weUnits: 8, udUnits: 1, zeroShare: 0.1, similarity: { os: 0.4, we: 0.4 } })
-  await writePlan(pair.a.os, join(root, 'a-os.img'))
-  await writePlan(pair.a.we, join(root, 'a-we.img'))
-  await a.call({ cmd: 'import', layer: 'os', path: join(root, 'a-os.img'), name: 'a-os' })
-  await a.call({ cmd: 'import', layer: 'we', path: join(root, 'a-we.img'), name: 'a-we', base: 'a-os' })
-  const replica = await buildReplica(sites, [{ site: 'a', image: 'a-os' }, { site: 'a', image: 'a-we' }])
-  for (const site of sites.values()) await site.call({ cmd: 'replica', replica })
+  await sourceImages(root, sites, 26, { os: 16, we: 8 })
 })
 
 after(async () => {

@@ -566,7 +566,9 @@ export class MigrationEngine {
       this.phase(ctx, 'plan')
       const control = new ControlChannel(await this.open(ctx, 'control', ctx.target), ctx.counter, `control stream to ${ctx.target}`)
       pump = new ControlPump(control, (m) => this.onSourceAsync(ctx, m), ctx.target)
-      const request = { type: 'request', vm, strategy, source: ctx.source, target: ctx.target, repository: options.repository, bandwidth: options.bandwidth, maxDowntimeMs: options.maxDowntimeMs }
+      // The memory in use: what the first pass sends (the target balances its base sources by it).
+      const memoryUsedBytes = (await this.init.driver.stats(vm.id).catch(() => undefined))?.memoryUsedBytes
+      const request = { type: 'request', vm, strategy, source: ctx.source, target: ctx.target, repository: options.repository, bandwidth: options.bandwidth, maxDowntimeMs: options.maxDowntimeMs, memoryUsedBytes }
       let plan: MigrationPlan
       if (strategy === 'h-gmig') {
         const replica = await this.init.replica()
@@ -922,7 +924,7 @@ export class MigrationEngine {
           lastReady = ready
           control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes, readyBytes: ready, readyRate: rate, etaSeconds, sources: ctx.sources }).catch(() => {})
         }
-      }, { migration: id, vm, manifests, counter: ctx.counter, onImage: (figures) => { this.log(ctx, 'info', 'transfer', { image: figures }) } })
+      }, { migration: id, vm, manifests, counter: ctx.counter, sourceSendsBytes: sourceSendsBytes(vm, request.memoryUsedBytes), onImage: (figures) => { this.log(ctx, 'info', 'transfer', { image: figures }) } })
       const rebuild = this.materializing.then(async () => await materializeBaseImages(this.init.store, vm, manifests, chunkSource as ChunkSource, signal))
       this.materializing = rebuild.catch(() => {})
       await rebuild
@@ -1007,6 +1009,12 @@ export class MigrationEngine {
     }
     return { chunks: [...chunks].sort(), chunkSize }
   }
+}
+
+/** What a migration's source sends on its own link besides base chunks: the UD layer and the memory in use (as reported), else all of memory. */
+function sourceSendsBytes (vm: VmDescription, memoryUsedBytes: unknown): number {
+  const memory = typeof memoryUsedBytes === 'number' && memoryUsedBytes >= 0 && memoryUsedBytes <= vm.memoryBytes ? memoryUsedBytes : vm.memoryBytes
+  return vm.ud.allocatedBytes + memory
 }
 
 /** The replica NSS and SS plan from: the VM's two manifests and the target's freshly hashed chunk list. */

@@ -149,8 +149,9 @@ export function exchangeChunkFetch (init: ExchangeFetchInit): FetchMissingChunks
  * the base). Each chunk goes to one holder only, so no block crosses the network twice (the
  * exchange's endgame re-requests a chunk only from sources said to hold it).
  */
-function assignChunks (plan: MigrationPlan, live: Set<string>, previous?: Map<string, string>): Map<string, string> {
-  const load = new Map<string, number>([...live].map((site) => [site, site === plan.source ? plan.bytesToSend.ud + plan.bytesToSend.memory : 0]))
+function assignChunks (plan: MigrationPlan, live: Set<string>, sourceSends: number | undefined, previous?: Map<string, string>): Map<string, string> {
+  const preload = sourceSends ?? plan.bytesToSend.ud + plan.bytesToSend.memory
+  const load = new Map<string, number>([...live].map((site) => [site, site === plan.source ? preload : 0]))
   const assignment = new Map<string, string>()
   for (const chunk of plan.missing) {
     const kept = previous?.get(chunk.cid)
@@ -188,7 +189,7 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
   const earlier = new Map<string, SourceFigures>()
   let totalChunks = 0
   let totalBytes = 0
-  let assignment = assignChunks(plan, live)
+  let assignment = assignChunks(plan, live, context.sourceSendsBytes)
   for (;;) {
     const siteByPeer = new Map<string, string>()
     const positions = new Map<string, number[]>()
@@ -277,7 +278,7 @@ async function fetchImage (init: ExchangeFetchInit, plan: MigrationPlan, manifes
       for (const f of figuresOf(last?.sources ?? [])) earlier.set(f.site, f.site === gone.site ? { ...f, dropReason: gone.reason } : f)
       totalChunks += last?.fetchChunksDone ?? 0
       totalBytes += received
-      assignment = assignChunks(plan, live, assignment)
+      assignment = assignChunks(plan, live, context.sourceSendsBytes, assignment)
     } finally {
       init.exchange.removeEventListener('source:dropped', onDropped)
     }

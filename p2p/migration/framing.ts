@@ -41,6 +41,8 @@ export function frame (type: number, fields: number[], payload: Uint8Array[] = [
 export const FRAME = {
   /** Memory: a batch of pages. Disk: a batch of blocks. */
   batch: 0x42,
+  /** Disk: a batch of dirty sectors (the UD copy's rounds after its snapshot). */
+  sectors: 0x53,
   /** End of a pre-copy pass / disk round. */
   roundEnd: 0x52,
   /** End of the stop-and-copy: nothing follows. */
@@ -48,17 +50,17 @@ export const FRAME = {
 } as const
 
 /**
- * Reads batch frames until the final one, handing each batch (its count read) to `onBatch`;
- * round ends are skipped. Throws if the stream ends before the final frame.
+ * Reads batch frames (of `types`) until the final one, handing each batch (its count read) to
+ * `onBatch`; round ends are skipped. Throws if the stream ends before the final frame.
  */
-export async function receiveBatches (stream: DuplexByteStream, what: string, signal: AbortSignal, onBatch: (reader: FrameReader, count: number) => Promise<void>): Promise<void> {
+export async function receiveBatches (stream: DuplexByteStream, what: string, signal: AbortSignal, onBatch: (reader: FrameReader, count: number, type: number) => Promise<void>, types: number[] = [FRAME.batch]): Promise<void> {
   const reader = new FrameReader(stream, what)
   for (;;) {
     const type = await reader.type(signal)
     if (type === null) throw new ProtocolError(`the ${what} stream ended before the source finished the copy`)
     if (type === FRAME.final) return
     if (type === FRAME.roundEnd) { await reader.u32(signal); continue }
-    if (type !== FRAME.batch) throw new ProtocolError(`unknown ${what} frame type ${type}`)
-    await onBatch(reader, await reader.u32(signal))
+    if (!types.includes(type)) throw new ProtocolError(`unknown ${what} frame type ${type}`)
+    await onBatch(reader, await reader.u32(signal), type)
   }
 }

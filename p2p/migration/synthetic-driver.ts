@@ -21,7 +21,7 @@ import {
   VmNotFoundError, VmStateError, errorMessage
 } from './errors.js'
 import { FRAME, frame, receiveBatches } from './framing.js'
-import { DigestTable, DirtySet, PAGE_SIZE, SyntheticVm, ZERO_PAGE_DIGEST, sha256Digest } from './synthetic-vm.js'
+import { DISK_SECTOR, DigestTable, DirtySet, PAGE_SIZE, SyntheticVm, ZERO_PAGE_DIGEST, sha256Digest } from './synthetic-vm.js'
 import { TokenBucket, deferred, sleep } from './token-bucket.js'
 import { streamFailure } from './wire.js'
 import { workloadProfile } from './workloads.js'
@@ -39,10 +39,11 @@ export interface SyntheticDriverInit {
   blockSize?: number
   /**
    * Fault injection, for tests of the end-to-end check: VMs migrating into this site get one
-   * byte of a received page (the first one with data, every time it arrives) or disk block
-   * flipped before it is applied, as a faulty link or memory would. Never set in production.
+   * byte of a received page (the first one with data, every time it arrives), disk block (in the
+   * snapshot or a dirty round) or dirty disk sector (dirty rounds only) flipped before it is
+   * applied, as a faulty link or memory would. Never set in production.
    */
-  faults?: { corruptReceivedPage?: boolean, corruptReceivedBlock?: boolean }
+  faults?: { corruptReceivedPage?: boolean, corruptReceivedBlock?: boolean, corruptReceivedSector?: boolean }
 }
 
 export interface CreateVmOptions {
@@ -58,6 +59,7 @@ export interface CreateVmOptions {
 
 const PAGES_PER_BATCH = 64
 const BLOCKS_PER_BATCH = 8
+const SECTORS_PER_BATCH = 64
 const MIN_MEMORY = 1024 * 1024
 const MAX_MEMORY = 64 * 1024 * 1024 * 1024
 /**
@@ -279,9 +281,9 @@ class SyntheticOutgoing implements OutgoingMigration {
   private firstPassDone = false
   private memoryDone: Promise<{ pages: number, bytes: number }> | undefined
   private readonly streams: DuplexByteStream[] = []
-  /** Running checksums of every page and UD block as last sent (switch-over hashes only the last ones). */
+  /** Running checksums of every page and UD sector as last sent (switch-over hashes only the last ones). */
   private readonly pageDigests: DigestTable
-  private readonly blockDigests: DigestTable
+  private readonly sectorDigests: DigestTable
 
   constructor (
     private readonly machine: SyntheticVm,
@@ -292,10 +294,10 @@ class SyntheticOutgoing implements OutgoingMigration {
     this.vm = { ...machine.description, ud: { ...machine.description.ud, allocatedBytes: machine.allocatedBytes() } }
     this.bucket = new TokenBucket(currentParameters.maxBandwidth)
     this.pageDigests = new DigestTable(machine.pages)
-    this.blockDigests = new DigestTable(machine.blocks)
+    this.sectorDigests = new DigestTable(machine.sectors)
     // Dirty logging from now on: whatever the VM writes after this is sent again.
     machine.dirtyPages = new DirtySet(machine.pages)
-    machine.dirtyBlocks = new DirtySet(machine.blocks)
+    machine.dirtySectors = new DirtySet(machine.sectors)
     this.switchRequested.promise.catch(() => {})
   }
 
@@ -344,10 +346,33 @@ class SyntheticOutgoing implements OutgoingMigration {
     for (let i = 0; i < indices.length; i += BLOCKS_PER_BATCH) {
       const batch = indices.slice(i, i + BLOCKS_PER_BATCH)
       const blocks = batch.map((index) => this.machine.readBlock(index))
-      batch.forEach((index, k) => { this.blockDigests.set(index, sha256Digest(blocks[k] as Buffer)) })
-      const headers = Buffer.alloc(batch.length * 8)
-      batch.forEach((index, k) => { headers.writeUInt32LE(index, k * 8); headers.writeUInt32LE((blocks[k] as Buffer).byteLength, k * 8 + 4) })
-      const data = frame(FRAME.batch, [batch.length], [headers, ...blocks])
+      batch.forEach((index, k) => { setBlockDigests(this.machine, this.sectorDigests, index, blocks[k] as Buffer) })
+      const data = diskFrame(FRAME.batch, batch, blocks)
+      await stream.write(data, { signal })
+      bytes += data.byteLength
+    }
+    return bytes
+  }
+
+  /**
+   * Sends the dirty sectors at `indices`. A sector of a block the target has not had yet (the VM
+   * allocated it after the snapshot began) stands for a block whose other sectors are zero at both
+   * ends (copy-on-write without copy-up): their digests start as zero sectors here and there.
+   */
+  private async sendSectors (stream: DuplexByteStream, indices: number[]): Promise<number> {
+    let bytes = 0
+    const signal = this.abort.signal
+    const perBlock = this.machine.sectorsPerBlock
+    for (let i = 0; i < indices.length; i += SECTORS_PER_BATCH) {
+      const batch = indices.slice(i, i + SECTORS_PER_BATCH).filter((index) => this.machine.sectorLength(index) > 0)
+      if (batch.length === 0) continue
+      const sectors = batch.map((index) => this.machine.readSector(index))
+      batch.forEach((index, k) => {
+        const first = Math.floor(index / perBlock) * perBlock
+        if (!this.sectorDigests.has(first)) zeroBlockDigests(this.machine, this.sectorDigests, first / perBlock)
+        this.sectorDigests.set(index, sha256Digest(sectors[k] as Buffer))
+      })
+      const data = diskFrame(FRAME.sectors, batch, sectors)
       await stream.write(data, { signal })
       bytes += data.byteLength
     }
@@ -355,7 +380,7 @@ class SyntheticOutgoing implements OutgoingMigration {
   }
 
   private async copyDisk (stream: DuplexByteStream): Promise<{ blocks: number, bytes: number }> {
-    const dirty = this.machine.dirtyBlocks
+    const dirty = this.machine.dirtySectors
     if (dirty === null) throw new MigrationCancelledError('migration cancelled')
     let round = 0
     let total = 0
@@ -365,7 +390,7 @@ class SyntheticOutgoing implements OutgoingMigration {
     dirty.drain()
     for (;;) {
       const started = performance.now()
-      const bytes = await this.sendBlocks(stream, indices)
+      const bytes = round === 0 ? await this.sendBlocks(stream, indices) : await this.sendSectors(stream, indices)
       await stream.write(frame(FRAME.roundEnd, [round]), { signal: this.abort.signal })
       total += bytes
       const durationMs = performance.now() - started
@@ -380,16 +405,16 @@ class SyntheticOutgoing implements OutgoingMigration {
       // (a DYNAMIC VM re-sent 25-40 MiB of an 8 MiB UD layer while its base arrived), and it has
       // to cross once more at the end anyway. From then on, rounds go as they come due.
       const due = (): boolean => this.firstPassDone && dirty.length > 0 &&
-        dirty.length * this.machine.description.ud.blockSize / rate * 1000 > this.currentParameters.downtimeLimitMs * DISK_ROUND_SHARE
+        dirty.length * this.machine.sectorSize / rate * 1000 > this.currentParameters.downtimeLimitMs * DISK_ROUND_SHARE
       while (!due() && !this.switching) {
         await Promise.race([sleep(DIRTY_POLL_MS, this.abort.signal), this.switchRequested.promise])
       }
       if (this.switching) break
       indices = dirty.drain()
     }
-    // The VM is paused: the last dirty blocks, then the end.
+    // The VM is paused: the last dirty sectors, then the end.
     const last = dirty.drain()
-    const bytes = await this.sendBlocks(stream, last)
+    const bytes = await this.sendSectors(stream, last)
     await stream.write(frame(FRAME.final, []), { signal: this.abort.signal })
     await stream.closeWrite()
     return { blocks: last.length, bytes: bytes + 1 }
@@ -510,10 +535,14 @@ class SyntheticOutgoing implements OutgoingMigration {
     // Every page was sent (and hashed) by the first pass; a UD block allocated but never sent
     // (none should be) is hashed from the disk now, so the target, which lacks it, fails the check.
     for (let i = 0; i < this.machine.pages; i++) if (!this.pageDigests.has(i)) this.pageDigests.set(i, sha256Digest(this.machine.readPage(i)))
-    for (const i of this.machine.allocated.indices()) if (!this.blockDigests.has(i)) this.blockDigests.set(i, sha256Digest(this.machine.readBlock(i)))
+    for (const block of this.machine.allocated.indices()) {
+      for (let i = block * this.machine.sectorsPerBlock; i < (block + 1) * this.machine.sectorsPerBlock; i++) {
+        if (!this.sectorDigests.has(i) && this.machine.sectorLength(i) > 0) this.sectorDigests.set(i, sha256Digest(this.machine.readSector(i)))
+      }
+    }
     return {
       memorySha256: this.pageDigests.combined(false),
-      diskSha256: this.blockDigests.combined(true),
+      diskSha256: this.sectorDigests.combined(true),
       finalPages: memory.pages,
       finalBlocks: disk.blocks,
       finalBytes: memory.bytes + disk.bytes,
@@ -523,7 +552,7 @@ class SyntheticOutgoing implements OutgoingMigration {
 
   private stopLogging (): void {
     this.machine.dirtyPages = null
-    this.machine.dirtyBlocks = null
+    this.machine.dirtySectors = null
   }
 
   async cancel (reason: string): Promise<void> {
@@ -551,6 +580,33 @@ class SyntheticOutgoing implements OutgoingMigration {
   }
 }
 
+/** A disk frame: per unit (block or sector) its index and length, then the units' bytes. */
+function diskFrame (type: number, indices: number[], units: Buffer[]): Uint8Array {
+  const headers = Buffer.alloc(indices.length * 8)
+  indices.forEach((index, k) => { headers.writeUInt32LE(index, k * 8); headers.writeUInt32LE((units[k] as Buffer).byteLength, k * 8 + 4) })
+  return frame(type, [indices.length], [headers, ...units])
+}
+
+/** The digests of block `index`'s sectors, from the whole block's bytes. */
+function setBlockDigests (machine: SyntheticVm, digests: DigestTable, index: number, block: Uint8Array): void {
+  const first = index * machine.sectorsPerBlock
+  for (let k = 0; k < machine.sectorsPerBlock; k++) {
+    const length = machine.sectorLength(first + k)
+    if (length === 0) break
+    digests.set(first + k, sha256Digest(block.subarray(k * machine.sectorSize, k * machine.sectorSize + length)))
+  }
+}
+
+/** Block `index`'s sectors all zero (a block the VM allocated after the UD snapshot began). */
+function zeroBlockDigests (machine: SyntheticVm, digests: DigestTable, index: number): void {
+  const first = index * machine.sectorsPerBlock
+  for (let k = 0; k < machine.sectorsPerBlock; k++) {
+    const length = machine.sectorLength(first + k)
+    if (length === 0) break
+    digests.set(first + k, length === ZERO_SECTOR.byteLength ? ZERO_SECTOR_DIGEST : sha256Digest(new Uint8Array(length)))
+  }
+}
+
 function flipFirstByte (data: Uint8Array): void {
   data[0] = (data[0] ?? 0) ^ 0xff
 }
@@ -559,6 +615,8 @@ function isZeroPage (page: Uint8Array): boolean {
   return Buffer.compare(page, ZERO_PAGE) === 0
 }
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE)
+const ZERO_SECTOR = Buffer.alloc(DISK_SECTOR)
+const ZERO_SECTOR_DIGEST = sha256Digest(ZERO_SECTOR)
 
 interface IncomingHooks {
   resumed: () => VmInfo
@@ -572,17 +630,18 @@ class SyntheticIncoming implements IncomingMigration {
   private memoryDone: Promise<void> | undefined
   private readonly abortController = new AbortController()
   private readonly streams: DuplexByteStream[] = []
-  /** Running checksums of what arrived: every page as applied (the memory starts zeroed), every block as written. */
+  /** Running checksums of what arrived: every page as applied (the memory starts zeroed), every UD sector as written. */
   private readonly pageDigests: DigestTable
-  private readonly blockDigests: DigestTable
+  private readonly sectorDigests: DigestTable
   /** Fault injection (tests): the page or block whose received bytes get a byte flipped, each time it arrives. */
   private corruptPage: number | undefined
   private corruptBlock: number | undefined
+  private corruptSector: number | undefined
 
   constructor (private readonly machine: SyntheticVm, private readonly faults: NonNullable<SyntheticDriverInit['faults']>, private readonly hooks: IncomingHooks) {
     this.vm = machine.description
     this.pageDigests = new DigestTable(machine.pages, ZERO_PAGE_DIGEST)
-    this.blockDigests = new DigestTable(machine.blocks)
+    this.sectorDigests = new DigestTable(machine.sectors)
   }
 
   receiveDisk (stream: DuplexByteStream): void {
@@ -599,18 +658,30 @@ class SyntheticIncoming implements IncomingMigration {
 
   private async applyDisk (stream: DuplexByteStream): Promise<void> {
     const signal = this.abortController.signal
-    await receiveBatches(stream, 'disk', signal, async (reader, count) => {
+    const machine = this.machine
+    await receiveBatches(stream, 'disk', signal, async (reader, count, type) => {
       const headers = Buffer.from(await reader.bytes(count * 8, signal))
+      const sectors = type === FRAME.sectors
       for (let k = 0; k < count; k++) {
         const index = headers.readUInt32LE(k * 8)
         const length = headers.readUInt32LE(k * 8 + 4)
-        if (index >= this.machine.blocks) throw new ProtocolError(`disk block ${index} is beyond the disk (${this.machine.blocks} blocks)`)
+        const block = sectors ? Math.floor(index / machine.sectorsPerBlock) : index
+        if (block >= machine.blocks) throw new ProtocolError(`disk ${sectors ? 'sector' : 'block'} ${index} is beyond the disk (${machine.blocks} blocks)`)
+        if (length > (sectors ? machine.sectorLength(index) : machine.description.ud.blockSize)) throw new ProtocolError(`disk ${sectors ? 'sector' : 'block'} ${index} of ${length} bytes is larger than its place on the disk`)
         const data = await reader.bytes(length, signal)
-        if (this.faults.corruptReceivedBlock === true && (this.corruptBlock ??= index) === index) flipFirstByte(data)
-        this.machine.writeBlock(index, data)
-        this.blockDigests.set(index, sha256Digest(data))
+        if (this.faults.corruptReceivedBlock === true && (this.corruptBlock ??= block) === block) flipFirstByte(data)
+        if (sectors && this.faults.corruptReceivedSector === true && (this.corruptSector ??= index) === index) flipFirstByte(data)
+        if (!sectors) {
+          machine.writeBlock(index, data)
+          setBlockDigests(machine, this.sectorDigests, index, data)
+          continue
+        }
+        // A block new to this disk: its other sectors are zero here, as at the source.
+        if (!machine.allocated.has(block)) zeroBlockDigests(machine, this.sectorDigests, block)
+        machine.writeSector(index, data)
+        this.sectorDigests.set(index, sha256Digest(data))
       }
-    })
+    }, [FRAME.batch, FRAME.sectors])
     this.machine.sync()
     await stream.closeWrite().catch(() => {})
   }
@@ -641,7 +712,7 @@ class SyntheticIncoming implements IncomingMigration {
     if (this.diskDone === undefined || this.memoryDone === undefined) throw new VmStateError('verify before both streams were attached')
     await Promise.all([this.diskDone, this.memoryDone])
     const memorySha256 = this.pageDigests.combined(false)
-    const diskSha256 = this.blockDigests.combined(true)
+    const diskSha256 = this.sectorDigests.combined(true)
     const wrong: string[] = []
     if (memorySha256 !== expected.memorySha256) wrong.push(`memory ${memorySha256.slice(0, 12)}… ≠ source ${expected.memorySha256.slice(0, 12)}…`)
     if (diskSha256 !== expected.diskSha256) wrong.push(`UD disk ${diskSha256.slice(0, 12)}… ≠ source ${expected.diskSha256.slice(0, 12)}…`)

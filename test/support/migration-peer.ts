@@ -5,7 +5,10 @@
  * Driven by JSON lines on stdin, each with an `id`; answers with JSON lines on stdout carrying the
  * same id. Commands run concurrently (a `wait` does not hold up a `cancel`).
  *   argv: <config.json> <site> <data dir>
- *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth?, baseTransfer?, faults?: { site: driver faults } }
+ *   config: { swarmId, swarmKey (text), keys: { site: hex protobuf private key }, chunkSize, linkBandwidth?, baseTransfer?, faults?: { site: driver faults },
+ *             listen?: { site: multiaddr }, netns?: { site: network namespace } }
+ * A site with a `listen` address (its network namespace's, when the bench runs the sites in
+ * namespaces on tbf-shaped links) listens there; else on 127.0.0.1.
  * Base layers travel through the swarm's chunk exchange (p2p/exchange), as in the agent, unless
  * `baseTransfer` is 'direct' (the engine's built-in fetch). With a `linkBandwidth`, the chunks the
  * exchange serves wait for the engine's link shaper, so they share the site's upload with the
@@ -33,6 +36,10 @@ interface Config {
   baseTransfer?: 'exchange' | 'direct'
   /** Per site: the synthetic driver's fault injection (tests of the end-to-end check). */
   faults?: Record<string, SyntheticDriverInit['faults']>
+  /** Per site: the address to listen on (default `/ip4/127.0.0.1/tcp/0`). */
+  listen?: Record<string, string>
+  /** Per site: the network namespace it runs in (read by the spawner, test/support/migration-sites.ts). */
+  netns?: Record<string, string>
 }
 
 const [configPath, site, dataDir] = process.argv.slice(2) as [string, string, string]
@@ -46,7 +53,7 @@ const store = createImageStore({ directory: join(dataDir, 'store'), chunkSize: c
 await store.open()
 const driver = createSyntheticDriver({ directory: dataDir, images: store, faults: config.faults?.[site] })
 await driver.start()
-const node = await createSwarmNode({ privateKey: keys[site]!, swarmKey: parseSwarmKey(config.swarmKey), listen: ['/ip4/127.0.0.1/tcp/0'] })
+const node = await createSwarmNode({ privateKey: keys[site]!, swarmKey: parseSwarmKey(config.swarmKey), listen: [config.listen?.[site] ?? '/ip4/127.0.0.1/tcp/0'] })
 const siteOfPeer = (peer: PeerId | string): string | undefined => [...peerIds].find(([, id]) => id.toString() === peer.toString())?.[0]
 const shaped: { engine?: { shapeServed: (migration: string, bytes: number) => Promise<void> } } = {}
 const exchange = createBlockExchange({

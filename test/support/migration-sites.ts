@@ -3,13 +3,14 @@
  * directory, and the test-side helpers to give them images and a common replica.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { createSwarmKey } from '../../p2p/swarm/index.js'
 import type { ImageManifestData, ReplicaView, SyntheticDriverInit } from '../../p2p/migration/index.js'
+import { generateSitePair, writePlan } from './image-generator.js'
 
 const PEER_SCRIPT = fileURLToPath(new URL('./migration-peer.js', import.meta.url))
 
@@ -20,8 +21,12 @@ export class MigrationSite {
   readonly stderr: string[] = []
   exited = false
 
-  constructor (readonly name: string, configPath: string, readonly dataDir: string) {
-    this.child = spawn(process.execPath, [PEER_SCRIPT, configPath, name, dataDir], { stdio: ['pipe', 'pipe', 'pipe'] })
+  /** `netns`: run the site in that network namespace (`ip netns exec` execs node, so kill() still reaches the site). */
+  constructor (readonly name: string, configPath: string, readonly dataDir: string, netns?: string) {
+    const command = [process.execPath, PEER_SCRIPT, configPath, name, dataDir]
+    this.child = netns === undefined
+      ? spawn(command[0] as string, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] })
+      : spawn('ip', ['netns', 'exec', netns, ...command], { stdio: ['pipe', 'pipe', 'pipe'] })
     createInterface({ input: this.child.stdout }).on('line', (line) => {
       const answer = JSON.parse(line) as Record<string, unknown> & { id: number }
       this.waiting.get(answer.id)?.(answer)
@@ -63,13 +68,16 @@ export class MigrationSite {
   }
 }
 
-/** Starts one process per site name under `root`, connected to each other. */
-export async function startSites (root: string, names: string[], options: { chunkSize?: number, linkBandwidth?: number, baseTransfer?: 'exchange' | 'direct', faults?: Record<string, SyntheticDriverInit['faults']> } = {}): Promise<Map<string, MigrationSite>> {
+/** Sites in network namespaces (test/support/exchange-netns.ts): per site, its namespace and the address it listens on there. */
+export interface SitesLab { netns: Record<string, string>, listen: Record<string, string> }
+
+/** Starts one process per site name under `root`, connected to each other (on loopback, or in `lab`'s namespaces). */
+export async function startSites (root: string, names: string[], options: { chunkSize?: number, linkBandwidth?: number, baseTransfer?: 'exchange' | 'direct', faults?: Record<string, SyntheticDriverInit['faults']>, lab?: SitesLab } = {}): Promise<Map<string, MigrationSite>> {
   const keys: Record<string, string> = {}
   for (const name of names) keys[name] = Buffer.from(privateKeyToProtobuf(await generateKeyPair('Ed25519'))).toString('hex')
   const configPath = join(root, 'sites.json')
-  writeFileSync(configPath, JSON.stringify({ swarmId: 'migration-test', swarmKey: new TextDecoder().decode(createSwarmKey()), keys, chunkSize: options.chunkSize ?? 64 * 1024, linkBandwidth: options.linkBandwidth ?? 0, baseTransfer: options.baseTransfer ?? 'exchange', faults: options.faults ?? {} }))
-  const sites = new Map(names.map((name) => [name, new MigrationSite(name, configPath, join(root, name))]))
+  writeFileSync(configPath, JSON.stringify({ swarmId: 'migration-test', swarmKey: new TextDecoder().decode(createSwarmKey()), keys, chunkSize: options.chunkSize ?? 64 * 1024, linkBandwidth: options.linkBandwidth ?? 0, baseTransfer: options.baseTransfer ?? 'exchange', faults: options.faults ?? {}, ...(options.lab ?? {}) }))
+  const sites = new Map(names.map((name) => [name, new MigrationSite(name, configPath, join(root, name), options.lab?.netns[name])]))
   const addrs: Record<string, string> = {}
   for (const [name, site] of sites) addrs[name] = (await site.call<{ addr: string }>({ cmd: 'addr' })).addr
   for (const site of sites.values()) await site.call({ cmd: 'peers', addrs })
@@ -89,6 +97,22 @@ export async function buildReplica (sites: Map<string, MigrationSite>, holdings:
   return out
 }
 
+/**
+ * Site a's OS and WE images (`a-os`, `a-we`: `units` 64 KiB chunks each, generated from `seed`),
+ * imported there and known to every site through the replica: what a test needs to migrate VMs
+ * from a when the target holds no similar images.
+ */
+export async function sourceImages (root: string, sites: Map<string, MigrationSite>, seed: number, units: { os: number, we: number }): Promise<void> {
+  const a = sites.get('a') as MigrationSite
+  const pair = generateSitePair({ seed, osUnits: units.os, weUnits: units.we, udUnits: 1, zeroShare: 0.1, similarity: { os: 0.4, we: 0.4 } })
+  await writePlan(pair.a.os, join(root, 'a-os.img'))
+  await writePlan(pair.a.we, join(root, 'a-we.img'))
+  await a.call({ cmd: 'import', layer: 'os', path: join(root, 'a-os.img'), name: 'a-os' })
+  await a.call({ cmd: 'import', layer: 'we', path: join(root, 'a-we.img'), name: 'a-we', base: 'a-os' })
+  const replica = await buildReplica(sites, [{ site: 'a', image: 'a-os' }, { site: 'a', image: 'a-we' }])
+  for (const site of sites.values()) await site.call({ cmd: 'replica', replica })
+}
+
 /** Polls `probe` until it returns a value (a liveness bound, not a speed check). */
 export async function until<T> (what: string, probe: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs
@@ -102,7 +126,9 @@ export async function until<T> (what: string, probe: () => Promise<T | undefined
 
 /** Starts a site again (after a kill) on its data directory and tells every site its new address. */
 export async function restartSite (root: string, sites: Map<string, MigrationSite>, name: string): Promise<MigrationSite> {
-  const site = new MigrationSite(name, join(root, 'sites.json'), join(root, name))
+  const configPath = join(root, 'sites.json')
+  const { netns } = JSON.parse(readFileSync(configPath, 'utf8')) as { netns?: Record<string, string> }
+  const site = new MigrationSite(name, configPath, join(root, name), netns?.[name])
   sites.set(name, site)
   const addrs: Record<string, string> = {}
   for (const [other, s] of sites) addrs[other] = (await s.call<{ addr: string }>({ cmd: 'addr' })).addr
