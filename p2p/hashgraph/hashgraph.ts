@@ -276,13 +276,35 @@ export class Hashgraph {
    * flight share the next one. A failed sync halts the engine (HashgraphHaltedError).
    */
   createPendingEvent (options: { otherParent?: string | null } = {}): { event: SignedEvent, durable: Promise<void> } {
-    const event = this.newOwnEvent(options.otherParent ?? null, 'later')
-    if (this.log === null) return { event, durable: Promise.resolve() }
+    const { events: [event], durable } = this.createPendingEvents([options.otherParent ?? null])
+    return { event: event!, durable }
+  }
+
+  /**
+   * Like createPendingEvent, one own event per other-parent given, in that order (each the
+   * self-parent of the next; the first carries the queued transactions), all made durable by one
+   * sync. How a member answers several members' new events at once: its last event has every one
+   * of them in its ancestry, for the price of one disk flush. If the first cannot be created, the
+   * error is thrown; if a later one cannot (an other-parent unknown here), the events before it
+   * are returned (they exist, and must be gossiped once durable) and the rest are not created.
+   */
+  createPendingEvents (otherParents: ReadonlyArray<string | null>): { events: SignedEvent[], durable: Promise<void> } {
+    if (otherParents.length === 0) throw new RangeError('createPendingEvents needs at least one other-parent (null for none)')
+    const events: SignedEvent[] = []
+    for (const otherParent of otherParents) {
+      try {
+        events.push(this.newOwnEvent(otherParent, 'later'))
+      } catch (err) {
+        if (events.length === 0) throw err
+        break
+      }
+    }
+    if (this.log === null) return { events, durable: Promise.resolve() }
     const durable = this.log.whenDurable().catch((err: Error) => {
       this.failure ??= err
       throw err
     })
-    return { event, durable }
+    return { events, durable }
   }
 
   private newOwnEvent (otherParent: string | null, durability: 'now' | 'later'): SignedEvent {
@@ -336,6 +358,9 @@ export class Hashgraph {
     this.assertRunning()
     const event = input instanceof Uint8Array ? decodeEvent(input, this.limits) : input
     if (this.parked.has(event.id) || this.deferred.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already waiting')
+    // Before the signature check: an event id hashes the signature too, so an event already held
+    // was verified when it came first (a member gets most events twice: pushed and by sync).
+    if (this.consensus.has(event.id)) throw new EventRejectedError('duplicate', event.id, 'already in the hashgraph')
     if (event.creator >= this.memberCount) {
       throw new EventRejectedError('unknown-creator', event.id, `creator ${event.creator} is not a member (members are 0..${this.memberCount - 1})`)
     }

@@ -1,8 +1,9 @@
 /**
- * Runs a member's hashgraph over the swarm: new events go out on a gossipsub topic, received ones
- * are validated by the engine before gossipsub forwards them (invalid ones lower the sender's
- * score), and a request/response sync protocol fetches what a member lacks (missing ancestors, or
- * everything after a restart). Events are created only while there is something to order:
+ * Runs a member's hashgraph over the swarm: new events are pushed to every connected member over
+ * one long-lived stream each (./event-push.ts) and go out on a gossipsub topic when some member
+ * is not reached that way; received ones are validated by the engine before gossipsub forwards
+ * them (invalid ones lower the sender's score, by either path), and a request/response sync
+ * protocol fetches what a member lacks (missing ancestors, or everything after a restart). Events are created only while there is something to order:
  * pending or unordered transactions, or a membership change on its way in. An idle swarm sends nothing but libp2p's own keep-alives.
  */
 import { appendFileSync } from 'node:fs'
@@ -11,6 +12,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 import { lpStream } from '@libp2p/utils'
 import { decodeEvent, EventRejectedError, type Hashgraph } from '../hashgraph/index.js'
+import { EventPush, type PushVerdict } from './event-push.js'
 import type { SwarmNode } from './node.js'
 import { OtherParentChooser } from './other-parent.js'
 
@@ -41,13 +43,25 @@ export interface HashgraphGossipInit {
    */
   parkedSyncDelayMs?: number
   /**
-   * Which received event the next own event takes as its other-parent: 'newest' (default) the
-   * newest received; 'rotate' the unreferenced event with the highest generation, then the member
-   * taken least recently (OtherParentChooser: never stalls when events arrive together; not
-   * measurably better on a saturated machine, bench/RESULTS.md issue 4 session 5). Also
-   * HGMIG_OTHER_PARENT=rotate.
+   * How a member answers what it received: 'each' (default) one own event per member whose new
+   * event arrived since its previous answer (at most maxAnswerEvents, chosen as 'rotate' does),
+   * all made durable by one sync and sent together, so that the last of them has every new event
+   * in its ancestry — with n = 3 a round needs all three members' events, and one other-parent
+   * per answer left one of them out until the next; in lock-step with the real engine an ordering
+   * takes 6–7 steps at 3–10 members instead of 11–33 (test/swarm-answer.test.ts, bench/RESULTS.md
+   * issue 4 session 6). One event per answer: 'newest' the newest received; 'rotate' the
+   * unreferenced event with the highest generation, then the member taken least recently
+   * (OtherParentChooser). Also HGMIG_OTHER_PARENT=newest|rotate|each.
    */
-  otherParent?: 'newest' | 'rotate'
+  otherParent?: 'newest' | 'rotate' | 'each'
+  /** With otherParent 'each': the most own events one answer creates (default 4). Also HGMIG_ANSWER_EVENTS. */
+  maxAnswerEvents?: number
+  /**
+   * Push own events over a stream per member (default true; see ./event-push.ts); gossipsub then
+   * carries them only when some subscribed member has no push stream open. false: gossipsub only
+   * (also HGMIG_EVENT_PUSH=off).
+   */
+  push?: boolean
   /**
    * Forward events received straight from their creator to the gossipsub mesh as well (default
    * false; see relay()). Also HGMIG_GOSSIP_RELAY=all.
@@ -85,12 +99,14 @@ const NO_LIMITS = { maxEventBytes: Infinity, maxTransactions: Infinity }
 export class HashgraphGossip {
   readonly topic: string
   readonly syncProtocol: string
+  readonly pushProtocol: string
   private readonly init: Required<Omit<HashgraphGossipInit, 'onError' | 'onHop' | 'otherParent'>> & Pick<HashgraphGossipInit, 'onError'>
   private readonly onHop: NonNullable<HashgraphGossipInit['onHop']> | null
   private stopTrace: (() => void) | null = null
   /** Which received event the next own event takes as its other-parent (see other-parent.ts). */
   private readonly otherParents = new OtherParentChooser()
-  private readonly newestAsOtherParent: boolean
+  private readonly answer: 'newest' | 'rotate' | 'each'
+  private readonly push: EventPush | null
   /** When the last own event was created (performance.now()). */
   private lastCreated = -Infinity
   /** Cancels the pending tick (a timer or an immediate); null when none is pending. */
@@ -109,14 +125,37 @@ export class HashgraphGossip {
   private readonly onSubscriptionChange = (): void => { this.schedule(0) }
 
   constructor (init: HashgraphGossipInit) {
-    this.init = { minEventIntervalMs: 2, heartbeatMs: 100, syncBatch: 2000, antiEntropyMs: 1000, parkedSyncDelayMs: 50, relayCreatorsEvents: process.env.HGMIG_GOSSIP_RELAY === 'all', ...init }
+    this.init = {
+      minEventIntervalMs: 2,
+      heartbeatMs: 100,
+      syncBatch: 2000,
+      antiEntropyMs: 1000,
+      parkedSyncDelayMs: 50,
+      relayCreatorsEvents: process.env.HGMIG_GOSSIP_RELAY === 'all',
+      maxAnswerEvents: Number(process.env.HGMIG_ANSWER_EVENTS ?? 4),
+      push: process.env.HGMIG_EVENT_PUSH !== 'off',
+      ...init
+    }
+    if (!Number.isSafeInteger(this.init.maxAnswerEvents) || this.init.maxAnswerEvents < 1) throw new RangeError(`maxAnswerEvents must be a positive integer, not ${this.init.maxAnswerEvents} (HGMIG_ANSWER_EVENTS?)`)
     const traceFile = process.env.HGMIG_HOP_TRACE
     if (init.onHop !== undefined) this.onHop = init.onHop
     else if (traceFile !== undefined && traceFile !== '') ({ onHop: this.onHop, stop: this.stopTrace } = fileTracer(traceFile))
     else this.onHop = null
-    this.newestAsOtherParent = (init.otherParent ?? (process.env.HGMIG_OTHER_PARENT === 'rotate' ? 'rotate' : 'newest')) === 'newest'
+    const answer = init.otherParent ?? process.env.HGMIG_OTHER_PARENT ?? 'each'
+    if (answer !== 'newest' && answer !== 'rotate' && answer !== 'each') throw new RangeError(`otherParent must be 'newest', 'rotate' or 'each', not '${answer}' (HGMIG_OTHER_PARENT?)`)
+    this.answer = answer
     this.topic = eventsTopic(init.swarmId)
     this.syncProtocol = `/hgmig/${init.swarmId}/sync/1.0.0`
+    this.pushProtocol = `/hgmig/${init.swarmId}/events/push/1.0.0`
+    this.push = this.init.push
+      ? new EventPush({
+        node: init.node,
+        protocol: this.pushProtocol,
+        admitted: (peer) => this.admitted(peer),
+        receive: (peer, bytes) => this.receiveEvent(peer, bytes).verdict,
+        maxMessageBytes: MAX_MESSAGE_BYTES
+      })
+      : null
   }
 
   async start (): Promise<void> {
@@ -130,6 +169,7 @@ export class HashgraphGossip {
     await node.handle(this.syncProtocol, (stream, connection) => {
       this.serveSync(stream, connection.remotePeer).catch((err: Error) => { stream.abort(err) })
     }, { maxInboundStreams: 8 })
+    await this.push?.start()
     this.schedule(0)
   }
 
@@ -144,6 +184,7 @@ export class HashgraphGossip {
     pubsub.topicValidators.delete(this.topic)
     pubsub.unsubscribe(this.topic)
     await this.init.node.unhandle(this.syncProtocol)
+    await this.push?.stop()
     this.stopTrace?.()
   }
 
@@ -160,6 +201,17 @@ export class HashgraphGossip {
   }
 
   private validate (peer: PeerId, data: Uint8Array): TopicValidatorResult {
+    const { verdict, creator } = this.receiveEvent(peer, data)
+    if (verdict === 'reject') return TopicValidatorResult.Reject
+    if (verdict === 'ignore') return TopicValidatorResult.Ignore
+    return creator === null ? TopicValidatorResult.Accept : this.relay(peer, creator)
+  }
+
+  /**
+   * One event from `peer`, by gossip or push: validated and inserted (or parked), then answered.
+   * `creator`: set when it was inserted (null when parked, to be forwarded as it is).
+   */
+  private receiveEvent (peer: PeerId, data: Uint8Array): { verdict: PushVerdict, creator: number | null } {
     const { hashgraph } = this.init
     const receivedAt = this.onHop === null ? 0 : now()
     try {
@@ -170,22 +222,22 @@ export class HashgraphGossip {
       }
       if (result.status === 'parked') {
         this.syncIfStillParked(peer)
-        return TopicValidatorResult.Accept
+        return { verdict: 'accept', creator: null }
       }
       this.noteReceived(result.event)
       for (const released of result.released) this.noteReceived(released)
-      return this.relay(peer, result.event.creator)
+      return { verdict: 'accept', creator: result.event.creator }
     } catch (err) {
       if (err instanceof EventRejectedError) {
         if (!senderAtFault(err)) {
           // We may be the one behind (a member added in an order we have not reached): catch up.
           if (err.reason === 'unknown-creator') void this.syncFrom(peer)
-          return TopicValidatorResult.Ignore
+          return { verdict: 'ignore', creator: null }
         }
-        return TopicValidatorResult.Reject
+        return { verdict: 'reject', creator: null }
       }
       this.init.onError?.(err as Error)
-      return TopicValidatorResult.Ignore
+      return { verdict: 'ignore', creator: null }
     }
   }
 
@@ -213,7 +265,7 @@ export class HashgraphGossip {
     const { hashgraph } = this.init
     if (event.creator === hashgraph.selfId) return
     // The newest-received choice needs no generation (a lookup per event).
-    const generation = this.newestAsOtherParent ? 0 : hashgraph.status(event.id)?.generation
+    const generation = this.answer === 'newest' ? 0 : hashgraph.status(event.id)?.generation
     if (generation !== undefined) this.otherParents.noteReceived(event.id, event.creator, generation)
     // Answered at once (minEventIntervalMs after our previous event at the soonest): every gossip
     // hop of the chain consensus waits for passes through here.
@@ -270,22 +322,25 @@ export class HashgraphGossip {
       return
     }
     try {
-      const otherParent = this.newestAsOtherParent ? this.otherParents.newestReceived : this.otherParents.take((id) => hashgraph.has(id))
+      const otherParents = this.nextOtherParents()
       const creatingAt = this.onHop === null ? 0 : now()
-      const { event, durable } = hashgraph.createPendingEvent({ otherParent })
+      const { events, durable } = hashgraph.createPendingEvents(otherParents)
       this.lastCreated = performance.now()
       this.ownEventInFlight = true
       if (this.onHop !== null) {
-        this.onHop('creating', event.id, creatingAt, otherParent)
-        this.onHop('created', event.id, now(), null)
+        const createdAt = now()
+        for (const [i, event] of events.entries()) {
+          this.onHop('creating', event.id, creatingAt, otherParents[i] ?? null)
+          this.onHop('created', event.id, createdAt, null)
+        }
       }
-      // Gossiped only once on disk (the sync server holds it back until then, too).
+      // Sent only once on disk (the sync server holds them back until then, too).
       durable.then(() => {
         this.ownEventInFlight = false
-        this.onHop?.('durable', event.id, now(), null)
+        if (this.onHop !== null) for (const event of events) this.onHop('durable', event.id, now(), null)
         if (!this.running) return
-        this.init.node.services.pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
-        this.onHop?.('published', event.id, now(), null)
+        this.send(events)
+        if (this.onHop !== null) for (const event of events) this.onHop('published', event.id, now(), null)
         if (this.createWhenDurable) {
           this.createWhenDurable = false
           this.schedule(0)
@@ -304,6 +359,32 @@ export class HashgraphGossip {
       this.schedule(this.init.heartbeatMs)
       this.antiEntropy()
     }
+  }
+
+  /**
+   * The other-parents of the next answer, one per own event (null: none received yet). See
+   * HashgraphGossipInit.otherParent.
+   */
+  private nextOtherParents (): Array<string | null> {
+    const usable = (id: string): boolean => this.init.hashgraph.has(id)
+    if (this.answer === 'newest') return [this.otherParents.newestReceived]
+    if (this.answer === 'rotate') return [this.otherParents.take(usable)]
+    return this.otherParents.takeEach(this.init.maxAnswerEvents, usable)
+  }
+
+  /**
+   * Own events, durable, to every member: pushed to those with a stream open; on the gossipsub
+   * topic as well when some subscribed member has none (it connected a moment ago, or runs an
+   * agent without push). A member that gets an event both ways drops the second copy before its
+   * signature check.
+   */
+  private send (events: SignedEventBytes[]): void {
+    const pubsub = this.init.node.services.pubsub
+    if (this.push !== null) {
+      this.push.send(events.map((e) => e.bytes))
+      if (pubsub.getSubscribers(this.topic).every((peer) => this.push!.reaches(peer))) return
+    }
+    for (const event of events) pubsub.publish(this.topic, event.bytes).catch((err: Error) => { this.init.onError?.(err) })
   }
 
   /**
@@ -420,6 +501,8 @@ export class HashgraphGossip {
 function senderAtFault (err: EventRejectedError): boolean {
   return err.reason !== 'duplicate' && err.reason !== 'unknown-creator' && err.reason !== 'ancient'
 }
+
+interface SignedEventBytes { bytes: Uint8Array }
 
 function now (): number {
   return performance.timeOrigin + performance.now()

@@ -2,6 +2,7 @@
 export { createSwarmNode, createSwarmKey, parseSwarmKey, type ConnectionBytes, type SwarmNode, type SwarmNodeInit, type SwarmServices } from './node.js'
 export { HashgraphGossip, eventsTopic, type HashgraphGossipInit } from './hashgraph-gossip.js'
 export { OtherParentChooser } from './other-parent.js'
+export { EventPush, PushStreamFaultError, type EventPushInit, type PushVerdict } from './event-push.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { SwarmConfigError } from './errors.js'
 export { privateNetwork, decodeSwarmKey, XSalsa20Stream, type PrivateNetworkInit } from './private-network.js'

@@ -161,7 +161,12 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
         // A swarm of one site still orders its own transactions.
         allowPublishToZeroTopicPeers: true,
         maxInboundDataLength: init.maxMessageBytes ?? 1024 * 1024 + 4096,
-        scoreParams: { topics: Object.fromEntries((init.scoredTopics ?? []).map((topic) => [topic, INVALID_MESSAGES_ONLY])) }
+        scoreParams: {
+          topics: Object.fromEntries((init.scoredTopics ?? []).map((topic) => [topic, INVALID_MESSAGES_ONLY])),
+          // Invalid frames on an event push stream count here (event-push.ts): forgotten as slowly
+          // as invalid gossip (gossipsub's default forgets a penalty within two seconds).
+          behaviourPenaltyDecay: INVALID_MESSAGES_ONLY.invalidMessageDeliveriesDecay
+        }
       })
     }
   })

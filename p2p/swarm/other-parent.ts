@@ -1,5 +1,6 @@
 /**
- * Picks the other-parent of a member's next event (HashgraphGossip's `otherParent: 'rotate'`).
+ * Picks the other-parent of a member's next event (HashgraphGossip's `otherParent: 'rotate'`), or
+ * of each event of an answer (`'each'`, the default: takeEach).
  * Among the members whose newest event no own event references yet: the event with the highest
  * generation (the longest ancestry, so the most the own event learns), and between equals the
  * member taken least recently.
@@ -41,6 +42,22 @@ export class OtherParentChooser {
 
   /** Whether some member has an event that no own event references yet. */
   get hasNew (): boolean { return this.unreferenced.size > 0 }
+
+  /**
+   * The other-parents of an answer of one own event per member with a new event (HashgraphGossip's
+   * `otherParent: 'each'`): up to `max`, each taken as take() would, so that the last own event of
+   * the answer has every new event in its ancestry. Nothing new: one, the newest received (null:
+   * none received yet).
+   */
+  takeEach (max: number, usable: (id: string) => boolean = () => true): Array<string | null> {
+    const parents: string[] = []
+    while (parents.length < max && this.hasNew) {
+      const id = this.take(usable)
+      if (id === null) break
+      parents.push(id)
+    }
+    return parents.length > 0 ? parents : [this.take(usable)]
+  }
 
   /**
    * The other-parent for the next own event (null: none received yet), taken: the next call

@@ -1,0 +1,240 @@
+/**
+ * Own events pushed straight to every connected member over one long-lived stream per member
+ * (`/hgmig/<swarm>/events/push/1.0.0`): length-prefixed event bytes, nothing else. Why not only
+ * gossipsub: on loopback a gossipsub message took 3.3 ms of a 7.5 ms consensus hop (its RPC
+ * protobuf, message ids, seen cache and validator queue on top of pnet, noise and yamux), and
+ * consensus waits for ~6–12 such hops per ordering (bench/RESULTS.md, issue 4, sessions 5–6).
+ * A push is one stream write; the receiver validates each event as a gossiped one (the same
+ * engine checks), and a sender whose frame is oversized, malformed or invalid has its stream
+ * closed and the fault counted against it: gossipsub's behaviour penalty (its score, as for
+ * invalid gossip) and, after `maxFaults`, no push stream accepted from it for `banMs` (its events
+ * still come by gossip or sync, where they are checked the same way).
+ *
+ * Streams are opened by the sender when a member connects (and again, at most once per
+ * `reopenMs`, when one closed); events queued for a slow member beyond `maxQueuedBytes` close
+ * its stream (it catches up by sync) rather than hold memory or the sender.
+ */
+import type { PeerId, Stream } from '@libp2p/interface'
+import { lpStream } from '@libp2p/utils'
+import type { SwarmNode } from './node.js'
+
+/** What the receiver made of one pushed event: 'reject' means the sender is at fault. */
+export type PushVerdict = 'accept' | 'ignore' | 'reject'
+
+export interface EventPushInit {
+  node: SwarmNode
+  /** The stream protocol, e.g. `/hgmig/<swarm>/events/push/1.0.0`. */
+  protocol: string
+  /** Whether a peer may push to us and be pushed to (the members). */
+  admitted: (peer: PeerId) => boolean
+  /** Validates and inserts one event pushed by `peer` (synchronously, in arrival order). */
+  receive: (peer: PeerId, bytes: Uint8Array) => PushVerdict
+  /** Largest frame accepted, in bytes. */
+  maxMessageBytes: number
+  /** Bytes queued for one member before its stream is closed instead (default 8 MiB). */
+  maxQueuedBytes?: number
+  /** Faults (invalid frames) before a peer's push streams are refused for `banMs` (default 3). */
+  maxFaults?: number
+  banMs?: number
+  /** Least time between two attempts to open a stream to one member (default 1000 ms). */
+  reopenMs?: number
+  onError?: (err: Error) => void
+}
+
+/** A peer sent something on a push stream that is not a valid event. */
+export class PushStreamFaultError extends Error {
+  override readonly name = 'PushStreamFaultError'
+  readonly code = 'ERR_PUSH_STREAM_FAULT'
+}
+
+/** @libp2p/utils' length-prefix errors: a frame too long, or a length that is no length. */
+const BAD_FRAME_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'InvalidMessageLengthError'])
+
+interface Outbound { stream: Stream | null, queue: Uint8Array[], queuedBytes: number, writing: boolean, lastOpen: number }
+
+export class EventPush {
+  private readonly init: Required<Omit<EventPushInit, 'onError'>> & Pick<EventPushInit, 'onError'>
+  private readonly outbound = new Map<string, Outbound>()
+  private readonly inbound = new Map<string, Stream>()
+  private readonly faults = new Map<string, { count: number, bannedUntil: number }>()
+  private running = false
+  private readonly onConnect = (event: CustomEvent<PeerId>): void => { this.open(event.detail) }
+
+  constructor (init: EventPushInit) {
+    this.init = { maxQueuedBytes: 8 * 1024 * 1024, maxFaults: 3, banMs: 60_000, reopenMs: 1000, ...init }
+  }
+
+  async start (): Promise<void> {
+    if (this.running) return
+    this.running = true
+    const { node, protocol } = this.init
+    await node.handle(protocol, (stream, connection) => { this.serve(stream, connection.remotePeer) }, { maxInboundStreams: 2 })
+    node.addEventListener('peer:connect', this.onConnect)
+    for (const peer of node.getPeers()) this.open(peer)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.running) return
+    this.running = false
+    const { node, protocol } = this.init
+    node.removeEventListener('peer:connect', this.onConnect)
+    await node.unhandle(protocol)
+    for (const out of this.outbound.values()) out.stream?.abort(new Error('stopping'))
+    for (const stream of this.inbound.values()) stream.abort(new Error('stopping'))
+    this.outbound.clear()
+    this.inbound.clear()
+  }
+
+  /** Whether events sent now reach `peer` by push (its stream is open). */
+  reaches (peer: PeerId): boolean {
+    return this.outbound.get(peer.toString())?.stream != null
+  }
+
+  /** Faults counted against `peer` so far (for tests and status). */
+  faultsOf (peer: PeerId): number {
+    return this.faults.get(peer.toString())?.count ?? 0
+  }
+
+  /**
+   * Queues `events` (in order: a receiver inserts them as they come) for every member with an
+   * open stream; opens streams to connected members that have none. Returns how many members
+   * they were queued for.
+   */
+  send (events: readonly Uint8Array[]): number {
+    if (!this.running) return 0
+    let reached = 0
+    for (const peer of this.init.node.getPeers()) {
+      const out = this.outbound.get(peer.toString())
+      if (out?.stream == null) {
+        this.open(peer)
+        continue
+      }
+      let bytes = 0
+      for (const event of events) bytes += event.byteLength
+      if (out.queuedBytes + bytes > this.init.maxQueuedBytes) {
+        // A member that reads this slowly is better served by sync than by an ever longer queue.
+        out.stream.abort(new Error('push queue full'))
+        continue
+      }
+      out.queue.push(...events)
+      out.queuedBytes += bytes
+      reached++
+      if (!out.writing) void this.pump(out)
+    }
+    return reached
+  }
+
+  private open (peer: PeerId): void {
+    const key = peer.toString()
+    if (!this.running || !this.init.admitted(peer)) return
+    let out = this.outbound.get(key)
+    const now = performance.now()
+    if (out !== undefined && (out.stream !== null || out.writing || now - out.lastOpen < this.init.reopenMs)) return
+    out ??= { stream: null, queue: [], queuedBytes: 0, writing: false, lastOpen: now }
+    out.lastOpen = now
+    // `writing` marks the dial in progress, so that no second one starts.
+    out.writing = true
+    this.outbound.set(key, out)
+    const entry = out
+    this.init.node.dialProtocol(peer, this.init.protocol, { signal: AbortSignal.timeout(10_000) }).then((stream) => {
+      entry.writing = false
+      if (!this.running || this.outbound.get(key) !== entry) {
+        stream.abort(new Error('not needed'))
+        return
+      }
+      entry.stream = stream
+      stream.addEventListener('close', () => {
+        if (entry.stream === stream) {
+          entry.stream = null
+          entry.queue = []
+          entry.queuedBytes = 0
+        }
+      })
+      if (entry.queue.length > 0) void this.pump(entry)
+    }, () => {
+      // Not reachable now (or it runs an agent without push): gossip and sync carry our events.
+      entry.writing = false
+    })
+  }
+
+  /** Writes the member's queue, everything queued meanwhile in one write. */
+  private async pump (out: Outbound): Promise<void> {
+    const stream = out.stream
+    if (stream === null) return
+    out.writing = true
+    const lp = lpStream(stream, { maxDataLength: this.init.maxMessageBytes })
+    try {
+      while (out.queue.length > 0 && out.stream === stream) {
+        const batch = out.queue
+        out.queue = []
+        out.queuedBytes = 0
+        await lp.writeV(batch, { signal: AbortSignal.timeout(30_000) })
+      }
+    } catch (err) {
+      stream.abort(err as Error)
+    } finally {
+      out.writing = false
+    }
+  }
+
+  private serve (stream: Stream, peer: PeerId): void {
+    const key = peer.toString()
+    const fault = this.faults.get(key)
+    if (!this.admitted(peer) || (fault !== undefined && fault.bannedUntil > Date.now())) {
+      stream.abort(new Error('push refused'))
+      return
+    }
+    // One inbound stream per member: a newer one (the member reconnected) replaces the old.
+    this.inbound.get(key)?.abort(new Error('replaced'))
+    this.inbound.set(key, stream)
+    this.read(stream, peer).catch((err: Error) => {
+      stream.abort(err)
+    }).finally(() => {
+      if (this.inbound.get(key) === stream) this.inbound.delete(key)
+    })
+  }
+
+  private admitted (peer: PeerId): boolean {
+    return this.running && this.init.admitted(peer)
+  }
+
+  private async read (stream: Stream, peer: PeerId): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: this.init.maxMessageBytes })
+    for (;;) {
+      let frame: Uint8Array
+      try {
+        frame = (await lp.read()).subarray()
+      } catch (err) {
+        // The stream ended (or was aborted): nothing wrong. An oversized frame is the sender's fault.
+        if (BAD_FRAME_ERRORS.has((err as Error).name)) this.fault(peer, stream, `bad frame (${(err as Error).message})`)
+        return
+      }
+      if (!this.running) return
+      if (this.init.receive(peer, frame) === 'reject') {
+        this.fault(peer, stream, 'invalid event')
+        return
+      }
+    }
+  }
+
+  /** Closes the stream and counts the fault against the peer (its gossipsub score, then a ban). */
+  private fault (peer: PeerId, stream: Stream, what: string): void {
+    const key = peer.toString()
+    const fault = this.faults.get(key) ?? { count: 0, bannedUntil: 0 }
+    fault.count++
+    if (fault.count % this.init.maxFaults === 0) fault.bannedUntil = Date.now() + this.init.banMs
+    this.faults.set(key, fault)
+    lowerGossipScore(this.init.node, key)
+    stream.abort(new PushStreamFaultError(`${what} pushed by ${key}`))
+  }
+}
+
+/**
+ * Gossipsub's behaviour penalty (P7: weight −10 × penalties², decaying), the one score term
+ * gossipsub lets us add to from outside: what an invalid gossip message costs a peer, in the
+ * score that decides whether gossipsub still exchanges messages with it.
+ */
+function lowerGossipScore (node: SwarmNode, peer: string): void {
+  const score = (node.services.pubsub as unknown as { score?: { addPenalty?: (id: string, penalty: number, label: string) => void } }).score
+  score?.addPenalty?.(peer, 1, 'broken_promise')
+}
