@@ -10,7 +10,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import {
-  FairShaper, InvalidMigrationInputError, computePlan, planDifferences, summarizePlan, type ImageManifestData, type PlanInput, type ReplicaView
+  FairShaper, InvalidMigrationInputError, baseShares, computePlan, planDifferences, summarizePlan, type ImageManifestData, type PlanInput, type ReplicaView
 } from '../p2p/migration/index.js'
 import { generateSitePair, planContent, type ImagePlan } from './support/image-generator.js'
 
@@ -118,4 +118,27 @@ test('the fair shaper gives two busy flows equal shares whatever their write siz
   assert.equal(gx, 4 << 20)
   assert.ok(yDone || gy >= 0.85 * gx, `x ${gx}, y ${gy}`)
   await y
+})
+
+test('the base is split per image so each image\'s holders finish together: the source\'s share shrinks by the UD it sends during the OS image and the memory during the WE image', () => {
+  // The WE image's manifest lists the OS image's chunks too (a layered image): those come with the OS image.
+  const weFull: ImageManifestData = { ...images.aWe, rootCid: 'root-we-full', size: images.aOs.size + images.aWe.size, chunks: [...images.aOs.chunks, ...images.aWe.chunks] }
+  const both: ReplicaView = {
+    holdings: [...replica.holdings, { site: 'c', rootCid: weFull.rootCid }, { site: 'a', rootCid: weFull.rootCid }],
+    manifests: [...replica.manifests, weFull]
+  }
+  const plan = computePlan({ ...input, vm: { ...input.vm, we: weFull.rootCid }, replica: both })
+  const ud = 256 * 1024
+  for (const memory of [512 * 1024, 1024 * 1024]) {
+    const shares = baseShares(plan, { manifests: both.manifests, sourceSends: { ud, memory } })
+    const total = [...shares.values()].flatMap((perSite) => [...perSite.values()]).reduce((x, y) => x + y, 0)
+    assert.equal(total, plan.bytesToSend.base, 'every missing chunk is asked of one holder, once')
+    for (const [root, preload] of [[images.aOs.rootCid, ud], [weFull.rootCid, memory]] as const) {
+      const perSite = shares.get(root) as Map<string, number>
+      const fromA = (perSite.get('a') ?? 0) + preload
+      const fromC = perSite.get('c') ?? 0
+      // Balanced to within one chunk (the least-loaded holder takes each next chunk).
+      assert.ok(Math.abs(fromA - fromC) <= UNIT, `${root}: a ${fromA} (with ${preload} of its own) vs c ${fromC}`)
+    }
+  }
 })

@@ -75,12 +75,13 @@ export interface FetchContext {
   /** One image of the base is in the store: where its time went (the engine logs it). */
   onImage?: (figures: ImageFetchFigures) => void
   /**
-   * What the migration's source sends meanwhile on its own link: its UD layer and the memory in
-   * use (the first pass skips zero pages), by the source's report. Without it, the plan's UD and
-   * whole memory (an idle 32 MiB VM sends 8 MiB of it: its source then took 13 of 67 MB of the base
-   * where 25 would have balanced the two links).
+   * What the migration's source sends meanwhile on its own link: its UD layer (first: the
+   * snapshot goes as the base starts) and the memory in use (last: the pre-copy is timed to end
+   * with the base; its first pass skips zero pages), by the source's report. Without it, the
+   * plan's UD and whole memory (an idle 32 MiB VM sends 8 MiB of it: its source then took 13 of
+   * 67 MB of the base where 25 would have balanced the two links).
    */
-  sourceSendsBytes?: number
+  sourceSends?: { ud: number, memory: number }
 }
 
 /** One base image's transfer, as the engine logs it (ms; `startedMs` from the start of the base transfer). */
