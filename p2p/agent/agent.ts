@@ -119,6 +119,8 @@ class MigrationAgent implements Agent {
   private readonly dialing = new Set<string>()
   /** Members whose last dial failed (their failure was logged). */
   private readonly unreachable = new Set<string>()
+  /** Which connected member maintainMembers() asks for the address book next. */
+  private addressBookTurn = 0
   private readonly timers: NodeJS.Timeout[] = []
   private readonly eventCountSamples: Array<{ at: number, events: number }> = []
   private lastReportedRound = 0
@@ -749,6 +751,12 @@ class MigrationAgent implements Agent {
     if (this.role() === 'joining') void this.askMembersToAdmit()
     void network.images.maintain().catch((err: Error) => { this.say(`images: ${err.message}`) })
     if (this.role() === 'member') network.transfers.resumeInterrupted()
+    // A member we are not connected to and cannot dial may be one our bootstrap peer had not met yet
+    // when we asked it where the members listen (at connect only): ask a connected member again,
+    // a different one each pass.
+    const others = this.otherMembers().map((member) => this.peerOf(member.peerId))
+    const connected = others.filter((peer) => this.isConnected(peer))
+    if (connected.length > 0 && connected.length < others.length) void this.learnAddresses(network.node, connected[this.addressBookTurn++ % connected.length]!)
     await Promise.all(this.otherMembers().map(async (member) => {
       const peer = this.peerOf(member.peerId)
       if (this.isConnected(peer)) {
