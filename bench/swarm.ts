@@ -147,7 +147,10 @@ async function startSwarm (n: number, delayMs: number, bin: string, traceDir: st
       announce = `/ip4/127.0.0.1/tcp/${relay.port}`
     }
     announced.push(`${announce}/p2p/${peerIds[i]!}`)
-    const args = ['agent', '--data', dirs[i]!, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--announce', announce, ...(i === 0 ? [] : ['--bootstrap', announced[0]!])]
+    // Every earlier agent as a bootstrap peer: with only the first, two later agents met only if
+    // the first had learned one's address before the other asked it for the members' addresses
+    // (a race that left runs waiting for 'all agents connected' until they timed out).
+    const args = ['agent', '--data', dirs[i]!, '--listen', `/ip4/127.0.0.1/tcp/${port}`, '--announce', announce, ...(i === 0 ? [] : ['--bootstrap', ...announced.slice(0, i)])]
     const env = { ...process.env, ...extraEnv, ...(traceDir === null ? {} : { HGMIG_HOP_TRACE: join(traceDir, `site-${i}.trace`) }) }
     const profile = profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
     const child = spawn(process.execPath, [...profile, bin, ...args], { stdio: ['ignore', 'ignore', 'inherit'], env })

@@ -14,8 +14,8 @@
  * `reopenMs`, when one closed); events queued for a slow member beyond `maxQueuedBytes` close
  * its stream (it catches up by sync) rather than hold memory or the sender.
  */
-import type { PeerId, Stream } from '@libp2p/interface'
-import { lpStream } from '@libp2p/utils'
+import type { PeerId, Stream, StreamMessageEvent } from '@libp2p/interface'
+import { Uint8ArrayList } from 'uint8arraylist'
 import type { SwarmNode } from './node.js'
 
 /** What the receiver made of one pushed event: 'reject' means the sender is at fault. */
@@ -46,9 +46,6 @@ export class PushStreamFaultError extends Error {
   override readonly name = 'PushStreamFaultError'
   readonly code = 'ERR_PUSH_STREAM_FAULT'
 }
-
-/** @libp2p/utils' length-prefix errors: a frame too long, or a length that is no length. */
-const BAD_FRAME_ERRORS = new Set(['InvalidDataLengthError', 'InvalidDataLengthLengthError', 'InvalidMessageLengthError'])
 
 interface Outbound { stream: Stream | null, queue: Uint8Array[], queuedBytes: number, writing: boolean, lastOpen: number }
 
@@ -157,18 +154,21 @@ export class EventPush {
     })
   }
 
-  /** Writes the member's queue, everything queued meanwhile in one write. */
+  /**
+   * Writes the member's queue, everything queued meanwhile in one write (frames: an unsigned
+   * varint length, then the event). Framed here rather than by @libp2p/utils' lpStream, which
+   * costs a promise per byte of each length when reading and event listeners per use.
+   */
   private async pump (out: Outbound): Promise<void> {
     const stream = out.stream
     if (stream === null) return
     out.writing = true
-    const lp = lpStream(stream, { maxDataLength: this.init.maxMessageBytes })
     try {
       while (out.queue.length > 0 && out.stream === stream) {
         const batch = out.queue
         out.queue = []
         out.queuedBytes = 0
-        await lp.writeV(batch, { signal: AbortSignal.timeout(30_000) })
+        if (!stream.send(frames(batch))) await drained(stream)
       }
     } catch (err) {
       stream.abort(err as Error)
@@ -187,9 +187,7 @@ export class EventPush {
     // One inbound stream per member: a newer one (the member reconnected) replaces the old.
     this.inbound.get(key)?.abort(new Error('replaced'))
     this.inbound.set(key, stream)
-    this.read(stream, peer).catch((err: Error) => {
-      stream.abort(err)
-    }).finally(() => {
+    void this.read(stream, peer).finally(() => {
       if (this.inbound.get(key) === stream) this.inbound.delete(key)
     })
   }
@@ -198,23 +196,41 @@ export class EventPush {
     return this.running && this.init.admitted(peer)
   }
 
-  private async read (stream: Stream, peer: PeerId): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: this.init.maxMessageBytes })
-    for (;;) {
-      let frame: Uint8Array
-      try {
-        frame = (await lp.read()).subarray()
-      } catch (err) {
-        // The stream ended (or was aborted): nothing wrong. An oversized frame is the sender's fault.
-        if (BAD_FRAME_ERRORS.has((err as Error).name)) this.fault(peer, stream, `bad frame (${(err as Error).message})`)
-        return
+  /** Reads frames as they arrive and hands each to `receive` at once, in order. */
+  private read (stream: Stream, peer: PeerId): Promise<void> {
+    const buffer = new Uint8ArrayList()
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        stream.removeEventListener('message', onMessage)
+        resolve()
       }
-      if (!this.running) return
-      if (this.init.receive(peer, frame) === 'reject') {
-        this.fault(peer, stream, 'invalid event')
-        return
+      const onMessage = (event: StreamMessageEvent): void => {
+        buffer.append(event.data)
+        for (;;) {
+          const header = frameLength(buffer)
+          if (header === null) return
+          if (header === 'bad' || header.length > this.init.maxMessageBytes) {
+            this.fault(peer, stream, header === 'bad' ? 'malformed frame length' : `frame of ${header.length} bytes (limit ${this.init.maxMessageBytes})`)
+            done()
+            return
+          }
+          if (buffer.byteLength < header.bytes + header.length) return
+          const frame = buffer.subarray(header.bytes, header.bytes + header.length)
+          buffer.consume(header.bytes + header.length)
+          if (!this.running) {
+            done()
+            return
+          }
+          if (this.init.receive(peer, frame) === 'reject') {
+            this.fault(peer, stream, 'invalid event')
+            done()
+            return
+          }
+        }
       }
-    }
+      stream.addEventListener('message', onMessage)
+      stream.addEventListener('close', done, { once: true })
+    })
   }
 
   /** Closes the stream and counts the fault against the peer (its gossipsub score, then a ban). */
@@ -237,4 +253,55 @@ export class EventPush {
 function lowerGossipScore (node: SwarmNode, peer: string): void {
   const score = (node.services.pubsub as unknown as { score?: { addPenalty?: (id: string, penalty: number, label: string) => void } }).score
   score?.addPenalty?.(peer, 1, 'broken_promise')
+}
+
+/** Largest frame length header: 5 bytes of varint (up to 2^35). */
+const MAX_LENGTH_BYTES = 5
+
+/** The events as length-prefixed frames, in one buffer. */
+function frames (events: readonly Uint8Array[]): Uint8Array {
+  let size = 0
+  for (const event of events) size += varintLength(event.byteLength) + event.byteLength
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const event of events) {
+    let length = event.byteLength
+    while (length >= 0x80) {
+      out[at++] = (length & 0x7f) | 0x80
+      length = Math.floor(length / 128)
+    }
+    out[at++] = length
+    out.set(event, at)
+    at += event.byteLength
+  }
+  return out
+}
+
+function varintLength (value: number): number {
+  let bytes = 1
+  while (value >= 0x80) {
+    value = Math.floor(value / 128)
+    bytes++
+  }
+  return bytes
+}
+
+/** The next frame's length and its header's size; null: not all of the header is here yet. */
+function frameLength (buffer: Uint8ArrayList): { length: number, bytes: number } | 'bad' | null {
+  let length = 0
+  for (let i = 0; i < Math.min(buffer.byteLength, MAX_LENGTH_BYTES); i++) {
+    const byte = buffer.get(i)
+    length += (byte & 0x7f) * 2 ** (7 * i)
+    if ((byte & 0x80) === 0) return { length, bytes: i + 1 }
+  }
+  return buffer.byteLength >= MAX_LENGTH_BYTES ? 'bad' : null
+}
+
+async function drained (stream: Stream): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onDrain = (): void => { stream.removeEventListener('close', onClose); resolve() }
+    const onClose = (): void => { stream.removeEventListener('drain', onDrain); reject(new Error('push stream closed')) }
+    stream.addEventListener('drain', onDrain, { once: true })
+    stream.addEventListener('close', onClose, { once: true })
+  })
 }
