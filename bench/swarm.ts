@@ -71,7 +71,7 @@ function parse (args: string[]): Options {
 // ------------------------------------------------------------------ the delaying relay
 
 /** Forwards 127.0.0.1:listen → 127.0.0.1:target, holding every chunk `delayMs` in each direction, in order. */
-async function startRelay (target: number, delayMs: number): Promise<{ port: number, server: Server }> {
+async function startRelay (target: number, delayMs: number, taken: Set<number>): Promise<{ port: number, server: Server }> {
   const server = createServer((inbound) => {
     const outbound = connect(target, '127.0.0.1')
     pipeDelayed(inbound, outbound, delayMs)
@@ -81,7 +81,15 @@ async function startRelay (target: number, delayMs: number): Promise<{ port: num
     outbound.on('error', close).on('close', close)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { port: (server.address() as { port: number }).port, server }
+  const { port } = server.address() as { port: number }
+  if (taken.has(port)) {
+    // An agent's port, not bound yet: try again (this one stays taken).
+    const again = await startRelay(target, delayMs, taken)
+    server.close()
+    return again
+  }
+  taken.add(port)
+  return { port, server }
 }
 
 function pipeDelayed (from: Socket, to: Socket, delayMs: number): void {
@@ -108,12 +116,22 @@ function pipeDelayed (from: Socket, to: Socket, delayMs: number): void {
   from.on('end', () => { to.end() })
 }
 
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => { resolve() }))
-  return port
+/**
+ * A port for an agent to listen on, not among `taken`: the agents bind theirs only when they
+ * start, so a relay listening on port 0 meanwhile could be given one of them (a 10-agent run
+ * failed with "listen address … already in use").
+ */
+async function freePort (taken: Set<number>): Promise<number> {
+  for (;;) {
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as { port: number }
+    await new Promise<void>((resolve) => server.close(() => { resolve() }))
+    if (!taken.has(port)) {
+      taken.add(port)
+      return port
+    }
+  }
 }
 
 // ------------------------------------------------------------------ a swarm of agents
@@ -138,11 +156,12 @@ async function startSwarm (n: number, delayMs: number, bin: string, traceDir: st
 
   const swarm: Swarm = { clients: [], children: [], relays: [], root }
   const announced: string[] = []
+  const taken = new Set<number>()
   for (let i = 0; i < n; i++) {
-    const port = await freePort()
+    const port = await freePort(taken)
     let announce = `/ip4/127.0.0.1/tcp/${port}`
     if (delayMs > 0) {
-      const relay = await startRelay(port, delayMs)
+      const relay = await startRelay(port, delayMs, taken)
       swarm.relays.push(relay.server)
       announce = `/ip4/127.0.0.1/tcp/${relay.port}`
     }
@@ -285,8 +304,8 @@ const HOP_PART_MEANING: Record<HopPart, string> = {
   wait: 'until A starts its next event (timers, minEventIntervalMs, a busy event loop)',
   create: 'A signs, inserts (consensus) and commits its event',
   fsync: 'until the event\'s fdatasync returns',
-  publish: 'gossipsub publish call',
-  network: 'until B\'s validator sees it (gossipsub, pnet, yamux, loopback or relay, B\'s event loop)',
+  publish: 'handing it to the push streams (the write through yamux, noise and pnet: synchronous) or gossipsub',
+  network: 'until B\'s engine sees it (push stream or gossipsub, pnet, yamux, loopback or relay, B\'s event loop)',
   hop: 'the whole hop: received at A → received at B'
 }
 
