@@ -147,6 +147,8 @@ interface Context {
   /** Source: pages left after the last pass, and how many passes in a row left about as many (no progress). */
   lastRemaining?: number
   passesWithoutProgress?: number
+  /** Source: what this migration sends on the site's link besides base chunks (UD layer, memory in use). */
+  sends?: { ud: number, memory: number }
   /** Source: the guest's throttle (auto-converge), once pre-copy needed it. */
   throttle?: number
 }
@@ -566,9 +568,20 @@ export class MigrationEngine {
       this.phase(ctx, 'plan')
       const control = new ControlChannel(await this.open(ctx, 'control', ctx.target), ctx.counter, `control stream to ${ctx.target}`)
       pump = new ControlPump(control, (m) => this.onSourceAsync(ctx, m), ctx.target)
-      // The memory in use: what the first pass sends (the target balances its base sources by it).
+      // The memory in use: what the first pass sends. The target balances its base sources by
+      // what this site's link carries meanwhile: this VM's UD and memory, and those of the other
+      // migrations leaving here now (five concurrent VMs on one image: their base is fetched once,
+      // balanced for one VM's bytes, while this link carried five VMs' UD and memory).
       const memoryUsedBytes = (await this.init.driver.stats(vm.id).catch(() => undefined))?.memoryUsedBytes
-      const request = { type: 'request', vm, strategy, source: ctx.source, target: ctx.target, repository: options.repository, bandwidth: options.bandwidth, maxDowntimeMs: options.maxDowntimeMs, memoryUsedBytes }
+      ctx.sends = { ud: vm.ud.allocatedBytes, memory: memoryUsedBytes ?? vm.memoryBytes }
+      const sourceSends = { ...ctx.sends }
+      for (const other of this.contexts.values()) {
+        if (other === ctx || other.role !== 'source') continue
+        // One that has not described itself yet is taken to be like this one.
+        sourceSends.ud += (other.sends ?? ctx.sends).ud
+        sourceSends.memory += (other.sends ?? ctx.sends).memory
+      }
+      const request = { type: 'request', vm, strategy, source: ctx.source, target: ctx.target, repository: options.repository, bandwidth: options.bandwidth, maxDowntimeMs: options.maxDowntimeMs, memoryUsedBytes, sourceSends }
       let plan: MigrationPlan
       if (strategy === 'h-gmig') {
         const replica = await this.init.replica()
@@ -935,7 +948,7 @@ export class MigrationEngine {
           lastReady = ready
           control.send({ type: 'base-progress', bytes: progress.bytes, totalBytes: progress.totalBytes, readyBytes: ready, readyRate: rate, etaSeconds, sources: ctx.sources }).catch(() => {})
         }
-      }, { migration: id, vm, manifests, counter: ctx.counter, sourceSends: sourceSends(vm, request.memoryUsedBytes), onImage: (figures) => { this.log(ctx, 'info', 'transfer', { image: figures }) } })
+      }, { migration: id, vm, manifests, counter: ctx.counter, sourceSends: sourceSends(vm, request.memoryUsedBytes, request.sourceSends), onImage: (figures) => { this.log(ctx, 'info', 'transfer', { image: figures }) } })
       const rebuild = this.materializing.then(async () => await materializeBaseImages(this.init.store, vm, manifests, chunkSource as ChunkSource, signal))
       this.materializing = rebuild.catch(() => {})
       await rebuild
@@ -1022,9 +1035,16 @@ export class MigrationEngine {
   }
 }
 
-/** What a migration's source sends on its own link besides base chunks: the UD layer and the memory in use (as reported), else all of memory. */
-function sourceSends (vm: VmDescription, memoryUsedBytes: unknown): { ud: number, memory: number } {
-  const memory = typeof memoryUsedBytes === 'number' && memoryUsedBytes >= 0 && memoryUsedBytes <= vm.memoryBytes ? memoryUsedBytes : vm.memoryBytes
+/**
+ * What a migration's source sends on its own link besides base chunks: as the source reports
+ * (its migrations' UD layers and memory in use), else this VM's UD layer and memory in use, else
+ * all of its memory.
+ */
+function sourceSends (vm: VmDescription, memoryUsedBytes: unknown, reported: unknown): { ud: number, memory: number } {
+  const valid = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0
+  const r = reported as { ud?: unknown, memory?: unknown } | undefined
+  if (r !== null && typeof r === 'object' && valid(r.ud) && valid(r.memory)) return { ud: r.ud, memory: r.memory }
+  const memory = valid(memoryUsedBytes) && memoryUsedBytes <= vm.memoryBytes ? memoryUsedBytes : vm.memoryBytes
   return { ud: vm.ud.allocatedBytes, memory }
 }
 
