@@ -281,6 +281,8 @@ export async function main (args: string[]): Promise<void> {
   const lab = options.links === 'tbf' && unavailable === undefined
     ? new NetnsLab(['a', 'b', 'c'].map((name) => ({ name, egressMbit: options.mbit })), String(process.pid), '10.214.0')
     : undefined
+  // The namespaces outlive a killed bench unless removed here ('exit' does not run on a signal).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => { lab?.destroy(); process.exit(128 + (signal === 'SIGINT' ? 2 : 15)) })
   const links = lab !== undefined
     ? `tbf, ${options.mbit} Mbit/s egress per site (network namespaces on a bridge, no added delay; the in-process shaper off)`
     : `in-process shaper, ${options.linkMBs} MB/s upload per site${options.links === 'tbf' ? ` (tbf asked for, but no network namespaces here: ${String(unavailable)})` : ''}`
