@@ -43,15 +43,19 @@ export interface HashgraphGossipInit {
    */
   parkedSyncDelayMs?: number
   /**
-   * How a member answers what it received: 'each' (default) one own event per member whose new
-   * event arrived since its previous answer (at most maxAnswerEvents, chosen as 'rotate' does),
-   * all made durable by one sync and sent together, so that the last of them has every new event
-   * in its ancestry — with n = 3 a round needs all three members' events, and one other-parent
-   * per answer left one of them out until the next; in lock-step with the real engine an ordering
-   * takes 6–7 steps at 3–10 members instead of 11–33 (test/swarm-answer.test.ts, bench/RESULTS.md
-   * issue 4 session 6). One event per answer: 'newest' the newest received; 'rotate' the
-   * unreferenced event with the highest generation, then the member taken least recently
-   * (OtherParentChooser). Also HGMIG_OTHER_PARENT=newest|rotate|each.
+   * How a member answers what it received. 'newest' (default): one own event, on the newest event
+   * received. 'rotate': one own event, on the unreferenced event with the highest generation, then
+   * the member taken least recently (OtherParentChooser). 'each': one own event per member whose
+   * new event arrived since the previous answer (at most maxAnswerEvents, chosen as 'rotate'
+   * does), all made durable by one sync and sent together, so that the last of them has every new
+   * event in its ancestry — with n = 3 a round needs all three members' events, and one
+   * other-parent per answer leaves one of them out until the next. In lock-step with the real
+   * engine 'each' orders in 6–7 hops at 3–10 members instead of 11–33 (test/swarm-answer.test.ts);
+   * on the shared 2-core bench machine it cut the hops per ordering from ~12.5 to ~8.5 but made
+   * each hop ~1.5 × as long (two events to create and check per answer), so latency did not
+   * improve there and 10 agents paid 1.8–2.9 × the CPU (bench/RESULTS.md, issue 4, session 6): not
+   * the default until measured where each agent has its own cores. Also
+   * HGMIG_OTHER_PARENT=newest|rotate|each.
    */
   otherParent?: 'newest' | 'rotate' | 'each'
   /** With otherParent 'each': the most own events one answer creates (default 4). Also HGMIG_ANSWER_EVENTS. */
@@ -141,7 +145,7 @@ export class HashgraphGossip {
     if (init.onHop !== undefined) this.onHop = init.onHop
     else if (traceFile !== undefined && traceFile !== '') ({ onHop: this.onHop, stop: this.stopTrace } = fileTracer(traceFile))
     else this.onHop = null
-    const answer = init.otherParent ?? process.env.HGMIG_OTHER_PARENT ?? 'each'
+    const answer = init.otherParent ?? process.env.HGMIG_OTHER_PARENT ?? 'newest'
     if (answer !== 'newest' && answer !== 'rotate' && answer !== 'each') throw new RangeError(`otherParent must be 'newest', 'rotate' or 'each', not '${answer}' (HGMIG_OTHER_PARENT?)`)
     this.answer = answer
     this.topic = eventsTopic(init.swarmId)

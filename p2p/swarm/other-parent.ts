@@ -1,6 +1,6 @@
 /**
  * Picks the other-parent of a member's next event (HashgraphGossip's `otherParent: 'rotate'`), or
- * of each event of an answer (`'each'`, the default: takeEach).
+ * of each event of an answer (`'each'`: takeEach).
  * Among the members whose newest event no own event references yet: the event with the highest
  * generation (the longest ancestry, so the most the own event learns), and between equals the
  * member taken least recently.
