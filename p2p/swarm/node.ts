@@ -141,16 +141,22 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
     // 4 MiB per-stream windows (default 256 KiB): chunk transfers keep a window's worth of blocks in flight.
     streamMuxers: [yamux({ streamOptions: { initialStreamWindowSize: 4 * 1024 * 1024, maxStreamWindowSize: 16 * 1024 * 1024 } })],
     connectionProtector: privateNetwork({ psk: init.swarmKey }),
-    // libp2p pings every connection each 10 s and aborts it when a ping takes longer than its
-    // adaptive timeout (at least 5 s). A ping opens a stream behind whatever the connection
-    // carries, and a fetcher starved of CPU behind 8 MiB of queued blocks took longer: sources
-    // reset busy, healthy connections, and a two-source fetch failed with no source left. Dead
-    // connections are still found (TCP resets, the exchange's stall detection, this ping at 30 s).
-    connectionMonitor: { pingTimeout: { minTimeout: 30_000 } },
+    // libp2p pings every connection each 10 s; by default it aborts the connection when a ping
+    // fails. A ping opens a stream behind whatever the connection carries: a fetcher starved of
+    // CPU behind 8 MiB of queued blocks (session 4), then 1 GiB VMs on 100 Mbit/s tbf links
+    // (session 6), where every H-GMIG migration failed — the ping waited behind the queued memory
+    // pages and base chunks, and the monitor aborted the connection with every migration and
+    // exchange stream on it (a longer ping timeout on both sides was not enough; without the abort
+    // the same migration completes). A ping that cannot get through a saturated link says nothing
+    // about the peer: the monitor now only measures RTT. Dead connections are found by TCP (resets,
+    // keep-alive, retransmission limits), the exchange's stall detection and the migration
+    // engine's own timeouts.
+    connectionMonitor: { pingTimeout: { minTimeout: 30_000 }, abortConnectionOnPingFailure: false },
     peerDiscovery: discovery,
     services: {
       identify: identify(),
-      ping: ping(),
+      // The answering side of a ping resets it after 10 s by default, before the asking side gives up.
+      ping: ping({ timeout: 60_000 }),
       pubsub: gossipsub({
         emitSelf: false,
         // Every hashgraph event carries its creator's Ed25519 signature, which the engine checks:
