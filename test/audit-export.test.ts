@@ -1,5 +1,6 @@
 /**
- * The consensus audit's export (p2p/agent/audit.ts through the API server): a long history goes out
+ * The consensus audit's export (p2p/agent/audit.ts through the API server), and the migration log's
+ * (p2p/migration/log.ts): a long history goes out
  * a page at a time — the same rows in every format as a whole read, windows and limits across page
  * boundaries, recording can go on while an export is half-way, and a transfer that breaks reaches
  * the client as an error, never as a short file that looks whole.
@@ -12,6 +13,7 @@ import { join } from 'node:path'
 import { ConsensusAuditLog, type AuditRow } from '../p2p/agent/audit.js'
 import { ApiClient, createApiServer, parseTimeQuery, type AgentBackend, type ApiServer, type TextExport } from '../p2p/api/index.js'
 import type { ConsensusEvent, SignedEvent } from '../p2p/hashgraph/index.js'
+import { MigrationDb, type LogEntry } from '../p2p/migration/log.js'
 
 const ROWS = 2_345
 const START_NS = 1_790_000_000_000_000_000n
@@ -170,5 +172,43 @@ describe('the consensus audit over the API', () => {
     controller.abort()
     await assert.rejects(reader.read())
     assert.equal((await client.consensusAudit('csv', { since: timeOf(19_998).toISOString() })).trimEnd().split('\n').length, 3)
+  })
+})
+
+describe('the migration log export', () => {
+  let log: MigrationDb
+
+  before(() => {
+    log = new MigrationDb(join(mkdtempSync(join(tmpdir(), 'hgmig-migration-log-')), 'migrations.sqlite'))
+    for (const id of ['m-1', 'm-2']) log.insert({ id, role: 'source', vm: `vm-${id}`, vmName: `web-${id}`, source: 'site-a', target: 'site-b', strategy: 'h-gmig', phase: 'plan', state: 'running', options: {} })
+    for (let i = 0; i < 2_500; i++) log.log(i % 3 === 0 ? 'm-2' : 'm-1', i % 2 === 0 ? 'pass' : 'info', null, { pass: i, note: 'a "quoted", comma' })
+  })
+
+  after(() => { log.close() })
+
+  test('pages, whole reads and every format agree; a limit and a migration filter cut exactly', () => {
+    const whole = log.entries()
+    assert.equal(whole.length, 2_500)
+    assert.deepEqual([...log.pages({}, 333)].flat(), whole)
+    assert.deepEqual(log.entries({ migration: 'm-2', limit: 1_234 }).map((e) => e.data['pass']), whole.filter((e) => e.migration === 'm-2').slice(0, 1_234).map((e) => e.data['pass']))
+    const ndjson = log.export('ndjson').trimEnd().split('\n').map((line) => JSON.parse(line) as LogEntry)
+    assert.deepEqual(ndjson, whole)
+    const json = JSON.parse(log.export('json', { migration: 'm-1' })) as { entries: LogEntry[], migrations: Array<{ id: string }> }
+    assert.deepEqual(json.entries, whole.filter((e) => e.migration === 'm-1'))
+    assert.deepEqual(json.migrations.map((m) => m.id), ['m-1'], 'the rows of the migrations the entries belong to')
+    assert.deepEqual(JSON.parse(log.export('json', { since: Date.now() + 86_400_000 })), { entries: [], migrations: [] })
+    const csv = log.export('csv').trimEnd().split('\n')
+    assert.equal(csv[0], 'seq,time,migration,kind,phase,data')
+    assert.equal(csv.length, 2_501)
+    assert.match(csv[1]!, /^\d+,\d{4}-\d\d-\d\dT[^,]+,m-2,pass,,"\{""pass"":0,""note"":""a \\""quoted\\"", comma""\}"$/)
+    assert.throws(() => log.export('xml' as 'csv'), /unknown export format "xml"/)
+  })
+
+  test('logging goes on while an export is half-way', () => {
+    const pieces = log.exportChunks('ndjson')[Symbol.iterator]()
+    let text = pieces.next().value as string
+    log.log('m-1', 'info', null, { during: true })
+    for (let next = pieces.next(); next.done !== true; next = pieces.next()) text += next.value
+    assert.equal(text.trimEnd().split('\n').length, 2_501)
   })
 })

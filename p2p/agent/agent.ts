@@ -1077,7 +1077,7 @@ class MigrationAgent implements Agent {
     return audit.export(query.format, { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }), ...(limit === undefined ? {} : { limit }) }, (creator) => state.member(creator)?.name ?? `member ${creator}`)
   }
 
-  exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
+  exportLog (format: string, migration: string | null, since: string | null): TextExport {
     return this.needNetwork().migrations.exportLog(format, migration, since)
   }
 

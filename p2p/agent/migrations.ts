@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
-import { ApiRequestError, parseTimeQuery } from '../api/index.js'
+import { ApiRequestError, parseTimeQuery, type TextExport } from '../api/index.js'
 import type { BlockExchange, TransferContext } from '../exchange/index.js'
 import {
   createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, EXPORT_FORMATS, WORKLOAD_NAMES,
@@ -269,15 +269,15 @@ export class SiteMigrations {
     return await engine.suggest(vm, candidates, options)
   }
 
-  exportLog (format: string, migration: string | null, since: string | null): { text: string, contentType: string } {
+  exportLog (format: string, migration: string | null, since: string | null): TextExport {
     if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new ApiRequestError(400, `query "format" must be one of ${EXPORT_FORMATS.join(', ')}`)
     const query: { migration?: string, since?: number } = {}
     if (migration !== null) query.migration = migration
     const at = parseTimeQuery('since', since)
     if (at !== undefined) query.since = at.getTime()
-    const text = this.needEngine().exportLog(format as ExportFormat, query)
-    const contentType = format === 'csv' ? 'text/csv' : format === 'ndjson' ? 'application/x-ndjson' : 'application/json'
-    return { text, contentType }
+    const chunks = this.needEngine().exportLogChunks(format as ExportFormat, query)
+    const contentType = format === 'csv' ? 'text/csv; charset=utf-8' : format === 'ndjson' ? 'application/x-ndjson; charset=utf-8' : 'application/json; charset=utf-8'
+    return { chunks, contentType }
   }
 }
 

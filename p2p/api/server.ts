@@ -106,8 +106,7 @@ class LocalApiServer implements ApiServer {
       }],
       ['/v1/logs', 'GET', async (request) => {
         const query = new URL(request.url ?? '/', this.origin).searchParams
-        const { text, contentType } = backend.exportLog(query.get('format') ?? 'json', query.get('migration'), query.get('since'))
-        return { text, contentType }
+        return backend.exportLog(query.get('format') ?? 'json', query.get('migration'), query.get('since'))
       }],
       ['/v1/consensus/audit', 'GET', async (request) => {
         const query = new URL(request.url ?? '/', this.origin).searchParams

@@ -398,7 +398,8 @@ export interface AgentBackend {
   lanPeers: () => LanPeerView[]
   /** The plan to one target, or candidate targets ranked (`to` null); times estimated at `bandwidth` bytes/s if given. */
   migrationPlan: (vm: string, to: string | null, bandwidth?: number) => Promise<unknown>
-  exportLog: (format: string, migration: string | null, since: string | null) => { text: string, contentType: string }
+  /** The migration log (entries of every migration at this site, or one), as ndjson, csv or json. */
+  exportLog: (format: string, migration: string | null, since: string | null) => TextExport
   /** The consensus audit: ordered events (round, witness, fame, round received, consensus time, position) whose consensus time is in [since, until), as ndjson, csv or json. */
   consensusAudit: (query: ConsensusAuditQuery) => TextExport
   /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */

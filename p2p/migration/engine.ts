@@ -440,6 +440,8 @@ export class MigrationEngine {
   logEntries (query: LogQuery = {}): LogEntry[] { return this.openDb().entries(query) }
 
   exportLog (format: ExportFormat, query: LogQuery = {}): string { return this.openDb().export(format, query) }
+  /** The same, a page at a time (for an export of a long history). */
+  exportLogChunks (format: ExportFormat, query: LogQuery = {}): Iterable<string> { return this.openDb().exportChunks(format, query) }
 
   /** Bytes this site's link shaper granted per migration (fair sharing). */
   linkGrants (): Map<string, number> { return this.shaper.grants() }

@@ -171,30 +171,71 @@ export class MigrationDb {
   }
 
   entries (query: LogQuery = {}): LogEntry[] {
-    const where: string[] = []
+    return [...this.pages(query, Number.MAX_SAFE_INTEGER)].flat()
+  }
+
+  /**
+   * The log a page at a time, in sequence order. Each page is one query by sequence number
+   * (keyset paging), so nothing holds the database between pages: migrations keep logging while
+   * a long export goes out, and memory stays at one page.
+   */
+  * pages (query: LogQuery = {}, pageSize = LOG_PAGE_ROWS): Generator<LogEntry[]> {
+    const where: string[] = ['seq > ?']
     const params: unknown[] = []
     if (query.migration !== undefined) { where.push('migration = ?'); params.push(query.migration) }
     if (query.since !== undefined) { where.push('time >= ?'); params.push(query.since) }
     if (query.kinds !== undefined && query.kinds.length > 0) { where.push(`kind IN (${query.kinds.map(() => '?').join(',')})`); params.push(...query.kinds) }
-    const sql = `SELECT * FROM migration_log ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq ${query.limit !== undefined ? `LIMIT ${Math.max(0, Math.floor(query.limit))}` : ''}`
-    return (this.db.prepare(sql).all(...params) as Array<Omit<LogEntry, 'data'> & { data: string }>).map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }))
+    const statement = this.db.prepare(`SELECT * FROM migration_log WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
+    let left = query.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(query.limit))
+    let after = -1
+    while (left > 0) {
+      const rows = statement.all(after, ...params, Math.min(pageSize, left)) as Array<Omit<LogEntry, 'data'> & { data: string }>
+      if (rows.length === 0) return
+      after = rows[rows.length - 1]!.seq
+      left -= rows.length
+      yield rows.map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }))
+    }
   }
 
   /** The log as text in one of the export formats. */
   export (format: ExportFormat, query: LogQuery = {}): string {
+    return [...this.exportChunks(format, query)].join('')
+  }
+
+  /**
+   * The same, produced a page at a time. The format is checked now, before anything is produced.
+   * JSON is `{"entries": [...], "migrations": [...]}`, one entry per line, the rows of the
+   * migrations the entries belong to last (known only once every entry is out).
+   */
+  exportChunks (format: ExportFormat, query: LogQuery = {}): Iterable<string> {
     if (!EXPORT_FORMATS.includes(format)) throw new InvalidMigrationInputError(`unknown export format "${String(format)}"; one of ${EXPORT_FORMATS.join(', ')}`)
-    const entries = this.entries(query)
-    if (format === 'json') {
-      const ids = [...new Set(entries.map((e) => e.migration))]
-      const migrations = ids.flatMap((id) => this.find(id).filter((m) => m.id === id))
-      return JSON.stringify({ migrations, entries }, null, 2) + '\n'
+    return this.render(format, this.pages(query))
+  }
+
+  private * render (format: ExportFormat, pages: Iterable<LogEntry[]>): Generator<string> {
+    if (format === 'csv') yield LOG_COLUMNS.join(',') + '\n'
+    if (format === 'json') yield '{"entries": ['
+    const ids = new Set<string>()
+    let first = true
+    for (const entries of pages) {
+      if (format === 'ndjson') yield entries.map((e) => JSON.stringify(e) + '\n').join('')
+      else if (format === 'csv') yield entries.map((e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)].map(csvField).join(',') + '\n').join('')
+      else {
+        for (const e of entries) ids.add(e.migration)
+        yield (first ? '\n' : ',\n') + entries.map((e) => JSON.stringify(e)).join(',\n')
+        first = false
+      }
     }
-    if (format === 'ndjson') return entries.map((e) => JSON.stringify(e)).join('\n') + (entries.length > 0 ? '\n' : '')
-    const columns = ['seq', 'time', 'migration', 'kind', 'phase', 'data']
-    const lines = entries.map((e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)].map(csvField).join(','))
-    return [columns.join(','), ...lines].join('\n') + '\n'
+    if (format === 'json') {
+      const migrations = [...ids].flatMap((id) => this.find(id).filter((m) => m.id === id))
+      yield `${first ? '' : '\n'}], "migrations": ${JSON.stringify(migrations)}}\n`
+    }
   }
 }
+
+/** Entries per page of an export. */
+const LOG_PAGE_ROWS = 1000
+const LOG_COLUMNS = ['seq', 'time', 'migration', 'kind', 'phase', 'data']
 
 /** One CSV field (RFC 4180): quoted when it holds a quote, a comma or a line break; null is empty. */
 export function csvField (value: unknown): string {
