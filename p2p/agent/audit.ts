@@ -14,7 +14,7 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import type { ConsensusEvent, SignedEvent } from '../hashgraph/index.js'
 import { ApiRequestError, type TextExport } from '../api/index.js'
-import { csvField, EXPORT_FORMATS, type ExportFormat } from '../migration/index.js'
+import { EXPORT_FORMATS, renderExportPages, type ExportFormat } from '../migration/index.js'
 
 /** One ordered event, as exported. Timestamps are ISO strings plus exact nanoseconds (decimal strings). */
 export interface AuditRow {
@@ -144,7 +144,7 @@ export class ConsensusAuditLog {
   export (format: string, query: AuditQuery = {}, siteName?: (creator: number) => string): TextExport {
     if (!EXPORT_FORMATS.includes(format as ExportFormat)) throw new ApiRequestError(400, `unknown audit format ${JSON.stringify(format)}: one of ${EXPORT_FORMATS.join(', ')}`)
     const contentType = format === 'json' ? 'application/json; charset=utf-8' : format === 'ndjson' ? 'application/x-ndjson; charset=utf-8' : 'text/csv; charset=utf-8'
-    return { contentType, chunks: renderPages(format as ExportFormat, this.pages(query, siteName)) }
+    return { contentType, chunks: renderExportPages(format as ExportFormat, this.pages(query, siteName), { columns: COLUMNS, csvRow: (r) => COLUMNS.map((c) => r[c]), jsonKey: 'events' }) }
   }
 
   close (): void {
@@ -177,22 +177,6 @@ function rowOf (r: StoredRow, siteName: (creator: number) => string): AuditRow {
     createdTimestampNs: r.created_ns.toString(),
     transactions: Number(r.transactions)
   }
-}
-
-/** JSON is `{"events": [...]}` with one event per line, so it can be written before the last page is read. */
-function * renderPages (format: ExportFormat, pages: Iterable<AuditRow[]>): Generator<string> {
-  if (format === 'csv') yield COLUMNS.join(',') + '\n'
-  if (format === 'json') yield '{"events": ['
-  let first = true
-  for (const rows of pages) {
-    if (format === 'ndjson') yield rows.map((r) => JSON.stringify(r) + '\n').join('')
-    else if (format === 'csv') yield rows.map((r) => COLUMNS.map((c) => csvField(r[c])).join(',') + '\n').join('')
-    else {
-      yield (first ? '\n' : ',\n') + rows.map((r) => JSON.stringify(r)).join(',\n')
-      first = false
-    }
-  }
-  if (format === 'json') yield (first ? '' : '\n') + ']}\n'
 }
 
 function isoOf (nanoseconds: bigint): string {

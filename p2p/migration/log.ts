@@ -212,30 +212,42 @@ export class MigrationDb {
     return this.render(format, this.pages(query))
   }
 
-  private * render (format: ExportFormat, pages: Iterable<LogEntry[]>): Generator<string> {
-    if (format === 'csv') yield LOG_COLUMNS.join(',') + '\n'
-    if (format === 'json') yield '{"entries": ['
+  private render (format: ExportFormat, pages: Iterable<LogEntry[]>): Generator<string> {
     const ids = new Set<string>()
-    let first = true
-    for (const entries of pages) {
-      if (format === 'ndjson') yield entries.map((e) => JSON.stringify(e) + '\n').join('')
-      else if (format === 'csv') yield entries.map((e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)].map(csvField).join(',') + '\n').join('')
-      else {
-        for (const e of entries) ids.add(e.migration)
-        yield (first ? '\n' : ',\n') + entries.map((e) => JSON.stringify(e)).join(',\n')
-        first = false
-      }
-    }
-    if (format === 'json') {
-      const migrations = [...ids].flatMap((id) => this.find(id).filter((m) => m.id === id))
-      yield `${first ? '' : '\n'}], "migrations": ${JSON.stringify(migrations)}}\n`
-    }
+    const noted = (function * () { for (const entries of pages) { for (const e of entries) ids.add(e.migration); yield entries } })()
+    return renderExportPages(format, noted, {
+      columns: LOG_COLUMNS,
+      csvRow: (e) => [String(e.seq), new Date(e.time).toISOString(), e.migration, e.kind, e.phase ?? '', JSON.stringify(e.data)],
+      jsonKey: 'entries',
+      jsonRest: () => `, "migrations": ${JSON.stringify([...ids].flatMap((id) => this.find(id).filter((m) => m.id === id)))}`
+    })
   }
+
 }
 
 /** Entries per page of an export. */
 const LOG_PAGE_ROWS = 1000
 const LOG_COLUMNS = ['seq', 'time', 'migration', 'kind', 'phase', 'data']
+
+/**
+ * An export's text a page of rows at a time: NDJSON, CSV (a header row, then `csvRow` of each), or
+ * JSON `{"<jsonKey>": [...]<jsonRest>}` with one row per line, so it can be written before the last
+ * page is read; `jsonRest` is called once every row is out.
+ */
+export function * renderExportPages<R> (format: ExportFormat, pages: Iterable<R[]>, shape: { columns: readonly string[], csvRow: (row: R) => unknown[], jsonKey: string, jsonRest?: () => string }): Generator<string> {
+  if (format === 'csv') yield shape.columns.join(',') + '\n'
+  if (format === 'json') yield `{${JSON.stringify(shape.jsonKey)}: [`
+  let first = true
+  for (const rows of pages) {
+    if (format === 'ndjson') yield rows.map((r) => JSON.stringify(r) + '\n').join('')
+    else if (format === 'csv') yield rows.map((r) => shape.csvRow(r).map(csvField).join(',') + '\n').join('')
+    else {
+      yield (first ? '\n' : ',\n') + rows.map((r) => JSON.stringify(r)).join(',\n')
+      first = false
+    }
+  }
+  if (format === 'json') yield `${first ? '' : '\n'}]${shape.jsonRest?.() ?? ''}}\n`
+}
 
 /** One CSV field (RFC 4180): quoted when it holds a quote, a comma or a line break; null is empty. */
 export function csvField (value: unknown): string {
