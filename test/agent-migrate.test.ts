@@ -68,6 +68,12 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     assert.notEqual(failed.status, 0)
     assert.match(failed.stderr, /log export to .*no-such-dir\/log\.csv failed, nothing written: .*ENOENT/)
     assert.equal(existsSync(join(files, 'no-such-dir')), false)
+    // A reader polling the log (the UI) asks only for entries after the last it saw.
+    const whole = JSON.parse(await a.client.exportLog('json')) as { entries: Array<{ seq: number }> }
+    const middle = whole.entries[Math.floor(whole.entries.length / 2)]!.seq
+    const newer = JSON.parse(await a.client.exportLog('json', { after: middle })) as { entries: Array<{ seq: number }> }
+    assert.deepEqual(newer.entries.map((e) => e.seq), whole.entries.filter((e) => e.seq > middle).map((e) => e.seq))
+    await assert.rejects(a.client.exportLog('json', { after: -1 }), /query "after" must be an integer of at least 0, got "-1"/)
 
     // The base layer came through the block exchange from site-a: the target's log names the source.
     const targetLog = join(files, 'target.ndjson')

@@ -11,7 +11,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConsensusAuditLog, type AuditRow } from '../p2p/agent/audit.js'
-import { ApiClient, createApiServer, parseTimeQuery, type AgentBackend, type ApiServer, type TextExport } from '../p2p/api/index.js'
+import { ApiClient, createApiServer, parseIntegerQuery, parseTimeQuery, type AgentBackend, type ApiServer, type TextExport } from '../p2p/api/index.js'
 import type { ConsensusEvent, SignedEvent } from '../p2p/hashgraph/index.js'
 import { MigrationDb, type LogEntry } from '../p2p/migration/log.js'
 
@@ -202,6 +202,17 @@ describe('the migration log export', () => {
     assert.equal(csv.length, 2_501)
     assert.match(csv[1]!, /^\d+,\d{4}-\d\d-\d\dT[^,]+,m-2,pass,,"\{""pass"":0,""note"":""a \\""quoted\\"", comma""\}"$/)
     assert.throws(() => log.export('xml' as 'csv'), /unknown export format "xml"/)
+  })
+
+  test('a reader polling with `after` gets exactly the entries past the last it saw, across pages', () => {
+    const whole = log.entries()
+    const seen = whole[1_000]!.seq
+    assert.deepEqual([...log.pages({ after: seen }, 333)].flat(), whole.filter((e) => e.seq > seen))
+    assert.deepEqual(log.entries({ after: seen, migration: 'm-2' }), whole.filter((e) => e.seq > seen && e.migration === 'm-2'))
+    assert.deepEqual(log.entries({ after: whole[whole.length - 1]!.seq }), [])
+    assert.equal(parseIntegerQuery('after', '41', 0), 41)
+    assert.equal(parseIntegerQuery('after', null, 0), undefined)
+    for (const bad of ['', '-1', '1.5', 'x', '1e400']) assert.throws(() => parseIntegerQuery('after', bad, 0), /query "after" must be an integer of at least 0/)
   })
 
   test('logging goes on while an export is half-way', () => {

@@ -408,7 +408,10 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     const { client } = agents[0]!
     await client.ping({ count: 2 })
     await eventually('every probe ordered', async () => (await client.status()).transactions.pending === 0 ? true : undefined, 120_000)
+    // After one full read the view asks only for entries past the last it holds.
+    const polled = page.waitForRequest((request) => /\/v1\/logs\?format=json&after=\d+$/.test(request.url()), { timeout: 60_000 })
     await openView('Logs')
+    await polled
     await page.waitForFunction(() => /transaction ping/.test(document.querySelector('[data-testid="log-table"]')?.textContent ?? ''), undefined, { timeout: 60_000 })
     await page.getByLabel('Search').fill('ping')
     const shown = await page.locator('[data-testid="log-table"] tbody tr').allTextContents()

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
-import { ApiRequestError, createApiServer, parseTimeQuery, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse, type TextExport, type TransfersResponse, type AbandonTransferResponse } from '../api/index.js'
+import { ApiRequestError, createApiServer, parseIntegerQuery, parseTimeQuery, removeApiFile, writeApiFile, type AgentBackend, type AgentEvent, type AgentStatus, type ApiServer, type ApproveRequest, type ChunkMapView, type ConsensusAuditQuery, type LanPeerView, type HashgraphEventView, type HashgraphView, type ImagesResponse, type ImportImageRequest, type InviteRequest, type InviteResponse, type JoinRequestView, type LatencySample, type LogExportQuery, type MetricsText, type PingRequest, type PingResponse, type RemoveRequest, type SiteRole, type StoreCall, type SubmittedResponse, type TextExport, type TransfersResponse, type AbandonTransferResponse } from '../api/index.js'
 import { EventLog, Hashgraph, toHex, type ConsensusSnapshot, type OrderedTransaction } from '../hashgraph/index.js'
 import { createImageStore, type ImageInfo, type ImageStore } from '../store/index.js'
 import { createSwarmNode, eventsTopic, handleRequests, HashgraphGossip, parseSwarmKey, sendRequest, type ConnectionBytes, type SwarmNode } from '../swarm/index.js'
@@ -1072,13 +1072,12 @@ class MigrationAgent implements Agent {
     const since = parseTimeQuery('since', query.since)
     const until = parseTimeQuery('until', query.until)
     if (since !== undefined && until !== undefined && until <= since) throw new ApiRequestError(400, `query "until" (${query.until ?? ''}) must be after "since" (${query.since ?? ''})`)
-    const limit = query.limit === null ? undefined : Number(query.limit)
-    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) throw new ApiRequestError(400, `query "limit" must be a positive integer, got ${JSON.stringify(query.limit)}`)
+    const limit = parseIntegerQuery('limit', query.limit, 1)
     return audit.export(query.format, { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }), ...(limit === undefined ? {} : { limit }) }, (creator) => state.member(creator)?.name ?? `member ${creator}`)
   }
 
-  exportLog (format: string, migration: string | null, since: string | null): TextExport {
-    return this.needNetwork().migrations.exportLog(format, migration, since)
+  exportLog (query: LogExportQuery): TextExport {
+    return this.needNetwork().migrations.exportLog(query)
   }
 
   importImage (request: ImportImageRequest): { task: string } {

@@ -7,11 +7,11 @@
  */
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
-import { ApiRequestError, parseTimeQuery, type TextExport } from '../api/index.js'
+import { ApiRequestError, parseIntegerQuery, parseTimeQuery, type LogExportQuery, type TextExport } from '../api/index.js'
 import type { BlockExchange, TransferContext } from '../exchange/index.js'
 import {
   createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, EXPORT_FORMATS, WORKLOAD_NAMES,
-  type ExportFormat, type ImageManifestData, type MigrationEngine, type MigrationEvent, type MigrationInfo, type MigrationRequest, type ReplicaView, type Strategy, type SyntheticDriver
+  type ExportFormat, type ImageManifestData, type LogQuery, type MigrationEngine, type MigrationEvent, type MigrationInfo, type MigrationRequest, type ReplicaView, type Strategy, type SyntheticDriver
 } from '../migration/index.js'
 import type { ImageInfo, ImageStore } from '../store/index.js'
 import type { SwarmNode } from '../swarm/index.js'
@@ -269,12 +269,14 @@ export class SiteMigrations {
     return await engine.suggest(vm, candidates, options)
   }
 
-  exportLog (format: string, migration: string | null, since: string | null): TextExport {
+  exportLog ({ format, migration, since, after }: LogExportQuery): TextExport {
     if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new ApiRequestError(400, `query "format" must be one of ${EXPORT_FORMATS.join(', ')}`)
-    const query: { migration?: string, since?: number } = {}
+    const query: LogQuery = {}
     if (migration !== null) query.migration = migration
     const at = parseTimeQuery('since', since)
     if (at !== undefined) query.since = at.getTime()
+    const seq = parseIntegerQuery('after', after, 0)
+    if (seq !== undefined) query.after = seq
     const chunks = this.needEngine().exportLogChunks(format as ExportFormat, query)
     const contentType = format === 'csv' ? 'text/csv; charset=utf-8' : format === 'ndjson' ? 'application/x-ndjson; charset=utf-8' : 'application/json; charset=utf-8'
     return { chunks, contentType }

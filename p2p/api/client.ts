@@ -100,23 +100,20 @@ export class ApiClient {
 
   /** The same, as the agent writes it: for exports too long to hold in memory. Throws if the transfer breaks. */
   async consensusAuditStream (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
-    const params = new URLSearchParams({ format })
-    for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
-    return this.bodyOf(await this.fetch('GET', `/v1/consensus/audit?${params.toString()}`, undefined, options.signal))
+    return this.bodyOf(await this.fetch('GET', `/v1/consensus/audit?${queryString(format, query)}`, undefined, options.signal))
   }
 
   private bodyOf (response: Response): ReadableStream<Uint8Array> {
     return response.body ?? new Response('').body!
   }
 
-  async exportLog (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+  async exportLog (format: 'ndjson' | 'csv' | 'json', query: LogQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
     return await new Response(await this.exportLogStream(format, query, options)).text()
   }
 
   /** The migration log as the agent sends it, for writing to a file. */
-  async exportLogStream (format: 'ndjson' | 'csv' | 'json', query: { migration?: string, since?: string } = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
-    const params = new URLSearchParams({ format, ...query })
-    return this.bodyOf(await this.fetch('GET', `/v1/logs?${params.toString()}`, undefined, options.signal))
+  async exportLogStream (format: 'ndjson' | 'csv' | 'json', query: LogQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+    return this.bodyOf(await this.fetch('GET', `/v1/logs?${queryString(format, query)}`, undefined, options.signal))
   }
 
   async hashgraph (limit = 300, options: { signal?: AbortSignal } = {}): Promise<HashgraphView> {
@@ -270,4 +267,13 @@ export class ApiClient {
 function closedIdleSocket (err: Error): boolean {
   const code = (err.cause as NodeJS.ErrnoException | undefined)?.code
   return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET'
+}
+
+/** GET /v1/logs's filters: one migration, entries logged at or after an ISO time, entries after a sequence number. */
+export interface LogQueryOptions { migration?: string, since?: string, after?: number }
+
+function queryString (format: string, query: object): string {
+  const params = new URLSearchParams({ format })
+  for (const [key, value] of Object.entries(query) as Array<[string, unknown]>) if (value !== undefined) params.set(key, String(value))
+  return params.toString()
 }

@@ -4,9 +4,9 @@
  * an AgentBackend.
  */
 export { createApiServer, API_HOST, WS_TOKEN_PROTOCOL_PREFIX, type ApiServer, type ApiServerInit } from './server.js'
-export { ApiClient, type ApiClientInit } from './client.js'
+export { ApiClient, type ApiClientInit, type LogQueryOptions } from './client.js'
 export { API_FILE_NAME, apiFilePath, readApiFile, writeApiFile, removeApiFile, processExists } from './api-file.js'
-export { parsePingRequest, parseTimeQuery, MAX_PINGS_PER_REQUEST } from './requests.js'
+export { parsePingRequest, parseTimeQuery, parseIntegerQuery, MAX_PINGS_PER_REQUEST } from './requests.js'
 export { ApiRequestError, ApiListenError, AgentNotRunningError } from './errors.js'
 export type * from './types.js'
 export { STORE_METHODS, parseStoreCall, type StoreCall, type StoreCallLine, type StoreMethod } from './store-rpc.js'

@@ -60,6 +60,14 @@ export function parseTimeQuery (name: string, value: string | null): Date | unde
   return at
 }
 
+/** A whole-number query parameter of at least `min` (undefined when absent). */
+export function parseIntegerQuery (name: string, value: string | null, min: number): number | undefined {
+  if (value === null) return undefined
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new ApiRequestError(400, `query "${name}" must be an integer of at least ${min}, got ${JSON.stringify(value)}`)
+  return n
+}
+
 /** The `:root` of /v1/transfers/:root: a root CID or an image name (1 to 256 characters, no control characters). */
 export function parseTransferReference (value: string | undefined): string {
   // eslint-disable-next-line no-control-regex

@@ -106,7 +106,7 @@ class LocalApiServer implements ApiServer {
       }],
       ['/v1/logs', 'GET', async (request) => {
         const query = new URL(request.url ?? '/', this.origin).searchParams
-        return backend.exportLog(query.get('format') ?? 'json', query.get('migration'), query.get('since'))
+        return backend.exportLog({ format: query.get('format') ?? 'json', migration: query.get('migration'), since: query.get('since'), after: query.get('after') })
       }],
       ['/v1/consensus/audit', 'GET', async (request) => {
         const query = new URL(request.url ?? '/', this.origin).searchParams

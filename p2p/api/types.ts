@@ -358,6 +358,17 @@ export interface TextExport {
   chunks: Iterable<string>
 }
 
+/** GET /v1/logs: each field as the query string has it (null when absent); the backend validates. */
+export interface LogExportQuery {
+  format: string
+  /** Only this migration's entries. */
+  migration: string | null
+  /** ISO time: only entries logged at or after it. */
+  since: string | null
+  /** A sequence number: only entries after it (what a reader polling the log saw last). */
+  after: string | null
+}
+
 export interface ConsensusAuditQuery {
   format: string
   since: string | null
@@ -399,7 +410,7 @@ export interface AgentBackend {
   /** The plan to one target, or candidate targets ranked (`to` null); times estimated at `bandwidth` bytes/s if given. */
   migrationPlan: (vm: string, to: string | null, bandwidth?: number) => Promise<unknown>
   /** The migration log (entries of every migration at this site, or one), as ndjson, csv or json. */
-  exportLog: (format: string, migration: string | null, since: string | null) => TextExport
+  exportLog: (query: LogExportQuery) => TextExport
   /** The consensus audit: ordered events (round, witness, fame, round received, consensus time, position) whose consensus time is in [since, until), as ndjson, csv or json. */
   consensusAudit: (query: ConsensusAuditQuery) => TextExport
   /** Starts importing a file on the agent's host; progress and the outcome arrive on the event stream. */

@@ -52,6 +52,8 @@ export interface LogEntry {
 
 export interface LogQuery {
   migration?: string
+  /** Only entries whose sequence number is above this one: a reader polling the log asks for what is new. */
+  after?: number
   /** ms since the epoch, inclusive. */
   since?: number
   kinds?: LogKind[]
@@ -187,7 +189,7 @@ export class MigrationDb {
     if (query.kinds !== undefined && query.kinds.length > 0) { where.push(`kind IN (${query.kinds.map(() => '?').join(',')})`); params.push(...query.kinds) }
     const statement = this.db.prepare(`SELECT * FROM migration_log WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
     let left = query.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(query.limit))
-    let after = -1
+    let after = query.after ?? -1
     while (left > 0) {
       const rows = statement.all(after, ...params, Math.min(pageSize, left)) as Array<Omit<LogEntry, 'data'> & { data: string }>
       if (rows.length === 0) return

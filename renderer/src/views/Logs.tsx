@@ -3,7 +3,8 @@ import { useMemo, useState, type ReactNode } from 'react'
 import { EmptyState, ErrorState, formatBytes, formatMs } from '../components'
 import type { LogEntry, MigrationLogEntry } from '../contract'
 import { formatLog, saveText, type ExportFormat } from '../export'
-import { useAgent, useEndpoint } from '../store'
+import { useLogTail } from '../log-tail'
+import { useAgent } from '../store'
 
 const SHOWN = 500
 
@@ -11,18 +12,18 @@ export function LogsView (): ReactNode {
   const { log: streamLog, api, status } = useAgent()
   const [migration, setMigration] = useState('')
   const query = migration === '' ? '' : `&migration=${encodeURIComponent(migration)}`
-  const server = useEndpoint<LogEntry[] | { entries: Array<LogEntry | EngineLogEntry> }>(`/v1/logs?format=json${query}`, 3000)
+  const server = useLogTail(migration === '' ? null : migration, 3000)
   const [text, setText] = useState('')
   const [level, setLevel] = useState('all')
   const [saved, setSaved] = useState<string | null>(null)
   const [exportError, setExportError] = useState<string | null>(null)
-  const fromAgent = !server.notOffered && server.data !== null
+  const fromAgent = !server.notOffered && server.entries !== null
   const entries = useMemo<LogEntry[]>(() => {
     if (!fromAgent) return streamLog
-    const agentEntries = (Array.isArray(server.data) ? server.data : server.data?.entries ?? []).map(toLogEntry)
+    const agentEntries = (server.entries ?? []).map(toLogEntry)
     // One timeline: the migrations' phases and passes beside the transactions and peers seen meanwhile.
     return [...agentEntries, ...streamLog].sort((a, b) => a.at < b.at ? -1 : a.at > b.at ? 1 : 0)
-  }, [fromAgent, server.data, streamLog])
+  }, [fromAgent, server.entries, streamLog])
   const migrations = useMemo(() => [...new Set(entries.flatMap((e) => e.migration === undefined ? [] : [e.migration]))].sort(), [entries])
   const filtered = useMemo(() => {
     const needle = text.trim().toLowerCase()
@@ -102,9 +103,7 @@ export function LogsView (): ReactNode {
 /** An entry of the migration engine's log (p2p/migration LogEntry), as GET /v1/logs?format=json lists them. */
 type EngineLogEntry = MigrationLogEntry
 
-function toLogEntry (entry: LogEntry | EngineLogEntry): LogEntry {
-  if (!('time' in entry) || typeof entry.time !== 'number') return entry as LogEntry
-  const e = entry as EngineLogEntry
+function toLogEntry (e: EngineLogEntry): LogEntry {
   return {
     at: new Date(e.time).toISOString(),
     // Batches and disk rounds come by the hundred: debug, so the default view shows the story.

@@ -9,9 +9,10 @@ import { isNotOffered } from '../api'
 import { Bar, Chart, EmptyState, ErrorState, formatBytes, formatMs, Loaded, NotOffered, short } from '../components'
 import {
   memberUntil, MIGRATION_PHASES, WORKLOADS,
-  type ImagesView, type MigrationInfo, type MigrationLogExport, type MigrationPlan, type MigrationRecord, type MigrationStart, type RankedTarget, type VmInfo, type VmStats
+  type ImagesView, type MigrationInfo, type MigrationPlan, type MigrationRecord, type MigrationStart, type RankedTarget, type VmInfo, type VmStats
 } from '../contract'
 import { bitmapBuckets, historyOf, modelOf, type HistoryRow, type MigrationModel, type Sample, type TransferBarModel } from '../migration-model'
+import { useLogTail } from '../log-tail'
 import { useAgent, useEndpoint } from '../store'
 
 interface MigrationsResponse { migrations: MigrationInfo[], history?: MigrationRecord[] }
@@ -95,14 +96,9 @@ function HistoryTable ({ rows, selected, onSelect }: { rows: HistoryRow[], selec
   )
 }
 
-/** The migration's log (GET /v1/logs?format=json&migration=ID), polled while it runs. */
-function useMigrationLog (id: string, running: boolean): { data: MigrationLogExport | null, error: string | null, notOffered: boolean } {
-  return useEndpoint<MigrationLogExport>(`/v1/logs?format=json&migration=${encodeURIComponent(id)}`, running ? 1000 : 0)
-}
-
 function MigrationCard ({ info, onChange }: { info: MigrationInfo, onChange: () => void }): ReactNode {
   const { api } = useAgent()
-  const log = useMigrationLog(info.id, info.state === 'running')
+  const log = useLogTail(info.id, info.state === 'running' ? 1000 : 0)
   const [error, setError] = useState<string | null>(null)
   const [cancelling, setCancelling] = useState(false)
   // Rates come from successive rows: the baseline moves only when the row (the counters) does.
@@ -110,7 +106,7 @@ function MigrationCard ({ info, onChange }: { info: MigrationInfo, onChange: () 
   const sameRow = track.current?.info === info
   const baseline = sameRow ? track.current!.baseline : track.current?.sample
   const at = sameRow ? track.current!.at : Date.now()
-  const entries = log.data?.entries
+  const entries = log.entries
   const { model, sample } = useMemo(() => modelOf(info, entries ?? [], baseline, at), [info, entries, baseline, at])
   useEffect(() => { track.current = { info, at, baseline, sample } })
 
