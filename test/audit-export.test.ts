@@ -7,12 +7,13 @@
  */
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConsensusAuditLog, type AuditRow } from '../p2p/agent/audit.js'
 import { ApiClient, createApiServer, parseIntegerQuery, parseTimeQuery, type AgentBackend, type ApiServer, type TextExport } from '../p2p/api/index.js'
 import type { ConsensusEvent, SignedEvent } from '../p2p/hashgraph/index.js'
+import { saveDownload, type ExportProgress } from '../p2p/cli/download.js'
 import { MigrationDb, type LogEntry } from '../p2p/migration/log.js'
 
 const ROWS = 2_345
@@ -164,10 +165,33 @@ describe('the consensus audit over the API', () => {
     assert.equal((await client.consensusAudit('ndjson', { since: timeOf(19_999).toISOString() })).trimEnd().split('\n').length, 1)
   })
 
+  test('the CLI writes an export whole with progress in rows against the agent\'s count, and nothing when it breaks', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hgmig-audit-save-'))
+    const reports: ExportProgress[] = []
+    const size = await saveDownload(join(dir, 'audit.ndjson'), await client.consensusAuditStream('ndjson'), 'consensus export', (p) => { reports.push(p) })
+    assert.equal(size, statSync(join(dir, 'audit.ndjson')).size)
+    assert.equal(readFileSync(join(dir, 'audit.ndjson'), 'utf8').trimEnd().split('\n').length, 20_000)
+    const last = reports[reports.length - 1]!
+    assert.deepEqual({ rows: last.rows, total: last.total, finished: last.finished }, { rows: 20_000, total: 20_000, finished: true })
+    assert.ok(reports.every((p, i) => i === 0 || p.rows >= reports[i - 1]!.rows), 'rows only grow')
+    assert.equal(reports.filter((p) => p.finished).length, 1)
+
+    breakAfterFirstPage = true
+    const broken: ExportProgress[] = []
+    try {
+      await assert.rejects(saveDownload(join(dir, 'broken.csv'), await client.consensusAuditStream('csv'), 'consensus export', (p) => { broken.push(p) }), /consensus export to .*broken\.csv failed, nothing written/)
+    } finally {
+      breakAfterFirstPage = false
+    }
+    assert.deepEqual(readdirSync(dir), ['audit.ndjson'], 'no partial file is left')
+    assert.equal(broken[broken.length - 1]?.finished, true, 'the progress report ends')
+  })
+
   test('a client that goes away mid-export does not stop the server', async () => {
     const controller = new AbortController()
-    const body = await client.consensusAuditStream('csv', {}, { signal: controller.signal })
-    const reader = body.getReader()
+    const download = await client.consensusAuditStream('csv', {}, { signal: controller.signal })
+    assert.equal(download.rows, 20_000, 'the agent says how many rows the export holds')
+    const reader = download.body.getReader()
     assert.equal((await reader.read()).done, false)
     controller.abort()
     await assert.rejects(reader.read())

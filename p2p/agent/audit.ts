@@ -121,11 +121,8 @@ export class ConsensusAuditLog {
    * an export of months of events goes out, and memory stays at one page.
    */
   * pages (query: AuditQuery = {}, siteName: (creator: number) => string = String, pageSize = AUDIT_PAGE_ROWS): Generator<AuditRow[]> {
-    const where: string[] = ['position > ?']
-    const window: bigint[] = []
-    if (query.since !== undefined) { where.push('consensus_ns >= ?'); window.push(nanosecondsOf(query.since)) }
-    if (query.until !== undefined) { where.push('consensus_ns < ?'); window.push(nanosecondsOf(query.until)) }
-    const statement = this.db.prepare(`SELECT * FROM ordered_events WHERE ${where.join(' AND ')} ORDER BY position LIMIT ?`).safeIntegers(true)
+    const { where, window } = windowOf(query)
+    const statement = this.db.prepare(`SELECT * FROM ordered_events WHERE position > ? AND ${where} ORDER BY position LIMIT ?`).safeIntegers(true)
     let left = query.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(query.limit))
     let after = -1n
     while (left > 0) {
@@ -137,6 +134,13 @@ export class ConsensusAuditLog {
     }
   }
 
+  /** Rows in a window now (the limit applied). */
+  count (query: AuditQuery = {}): number {
+    const { where, window } = windowOf(query)
+    const rows = Number(this.db.prepare(`SELECT COUNT(*) FROM ordered_events WHERE ${where}`).pluck().get(...window))
+    return query.limit === undefined ? rows : Math.min(rows, Math.max(0, Math.floor(query.limit)))
+  }
+
   /**
    * The window as text in one of the export formats, produced a page at a time. The format is
    * checked now, so a bad one is a request error before anything is sent.
@@ -144,7 +148,7 @@ export class ConsensusAuditLog {
   export (format: string, query: AuditQuery = {}, siteName?: (creator: number) => string): TextExport {
     if (!EXPORT_FORMATS.includes(format as ExportFormat)) throw new ApiRequestError(400, `unknown audit format ${JSON.stringify(format)}: one of ${EXPORT_FORMATS.join(', ')}`)
     const contentType = format === 'json' ? 'application/json; charset=utf-8' : format === 'ndjson' ? 'application/x-ndjson; charset=utf-8' : 'text/csv; charset=utf-8'
-    return { contentType, chunks: renderExportPages(format as ExportFormat, this.pages(query, siteName), { columns: COLUMNS, csvRow: (r) => COLUMNS.map((c) => r[c]), jsonKey: 'events' }) }
+    return { contentType, rows: this.count(query), chunks: renderExportPages(format as ExportFormat, this.pages(query, siteName), { columns: COLUMNS, csvRow: (r) => COLUMNS.map((c) => r[c]), jsonKey: 'events' }) }
   }
 
   close (): void {
@@ -153,6 +157,15 @@ export class ConsensusAuditLog {
 }
 
 const INT64_MAX = (1n << 63n) - 1n
+
+/** The SQL condition (and its parameters) of a window of consensus time. */
+function windowOf (query: AuditQuery): { where: string, window: bigint[] } {
+  const where: string[] = ['1']
+  const window: bigint[] = []
+  if (query.since !== undefined) { where.push('consensus_ns >= ?'); window.push(nanosecondsOf(query.since)) }
+  if (query.until !== undefined) { where.push('consensus_ns < ?'); window.push(nanosecondsOf(query.until)) }
+  return { where: where.join(' AND '), window }
+}
 
 /** A time as SQLite's 64-bit nanoseconds, clamped (nanoseconds run out in the year 2262). */
 function nanosecondsOf (time: Date): bigint {

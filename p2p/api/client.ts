@@ -3,7 +3,7 @@
  * running agent through the data directory's api.json.
  */
 import WebSocket from 'ws'
-import { API_HOST } from './server.js'
+import { API_HOST, EXPORT_ROWS_HEADER } from './server.js'
 import { readApiFile } from './api-file.js'
 import { AgentNotRunningError, ApiRequestError } from './errors.js'
 import type { StoreCall, StoreCallLine } from './store-rpc.js'
@@ -94,26 +94,22 @@ export class ApiClient {
   }
 
   /** The consensus audit (ordered events with round, fame and position) for a window of consensus time. */
-  async consensusAudit (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
-    return await new Response(await this.consensusAuditStream(format, query, options)).text()
+  async consensusAudit (format: ExportFormatName, query: AuditQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return await new Response((await this.consensusAuditStream(format, query, options)).body).text()
   }
 
-  /** The same, as the agent writes it: for exports too long to hold in memory. Throws if the transfer breaks. */
-  async consensusAuditStream (format: 'ndjson' | 'csv' | 'json', query: { since?: string, until?: string, limit?: number } = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
-    return this.bodyOf(await this.fetch('GET', `/v1/consensus/audit?${queryString(format, query)}`, undefined, options.signal))
+  /** The same, as the agent writes it: for exports too long to hold in memory. The body errors if the transfer breaks. */
+  async consensusAuditStream (format: ExportFormatName, query: AuditQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<ExportDownload> {
+    return downloadOf(await this.fetch('GET', `/v1/consensus/audit?${queryString(format, query)}`, undefined, options.signal))
   }
 
-  private bodyOf (response: Response): ReadableStream<Uint8Array> {
-    return response.body ?? new Response('').body!
-  }
-
-  async exportLog (format: 'ndjson' | 'csv' | 'json', query: LogQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
-    return await new Response(await this.exportLogStream(format, query, options)).text()
+  async exportLog (format: ExportFormatName, query: LogQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return await new Response((await this.exportLogStream(format, query, options)).body).text()
   }
 
   /** The migration log as the agent sends it, for writing to a file. */
-  async exportLogStream (format: 'ndjson' | 'csv' | 'json', query: LogQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
-    return this.bodyOf(await this.fetch('GET', `/v1/logs?${queryString(format, query)}`, undefined, options.signal))
+  async exportLogStream (format: ExportFormatName, query: LogQueryOptions = {}, options: { signal?: AbortSignal } = {}): Promise<ExportDownload> {
+    return downloadOf(await this.fetch('GET', `/v1/logs?${queryString(format, query)}`, undefined, options.signal))
   }
 
   async hashgraph (limit = 300, options: { signal?: AbortSignal } = {}): Promise<HashgraphView> {
@@ -268,6 +264,19 @@ function closedIdleSocket (err: Error): boolean {
   const code = (err.cause as NodeJS.ErrnoException | undefined)?.code
   return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET'
 }
+
+export type ExportFormatName = 'ndjson' | 'csv' | 'json'
+
+/** An export as it arrives: its body, and the rows the agent counted as it started (null if it did not say). */
+export interface ExportDownload { body: ReadableStream<Uint8Array>, rows: number | null }
+
+function downloadOf (response: Response): ExportDownload {
+  const rows = Number(response.headers.get(EXPORT_ROWS_HEADER) ?? NaN)
+  return { body: response.body ?? new Response('').body!, rows: Number.isSafeInteger(rows) && rows >= 0 ? rows : null }
+}
+
+/** GET /v1/consensus/audit's window: consensus time in [since, until), at most `limit` events. */
+export interface AuditQueryOptions { since?: string, until?: string, limit?: number }
 
 /** GET /v1/logs's filters: one migration, entries logged at or after an ISO time, entries after a sequence number. */
 export interface LogQueryOptions { migration?: string, since?: string, after?: number }

@@ -21,6 +21,8 @@ export const API_HOST = '127.0.0.1'
  * instead (`new WebSocket(url, ['hgmig.bearer.' + token])`), which the server echoes back.
  */
 export const WS_TOKEN_PROTOCOL_PREFIX = 'hgmig.bearer.'
+/** Response header of an export: the rows it holds (TextExport.rows), for a client's progress. */
+export const EXPORT_ROWS_HEADER = 'x-hgmig-rows'
 
 export interface ApiServerInit {
   backend: AgentBackend
@@ -389,7 +391,7 @@ function send (response: ServerResponse, status: number, body: string, contentTy
 async function sendChunks (response: ServerResponse, download: TextExport): Promise<void> {
   const pieces = download.chunks[Symbol.iterator]()
   let next = pieces.next()
-  response.writeHead(200, { 'Content-Type': download.contentType, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' })
+  response.writeHead(200, { 'Content-Type': download.contentType, 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff', ...(download.rows === undefined ? {} : { [EXPORT_ROWS_HEADER]: String(download.rows) }) })
   try {
     while (next.done !== true) {
       if (response.destroyed) return

@@ -348,7 +348,6 @@ export interface ChunkMapSite {
   states: string
 }
 
-/** `GET /v1/consensus/audit` query, as given (the agent checks it). */
 /**
  * A text download produced a piece at a time (an export of a long history): the server writes each
  * piece as the client takes it, so neither side holds the whole text.
@@ -356,6 +355,11 @@ export interface ChunkMapSite {
 export interface TextExport {
   contentType: string
   chunks: Iterable<string>
+  /**
+   * Rows the export holds, counted as it starts (sent as the `X-Hgmig-Rows` header, for progress).
+   * One row per line in every format; rows recorded during the export may follow, so it is a floor.
+   */
+  rows?: number
 }
 
 /** GET /v1/logs: each field as the query string has it (null when absent); the backend validates. */
@@ -369,6 +373,7 @@ export interface LogExportQuery {
   after: string | null
 }
 
+/** `GET /v1/consensus/audit` query, as given (the agent checks it). */
 export interface ConsensusAuditQuery {
   format: string
   since: string | null

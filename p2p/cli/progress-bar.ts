@@ -2,19 +2,27 @@ import cliProgress from 'cli-progress'
 import type { StoreProgressEvent } from '../store/index.js'
 
 /**
- * A progress bar on stderr for long store operations (bytes done/total, rate, ETA), drawn only
- * when stderr is a terminal: scripts and --json output get no escape codes.
+ * A progress bar on stderr for long operations (done/total, rate, ETA), drawn only when stderr is
+ * a terminal: scripts and --json output get no escape codes.
  */
 export class ProgressBar {
   private bar: cliProgress.SingleBar | undefined
+  private readonly format: (n: number) => string
 
-  constructor (private readonly label: string, private readonly enabled = process.stderr.isTTY === true) {}
+  /** `unit` 'rows': counts (an export's rows), not bytes. */
+  constructor (private readonly label: string, private readonly enabled = process.stderr.isTTY === true, unit: 'bytes' | 'rows' = 'bytes') {
+    this.format = unit === 'bytes' ? formatBytes : (n) => Math.round(n).toLocaleString('en-US')
+  }
 
-  /** Pass as `onProgress`. */
+  /** Pass as a store operation's `onProgress`. */
   readonly update = (event: StoreProgressEvent): void => {
-    if (!this.enabled) return
     const { bytesDone, bytesTotal, bytesPerSecond, etaSeconds } = event.detail
-    const fields = { done: formatBytes(bytesDone), size: formatBytes(bytesTotal), rate: `${formatBytes(bytesPerSecond)}/s`, eta: etaSeconds === undefined ? '?' : formatSeconds(etaSeconds) }
+    this.show(bytesDone, bytesTotal, bytesPerSecond, etaSeconds)
+  }
+
+  show (done: number, total: number, perSecond: number, etaSeconds: number | undefined): void {
+    if (!this.enabled) return
+    const fields = { done: this.format(done), size: this.format(total), rate: `${this.format(perSecond)}/s`, eta: etaSeconds === undefined ? '?' : formatSeconds(etaSeconds) }
     if (this.bar === undefined) {
       this.bar = new cliProgress.SingleBar({
         format: `${this.label} [{bar}] {percentage}% | {done}/{size} | {rate} | ETA {eta}`,
@@ -22,9 +30,10 @@ export class ProgressBar {
         clearOnComplete: true,
         stream: process.stderr
       }, cliProgress.Presets.shades_classic)
-      this.bar.start(bytesTotal, bytesDone, fields)
+      this.bar.start(total, done, fields)
     } else {
-      this.bar.update(bytesDone, fields)
+      this.bar.setTotal(total)
+      this.bar.update(done, fields)
     }
   }
 

@@ -162,8 +162,8 @@ export function register (program: Command): void {
     .option('--migration <id>', 'only this migration')
     .option('--since <time>', 'only entries from this ISO time on')
     .action(async (out: string, options: { format: 'ndjson' | 'csv' | 'json', migration?: string, since?: string }, command: Command) => {
-      const body = await (await agentClient(command)).exportLogStream(options.format, { ...(options.migration === undefined ? {} : { migration: options.migration }), ...(options.since === undefined ? {} : { since: options.since }) })
-      const size = await saveDownload(out, body, 'log export')
+      const download = await (await agentClient(command)).exportLogStream(options.format, { ...(options.migration === undefined ? {} : { migration: options.migration }), ...(options.since === undefined ? {} : { since: options.since }) })
+      const size = await saveDownload(out, download, 'log export')
       if (size !== null) process.stdout.write(`wrote ${formatBytes(size)} of ${options.format} to ${out}\n`)
     })
 }
