@@ -17,4 +17,4 @@ export {
 export { directChunkFetch, type ChunkSource, type FetchContext, type FetchMissingChunks, type FetchProgress, type ImageFetchFigures, type MigrationImageStore, type SourceFigures } from './base.js'
 export { baseShares, exchangeChunkFetch, type ExchangeFetchInit } from './exchange-fetch.js'
 export { PHASES, EXPORT_FORMATS, csvField, renderExportPages, type ExportFormat, type LogEntry, type LogKind, type LogQuery, type MigrationPhase, type MigrationRecordRow, type MigrationRole, type MigrationState } from './log.js'
-export { FairShaper, TokenBucket } from './token-bucket.js'
+export { DeliveryWindow, FairShaper, MIN_DELIVERY_WINDOW, TokenBucket } from './token-bucket.js'

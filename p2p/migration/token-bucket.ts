@@ -164,3 +164,81 @@ export function deferred<T = void> (): Deferred<T> {
   const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
   return { promise, resolve, reject }
 }
+
+/** The least a migration may have in flight on its disk and memory streams (bytes). */
+export const MIN_DELIVERY_WINDOW = 1024 * 1024
+/** The target reports what its driver has read once this much more came in (bytes). */
+export const DELIVERY_REPORT_STEP = 128 * 1024
+/** In flight beyond the link's delivery rate × this queues (seconds): the window's size. */
+const DELIVERY_QUEUE_SECONDS = 0.08
+/** Delivery-rate samples span at least this long (ms), and the window follows the fastest of the last few. */
+const DELIVERY_SAMPLE_MS = 200
+const DELIVERY_SAMPLES = 10
+
+/**
+ * Bytes a migration's source has written on its disk and memory streams but the target's driver
+ * has not yet read (the target reports them read: `delivered`), kept under a window of about
+ * `DELIVERY_QUEUE_SECONDS` at the delivery rate. Without it a write returned as soon as yamux
+ * (4-16 MiB windows per stream) and the kernel took it: at 12.5 MB/s up to a third of a second
+ * of pages sat queued when the VM paused, and the driver's pass rate (its downtime estimate)
+ * counted writes, not deliveries — the switch-over then took 400-650 ms against a 300 ms limit.
+ * The same queue is what the control messages of the switch-over waited behind. QEMU's own
+ * estimate through these streams is kept honest the same way.
+ */
+export class DeliveryWindow {
+  private written = 0
+  private delivered = 0
+  private readonly waiters = new Set<{ resolve: () => void, reject: (err: unknown) => void }>()
+  private sampleStart = { at: performance.now(), delivered: 0 }
+  private readonly rates: number[] = []
+
+  /** The bytes allowed in flight now. */
+  get window (): number {
+    return Math.max(MIN_DELIVERY_WINDOW, Math.max(0, ...this.rates) * DELIVERY_QUEUE_SECONDS)
+  }
+
+  get inFlight (): number { return this.written - this.delivered }
+
+  /** The most that was in flight at once (the log reports it at the switch-over). */
+  maxInFlight = 0
+
+  /** Resolves when `bytes` more may be written (a write may overshoot the window by its own size). */
+  async admit (bytes: number, signal?: AbortSignal): Promise<void> {
+    // After an idle spell (nothing in flight) the next sample starts now: the pause says nothing about the link.
+    if (this.inFlight <= 0) this.sampleStart = { at: performance.now(), delivered: this.delivered }
+    while (this.inFlight >= this.window) {
+      signal?.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const waiter = {
+          resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
+          reject: (err: unknown) => { signal?.removeEventListener('abort', onAbort); reject(err) }
+        }
+        const onAbort = (): void => { this.waiters.delete(waiter); reject(signal?.reason) }
+        signal?.addEventListener('abort', onAbort, { once: true })
+        this.waiters.add(waiter)
+      })
+    }
+    this.written += bytes
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
+  }
+
+  /** The target's driver has read `total` bytes of the two streams so far. */
+  report (total: number): void {
+    if (!(total > this.delivered)) return
+    this.delivered = total
+    const now = performance.now()
+    if (now - this.sampleStart.at >= DELIVERY_SAMPLE_MS) {
+      // The window follows the fastest recent sample: a pre-copy held to a trickle, or one that
+      // sends little, delivers slowly without the link being slow.
+      this.rates.push((total - this.sampleStart.delivered) / (now - this.sampleStart.at) * 1000)
+      if (this.rates.length > DELIVERY_SAMPLES) this.rates.shift()
+      this.sampleStart = { at: now, delivered: total }
+    }
+    if (this.inFlight < this.window) for (const waiter of [...this.waiters]) { this.waiters.delete(waiter); waiter.resolve() }
+  }
+
+  /** Wakes every waiting writer with `err` (the migration ended). */
+  fail (err: unknown): void {
+    for (const waiter of [...this.waiters]) { this.waiters.delete(waiter); waiter.reject(err) }
+  }
+}

@@ -106,8 +106,11 @@ export async function readHeader (stream: Stream): Promise<ChannelHeader> {
   return header
 }
 
-/** A libp2p stream as the driver's DuplexByteStream: counted, shaped on write. */
-export function byteChannel (stream: Stream, channel: Channel, counter: WireCounter, shape?: Shape): DuplexByteStream {
+/**
+ * A libp2p stream as the driver's DuplexByteStream: counted, shaped on write; `onRead` hears the
+ * bytes the driver has taken (the target reports them to the source's delivery window).
+ */
+export function byteChannel (stream: Stream, channel: Channel, counter: WireCounter, shape?: Shape, onRead?: (bytes: number) => void): DuplexByteStream {
   stream.maxReadBufferLength = MAX_READ_BUFFER
   const bytes = byteStream(stream, { maxBufferSize: MAX_READ_BUFFER })
   let pending: Uint8Array = new Uint8Array(0)
@@ -132,6 +135,7 @@ export function byteChannel (stream: Stream, channel: Channel, counter: WireCoun
       if (wanted !== undefined && take < wanted) throw new PeerLostError(`${what} ended after ${take} of ${wanted} bytes`)
       const out = pending.subarray(0, take)
       pending = pending.subarray(take)
+      onRead?.(take)
       return out
     },
     async write (data, options = {}) {

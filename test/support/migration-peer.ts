@@ -56,6 +56,8 @@ await driver.start()
 const node = await createSwarmNode({ privateKey: keys[site]!, swarmKey: parseSwarmKey(config.swarmKey), listen: [config.listen?.[site] ?? '/ip4/127.0.0.1/tcp/0'] })
 const siteOfPeer = (peer: PeerId | string): string | undefined => [...peerIds].find(([, id]) => id.toString() === peer.toString())?.[0]
 const shaped: { engine?: { shapeServed: (migration: string, bytes: number) => Promise<void> } } = {}
+/** Chunk sources the exchange fetch dropped, with when (the knock-out bench times detection from them). */
+const droppedSources: Array<{ site: string, reason: string, at: number }> = []
 const exchange = createBlockExchange({
   node,
   store,
@@ -92,7 +94,8 @@ const engine = createMigrationEngine({
             const addr = addresses.get(name)
             return peer === undefined ? undefined : { peer, ...(addr === undefined ? {} : { addrs: [addr] }) }
           },
-          siteOf: (peer) => siteOfPeer(peer)
+          siteOf: (peer) => siteOfPeer(peer),
+          onSourceDropped: (name, reason) => { droppedSources.push({ site: name, reason, at: Date.now() }) }
         })
       })
 })
@@ -143,6 +146,7 @@ async function handle (c: Command): Promise<void> {
       case 'set-parameters': reply({ migration: engine.setParameters(String(c.migration), c.parameters as { bandwidth?: number, maxDowntimeMs?: number }) }); break
       case 'log': reply({ entries: engine.logEntries({ migration: c.migration as string | undefined }) }); break
       case 'export': reply({ text: engine.exportLog(c.format as ExportFormat, { migration: c.migration as string | undefined }) }); break
+      case 'dropped': reply({ dropped: droppedSources.splice(0) }); break
       case 'grants': reply({ grants: Object.fromEntries(engine.linkGrants()) }); break
       default: reply({ error: `unknown command ${c.cmd}` })
     }
