@@ -4,6 +4,7 @@
  *
  *   node dist/bench/run.js swarm [--agents 3,5,10] [--delays 0,0.05,5,15] [--seconds 15] [--rate 4] [--burst 300]
  *                                [--repeat 1] [--ab OTHER/bin/hgmig.js] [--ab-env KEY=VALUE] [--trace] [--profile DIR]
+ *                                [--data-root DIR]
  *
  * --ab: A/B in the same run: every configuration is measured with this build and with the agents of
  * another build (e.g. an older commit built with `npx tsc --outDir`), alternating, `repeat` times
@@ -13,6 +14,9 @@
  * p2p/swarm/hashgraph-gossip.ts); a table splits one gossip hop — an event received at A, A's next
  * event built on it, that event received at B — into its parts (latency phase only).
  * --profile DIR: the agents of this build run with `node --cpu-prof` and write their profiles to DIR.
+ * --data-root DIR: where the agents' data directories are made (default: the system's temporary
+ * directory). A tmpfs such as /dev/shm takes the disk out of the measurement (an fdatasync there
+ * returns at once): a diagnostic of what the disk flushes cost, not a configuration to report.
  *
  * Delay: this kernel has no netem qdisc, so every agent sits behind a user-space TCP relay in this
  * process that holds each chunk for the one-way delay in each direction; agents announce the
@@ -37,10 +41,10 @@ import { processCpuSeconds, startLoadMeter } from './machine-load.js'
 
 const thisBin = fileURLToPath(new URL('../../bin/hgmig.js', import.meta.url))
 
-interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean, profile: string | null, abEnv: Record<string, string> }
+interface Options { agents: number[], delays: number[], seconds: number, rate: number, burst: number, repeat: number, ab: string | null, trace: boolean, profile: string | null, abEnv: Record<string, string>, dataRoot: string }
 
 function parse (args: string[]): Options {
-  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false, profile: null, abEnv: {} }
+  const options: Options = { agents: [3, 5, 10], delays: [0, 0.05, 5, 15], seconds: 15, rate: 4, burst: 300, repeat: 1, ab: null, trace: false, profile: null, abEnv: {}, dataRoot: tmpdir() }
   for (let i = 0; i < args.length; i++) {
     const value = args[i + 1]
     const list = (): number[] => (value ?? '').split(',').map(Number)
@@ -54,6 +58,7 @@ function parse (args: string[]): Options {
       case '--ab': options.ab = value ?? null; i++; break
       case '--trace': options.trace = true; break
       case '--profile': options.profile = value ?? null; i++; break
+      case '--data-root': options.dataRoot = value ?? tmpdir(); i++; break
       case '--ab-env': {
         const [key, setting] = (value ?? '').split(/=(.*)/s)
         if (key === undefined || key === '' || setting === undefined) throw new Error(`--ab-env wants KEY=VALUE, not ${value}`)
@@ -145,8 +150,8 @@ function hgmig (bin: string, ...args: string[]): string {
 }
 
 /** `bin`: the hgmig.js whose agents run; `traceDir`: where each agent writes its hop trace (site-i.trace). */
-async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null, profileDir: string | null, extraEnv: Record<string, string>): Promise<Swarm> {
-  const root = mkdtempSync(join(tmpdir(), 'hgmig-bench-swarm-'))
+async function startSwarm (n: number, delayMs: number, bin: string, traceDir: string | null, profileDir: string | null, extraEnv: Record<string, string>, dataRoot: string): Promise<Swarm> {
+  const root = mkdtempSync(join(dataRoot, 'hgmig-bench-swarm-'))
   const dirs = Array.from({ length: n }, (_, i) => join(root, `site-${i}`))
   const peerIds = dirs.map((dir, i) => (JSON.parse(hgmig(bin, 'swarm', 'create', '--name', `site-${i}`, '--data', dir, '--json')) as { peerId: string }).peerId)
   // All founders: the benchmark measures consensus, not joining.
@@ -232,7 +237,7 @@ async function measure (n: number, delayMs: number, options: Options, which: 'se
   const bin = which === 'self' ? thisBin : options.ab!
   const traced = which === 'self' && options.trace
   const traceDir = traced ? mkdtempSync(join(tmpdir(), 'hgmig-bench-trace-')) : null
-  const swarm = await startSwarm(n, delayMs, bin, traceDir, which === 'self' ? options.profile : null, which === 'self' ? {} : options.abEnv)
+  const swarm = await startSwarm(n, delayMs, bin, traceDir, which === 'self' ? options.profile : null, which === 'self' ? {} : options.abEnv, options.dataRoot)
   const window = { from: 0, to: 0 }
   let result: Result
   try {
@@ -295,15 +300,17 @@ interface HopBreakdown {
   eventsPerProbe: number
   /** Own events per second per agent. */
   eventsPerSecond: number
+  /** The agents' event-loop delay (monitorEventLoopDelay over the run), median over agents: [p50, p90, p99, mean] ms. */
+  loopDelay: [number, number, number, number] | null
 }
 
-const HOP_PARTS = ['validate', 'wait', 'create', 'fsync', 'publish', 'network', 'hop'] as const
+const HOP_PARTS = ['validate', 'wait', 'build', 'flush', 'publish', 'network', 'hop'] as const
 type HopPart = typeof HOP_PARTS[number]
 const HOP_PART_MEANING: Record<HopPart, string> = {
   validate: 'A decodes, verifies and inserts the event it received',
   wait: 'until A starts its next event (timers, minEventIntervalMs, a busy event loop)',
-  create: 'A signs, inserts (consensus) and commits its event',
-  fsync: 'until the event\'s fdatasync returns',
+  build: 'A signs its event, inserts it (consensus, and the ordering and agent work that insertion completes) and commits it to SQLite',
+  flush: 'until the event is on disk (the -wal fdatasync; on the event loop in the default \'inline\' mode)',
   publish: 'handing it to the push streams (the write through yamux, noise and pnet: synchronous) or gossipsub',
   network: 'until B\'s engine sees it (push stream or gossipsub, pnet, yamux, loopback or relay, B\'s event loop)',
   hop: 'the whole hop: received at A → received at B'
@@ -311,23 +318,28 @@ const HOP_PART_MEANING: Record<HopPart, string> = {
 
 function analyseHops (dir: string, n: number, fromMs: number, toMs: number, probes: number): HopBreakdown {
   type Stages = Map<string, Map<string, number>>
-  const sites: Array<{ stages: Stages, parentOf: Map<string, string> }> = []
+  const sites: Array<{ stages: Stages, parentOf: Map<string, string>, loopDelay: number[] | null }> = []
   for (let i = 0; i < n; i++) {
     const stages: Stages = new Map()
     const parentOf = new Map<string, string>()
     let text = ''
+    let loopDelay: number[] | null = null
     try { text = readFileSync(join(dir, `site-${i}.trace`), 'utf8') } catch { /* this build writes no trace */ }
     for (const line of text.split('\n')) {
       const [stage, id, at, otherParent] = line.split(' ')
+      if (stage === 'loop-delay') {
+        loopDelay = line.split(' ').slice(1).map(Number)
+        continue
+      }
       if (stage === undefined || id === undefined || at === undefined) continue
       let byId = stages.get(stage)
       if (byId === undefined) stages.set(stage, byId = new Map())
       byId.set(id, Number(at))
       if (otherParent !== undefined) parentOf.set(id, otherParent)
     }
-    sites.push({ stages, parentOf })
+    sites.push({ stages, parentOf, loopDelay })
   }
-  const samples: Record<HopPart, number[]> = { validate: [], wait: [], create: [], fsync: [], publish: [], network: [], hop: [] }
+  const samples: Record<HopPart, number[]> = { validate: [], wait: [], build: [], flush: [], publish: [], network: [], hop: [] }
   let created = 0
   const inWindow = (t: number | undefined): t is number => t !== undefined && t >= fromMs && t <= toMs
   for (const [a, site] of sites.entries()) {
@@ -338,15 +350,15 @@ function analyseHops (dir: string, n: number, fromMs: number, toMs: number, prob
       created++
       const gotParent = at('received', parent)
       const insertedParent = at('inserted', parent)
-      const [made, durable, published] = [at('created', event), at('durable', event), at('published', event)]
-      if (gotParent === undefined || insertedParent === undefined || made === undefined || durable === undefined || published === undefined) continue
+      const [committed, durable, published] = [at('committed', event), at('durable', event), at('published', event)]
+      if (gotParent === undefined || insertedParent === undefined || committed === undefined || durable === undefined || published === undefined) continue
       for (const [b, other] of sites.entries()) {
         const gotThere = other.stages.get('received')?.get(event)
         if (b === a || gotThere === undefined) continue
         samples.validate.push(insertedParent - gotParent)
         samples.wait.push(creating - insertedParent)
-        samples.create.push(made - creating)
-        samples.fsync.push(durable - made)
+        samples.build.push(committed - creating)
+        samples.flush.push(durable - committed)
         samples.publish.push(published - durable)
         samples.network.push(gotThere - published)
         samples.hop.push(gotThere - gotParent)
@@ -357,7 +369,9 @@ function analyseHops (dir: string, n: number, fromMs: number, toMs: number, prob
     const s = summary(samples[part])
     return [part, [s.p50, quantile(samples[part], 0.9)]]
   })) as Record<HopPart, [number, number]>
-  return { samples: samples.hop.length, parts, eventsPerProbe: created / probes, eventsPerSecond: created / n / ((toMs - fromMs) / 1000) }
+  const delays = sites.map((s) => s.loopDelay).filter((d): d is number[] => d !== null)
+  const loopDelay = delays.length === 0 ? null : [0, 1, 2, 3].map((k) => median(delays.map((d) => d[k]!))!) as [number, number, number, number]
+  return { samples: samples.hop.length, parts, eventsPerProbe: created / probes, eventsPerSecond: created / n / ((toMs - fromMs) / 1000), loopDelay }
 }
 
 function quantile (values: number[], p: number): number {
@@ -441,11 +455,11 @@ export async function main (args: string[]): Promise<void> {
   const traced = results.filter((r) => r.hops !== null)
   if (traced.length > 0) {
     lines.push('', 'One gossip hop (this build, latency phase): p50 / p90 in ms per part.', '',
-      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | hops per ordering (own p50 ÷ hop p50) | events per probe | own events/s per agent |`,
-      `| ---: | ---: | ---: | ${HOP_PARTS.map(() => '---:').join(' | ')} | ---: | ---: | ---: |`)
+      `| agents | delay (ms) | hops | ${HOP_PARTS.join(' | ')} | hops per ordering (own p50 ÷ hop p50) | events per probe | own events/s per agent | event-loop delay p50 / p90 / p99 / mean (ms) |`,
+      `| ---: | ---: | ---: | ${HOP_PARTS.map(() => '---:').join(' | ')} | ---: | ---: | ---: | --- |`)
     for (const r of traced) {
       const h = r.hops!
-      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(r.own.p50 / h.parts.hop[0], 1)} | ${fmt(h.eventsPerProbe, 1)} | ${fmt(h.eventsPerSecond, 0)} |`)
+      lines.push(`| ${r.agents} | ${r.delayMs} | ${h.samples} | ${HOP_PARTS.map((p) => `${fmt(h.parts[p][0], 2)} / ${fmt(h.parts[p][1], 2)}`).join(' | ')} | ${fmt(r.own.p50 / h.parts.hop[0], 1)} | ${fmt(h.eventsPerProbe, 1)} | ${fmt(h.eventsPerSecond, 0)} | ${h.loopDelay === null ? '—' : h.loopDelay.map((v) => fmt(v, 2)).join(' / ')} |`)
     }
     lines.push('', ...HOP_PARTS.map((p) => `- ${p}: ${HOP_PART_MEANING[p]}`))
   }

@@ -287,8 +287,10 @@ export class Hashgraph {
    * of them in its ancestry, for the price of one disk flush. If the first cannot be created, the
    * error is thrown; if a later one cannot (an other-parent unknown here), the events before it
    * are returned (they exist, and must be gossiped once durable) and the rest are not created.
+   * `onCommitted`: called once the events are signed, inserted and committed, before the disk
+   * flush starts (which the default 'inline' sync mode runs before this returns): for profiling.
    */
-  createPendingEvents (otherParents: ReadonlyArray<string | null>): { events: SignedEvent[], durable: Promise<void> } {
+  createPendingEvents (otherParents: ReadonlyArray<string | null>, onCommitted?: () => void): { events: SignedEvent[], durable: Promise<void> } {
     if (otherParents.length === 0) throw new RangeError('createPendingEvents needs at least one other-parent (null for none)')
     const events: SignedEvent[] = []
     for (const otherParent of otherParents) {
@@ -299,6 +301,7 @@ export class Hashgraph {
         break
       }
     }
+    onCommitted?.()
     if (this.log === null) return { events, durable: Promise.resolve() }
     const durable = this.log.whenDurable().catch((err: Error) => {
       this.failure ??= err

@@ -54,8 +54,23 @@ export class EventPush {
   private readonly outbound = new Map<string, Outbound>()
   private readonly inbound = new Map<string, Stream>()
   private readonly faults = new Map<string, { count: number, bannedUntil: number }>()
+  /**
+   * Connected peers by their string form, kept from libp2p's connect/disconnect events: send()
+   * runs once per own event, and node.getPeers() builds a new PeerId from a string per peer and
+   * call (2.6 % of an agent's CPU in the bench profile, bench/RESULTS.md issue 4, session 7).
+   */
+  private readonly connected = new Map<string, PeerId>()
   private running = false
-  private readonly onConnect = (event: CustomEvent<PeerId>): void => { this.open(event.detail) }
+  private readonly onConnect = (event: CustomEvent<PeerId>): void => {
+    this.connected.set(event.detail.toString(), event.detail)
+    this.open(event.detail)
+  }
+
+  private readonly onDisconnect = (event: CustomEvent<PeerId>): void => {
+    const key = event.detail.toString()
+    // libp2p says disconnect when the peer's last connection closed: none is left.
+    this.connected.delete(key)
+  }
 
   constructor (init: EventPushInit) {
     this.init = { maxQueuedBytes: 8 * 1024 * 1024, maxFaults: 3, banMs: 60_000, reopenMs: 1000, ...init }
@@ -67,7 +82,11 @@ export class EventPush {
     const { node, protocol } = this.init
     await node.handle(protocol, (stream, connection) => { this.serve(stream, connection.remotePeer) }, { maxInboundStreams: 2 })
     node.addEventListener('peer:connect', this.onConnect)
-    for (const peer of node.getPeers()) this.open(peer)
+    node.addEventListener('peer:disconnect', this.onDisconnect)
+    for (const peer of node.getPeers()) {
+      this.connected.set(peer.toString(), peer)
+      this.open(peer)
+    }
   }
 
   async stop (): Promise<void> {
@@ -75,6 +94,8 @@ export class EventPush {
     this.running = false
     const { node, protocol } = this.init
     node.removeEventListener('peer:connect', this.onConnect)
+    node.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.connected.clear()
     await node.unhandle(protocol)
     for (const out of this.outbound.values()) out.stream?.abort(new Error('stopping'))
     for (const stream of this.inbound.values()) stream.abort(new Error('stopping'))
@@ -85,6 +106,13 @@ export class EventPush {
   /** Whether events sent now reach `peer` by push (its stream is open). */
   reaches (peer: PeerId): boolean {
     return this.outbound.get(peer.toString())?.stream != null
+  }
+
+  /** How many members events sent now reach by push (streams open). */
+  get reachedCount (): number {
+    let count = 0
+    for (const out of this.outbound.values()) if (out.stream != null) count++
+    return count
   }
 
   /** Faults counted against `peer` so far (for tests and status). */
@@ -100,8 +128,8 @@ export class EventPush {
   send (events: readonly Uint8Array[]): number {
     if (!this.running) return 0
     let reached = 0
-    for (const peer of this.init.node.getPeers()) {
-      const out = this.outbound.get(peer.toString())
+    for (const [key, peer] of this.connected) {
+      const out = this.outbound.get(key)
       if (out?.stream == null) {
         this.open(peer)
         continue

@@ -7,6 +7,7 @@
  * pending or unordered transactions, or a membership change on its way in. An idle swarm sends nothing but libp2p's own keep-alives.
  */
 import { appendFileSync } from 'node:fs'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import * as dagCbor from '@ipld/dag-cbor'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
@@ -25,7 +26,10 @@ export interface HashgraphGossipInit {
    * application admits (a site joining by invite). A function, because membership changes.
    */
   peers: () => Iterable<PeerId>
-  /** Lower bound between two own events: bounds the event rate under load. */
+  /**
+   * Lower bound between the starts of two own events: bounds the event rate under load (default
+   * 2 ms; also HGMIG_MIN_EVENT_INTERVAL_MS).
+   */
   minEventIntervalMs?: number
   /** While something awaits ordering, create an event at least this often even if nothing arrives. */
   heartbeatMs?: number
@@ -83,10 +87,12 @@ export interface HashgraphGossipInit {
 /**
  * received: gossip (or a sync response) handed us another member's event (before validation); inserted: validated and
  * in the hashgraph; creating: this member starts its next event (with the other-parent given);
- * created: signed, inserted and committed (not yet on disk); durable: its fsync returned;
- * published: handed to gossipsub.
+ * committed: signed, inserted (consensus, and whatever ordering that insertion completed) and
+ * committed to SQLite; created: createPendingEvents returned (with the default 'inline' sync
+ * mode, after the disk flush on this thread); durable: the promise that it is on disk resolved;
+ * published: handed to the push streams (or gossipsub).
  */
-export type HopStage = 'received' | 'inserted' | 'creating' | 'created' | 'durable' | 'published'
+export type HopStage = 'received' | 'inserted' | 'creating' | 'committed' | 'created' | 'durable' | 'published'
 
 /**
  * The gossipsub topic a swarm's hashgraph events travel on. Version 2: gossipsub envelopes are
@@ -130,7 +136,7 @@ export class HashgraphGossip {
 
   constructor (init: HashgraphGossipInit) {
     this.init = {
-      minEventIntervalMs: 2,
+      minEventIntervalMs: Number(process.env.HGMIG_MIN_EVENT_INTERVAL_MS ?? 2),
       heartbeatMs: 100,
       syncBatch: 2000,
       antiEntropyMs: 1000,
@@ -140,6 +146,7 @@ export class HashgraphGossip {
       push: process.env.HGMIG_EVENT_PUSH !== 'off',
       ...init
     }
+    if (!Number.isFinite(this.init.minEventIntervalMs) || this.init.minEventIntervalMs < 0) throw new RangeError(`minEventIntervalMs must be a number ≥ 0, not ${this.init.minEventIntervalMs} (HGMIG_MIN_EVENT_INTERVAL_MS?)`)
     if (!Number.isSafeInteger(this.init.maxAnswerEvents) || this.init.maxAnswerEvents < 1) throw new RangeError(`maxAnswerEvents must be a positive integer, not ${this.init.maxAnswerEvents} (HGMIG_ANSWER_EVENTS?)`)
     const traceFile = process.env.HGMIG_HOP_TRACE
     if (init.onHop !== undefined) this.onHop = init.onHop
@@ -328,13 +335,21 @@ export class HashgraphGossip {
     try {
       const otherParents = this.nextOtherParents()
       const creatingAt = this.onHop === null ? 0 : now()
-      const { events, durable } = hashgraph.createPendingEvents(otherParents)
+      // The interval counts from the start of this event, not from the end of its disk flush: a
+      // flush that took longer than minEventIntervalMs has paced the rate already, and the events
+      // that arrived meanwhile are answered at once (counted from the end, a third of all answers
+      // waited 1-2 ms for a timer after each flush: bench/RESULTS.md, issue 4, session 7).
       this.lastCreated = performance.now()
+      let committedAt = 0
+      const { events, durable } = this.onHop === null
+        ? hashgraph.createPendingEvents(otherParents)
+        : hashgraph.createPendingEvents(otherParents, () => { committedAt = now() })
       this.ownEventInFlight = true
       if (this.onHop !== null) {
         const createdAt = now()
         for (const [i, event] of events.entries()) {
           this.onHop('creating', event.id, creatingAt, otherParents[i] ?? null)
+          this.onHop('committed', event.id, committedAt, null)
           this.onHop('created', event.id, createdAt, null)
         }
       }
@@ -512,7 +527,11 @@ function now (): number {
   return performance.timeOrigin + performance.now()
 }
 
-/** Buffers hop timestamps and appends them to `file` once a second and at stop. */
+/**
+ * Buffers hop timestamps and appends them to `file` once a second and at stop, with (at stop) one
+ * line `loop-delay p50 p90 p99 mean` in ms: how late this process's event loop ran what was due
+ * (perf_hooks.monitorEventLoopDelay, 1 ms resolution), over the whole run.
+ */
 function fileTracer (file: string): { onHop: NonNullable<HashgraphGossipInit['onHop']>, stop: () => void } {
   let lines: string[] = []
   const flush = (): void => {
@@ -522,9 +541,17 @@ function fileTracer (file: string): { onHop: NonNullable<HashgraphGossipInit['on
   }
   const timer = setInterval(flush, 1000)
   timer.unref()
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+  loopDelay.enable()
   return {
     onHop: (stage, eventId, atMs, otherParent) => { lines.push(`${stage} ${eventId} ${atMs.toFixed(3)}${otherParent === null ? '' : ` ${otherParent}`}\n`) },
-    stop: () => { clearInterval(timer); flush() }
+    stop: () => {
+      loopDelay.disable()
+      const ms = (ns: number): string => (ns / 1e6).toFixed(3)
+      lines.push(`loop-delay ${ms(loopDelay.percentile(50))} ${ms(loopDelay.percentile(90))} ${ms(loopDelay.percentile(99))} ${ms(loopDelay.mean)}\n`)
+      clearInterval(timer)
+      flush()
+    }
   }
 }
 
