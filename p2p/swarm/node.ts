@@ -58,6 +58,15 @@ export interface SwarmNodeInit {
    * closes. Needs `metricsRegistry` (libp2p hands connections to its metrics component).
    */
   connectionBytes?: Map<string, ConnectionBytes>
+  /**
+   * Liveness from the bytes each connection receives (needs `connectionBytes`): a connection that
+   * received nothing for `silentMs` (default 30 s; libp2p's monitor pings every connection each
+   * 10 s, so an idle live one receives pongs) gets a ping of its own; if that fails within
+   * `probeTimeoutMs` (default 15 s) and still nothing came in, the connection is aborted, with every
+   * stream on it. A busy connection whose pings wait behind queued data is left alone as long as
+   * its bytes come in. `false`: off. `onDead` hears each connection closed this way.
+   */
+  liveness?: false | { silentMs?: number, probeTimeoutMs?: number, intervalMs?: number, onDead?: (peer: string, reason: string) => void }
 }
 
 export interface ConnectionBytes { sent: number, received: number }
@@ -131,6 +140,63 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
   const discovery: Array<ReturnType<typeof bootstrap> | ReturnType<typeof mdns>> = []
   if (init.bootstrap !== undefined && init.bootstrap.length > 0) discovery.push(bootstrap({ list: init.bootstrap }))
   if (init.mdns !== undefined && init.mdns !== false) discovery.push(mdns({ serviceTag: init.mdns.serviceTag, interval: init.mdns.interval ?? 1000 }))
+  const node = await createLibp2pNode(init, discovery)
+  if (init.liveness !== false && init.connectionBytes !== undefined) watchLiveness(node, init.connectionBytes, init.liveness ?? {})
+  return node
+}
+
+/** The multiaddr protocol code of /p2p/<peer id>: connection byte counters are keyed without it. */
+const P2P_CODE = 421
+
+/**
+ * Closes connections that receive nothing and do not answer a ping (see `SwarmNodeInit.liveness`).
+ * With libp2p's monitor no longer aborting on a failed ping (a ping stuck behind queued data says
+ * nothing about the peer), a peer gone without a reset (power cut, cable, a frozen process) was
+ * found only by TCP's retransmission limit (minutes, with data outstanding) or by whichever
+ * transfer stalled on it.
+ */
+function watchLiveness (node: SwarmNode, counters: Map<string, ConnectionBytes>, options: { silentMs?: number, probeTimeoutMs?: number, intervalMs?: number, onDead?: (peer: string, reason: string) => void }): void {
+  const silentMs = options.silentMs ?? 30_000
+  const probeTimeoutMs = options.probeTimeoutMs ?? 15_000
+  /** Per connection id: the received count last seen, since when, and whether a probe is out. */
+  const seen = new Map<string, { received: number, since: number, probing: boolean }>()
+  const check = (): void => {
+    const now = performance.now()
+    const open = new Set<string>()
+    for (const connection of node.getConnections()) {
+      open.add(connection.id)
+      // Keyed by the raw connection's address: with the peer id for a dialled one, without for an accepted one.
+      const bytes = counters.get(connection.remoteAddr.toString()) ?? counters.get(connection.remoteAddr.decapsulateCode(P2P_CODE).toString())
+      if (bytes === undefined || connection.status !== 'open') continue
+      const last = seen.get(connection.id)
+      if (last === undefined || last.received !== bytes.received) {
+        seen.set(connection.id, { received: bytes.received, since: now, probing: false })
+        continue
+      }
+      if (last.probing || now - last.since < silentMs) continue
+      last.probing = true
+      node.services.ping.ping(connection.remotePeer, { signal: AbortSignal.timeout(probeTimeoutMs) }).then(() => {}, (err: unknown) => {
+        // Bytes that came in meanwhile (the pong may have lost a race with its timeout) keep it open.
+        if (bytes.received !== last.received || connection.status !== 'open') return
+        const reason = `nothing received for ${Math.round((performance.now() - last.since) / 1000)} s and a ping failed (${err instanceof Error ? err.message : String(err)})`
+        connection.abort(new Error(`connection to ${connection.remotePeer.toString()} is dead: ${reason}`))
+        options.onDead?.(connection.remotePeer.toString(), reason)
+      }).finally(() => { last.probing = false })
+    }
+    for (const id of seen.keys()) if (!open.has(id)) seen.delete(id)
+  }
+  let timer: ReturnType<typeof setInterval> | undefined
+  const start = (): void => {
+    if (timer !== undefined) return
+    timer = setInterval(check, options.intervalMs ?? Math.min(5_000, silentMs / 2))
+    timer.unref()
+  }
+  node.addEventListener('start', start)
+  node.addEventListener('stop', () => { clearInterval(timer); timer = undefined; seen.clear() })
+  if (node.status === 'started') start()
+}
+
+async function createLibp2pNode (init: SwarmNodeInit, discovery: Array<ReturnType<typeof bootstrap> | ReturnType<typeof mdns>>): Promise<SwarmNode> {
   return await createLibp2p({
     privateKey: init.privateKey,
     // libp2p's own counters (bytes in/out per protocol and per transport, connections, streams) on the agent's /metrics.
