@@ -54,7 +54,7 @@ export interface SwarmNodeInit {
   maxMessageBytes?: number
   /**
    * Filled with the bytes each open connection carried so far (on the wire: protector, encryption
-   * and muxing included), by the connection's remote address; an entry goes when its connection
+   * and muxing included), by the connection's remote address without /p2p/<id>; an entry goes when its connection
    * closes. Needs `metricsRegistry` (libp2p hands connections to its metrics component).
    */
   connectionBytes?: Map<string, ConnectionBytes>
@@ -104,6 +104,9 @@ const INVALID_MESSAGES_ONLY = {
   invalidMessageDeliveriesDecay: 0.9
 }
 
+/** The multiaddr protocol code of /p2p/<peer id>: connection byte counters are keyed without it. */
+const P2P_CODE = 421
+
 /**
  * libp2p's metrics factory, also counting each connection's bytes into `counters`: its metrics
  * component is the one place that sees every raw connection. Observes without adding a `message`
@@ -117,7 +120,9 @@ function countingConnections (factory: ReturnType<typeof prometheusMetrics>, cou
     const track = metrics.trackMultiaddrConnection.bind(metrics)
     metrics.trackMultiaddrConnection = (connection) => {
       track(connection)
-      const key = connection.remoteAddr.toString()
+      // Without /p2p/<id>: a dialled connection's address carries it, an accepted one's does not,
+      // and readers look a Connection up by its address without it.
+      const key = connection.remoteAddr.decapsulateCode(P2P_CODE).toString()
       const bytes: ConnectionBytes = { sent: 0, received: 0 }
       counters.set(key, bytes)
       const dispatchEvent = connection.dispatchEvent.bind(connection)
@@ -145,9 +150,6 @@ export async function createSwarmNode (init: SwarmNodeInit): Promise<SwarmNode> 
   return node
 }
 
-/** The multiaddr protocol code of /p2p/<peer id>: connection byte counters are keyed without it. */
-const P2P_CODE = 421
-
 /**
  * Closes connections that receive nothing and do not answer a ping (see `SwarmNodeInit.liveness`).
  * With libp2p's monitor no longer aborting on a failed ping (a ping stuck behind queued data says
@@ -165,8 +167,7 @@ function watchLiveness (node: SwarmNode, counters: Map<string, ConnectionBytes>,
     const open = new Set<string>()
     for (const connection of node.getConnections()) {
       open.add(connection.id)
-      // Keyed by the raw connection's address: with the peer id for a dialled one, without for an accepted one.
-      const bytes = counters.get(connection.remoteAddr.toString()) ?? counters.get(connection.remoteAddr.decapsulateCode(P2P_CODE).toString())
+      const bytes = counters.get(connection.remoteAddr.decapsulateCode(P2P_CODE).toString())
       if (bytes === undefined || connection.status !== 'open') continue
       const last = seen.get(connection.id)
       if (last === undefined || last.received !== bytes.received) {
