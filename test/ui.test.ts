@@ -437,6 +437,9 @@ describe('the UI in Chromium, served by one of three agents', { skip: skip ?? fa
     await page.getByLabel('Search').fill('')
     await page.getByLabel('Migration').selectOption(migrationId)
     await page.waitForFunction(() => /pre-copy pass 1:/.test(document.querySelector('[data-testid="log-table"]')?.textContent ?? ''))
+    // Entries read as sentences: the downtime in ms or s, not a raw float in JSON.
+    const resumed = await page.locator('[data-testid="log-table"] tbody tr', { hasText: 'phase resumed' }).first().textContent()
+    assert.match(resumed ?? '', /phase resumed: downtimeMs \d+(\.\d)? (ms|s)\b/)
     await shot('logs-migration')
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export as NDJSON' }).click()])
     assert.equal(download.suggestedFilename(), `hgmig-site-a-log-${migrationId}.ndjson`)

@@ -1,6 +1,6 @@
 /** Logs: the agent's migration log (GET /v1/logs) merged with this session's event stream; filter and export. */
 import { useMemo, useState, type ReactNode } from 'react'
-import { EmptyState, ErrorState, formatBytes, formatMs } from '../components'
+import { EmptyState, ErrorState, formatBytes, formatMs, short } from '../components'
 import type { LogEntry, MigrationLogEntry } from '../contract'
 import { formatLog, saveText, type ExportFormat } from '../export'
 import { useLogTail } from '../log-tail'
@@ -121,11 +121,31 @@ export function describeEngineEntry (e: EngineLogEntry): string {
   const d = e.data
   const n = (key: string): number => typeof d[key] === 'number' ? d[key] : NaN
   switch (e.kind) {
-    case 'phase': return `phase ${e.phase ?? '?'}${Object.keys(d).length > 0 ? ` ${JSON.stringify(d)}` : ''}`
+    case 'phase': return `phase ${e.phase ?? '?'}${Object.keys(d).length > 0 ? `: ${describeData(d)}` : ''}`
     case 'pass': return `pre-copy pass ${n('pass')}: ${n('pagesSent')} pages sent, ${n('pagesDirtied')} dirtied, ${n('remainingPages')} left, expected downtime ${formatMs(n('expectedDowntimeMs'))}`
     case 'disk-round': return `UD round ${n('round')}: ${n('blocksSent')} blocks (${formatBytes(n('bytesSent'))}) sent, ${n('blocksDirtied')} written meanwhile`
     case 'batch': return `base layers: ${formatBytes(n('bytes'))} of ${formatBytes(n('totalBytes'))}${typeof d['site'] === 'string' ? ` (last batch from ${d['site']})` : ''}`
-    case 'error': return typeof d['error'] === 'string' ? d['error'] : JSON.stringify(d)
-    default: return `${e.kind}${e.phase === null ? '' : ` ${e.phase}`} ${JSON.stringify(d)}`
+    case 'error': return typeof d['error'] === 'string' ? d['error'] : describeData(d)
+    default: return `${e.kind}${e.phase === null ? '' : ` ${e.phase}`}: ${describeData(d)}`
   }
+}
+
+/**
+ * An entry's fields as a person reads them: times in ms or s, byte counts with units, fractions
+ * rounded, digests shortened (the exports keep every field whole).
+ */
+export function describeData (data: Record<string, unknown>): string {
+  return Object.entries(data).map(([key, value]) => `${key} ${describeValue(key, value)}`).join(', ')
+}
+
+function describeValue (key: string, value: unknown): string {
+  if (typeof value === 'number') {
+    if (/Ms$/.test(key)) return formatMs(value)
+    if (/Bytes$|^bytes/i.test(key)) return formatBytes(value)
+    return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 1)
+  }
+  if (typeof value === 'string') return /^[0-9a-f]{24,}$/i.test(value) ? short(value) : value
+  if (value === null || typeof value !== 'object') return String(value)
+  const text = JSON.stringify(value)
+  return text.length > 120 ? `${text.slice(0, 119)}…` : text
 }
