@@ -141,7 +141,7 @@ export function describeData (data: Record<string, unknown>): string {
 function describeValue (key: string, value: unknown): string {
   if (typeof value === 'number') {
     if (/Ms$/.test(key)) return formatMs(value)
-    if (/Bytes$|^bytes/i.test(key)) return formatBytes(value)
+    if (/bytes|^base(Total|Done)$/i.test(key)) return formatBytes(value)
     return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 1)
   }
   if (typeof value === 'string') return /^[0-9a-f]{24,}$/i.test(value) ? short(value) : value
