@@ -446,6 +446,8 @@ class MigrationAgent implements Agent {
       announce: this.init.announce === undefined ? undefined : checkAddresses('--announce', this.init.announce, false),
       metricsRegistry: core.metrics.registry,
       connectionBytes: this.connectionBytes,
+      // An operator reading the log learns why a member's connection went, not only that it did.
+      liveness: { onDead: (peer, reason) => { this.say(`connection to ${this.core?.state.memberByPeerId(peer)?.name ?? 'non-member'} ${peer} closed: ${reason}`) } },
       scoredTopics: [eventsTopic(genesis.swarmId)],
       mdns: mdns ? { serviceTag: `_hgmig-${genesis.swarmId}._udp.local` } : false
     })
