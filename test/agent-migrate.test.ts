@@ -72,6 +72,9 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     const whole = JSON.parse(await a.client.exportLog('json')) as { entries: Array<{ seq: number }> }
     const middle = whole.entries[Math.floor(whole.entries.length / 2)]!.seq
     const newer = JSON.parse(await a.client.exportLog('json', { after: middle })) as { entries: Array<{ seq: number }> }
+    const counted = await a.client.exportLogStream('ndjson', { after: middle })
+    assert.equal(counted.rows, newer.entries.length, 'the agent counts the rows it will send')
+    await counted.body.cancel()
     assert.deepEqual(newer.entries.map((e) => e.seq), whole.entries.filter((e) => e.seq > middle).map((e) => e.seq))
     await assert.rejects(a.client.exportLog('json', { after: -1 }), /query "after" must be an integer of at least 0, got "-1"/)
 

@@ -277,9 +277,11 @@ export class SiteMigrations {
     if (at !== undefined) query.since = at.getTime()
     const seq = parseIntegerQuery('after', after, 0)
     if (seq !== undefined) query.after = seq
-    const chunks = this.needEngine().exportLogChunks(format as ExportFormat, query)
+    const engine = this.needEngine()
+    const rows = engine.countLog(query)
+    const chunks = engine.exportLogChunks(format as ExportFormat, query)
     const contentType = format === 'csv' ? 'text/csv; charset=utf-8' : format === 'ndjson' ? 'application/x-ndjson; charset=utf-8' : 'application/json; charset=utf-8'
-    return { chunks, contentType }
+    return { chunks, contentType, rows }
   }
 }
 

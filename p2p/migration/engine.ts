@@ -458,6 +458,8 @@ export class MigrationEngine {
   exportLog (format: ExportFormat, query: LogQuery = {}): string { return this.openDb().export(format, query) }
   /** The same, a page at a time (for an export of a long history). */
   exportLogChunks (format: ExportFormat, query: LogQuery = {}): Iterable<string> { return this.openDb().exportChunks(format, query) }
+  /** Entries the log holds for a query now (an export's progress total). */
+  countLog (query: LogQuery = {}): number { return this.openDb().count(query) }
 
   /** Bytes this site's link shaper granted per migration (fair sharing). */
   linkGrants (): Map<string, number> { return this.shaper.grants() }

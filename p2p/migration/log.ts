@@ -182,12 +182,8 @@ export class MigrationDb {
    * a long export goes out, and memory stays at one page.
    */
   * pages (query: LogQuery = {}, pageSize = LOG_PAGE_ROWS): Generator<LogEntry[]> {
-    const where: string[] = ['seq > ?']
-    const params: unknown[] = []
-    if (query.migration !== undefined) { where.push('migration = ?'); params.push(query.migration) }
-    if (query.since !== undefined) { where.push('time >= ?'); params.push(query.since) }
-    if (query.kinds !== undefined && query.kinds.length > 0) { where.push(`kind IN (${query.kinds.map(() => '?').join(',')})`); params.push(...query.kinds) }
-    const statement = this.db.prepare(`SELECT * FROM migration_log WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`)
+    const { where, params } = filterOf(query)
+    const statement = this.db.prepare(`SELECT * FROM migration_log WHERE seq > ? AND ${where} ORDER BY seq LIMIT ?`)
     let left = query.limit === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Math.floor(query.limit))
     let after = query.after ?? -1
     while (left > 0) {
@@ -197,6 +193,13 @@ export class MigrationDb {
       left -= rows.length
       yield rows.map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }))
     }
+  }
+
+  /** Entries a query selects now (the limit applied). */
+  count (query: LogQuery = {}): number {
+    const { where, params } = filterOf(query)
+    const rows = Number(this.db.prepare(`SELECT COUNT(*) FROM migration_log WHERE seq > ? AND ${where}`).pluck().get(query.after ?? -1, ...params))
+    return query.limit === undefined ? rows : Math.min(rows, Math.max(0, Math.floor(query.limit)))
   }
 
   /** The log as text in one of the export formats. */
@@ -225,6 +228,16 @@ export class MigrationDb {
     })
   }
 
+}
+
+/** The SQL condition (and its parameters) of a query's filters, `after` aside. */
+function filterOf (query: LogQuery): { where: string, params: unknown[] } {
+  const where: string[] = ['1']
+  const params: unknown[] = []
+  if (query.migration !== undefined) { where.push('migration = ?'); params.push(query.migration) }
+  if (query.since !== undefined) { where.push('time >= ?'); params.push(query.since) }
+  if (query.kinds !== undefined && query.kinds.length > 0) { where.push(`kind IN (${query.kinds.map(() => '?').join(',')})`); params.push(...query.kinds) }
+  return { where: where.join(' AND '), params }
 }
 
 /** Entries per page of an export. */
