@@ -6,30 +6,19 @@
  * each its own OS process (store, synthetic driver, libp2p node, engine) on loopback.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { before, test } from 'node:test'
 import type { LogEntry, MigrationInfo, VmStats } from '../p2p/migration/index.js'
 import { WORKLOADS } from '../p2p/migration/index.js'
-import { sourceImages, startSites, until, type MigrationSite } from './support/migration-sites.js'
+import { sitesForTests, until, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
-const root = mkdtempSync(join(tmpdir(), 'hgmig-migration-converge-'))
-let sites: Map<string, MigrationSite>
+const fixture = sitesForTests('migration-converge', ['a', 'b'], { linkBandwidth: 200_000_000, images: { seed: 26, os: 16, we: 8 } })
 let a: MigrationSite
 let b: MigrationSite
 
-before(async () => {
-  sites = await startSites(root, ['a', 'b'], { linkBandwidth: 200_000_000 })
-  a = sites.get('a') as MigrationSite
-  b = sites.get('b') as MigrationSite
-  await sourceImages(root, sites, 26, { os: 16, we: 8 })
-})
-
-after(async () => {
-  await Promise.all([...sites.values()].map(async (site) => { await site.stop() }))
-  rmSync(root, { recursive: true, force: true })
+before(() => {
+  a = fixture.site('a')
+  b = fixture.site('b')
 })
 
 async function log (site: MigrationSite, id: string): Promise<LogEntry[]> {

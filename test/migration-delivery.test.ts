@@ -6,30 +6,19 @@
  * libp2p node, engine) on loopback.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DeliveryWindow, MIN_DELIVERY_WINDOW, type LogEntry, type MigrationInfo } from '../p2p/migration/index.js'
-import { sourceImages, startSites, type MigrationSite } from './support/migration-sites.js'
+import { sitesForTests, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
-const root = mkdtempSync(join(tmpdir(), 'hgmig-migration-delivery-'))
-let sites: Map<string, MigrationSite>
+const fixture = sitesForTests('migration-delivery', ['a', 'b'], { linkBandwidth: 20_000_000, images: { seed: 31, os: 16, we: 8 } })
 let a: MigrationSite
 let b: MigrationSite
 
-before(async () => {
-  sites = await startSites(root, ['a', 'b'], { linkBandwidth: 20_000_000 })
-  a = sites.get('a') as MigrationSite
-  b = sites.get('b') as MigrationSite
-  await sourceImages(root, sites, 31, { os: 16, we: 8 })
-})
-
-after(async () => {
-  await Promise.all([...sites.values()].map(async (site) => { await site.stop() }))
-  rmSync(root, { recursive: true, force: true })
+before(() => {
+  a = fixture.site('a')
+  b = fixture.site('b')
 })
 
 test('a write waits while the window is full and goes on when the target reports what it read', async () => {

@@ -7,31 +7,20 @@
  * driver flips a byte of the first dirty UD sector it receives (fault injection).
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { before, test } from 'node:test'
 import type { LogEntry, MigrationInfo, VmInfo, VmStats } from '../p2p/migration/index.js'
-import { sourceImages, startSites, until, type MigrationSite } from './support/migration-sites.js'
+import { sitesForTests, until, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
 /** A dirty-round unit on the wire: its index and length (8 bytes), then at most one 4 KiB sector. */
 const SECTOR_ON_WIRE = 4096 + 8
-const root = mkdtempSync(join(tmpdir(), 'hgmig-migration-disk-'))
-let sites: Map<string, MigrationSite>
+const fixture = sitesForTests('migration-disk', ['a', 'b', 'c'], { linkBandwidth: 50_000_000, faults: { c: { corruptReceivedSector: true } }, images: { seed: 36, os: 32, we: 32 } })
 let a: MigrationSite
 let b: MigrationSite
 
-before(async () => {
-  sites = await startSites(root, ['a', 'b', 'c'], { linkBandwidth: 50_000_000, faults: { c: { corruptReceivedSector: true } } })
-  a = sites.get('a') as MigrationSite
-  b = sites.get('b') as MigrationSite
-  await sourceImages(root, sites, 36, { os: 32, we: 32 })
-})
-
-after(async () => {
-  await Promise.all([...sites.values()].map(async (site) => { await site.stop() }))
-  rmSync(root, { recursive: true, force: true })
+before(() => {
+  a = fixture.site('a')
+  b = fixture.site('b')
 })
 
 async function log (site: MigrationSite, id: string): Promise<LogEntry[]> {

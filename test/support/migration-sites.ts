@@ -3,8 +3,10 @@
  * directory, and the test-side helpers to give them images and a common replica.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { after, before } from 'node:test'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
@@ -95,6 +97,33 @@ export async function buildReplica (sites: Map<string, MigrationSite>, holdings:
   }
   out.manifests = [...manifests.values()]
   return out
+}
+
+/**
+ * Sites for one test file: started in a `before` hook (with `sourceImages` at a when `images` is
+ * given), stopped and their directory removed in an `after` hook. Call at the top of the file;
+ * `site(name)` once the hook has run (in a later `before` or a test).
+ */
+export function sitesForTests (name: string, names: string[], options: Parameters<typeof startSites>[2] & { images?: { seed: number, os: number, we: number } } = {}): { root: string, site: (name: string) => MigrationSite } {
+  const root = mkdtempSync(join(tmpdir(), `hgmig-${name}-`))
+  let sites: Map<string, MigrationSite> | undefined
+  before(async () => {
+    const { images, ...start } = options
+    sites = await startSites(root, names, start)
+    if (images !== undefined) await sourceImages(root, sites, images.seed, images)
+  })
+  after(async () => {
+    await Promise.all([...(sites?.values() ?? [])].map(async (site) => { await site.stop() }))
+    rmSync(root, { recursive: true, force: true })
+  })
+  return {
+    root,
+    site: (siteName) => {
+      const site = sites?.get(siteName)
+      if (site === undefined) throw new Error(`site ${siteName} is not started (sitesForTests starts the sites in a before hook)`)
+      return site
+    }
+  }
 }
 
 /**
