@@ -6,19 +6,17 @@
  * each its own OS process (store, synthetic driver, libp2p node, engine) on loopback.
  */
 import assert from 'node:assert/strict'
-import { before, test } from 'node:test'
+import { test } from 'node:test'
 import type { LogEntry, MigrationInfo, VmStats } from '../p2p/migration/index.js'
 import { WORKLOADS } from '../p2p/migration/index.js'
 import { sitesForTests, until, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
-const fixture = sitesForTests('migration-converge', ['a', 'b'], { linkBandwidth: 200_000_000, images: { seed: 26, os: 16, we: 8 } })
 let a: MigrationSite
 let b: MigrationSite
-
-before(() => {
-  a = fixture.site('a')
-  b = fixture.site('b')
+sitesForTests('migration-converge', ['a', 'b'], { linkBandwidth: 200_000_000, images: { seed: 26, os: 16, we: 8 } }, (site) => {
+  a = site('a')
+  b = site('b')
 })
 
 async function log (site: MigrationSite, id: string): Promise<LogEntry[]> {

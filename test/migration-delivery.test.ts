@@ -6,19 +6,17 @@
  * libp2p node, engine) on loopback.
  */
 import assert from 'node:assert/strict'
-import { before, test } from 'node:test'
+import { test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DeliveryWindow, MIN_DELIVERY_WINDOW, type LogEntry, type MigrationInfo } from '../p2p/migration/index.js'
 import { sitesForTests, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
-const fixture = sitesForTests('migration-delivery', ['a', 'b'], { linkBandwidth: 20_000_000, images: { seed: 31, os: 16, we: 8 } })
 let a: MigrationSite
 let b: MigrationSite
-
-before(() => {
-  a = fixture.site('a')
-  b = fixture.site('b')
+sitesForTests('migration-delivery', ['a', 'b'], { linkBandwidth: 20_000_000, images: { seed: 31, os: 16, we: 8 } }, (site) => {
+  a = site('a')
+  b = site('b')
 })
 
 test('a write waits while the window is full and goes on when the target reports what it read', async () => {

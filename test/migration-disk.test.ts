@@ -7,20 +7,18 @@
  * driver flips a byte of the first dirty UD sector it receives (fault injection).
  */
 import assert from 'node:assert/strict'
-import { before, test } from 'node:test'
+import { test } from 'node:test'
 import type { LogEntry, MigrationInfo, VmInfo, VmStats } from '../p2p/migration/index.js'
 import { sitesForTests, until, type MigrationSite } from './support/migration-sites.js'
 
 const MiB = 1024 * 1024
 /** A dirty-round unit on the wire: its index and length (8 bytes), then at most one 4 KiB sector. */
 const SECTOR_ON_WIRE = 4096 + 8
-const fixture = sitesForTests('migration-disk', ['a', 'b', 'c'], { linkBandwidth: 50_000_000, faults: { c: { corruptReceivedSector: true } }, images: { seed: 36, os: 32, we: 32 } })
 let a: MigrationSite
 let b: MigrationSite
-
-before(() => {
-  a = fixture.site('a')
-  b = fixture.site('b')
+sitesForTests('migration-disk', ['a', 'b', 'c'], { linkBandwidth: 50_000_000, faults: { c: { corruptReceivedSector: true } }, images: { seed: 36, os: 32, we: 32 } }, (site) => {
+  a = site('a')
+  b = site('b')
 })
 
 async function log (site: MigrationSite, id: string): Promise<LogEntry[]> {

@@ -101,29 +101,29 @@ export async function buildReplica (sites: Map<string, MigrationSite>, holdings:
 
 /**
  * Sites for one test file: started in a `before` hook (with `sourceImages` at a when `images` is
- * given), stopped and their directory removed in an `after` hook. Call at the top of the file;
- * `site(name)` once the hook has run (in a later `before` or a test).
+ * given), then handed to `started`; stopped and their directory removed in an `after` hook. Call
+ * at the top of the file. (`started` runs inside that hook: Node 20 does not run a file's top-level
+ * `before` hooks one after another, so a second hook cannot count on the first.)
  */
-export function sitesForTests (name: string, names: string[], options: Parameters<typeof startSites>[2] & { images?: { seed: number, os: number, we: number } } = {}): { root: string, site: (name: string) => MigrationSite } {
+export function sitesForTests (name: string, names: string[], options: Parameters<typeof startSites>[2] & { images?: { seed: number, os: number, we: number } }, started: (site: (name: string) => MigrationSite) => void): { root: string, site: (name: string) => MigrationSite } {
   const root = mkdtempSync(join(tmpdir(), `hgmig-${name}-`))
   let sites: Map<string, MigrationSite> | undefined
   before(async () => {
     const { images, ...start } = options
     sites = await startSites(root, names, start)
     if (images !== undefined) await sourceImages(root, sites, images.seed, images)
+    started(site)
   })
   after(async () => {
     await Promise.all([...(sites?.values() ?? [])].map(async (site) => { await site.stop() }))
     rmSync(root, { recursive: true, force: true })
   })
-  return {
-    root,
-    site: (siteName) => {
-      const site = sites?.get(siteName)
-      if (site === undefined) throw new Error(`site ${siteName} is not started (sitesForTests starts the sites in a before hook)`)
-      return site
-    }
+  const site = (siteName: string): MigrationSite => {
+    const found = sites?.get(siteName)
+    if (found === undefined) throw new Error(`site ${siteName} is not started (sitesForTests starts the sites in a before hook)`)
+    return found
   }
+  return { root, site }
 }
 
 /**
