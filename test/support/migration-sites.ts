@@ -102,8 +102,8 @@ export async function buildReplica (sites: Map<string, MigrationSite>, holdings:
 /**
  * Sites for one test file: started in a `before` hook (with `sourceImages` at a when `images` is
  * given), then handed to `started`; stopped and their directory removed in an `after` hook. Call
- * at the top of the file. (`started` runs inside that hook: Node 20 does not run a file's top-level
- * `before` hooks one after another, so a second hook cannot count on the first.)
+ * at the top of the file. (`started` runs inside that hook: with Node 20, a second top-level
+ * `before` in the test file was seen running before this one had started the sites.)
  */
 export function sitesForTests (name: string, names: string[], options: Parameters<typeof startSites>[2] & { images?: { seed: number, os: number, we: number } }, started: (site: (name: string) => MigrationSite) => void): { root: string, site: (name: string) => MigrationSite } {
   const root = mkdtempSync(join(tmpdir(), `hgmig-${name}-`))
