@@ -627,7 +627,12 @@ export class MigrationEngine {
       const verdict = await pump.next(['agree', 'refuse'], signal)
       if (verdict.type === 'refuse') throw new MigrationRefusedError(String(verdict.reason))
       // A target that reports what its driver read bounds what is in flight (an older one does not).
-      if (verdict.delivery === true) ctx.delivery = new DeliveryWindow()
+      if (verdict.delivery === true) {
+        const window = new DeliveryWindow()
+        ctx.delivery = window
+        // A write waiting for room must not outlive the migration, whatever signal its stream passed.
+        ctx.abort.signal.addEventListener('abort', () => { window.fail(ctx.abort.signal.reason) }, { once: true })
+      }
 
       this.phase(ctx, 'transfer')
       const diskReady = deferred<void>()
