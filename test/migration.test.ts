@@ -97,6 +97,14 @@ test('NSS baseline: hashes exchanged at migration time, the source alone sends t
   const plan = done.result.plan as { sources: string[], missingChunks: number }
   assert.deepEqual(plan.sources, ['a'])
   assert.ok(plan.missingChunks > 0)
+  // Both records count the hash lists: what one end sent on the control stream, the other received.
+  type Wire = { sent: { control: number }, received: { control: number } }
+  const sourceWire = done.result.wire as Wire
+  const targetWire = (await targetRow(b, started.id)).result.wire as Wire
+  assert.ok(targetWire.sent.control > 0, 'the target counts the hash list it sent')
+  // Within a few small messages one end may not have read before it closed (a last delivery report).
+  assert.ok(Math.abs(targetWire.sent.control - sourceWire.received.control) <= 1024, `target sent ${targetWire.sent.control} control bytes, the source received ${sourceWire.received.control}`)
+  assert.ok(Math.abs(targetWire.received.control - sourceWire.sent.control) <= 1024, `source sent ${sourceWire.sent.control} control bytes, the target received ${targetWire.received.control}`)
   assert.ok((await vms(b)).some((vm) => vm.name === 'vm-nss' && vm.state === 'running'))
   assert.ok(!(await vms(a)).some((vm) => vm.name === 'vm-nss'))
   const entries = await log(a, started.id)

@@ -901,6 +901,8 @@ export class MigrationEngine {
     const options = { maxDowntimeMs: request.maxDowntimeMs, bandwidth: request.bandwidth, repository: request.repository ?? null }
     db.insert({ id, role: 'target', vm: vm.id, vmName: vm.name, source: site, target: this.init.site, strategy, phase: 'request', state: 'running', options })
     const ctx = this.context(id, 'target', site, this.init.site, 0)
+    // The target's record counts its control bytes too (an NSS/SS hash list is most of them).
+    control.countInto(ctx.counter)
     ctx.incomingReady = deferred<IncomingMigration>()
     ctx.incomingReady.promise.catch(() => {})
     const signal = ctx.abort.signal

@@ -158,9 +158,20 @@ export function byteChannel (stream: Stream, channel: Channel, counter: WireCoun
 export class ControlChannel {
   private readonly lp: ReturnType<typeof lpStream>
 
-  constructor (readonly stream: Stream, private readonly counter: WireCounter, private readonly what = 'control stream', private readonly channel: Channel = 'control') {
+  constructor (readonly stream: Stream, private counter: WireCounter, private readonly what = 'control stream', private readonly channel: Channel = 'control') {
     stream.maxReadBufferLength = MAX_READ_BUFFER
     this.lp = lpStream(stream, { maxDataLength: MAX_CONTROL_MESSAGE, maxBufferSize: MAX_READ_BUFFER })
+  }
+
+  /**
+   * Counts this channel's bytes, those so far included, in `counter` from now on: an inbound
+   * control stream is read (its request) before the migration it belongs to, and its counter, exist.
+   */
+  countInto (counter: WireCounter): void {
+    if (counter === this.counter) return
+    counter.sent[this.channel] += this.counter.sent[this.channel]
+    counter.received[this.channel] += this.counter.received[this.channel]
+    this.counter = counter
   }
 
   async send (message: { type: string } & Record<string, unknown>, signal?: AbortSignal): Promise<void> {
