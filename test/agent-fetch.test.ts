@@ -61,8 +61,12 @@ test('an image held at A and C is fetched at B from both, byte-identical; replic
     const contributors = summary.sources.filter((s) => s.chunks > 0).map((s) => s.site).sort()
     assert.deepEqual(contributors, ['site-a', 'site-c'], 'both holders contributed')
     assert.equal(summary.chunksZero > 0, true, 'all-zero chunks were never fetched')
-    // Endgame duplicates aside (the exchange's own tests and benchmark hold it to 1.02 ×), nothing is received twice over.
-    assert.ok(summary.bytesReceived >= summary.bytesFetched && summary.bytesReceived <= 1.5 * summary.bytesFetched, `received ${summary.bytesReceived} bytes for ${summary.bytesFetched} of missing chunks`)
+    // Nothing is received twice beyond the endgame's second copies, and those are bounded by what
+    // the sources may have outstanding: 2 sources × 2 streams × a 2 MiB window (the exchange's
+    // defaults). A 9 MB fetch on two cores busy with other tests once took 1.53 × that way; the
+    // exchange's own tests and benchmark hold the duplicates of a steady transfer to 1.02 ×.
+    const endgameBound = 2 * 2 * (2 << 20)
+    assert.ok(summary.bytesReceived >= summary.bytesFetched && summary.bytesReceived <= summary.bytesFetched + endgameBound, `received ${summary.bytesReceived} bytes for ${summary.bytesFetched} of missing chunks`)
     const exported = join(files, 'os-at-b.img')
     cli('image', 'export', 'debian-os', exported, '--data', b.dir)
     assert.equal(sha256(exported), sha256(osFile), 'byte-identical at B')
