@@ -48,13 +48,17 @@ test('a waiting write is rejected by its signal and by fail()', async () => {
   const failed = window.admit(1)
   window.fail(new Error('the migration ended'))
   await assert.rejects(failed, /the migration ended/)
+  // And so does every later write, even one the window would have room for.
+  window.report(MIN_DELIVERY_WINDOW)
+  await assert.rejects(window.admit(1), /the migration ended/)
 })
 
-test('the window grows with the delivery rate: 80 ms of it, at least 1 MiB', async () => {
+test('the window grows with the delivery rate: 80 ms of it plus a round trip, at least 1 MiB', async () => {
   const window = new DeliveryWindow()
   let total = 0
-  // 4 MiB every 50 ms for 300 ms: ~80 MB/s delivered, so ~6.4 MB may be in flight. One byte stays
-  // in flight (an empty pipe restarts the rate sample: an idle spell says nothing about the link).
+  // 4 MiB every 50 ms for 300 ms: ~80 MB/s delivered, each report ≥ 50 ms after its bytes (the
+  // round trip), so ~(80 + 50) ms × 80 MB/s may be in flight. One byte stays in flight (an empty
+  // pipe restarts the rate sample: an idle spell says nothing about the link).
   for (let i = 0; i < 6; i++) {
     await window.admit(4 * MiB)
     await sleep(50)
@@ -62,7 +66,23 @@ test('the window grows with the delivery rate: 80 ms of it, at least 1 MiB', asy
     window.report(total - 1)
   }
   assert.ok(window.window > 4 * MiB, `window ${window.window}`)
-  assert.ok(window.window < 0.08 * 4 * MiB / 0.04, `window ${window.window} at most 80 ms at the fastest sample's rate`)
+  // The fastest sample's rate is at most 4 MiB per 40 ms (timers fire late, never early); the round trip seen is ≥ 50 ms.
+  assert.ok(window.window < (0.08 + 0.25) * 4 * MiB / 0.04, `window ${window.window}: at most 80 ms plus the round trip at the fastest sample's rate`)
+})
+
+test('on a long round trip the window grows past its minimum (a window of the queue alone would cap the rate at 1 MiB per round trip)', async () => {
+  const window = new DeliveryWindow()
+  let total = 0
+  // The link delivers whatever the window lets out, a round trip (150 ms) later: 1 MiB per 150 ms
+  // = 7 MB/s at first. 80 ms of that is under 1 MiB; with the round trip the window grows.
+  for (let i = 0; i < 6; i++) {
+    const room = Math.max(window.window - window.inFlight, 64 * 1024)
+    await window.admit(room)
+    await sleep(150)
+    total += room
+    window.report(total - 1)
+  }
+  assert.ok(window.window > 1.2 * MIN_DELIVERY_WINDOW, `window ${window.window} stayed near its 1 MiB minimum`)
 })
 
 test('a migration keeps what is in flight on its disk and memory streams within the window; the target reports what it read', async () => {

@@ -2,7 +2,7 @@
  * The end-to-end check with running checksums, and the flows session 3's benchmark tripped on.
  * Four sites, each its own OS process: a runs the VMs; b is a clean target holding similar
  * images; c's driver flips a byte of a received memory page and d's of a received UD block
- * (fault injection), as a faulty link or memory would.
+ * (fault injection), as a faulty link or memory would; e's cannot write received user data.
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -20,9 +20,9 @@ let a: MigrationSite
 let b: MigrationSite
 
 before(async () => {
-  sites = await startSites(root, ['a', 'b', 'c', 'd'], {
+  sites = await startSites(root, ['a', 'b', 'c', 'd', 'e'], {
     linkBandwidth: 100_000_000,
-    faults: { c: { corruptReceivedPage: true }, d: { corruptReceivedBlock: true } }
+    faults: { c: { corruptReceivedPage: true }, d: { corruptReceivedBlock: true }, e: { failDiskWrite: true } }
   })
   a = sites.get('a') as MigrationSite
   b = sites.get('b') as MigrationSite
@@ -90,6 +90,21 @@ for (const [target, what, pattern] of [['c', 'memory page', /memory [0-9a-f]{12}
     await assertRunningAtSource(name)
   })
 }
+
+test('the target\'s driver fails to write the user data (a full disk): the migration fails at both ends with that reason, the VM runs on at the source', { timeout: 120_000 }, async () => {
+  // Nothing reads the disk stream at the target any more: without the engine hearing of it, the
+  // source's writes would wait for room in the delivery window for ever.
+  await createVm('vm-enospc', 8 * MiB, 'static')
+  const done = await migrate({ vm: 'vm-enospc', to: 'e' })
+  assert.equal(done.state, 'failed', `the migration must fail (got ${done.state}: ${String(done.error)})`)
+  assert.match(String(done.error), /ENOSPC/)
+  assert.match(String(done.error), /runs on at a/)
+  const row = await targetRow(sites.get('e') as MigrationSite, done.id)
+  assert.equal(row.state, 'failed')
+  assert.match(String(row.error), /applying the UD disk stream at the target failed: ENOSPC/)
+  assert.ok(!(await vms(sites.get('e') as MigrationSite)).some((vm) => vm.name === 'vm-enospc'), 'the target dropped its copy')
+  await assertRunningAtSource('vm-enospc')
+})
 
 test('five concurrent NSS migrations complete (the target hashes its images once for the five, and keeps answering its peers)', async () => {
   const names = ['vm-n1', 'vm-n2', 'vm-n3', 'vm-n4', 'vm-n5']

@@ -146,6 +146,15 @@ test('H-GMIG: a VM migrates with its memory and disk byte-identical, from two ch
   assert.deepEqual(sources?.filter((s) => s.bytes > 0).map((s) => s.site), ['a', 'c'], `chunks came from both holders: ${JSON.stringify(sources)}`)
   assert.ok((sources[1]?.bytes ?? 0) > (sources[0]?.bytes ?? 0), 'c, which sends no memory, sent more of the base')
   assert.equal(sources.reduce((sum, s) => sum + s.bytes, 0), plan.bytesToSend.base)
+  // The source's record (and the consensus record made from it) counts the base the target fetched too.
+  const sourceWire = done.result.wire as { sent: Record<string, number>, received: Record<string, number> }
+  const ownBytes = Object.values(sourceWire.sent).reduce((x, y) => x + y, 0) + Object.values(sourceWire.received).reduce((x, y) => x + y, 0)
+  assert.ok(Number(done.result.bytesOnWire) >= ownBytes + wire.received.chunks, `bytesOnWire ${String(done.result.bytesOnWire)} < ${ownBytes} + ${wire.received.chunks} base bytes`)
+  // Both ends closed the migration's streams: none is left open on the connection (each one left
+  // would count against its stream limit, and keep the released VM reachable at the source).
+  for (const site of [a, b]) {
+    await until(`${site.name} to close the migration's streams`, async () => (await site.call<{ open: number }>({ cmd: 'streams' })).open === 0 ? true : undefined)
+  }
   // The WE image's fetch starts once every leaf of the OS image is in b's store (the chunks both
   // share are found there, not fetched twice: the sum above is the plan's) and overlaps the OS
   // image's registration, before the OS fetch has returned.
@@ -299,6 +308,22 @@ test('kill -9 the target half-way: the VM runs on at the source and the log says
   assert.equal(row?.state, 'failed')
   assert.match(String(row?.error), /restarted during (transfer|precopy); the partial VM was dropped/)
   assert.ok(!(await vms(b)).some((vm) => vm.name === 'vm-kill'))
+})
+
+test('kill -9 the target while the source waits for room in its delivery window: the source fails, the VM runs on there', { timeout: 120_000 }, async () => {
+  const started = await slowMigrationInPrecopy('vm-window')
+  // Frozen, the target reads nothing and reports nothing: the source's writes fill the window and
+  // wait there. Then it dies, and the only news of it is the end of the control stream.
+  b.signal('SIGSTOP')
+  await new Promise((resolve) => setTimeout(resolve, 1500))
+  await b.kill()
+  const done = await wait(a, started.id)
+  assert.equal(done.state, 'failed')
+  assert.match(String(done.error), /runs on at a/)
+  const here = (await vms(a)).find((vm) => vm.name === 'vm-window')
+  assert.ok(here !== undefined && !here.migrating)
+  await assertRunning(a, 'vm-window')
+  b = await restartSite(root, sites, 'b')
 })
 
 test('kill -9 the source half-way and restart it: the migration is marked failed there, the VM boots again at the source, the target dropped its copy', async () => {

@@ -180,6 +180,12 @@ export interface IncomingMigration {
   resume: () => Promise<VmInfo>
   /** Drop the partial VM (failure or cancel before switch-over). */
   abort: (reason: string) => Promise<void>
+  /**
+   * Rejects if applying the disk or memory stream fails here (a full disk, a malformed frame):
+   * the engine then ends the migration at both ends. Without it nothing would read the streams
+   * any more, and the source would wait for room on them for ever.
+   */
+  readonly failed?: Promise<never>
 }
 
 export interface OutgoingOptions {

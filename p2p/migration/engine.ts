@@ -22,7 +22,7 @@ import {
 import type { HypervisorDriver, IncomingMigration, MemoryPassStats, OutgoingEvent, OutgoingMigration, VmDescription } from './driver.js'
 import {
   InvalidMigrationInputError, MigrationCancelledError, MigrationError, MigrationNotFoundError, MigrationRefusedError,
-  NotStartedError, PeerLostError, PlanMismatchError, ProtocolError, VerificationError, VmStateError, errorMessage
+  NotStartedError, PeerLostError, PlanMismatchError, ProtocolError, TargetDroppedError, VerificationError, VmStateError, errorMessage
 } from './errors.js'
 import { MigrationDb, PHASES, type ExportFormat, type LogEntry, type LogKind, type LogQuery, type MigrationPhase, type MigrationRecordRow, type MigrationRole, type MigrationState } from './log.js'
 import {
@@ -157,6 +157,8 @@ interface Context {
   delivery?: DeliveryWindow
   /** Target: hears the bytes its driver reads from the disk and memory streams (reported to the source). */
   onDriverRead?: (bytes: number) => void
+  /** Target: it told the source the copy is identical; from then on the source decides the commit. */
+  verifiedSent?: boolean
 }
 
 const DEFAULT_MAX_PASSES = 30
@@ -196,16 +198,23 @@ const PAGE_BYTES = 4096
 /** The target logs its base transfer's progress at most this often. */
 const BATCH_LOG_INTERVAL_MS = 500
 const OUTCOME_POLL_MS = 1000
+/** How long a target waits for the source's reason after its driver streams broke, before failing on its own. */
+const STREAM_FAILURE_GRACE_MS = 1000
 
 /** Control messages queued by type, with the asynchronous ones handled as they come. */
 class ControlPump {
   private readonly queue: Array<{ type: string } & Record<string, unknown>> = []
   private readonly waiters: Array<{ types: string[], resolve: (m: { type: string } & Record<string, unknown>) => void, reject: (e: unknown) => void }> = []
   private ended: Error | null = null
+  private readonly end = deferred<never>()
 
   constructor (readonly channel: ControlChannel, private readonly onAsync: (message: { type: string } & Record<string, unknown>) => boolean, private readonly peer: string) {
+    this.end.promise.catch(() => {})
     void this.run()
   }
+
+  /** Rejects when the control stream ends: a migration waiting on anything else must not outlive its peer. */
+  get closed (): Promise<never> { return this.end.promise }
 
   private async run (): Promise<void> {
     try {
@@ -219,6 +228,7 @@ class ControlPump {
       }
     } catch (err) {
       this.ended = err as Error
+      this.end.reject(err)
       for (const w of this.waiters.splice(0)) w.reject(err)
     }
   }
@@ -424,6 +434,7 @@ export class MigrationEngine {
     }
     const row = this.openDb().get(ctx.id, ctx.role)
     if (PHASES.indexOf(row.phase) >= PHASES.indexOf('committed')) throw new VmStateError(`migration ${ctx.id} is past the switch-over commit; it can no longer be cancelled`)
+    if (ctx.verifiedSent === true) throw new VmStateError(`migration ${ctx.id} is verified here and the source is committing it; cancel it at the source (${ctx.source}) if it has not committed`)
     ctx.abort.abort(new MigrationCancelledError(reason))
     return await ctx.done.promise.catch(() => this.info(ctx.id, ctx.role))
   }
@@ -499,6 +510,16 @@ export class MigrationEngine {
     const entry = this.openDb().enterPhase(ctx.id, ctx.role, phase, data)
     this.init.onEvent?.({ type: 'migration:log', detail: entry })
     this.init.onEvent?.({ type: 'migration:state', detail: this.info(ctx.id, ctx.role) })
+  }
+
+  /** `write`'s phases and log entries in one transaction: one flush where a paused VM waits. */
+  private phasesAtOnce (write: () => void): void {
+    this.openDb().atomically(write)
+  }
+
+  /** An entry taken while the VM was paused, logged now that it is not (if it still waits). */
+  private logPending (ctx: Context, phase: MigrationPhase, entry: Record<string, unknown> | undefined): void {
+    if (entry !== undefined) this.log(ctx, 'info', phase, entry)
   }
 
   private finish (id: string, role: MigrationRole, state: MigrationState, error: string | null, result: Record<string, unknown> = {}): MigrationInfo {
@@ -585,10 +606,13 @@ export class MigrationEngine {
     const db = this.openDb()
     const signal = ctx.abort.signal
     let pump: ControlPump | undefined
+    /** The switch-over's figures, taken in the pause and logged after it. */
+    let switchoverEntry: Record<string, unknown> | undefined
     try {
       this.phase(ctx, 'plan')
       const control = new ControlChannel(await this.open(ctx, 'control', ctx.target), ctx.counter, `control stream to ${ctx.target}`)
       pump = new ControlPump(control, (m) => this.onSourceAsync(ctx, m), ctx.target)
+      const controlClosed = pump.closed
       // The memory in use: what the first pass sends. The target balances its base sources by
       // what this site's link carries meanwhile: this VM's UD and memory, and those of the other
       // migrations leaving here now (five concurrent VMs on one image: their base is fetched once,
@@ -645,7 +669,9 @@ export class MigrationEngine {
         onEvent: (event) => { this.onOutgoingEvent(ctx, event, options.maxPasses, diskReady, converged, streamFailed) }
       })
       ctx.outgoing = outgoing
-      const failOn = async <T>(p: Promise<T>): Promise<T> => await raceAbort(Promise.race([p, streamFailed.promise]), signal)
+      // Before the commit every wait also ends with the control stream: a target that died leaves
+      // the delivery window's writers waiting for reports that never come.
+      const failOn = async <T>(p: Promise<T>): Promise<T> => await raceAbort(Promise.race([p, streamFailed.promise, controlClosed]), signal)
       const baseDone = pump.next(['base-done'], signal)
       baseDone.catch(() => {})
       baseDone.then(() => { this.releasePrecopy(ctx, options.bandwidth) }, () => {})
@@ -667,9 +693,10 @@ export class MigrationEngine {
       const pauseStarted = performance.now()
       const result = await failOn(outgoing.switchOver({ signal }))
       const pausedAt = result.pausedAt
-      // Sent first, logged while the target verifies: the VM is paused (each log entry is a synchronous write).
       await control.send({ type: 'switchover', memorySha256: result.memorySha256, diskSha256: result.diskSha256 }, signal)
-      this.log(ctx, 'info', 'switchover', { finalPages: result.finalPages, finalBlocks: result.finalBlocks, finalBytes: result.finalBytes, memorySha256: result.memorySha256, diskSha256: result.diskSha256, pauseToSentMs: performance.now() - pauseStarted, ...(ctx.delivery === undefined ? {} : { delivery: { maxInFlight: ctx.delivery.maxInFlight, window: ctx.delivery.window } }) })
+      // Logged once the VM runs again, here or at the target: each log entry is a flush to disk,
+      // and the target's flushes for the commit queue behind it on a disk they share.
+      switchoverEntry = { finalPages: result.finalPages, finalBlocks: result.finalBlocks, finalBytes: result.finalBytes, memorySha256: result.memorySha256, diskSha256: result.diskSha256, pauseToSentMs: performance.now() - pauseStarted, ...(ctx.delivery === undefined ? {} : { delivery: { maxInFlight: ctx.delivery.maxInFlight, window: ctx.delivery.window } }) }
       const verified = await pump.next(['verified', 'failed'], signal)
       if (verified.type === 'failed') throw new VerificationError(String(verified.reason))
 
@@ -686,6 +713,8 @@ export class MigrationEngine {
         resumedAt = performance.now()
       }
       const downtimeMs = resumedAt - pauseStarted
+      this.logPending(ctx, 'switchover', switchoverEntry)
+      switchoverEntry = undefined
       this.phase(ctx, 'resumed', { downtimeMs })
       await outgoing.release()
       this.phase(ctx, 'released')
@@ -694,22 +723,28 @@ export class MigrationEngine {
       await control.send({ type: 'done', downtimeMs, totalMs }).catch(() => {})
       await control.close()
       this.phase(ctx, 'record')
+      const reportedChunkBytes = Number((await baseDone).chunkWireBytes)
+      const chunkWireBytes = Number.isFinite(reportedChunkBytes) && reportedChunkBytes >= 0 ? reportedChunkBytes : 0
       const summary: MigrationSummary = {
         migration: ctx.id, vm: vm.id, vmName: vm.name, from: ctx.source, to: ctx.target, strategy, planHash: plan.hash,
-        bytesOnWire: ctx.counter.total(), bytesSaved: plan.bytesSaved, totalMs, downtimeMs
+        bytesOnWire: ctx.counter.total() + chunkWireBytes, bytesSaved: plan.bytesSaved, totalMs, downtimeMs
       }
       this.init.record?.(summary)
       // Per-source figures of the base layers (relayed by the target) outlive the run in its result.
-      return this.finish(ctx.id, 'source', 'completed', null, { wire, totalMs, downtimeMs, passes: ctx.passes, pausedAt, sources: ctx.sources })
+      return this.finish(ctx.id, 'source', 'completed', null, { wire, bytesOnWire: summary.bytesOnWire, totalMs, downtimeMs, passes: ctx.passes, pausedAt, sources: ctx.sources })
     } catch (thrown) {
       // An abort (a cancel at either end, the agent stopping) is the cause; what failed after it is its echo.
       const err: unknown = signal.aborted ? signal.reason : thrown
+      // Writers waiting for room in the delivery window end with the migration.
+      ctx.delivery?.fail(err)
+      this.logPending(ctx, 'switchover', switchoverEntry)
       const phase = db.get(ctx.id, 'source').phase
-      if (PHASES.indexOf(phase) >= PHASES.indexOf('committed')) {
+      if (PHASES.indexOf(phase) >= PHASES.indexOf('committed') && !(thrown instanceof TargetDroppedError)) {
         return this.finish(ctx.id, 'source', 'in-doubt', `after the commit: ${errorMessage(err)}`)
       }
       const reason = errorMessage(err)
-      // Before the commit: the VM runs on here, as it was; the target drops its partial copy.
+      // Before the commit (or after it, where the target dropped its copy before its own): the VM
+      // runs on here, as it was; the target drops its partial copy.
       await ctx.outgoing?.cancel(reason).catch(() => {})
       // Closed, not reset: the reason must reach the target before the stream ends.
       await pump?.channel.send({ type: 'cancel', reason }).catch(() => {})
@@ -735,7 +770,9 @@ export class MigrationEngine {
       return true
     }
     if (message.type === 'cancel') {
-      ctx.abort.abort(new MigrationCancelledError(`the target cancelled: ${String(message.reason)}`))
+      ctx.abort.abort(message.state === 'failed'
+        ? new MigrationError(`the target failed: ${String(message.reason)}`)
+        : new MigrationCancelledError(`the target cancelled: ${String(message.reason)}`))
       return true
     }
     return false
@@ -814,6 +851,8 @@ export class MigrationEngine {
    * COMPILATION guest's held pass then took another 0.8 s at 100 Mbit/s before the first step).
    */
   private releasePrecopy (ctx: Context, requested: number): void {
+    // A migration that ended meanwhile must not throttle the VM that runs on here.
+    if (ctx.abort.signal.aborted || !this.contexts.has(`${ctx.id}/source`)) return
     ctx.baseIn = true
     if (ctx.precopyHeld !== true) return
     ctx.precopyHeld = false
@@ -873,7 +912,13 @@ export class MigrationEngine {
         const answer = await control.receive(AbortSignal.timeout(10_000))
         await control.close()
         if (answer !== null && typeof answer.phase === 'string' && PHASES.indexOf(answer.phase as MigrationPhase) >= PHASES.indexOf(phase)) return
-        if (answer !== null && (answer.state === 'failed' || answer.state === 'cancelled')) throw new MigrationError(`${site} reports the migration ${String(answer.state)} in ${String(answer.phase)}`)
+        if (answer !== null && (answer.state === 'failed' || answer.state === 'cancelled' || answer.state === 'refused')) {
+          const message = `${site} reports the migration ${String(answer.state)} in ${String(answer.phase)}`
+          // A target that ended before its commit has dropped its copy: the source's VM is the only one.
+          const at = PHASES.indexOf(answer.phase as MigrationPhase)
+          const dropped = ctx.role === 'source' && at >= 0 && at < PHASES.indexOf('committed')
+          throw dropped ? new TargetDroppedError(`${message}: it dropped its copy before committing`) : new MigrationError(message)
+        }
       } catch (err) {
         if (err instanceof MigrationError && !(err instanceof PeerLostError)) throw err
       }
@@ -954,6 +999,11 @@ export class MigrationEngine {
       }
       ctx.incoming = incoming
       ctx.incomingReady.resolve(incoming)
+      incoming.failed?.catch((err: unknown) => {
+        // A source's cancel breaks these streams just before its reason comes on the control
+        // stream: that reason, if it comes, is the one to record.
+        setTimeout(() => { if (!signal.aborted && this.contexts.has(`${id}/target`)) ctx.abort.abort(err) }, STREAM_FAILURE_GRACE_MS).unref()
+      })
       // What the driver has read of the disk and memory streams, reported every step: the source
       // keeps what is in flight within its delivery window (if it asked: an older source would not know the message).
       const delivery = request.delivery === true
@@ -1016,17 +1066,22 @@ export class MigrationEngine {
       const baseMs = performance.now() - started
       this.log(ctx, 'info', 'transfer', { baseDone: true, imported, baseMs, bytes: ctx.baseBytes, sources: ctx.sources })
       this.init.onBaseImported?.(imported)
-      await control.send({ type: 'base-done', bytes: ctx.baseBytes, baseMs, sources: ctx.sources }, signal)
+      // What the base layers took on the wire here (requests, blocks, a duplicate's second copy):
+      // the source's record of the migration counts it with its own streams.
+      const chunkWireBytes = ctx.counter.sent.chunks + ctx.counter.received.chunks
+      await control.send({ type: 'base-done', bytes: ctx.baseBytes, baseMs, sources: ctx.sources, chunkWireBytes }, signal)
 
       const switchover = await pump.next(['switchover'], signal)
-      // The VM is paused at the source: verify and answer first, write the phase after (for a
-      // restart, switchover and transfer mean the same here: the partial VM is dropped).
+      // The VM is paused at the source: verify and answer first, write the phase with the commit
+      // (one flush, not three, before the VM runs again; for a restart, switchover and transfer
+      // mean the same here: the partial VM is dropped).
+      let verifiedEntry: Record<string, unknown>
       try {
         const verifyStarted = performance.now()
         const sums = await incoming.verify({ memorySha256: String(switchover.memorySha256), diskSha256: String(switchover.diskSha256) }, { signal })
+        ctx.verifiedSent = true
         await control.send({ type: 'verified', ...sums }, signal)
-        this.phase(ctx, 'switchover')
-        this.log(ctx, 'info', 'switchover', { verified: true, ...sums, verifyMs: performance.now() - verifyStarted })
+        verifiedEntry = { verified: true, ...sums, verifyMs: performance.now() - verifyStarted }
       } catch (err) {
         await control.send({ type: 'failed', reason: errorMessage(err) }).catch(() => {})
         if (this.openDb().get(id, 'target').phase !== 'switchover') this.openDb().enterPhase(id, 'target', 'switchover', {})
@@ -1040,12 +1095,19 @@ export class MigrationEngine {
         this.log(ctx, 'error', 'switchover', { error: `lost the source before its commit: ${errorMessage(err)}; asking it for the outcome` })
         await this.awaitOutcome(ctx, site, 'committed')
       }
-      this.phase(ctx, 'committed')
+      this.phasesAtOnce(() => {
+        this.phase(ctx, 'switchover')
+        this.log(ctx, 'info', 'switchover', verifiedEntry)
+        this.phase(ctx, 'committed')
+      })
       const running = await incoming.resume()
       // The VM runs: the source's downtime ends with this message; the record follows.
       await control.send({ type: 'resumed' }).catch(() => {})
       this.phase(ctx, 'resumed', { vm: running.name })
       const done = await pump.next(['done'], AbortSignal.timeout(30_000)).catch(() => undefined)
+      // Both ends close: a stream half-closed stays open (one per migration, up to the
+      // connection's stream limit), and the source's pump would keep the released VM reachable.
+      await control.close().catch(() => {})
       this.phase(ctx, 'released')
       ctx.done.resolve(this.finish(id, 'target', 'completed', null, { wire: ctx.counter.toJSON(), downtimeMs: done?.downtimeMs, totalMs: done?.totalMs }))
     } catch (thrown) {
@@ -1059,9 +1121,10 @@ export class MigrationEngine {
       }
       await ctx.incoming?.abort(reason).catch(() => {})
       ctx.incomingReady.reject(err)
-      if (!(err instanceof MigrationCancelledError && reason.startsWith('the source'))) await control.send({ type: 'cancel', reason }).catch(() => {})
-      await control.close()
       const state: MigrationState = err instanceof PlanMismatchError || err instanceof MigrationRefusedError ? 'refused' : err instanceof MigrationCancelledError ? 'cancelled' : 'failed'
+      // With this end's state: a failure here (a full disk) is a failure at the source too, not a cancel.
+      if (!(err instanceof MigrationCancelledError && reason.startsWith('the source'))) await control.send({ type: 'cancel', reason, state }).catch(() => {})
+      await control.close()
       ctx.done.resolve(this.finish(id, 'target', state, `${phase}: ${reason}; the partial VM was dropped`, { wire: ctx.counter.toJSON() }))
     } finally {
       this.contexts.delete(`${id}/target`)

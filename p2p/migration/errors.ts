@@ -57,6 +57,12 @@ export class MigrationCancelledError extends coded('MigrationCancelledError', 'E
 /** The peer at the other end went away (connection reset, process killed, timeout). */
 export class PeerLostError extends coded('PeerLostError', 'ERR_MIGRATION_PEER_LOST') {}
 
+/**
+ * After the source's commit, the target reports that it dropped its copy before committing (a
+ * cancel, a stop or a crash there): the VM is nowhere else, so the source resumes it.
+ */
+export class TargetDroppedError extends coded('TargetDroppedError', 'ERR_MIGRATION_TARGET_DROPPED') {}
+
 /** The target found memory or disk not byte-identical to what the source sent. */
 export class VerificationError extends coded('VerificationError', 'ERR_MIGRATION_VERIFY') {}
 

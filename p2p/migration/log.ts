@@ -157,6 +157,11 @@ export class MigrationDb {
     return this.get(id, role)
   }
 
+  /** `write`'s changes in one transaction: one flush to disk where a paused VM waits for them. */
+  atomically<T> (write: () => T): T {
+    return this.db.transaction(write)()
+  }
+
   /** A new phase and its log entry, in one transaction (one write to disk, not two: phases are written inside the switch-over's pause). */
   enterPhase (id: string, role: MigrationRole, phase: MigrationPhase, data: Record<string, unknown>): LogEntry {
     return this.db.transaction(() => {

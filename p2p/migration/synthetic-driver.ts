@@ -17,7 +17,7 @@ import {
   type VmDescription, type VmInfo, type VmStats, type WorkloadName
 } from './driver.js'
 import {
-  InvalidMigrationInputError, MigrationCancelledError, NotStartedError, ProtocolError, VerificationError, VmExistsError,
+  InvalidMigrationInputError, MigrationCancelledError, MigrationError, NotStartedError, PeerLostError, ProtocolError, VerificationError, VmExistsError,
   VmNotFoundError, VmStateError, errorMessage
 } from './errors.js'
 import { FRAME, frame, receiveBatches } from './framing.js'
@@ -41,9 +41,10 @@ export interface SyntheticDriverInit {
    * Fault injection, for tests of the end-to-end check: VMs migrating into this site get one
    * byte of a received page (the first one with data, every time it arrives), disk block (in the
    * snapshot or a dirty round) or dirty disk sector (dirty rounds only) flipped before it is
-   * applied, as a faulty link or memory would. Never set in production.
+   * applied, as a faulty link or memory would; `failDiskWrite` makes writing the first received
+   * UD block fail, as a full disk would. Never set in production.
    */
-  faults?: { corruptReceivedPage?: boolean, corruptReceivedBlock?: boolean, corruptReceivedSector?: boolean }
+  faults?: { corruptReceivedPage?: boolean, corruptReceivedBlock?: boolean, corruptReceivedSector?: boolean, failDiskWrite?: boolean }
 }
 
 export interface CreateVmOptions {
@@ -316,7 +317,8 @@ class SyntheticOutgoing implements OutgoingMigration {
     if (parameters.cpuThrottle !== undefined) {
       if (!(parameters.cpuThrottle >= 0 && parameters.cpuThrottle < 1)) throw new InvalidMigrationInputError(`cpuThrottle must be in [0, 1) (got ${parameters.cpuThrottle})`)
       this.currentParameters.cpuThrottle = parameters.cpuThrottle
-      this.machine.throttle = parameters.cpuThrottle
+      // A cancelled migration left the VM unthrottled, and a late step must not throttle it again.
+      if (!this.abort.signal.aborted) this.machine.throttle = parameters.cpuThrottle
     }
   }
 
@@ -639,21 +641,31 @@ class SyntheticIncoming implements IncomingMigration {
   private corruptSector: number | undefined
 
   constructor (private readonly machine: SyntheticVm, private readonly faults: NonNullable<SyntheticDriverInit['faults']>, private readonly hooks: IncomingHooks) {
+    this.failed.catch(() => {})
     this.vm = machine.description
     this.pageDigests = new DigestTable(machine.pages, ZERO_PAGE_DIGEST)
     this.sectorDigests = new DigestTable(machine.sectors)
   }
 
+  private readonly failure = deferred<never>()
+  readonly failed = this.failure.promise
+
   receiveDisk (stream: DuplexByteStream): void {
     this.streams.push(stream)
     this.diskDone = this.applyDisk(stream)
-    this.diskDone.catch(() => {})
+    this.diskDone.catch((err) => { this.applyFailed('UD disk', err) })
   }
 
   receiveMemory (stream: DuplexByteStream): void {
     this.streams.push(stream)
     this.memoryDone = this.applyMemory(stream)
-    this.memoryDone.catch(() => {})
+    this.memoryDone.catch((err) => { this.applyFailed('memory', err) })
+  }
+
+  private applyFailed (what: string, err: unknown): void {
+    // A source that went away or cancelled is the control stream's news, with its reason.
+    if (this.abortController.signal.aborted || err instanceof PeerLostError || err instanceof MigrationCancelledError) return
+    this.failure.reject(new MigrationError(`applying the ${what} stream at the target failed: ${errorMessage(err)}`))
   }
 
   private async applyDisk (stream: DuplexByteStream): Promise<void> {
@@ -671,6 +683,7 @@ class SyntheticIncoming implements IncomingMigration {
         const data = await reader.bytes(length, signal)
         if (this.faults.corruptReceivedBlock === true && (this.corruptBlock ??= block) === block) flipFirstByte(data)
         if (sectors && this.faults.corruptReceivedSector === true && (this.corruptSector ??= index) === index) flipFirstByte(data)
+        if (this.faults.failDiskWrite === true) throw new Error(`ENOSPC: no space left on device, writing UD block ${block} (injected)`)
         if (!sectors) {
           machine.writeBlock(index, data)
           setBlockDigests(machine, this.sectorDigests, index, data)

@@ -94,6 +94,8 @@ export class FairShaper {
       return
     }
     for (let left = bytes; left > 0; left -= SLICE_BYTES) {
+      // A listener added to a signal that already fired never runs: the rest of a cancelled write must not take the link.
+      signal?.throwIfAborted()
       const slice = Math.min(left, SLICE_BYTES)
       await new Promise<void>((resolve, reject) => {
         const onAbort = (): void => {
@@ -191,10 +193,20 @@ export class DeliveryWindow {
   private readonly waiters = new Set<{ resolve: () => void, reject: (err: unknown) => void }>()
   private sampleStart = { at: performance.now(), delivered: 0 }
   private readonly rates: number[] = []
+  /** Where each admitted write ends and when it was admitted: a report that covers it gives a round trip. */
+  private readonly marks: Array<{ end: number, at: number }> = []
+  private minRoundTripMs = Number.POSITIVE_INFINITY
+  /** Set once the migration ended: every later write fails with it too. */
+  private failure: { error: unknown } | undefined
 
-  /** The bytes allowed in flight now. */
+  /**
+   * The bytes allowed in flight now: the queue the link may hold, plus a round trip's worth (on a
+   * WAN the reports come a round trip after the bytes; a window of the queue alone would cap the
+   * rate at window ÷ round trip, 10 MB/s at 100 ms, on any link).
+   */
   get window (): number {
-    return Math.max(MIN_DELIVERY_WINDOW, Math.max(0, ...this.rates) * DELIVERY_QUEUE_SECONDS)
+    const roundTrip = Number.isFinite(this.minRoundTripMs) ? this.minRoundTripMs / 1000 : 0
+    return Math.max(MIN_DELIVERY_WINDOW, Math.max(0, ...this.rates) * (DELIVERY_QUEUE_SECONDS + roundTrip))
   }
 
   get inFlight (): number { return this.written - this.delivered }
@@ -205,9 +217,11 @@ export class DeliveryWindow {
   /** Resolves when `bytes` more may be written (a write may overshoot the window by its own size). */
   async admit (bytes: number, signal?: AbortSignal): Promise<void> {
     // After an idle spell (nothing in flight) the next sample starts now: the pause says nothing about the link.
+    this.throwIfFailed()
     if (this.inFlight <= 0) this.sampleStart = { at: performance.now(), delivered: this.delivered }
     while (this.inFlight >= this.window) {
       signal?.throwIfAborted()
+      this.throwIfFailed()
       await new Promise<void>((resolve, reject) => {
         const waiter = {
           resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
@@ -219,6 +233,7 @@ export class DeliveryWindow {
       })
     }
     this.written += bytes
+    this.marks.push({ end: this.written, at: performance.now() })
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
   }
 
@@ -227,6 +242,10 @@ export class DeliveryWindow {
     if (!(total > this.delivered)) return
     this.delivered = total
     const now = performance.now()
+    // The reports come every DELIVERY_REPORT_STEP bytes: the least time from a write to a report covering it bounds the round trip from above.
+    while (this.marks.length > 0 && (this.marks[0] as { end: number }).end <= total) {
+      this.minRoundTripMs = Math.min(this.minRoundTripMs, now - (this.marks.shift() as { at: number }).at)
+    }
     if (now - this.sampleStart.at >= DELIVERY_SAMPLE_MS) {
       // The window follows the fastest recent sample: a pre-copy held to a trickle, or one that
       // sends little, delivers slowly without the link being slow.
@@ -237,8 +256,13 @@ export class DeliveryWindow {
     if (this.inFlight < this.window) for (const waiter of [...this.waiters]) { this.waiters.delete(waiter); waiter.resolve() }
   }
 
-  /** Wakes every waiting writer with `err` (the migration ended). */
+  private throwIfFailed (): void {
+    if (this.failure !== undefined) throw this.failure.error
+  }
+
+  /** Wakes every waiting writer with `err` (the migration ended); later writes fail with it too. */
   fail (err: unknown): void {
+    this.failure ??= { error: err }
     for (const waiter of [...this.waiters]) { this.waiters.delete(waiter); waiter.reject(err) }
   }
 }

@@ -271,7 +271,8 @@ export function historyOf (rows: MigrationInfo[], records: MigrationRecord[]): H
       strategy: row.strategy,
       state: row.state,
       error: row.error,
-      bytesOnWire: wire === undefined ? null : Object.values(wire.sent).reduce((a, b) => a + b, 0) + Object.values(wire.received).reduce((a, b) => a + b, 0),
+      // The source's own figure counts the base chunks the target fetched; its wire counter does not.
+      bytesOnWire: num(row.result['bytesOnWire']) ?? (wire === undefined ? null : Object.values(wire.sent).reduce((a, b) => a + b, 0) + Object.values(wire.received).reduce((a, b) => a + b, 0)),
       bytesSaved: plan?.bytesSaved ?? null,
       totalMs: num(row.result['totalMs']),
       downtimeMs: num(row.result['downtimeMs']),

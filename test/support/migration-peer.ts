@@ -148,6 +148,8 @@ async function handle (c: Command): Promise<void> {
       case 'export': reply({ text: engine.exportLog(c.format as ExportFormat, { migration: c.migration as string | undefined }) }); break
       case 'dropped': reply({ dropped: droppedSources.splice(0) }); break
       case 'grants': reply({ grants: Object.fromEntries(engine.linkGrants()) }); break
+      // Migration-protocol streams open on this site's connections (a finished migration leaves none).
+      case 'streams': reply({ open: node.getConnections().flatMap((c) => c.streams).filter((st) => st.protocol === engine.protocol).length }); break
       default: reply({ error: `unknown command ${c.cmd}` })
     }
   } catch (err) {

@@ -53,6 +53,11 @@ export class MigrationSite {
     return answer as T
   }
 
+  /** Sends `signal` to the site's process: SIGSTOP freezes it (its connections stay open, nothing is read), SIGCONT wakes it. */
+  signal (signal: 'SIGSTOP' | 'SIGCONT'): void {
+    this.child.kill(signal)
+  }
+
   kill (): Promise<void> {
     return new Promise((resolve) => {
       if (this.exited) { resolve(); return }
