@@ -122,6 +122,8 @@ class MigrationAgent implements Agent {
   /** Which connected member maintainMembers() asks for the address book next. */
   private addressBookTurn = 0
   private readonly timers: NodeJS.Timeout[] = []
+  /** Aborts the imports the API started (they run after the request answered): the agent's stop must not wait for them. */
+  private readonly apiImports = new AbortController()
   private readonly eventCountSamples: Array<{ at: number, events: number }> = []
   private lastReportedRound = 0
   private replaying = false
@@ -564,6 +566,7 @@ class MigrationAgent implements Agent {
     const { core, network } = this
     if (core === null || network === null) return
     for (const timer of this.timers.splice(0)) clearInterval(timer)
+    this.apiImports.abort(new Error('the agent is stopping'))
     // API first: clients see the agent go away before anything else does.
     await this.attempt('stopping the API', async () => { await network.api.stop() })
     await removeApiFile(this.init.dataDir, process.pid)
@@ -620,7 +623,7 @@ class MigrationAgent implements Agent {
         this.remoteLatency.record({ at: Date.now(), latencyMs: Math.max(0, Date.now() - applied.transaction.submittedAt), position: ordered.position, kind: 'ping', site })
       }
       this.report(applied)
-      if (this.network?.images.applied(applied) === true) void this.network.images.maintain()
+      if (this.network?.images.applied(applied) === true) void this.network.images.maintain().catch((err: Error) => { this.say(`images: ${err.message}`) })
     }
   }
 
@@ -1089,7 +1092,7 @@ class MigrationAgent implements Agent {
     const { path, ...options } = request
     this.say(`importing ${path} (${request.layer}) for the API`)
     network.images.call({ method: 'add', args: [path, options] }, {
-      signal: AbortSignal.timeout(24 * 3600 * 1000),
+      signal: AbortSignal.any([this.apiImports.signal, AbortSignal.timeout(24 * 3600 * 1000)]),
       onProgress: (event) => {
         const detail = event.detail as { bytesDone: number, bytesTotal: number, bytesPerSecond: number }
         this.emit({ type: 'progress', task, done: detail.bytesDone, total: detail.bytesTotal, message: `importing ${request.name ?? path}` })

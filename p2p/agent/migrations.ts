@@ -11,7 +11,7 @@ import { ApiRequestError, parseIntegerQuery, parseTimeQuery, type LogExportQuery
 import type { BlockExchange, TransferContext } from '../exchange/index.js'
 import {
   createMigrationEngine, createSyntheticDriver, exchangeChunkFetch, EXPORT_FORMATS, WORKLOAD_NAMES,
-  type ExportFormat, type ImageManifestData, type LogQuery, type MigrationEngine, type MigrationEvent, type MigrationInfo, type MigrationRequest, type ReplicaView, type Strategy, type SyntheticDriver
+  type ExportFormat, type ImageManifestData, type LogQuery, type MigrationEngine, type MigrationEvent, type MigrationInfo, type MigrationRequest, type MigrationSummary, type ReplicaView, type Strategy, type SyntheticDriver
 } from '../migration/index.js'
 import type { ImageInfo, ImageStore } from '../store/index.js'
 import type { SwarmNode } from '../swarm/index.js'
@@ -58,9 +58,10 @@ export class SiteMigrations {
 
   async start (): Promise<void> {
     await this.driver.start()
-    const { state } = this.init
+    const { state, siteName } = this.init
     this.engine = createMigrationEngine({
-      site: this.init.siteName(),
+      // Read at each use: a renamed site (or one admitted after it started) is known by its new name.
+      get site () { return siteName() },
       swarmId: this.init.swarmId,
       node: this.init.node,
       peerOf: (site) => {
@@ -79,23 +80,34 @@ export class SiteMigrations {
       onBaseImported: (rootCids) => { void this.announceImported(rootCids) },
       record: (summary) => {
         this.init.say(`migration ${summary.migration} of ${summary.vmName} to ${summary.to} done: ${summary.bytesOnWire} bytes on the wire, ${summary.bytesSaved} saved, ${Math.round(summary.totalMs)} ms, downtime ${Math.round(summary.downtimeMs)} ms`)
-        this.init.submit({
-          type: 'migration-record',
-          migration: summary.migration,
-          vm: summary.vmName,
-          from: summary.from,
-          to: summary.to,
-          strategy: summary.strategy,
-          planHash: summary.planHash,
-          bytesOnWire: Math.round(summary.bytesOnWire),
-          bytesSaved: Math.round(summary.bytesSaved),
-          totalMs: Math.round(summary.totalMs),
-          downtimeMs: Math.round(summary.downtimeMs)
-        })
+        // The migration is done whatever happens here: a record that cannot be submitted (the
+        // agent stopping, the swarm halted) is logged, never thrown into the engine (which would
+        // call a completed migration in doubt).
+        try {
+          this.submitRecord(summary)
+        } catch (err) {
+          this.init.say(`migration ${summary.migration} of ${summary.vmName} is done but was not recorded in the swarm: ${(err as Error).message}`)
+        }
       },
       onEvent: this.init.onEvent
     })
     await this.engine.start()
+  }
+
+  private submitRecord (summary: MigrationSummary): void {
+    this.init.submit({
+      type: 'migration-record',
+      migration: summary.migration,
+      vm: summary.vmName,
+      from: summary.from,
+      to: summary.to,
+      strategy: summary.strategy,
+      planHash: summary.planHash,
+      bytesOnWire: Math.round(summary.bytesOnWire),
+      bytesSaved: Math.round(summary.bytesSaved),
+      totalMs: Math.round(summary.totalMs),
+      downtimeMs: Math.round(summary.downtimeMs)
+    })
   }
 
   async stop (): Promise<void> {
@@ -179,6 +191,8 @@ export class SiteMigrations {
   async createVm (body: unknown): Promise<unknown> {
     const b = objectOf(body, ['name', 'os', 'we', 'memoryBytes', 'workload', 'initialUserDataBytes'])
     const name = stringField(b, 'name')
+    // The swarm's migration record holds at most 128 characters of a VM's name.
+    if (name.length > MAX_VM_NAME) throw new ApiRequestError(400, `field "name" must be at most ${MAX_VM_NAME} characters (got ${name.length})`)
     const os = stringField(b, 'os')
     const we = stringField(b, 'we')
     const memoryBytes = b['memoryBytes']
@@ -291,6 +305,9 @@ function objectOf (body: unknown, allowed: string[]): Record<string, unknown> {
   if (extra !== undefined) throw new ApiRequestError(400, `unknown field "${extra}" (allowed: ${allowed.join(', ')})`)
   return body as Record<string, unknown>
 }
+
+/** The longest VM name the swarm's migration record takes (p2p/agent/state.ts). */
+const MAX_VM_NAME = 128
 
 function stringField (body: Record<string, unknown>, field: string): string {
   const value = body[field]

@@ -26,6 +26,9 @@ export function replicateProtocol (swarmId: string): string {
 
 /** Finished transfers the list shows, newest first. */
 const FINISHED_LISTED = 50
+/** An interrupted transfer's resume is tried this many times, the first retry after RESUME_BACKOFF_MS, doubling. */
+const RESUME_ATTEMPTS = 5
+const RESUME_BACKOFF_MS = 10_000
 
 export interface ImageTransfersInit {
   exchange: BlockExchange
@@ -64,6 +67,12 @@ export class ImageTransfers {
   private readonly abandoning = new Set<string>()
   /** Roots abandoned while a fetch of them ran: that fetch reports the abandonment, not a cancel. */
   private readonly abandoned = new Set<string>()
+  /**
+   * Transfers a crash or stop interrupted before this run, to resume (not a migration's: its
+   * migration ended with the run): per root, the failed attempts and when the next may start.
+   * Nothing else is resumed: a fetch cancelled or failed in this run stays as it ended.
+   */
+  private readonly toResume = new Map<string, { attempts: number, nextAt: number }>()
   private readonly onRunEnded = (event: CustomEvent<{ rootCid: string }>): void => {
     const { onEvent } = this.init
     if (onEvent === undefined || this.abandoning.has(event.detail.rootCid)) return
@@ -76,6 +85,9 @@ export class ImageTransfers {
   constructor (private readonly init: ImageTransfersInit) {}
 
   async start (): Promise<void> {
+    for (const transfer of this.init.exchange.transfers()) {
+      if (!transfer.running && transfer.state === 'interrupted' && transfer.purpose !== 'migration') this.toResume.set(transfer.rootCid, { attempts: 0, nextAt: 0 })
+    }
     await handleRequests(this.init.node, replicateProtocol(this.init.swarmId), async (request, peer) => await this.answerReplicate(request, peer))
     this.init.exchange.addEventListener('transfer:failed', this.onRunEnded)
     this.init.exchange.addEventListener('transfer:done', this.onDone)
@@ -133,14 +145,16 @@ export class ImageTransfers {
   }
 
   /** Pulls an announced image (and its missing bases) to this site. */
-  async fetch (reference: string, options: { signal?: AbortSignal, onProgress?: (progress: TransferProgress) => void } = {}): Promise<FetchSummary> {
+  async fetch (reference: string, options: { signal?: AbortSignal, onProgress?: (progress: TransferProgress) => void } = {}, derived: ReadonlySet<string> = new Set()): Promise<FetchSummary> {
     const record = this.resolve(reference)
+    // Announcements come from members; one whose base chain loops would recurse for ever.
+    if (derived.has(record.rootCid)) throw new ApiRequestError(409, `the base chain of ${record.name} (${record.rootCid}) loops back to it: its announcement is malformed`)
     if (this.abandoning.has(record.rootCid)) throw new ApiRequestError(409, `the transfer of ${record.name} (${record.rootCid}) is being abandoned; fetch it again once that is done`)
     const bases: string[] = []
     const local = await this.init.store.list()
     if (record.base !== null && !local.some((i) => i.rootCid === record.base)) {
       this.init.say(`fetching base ${record.base} of ${record.name} first`)
-      const base = await this.fetch(record.base, options)
+      const base = await this.fetch(record.base, options, new Set([...derived, record.rootCid]))
       bases.push(...base.bases, base.image.rootCid)
     }
     const existing = local.find((i) => i.rootCid === record.rootCid)
@@ -202,12 +216,30 @@ export class ImageTransfers {
     return { site: target.name, rootCid: record.rootCid, accepted: answer.accepted === true }
   }
 
-  /** Restarts transfers a crash or stop interrupted, with today's holders. */
+  /**
+   * Restarts the transfers a crash or stop interrupted before this run, with today's holders
+   * (called every few seconds: the holders may not be connected yet). One that fails is tried
+   * again after 10 s, 20 s, 40 s, …, five times in all; `hgmig image fetch` resumes it after that.
+   */
   resumeInterrupted (): void {
-    for (const transfer of this.init.exchange.transfers()) {
-      if (transfer.running || this.background.has(transfer.rootCid) || this.abandoning.has(transfer.rootCid)) continue
+    const now = Date.now()
+    const transfers = new Map(this.init.exchange.transfers().map((t) => [t.rootCid, t]))
+    for (const [rootCid, retry] of this.toResume) {
+      const transfer = transfers.get(rootCid)
+      if (transfer === undefined || this.abandoning.has(rootCid)) {
+        this.toResume.delete(rootCid)
+        continue
+      }
+      if (transfer.running || this.background.has(rootCid) || now < retry.nextAt) continue
       this.init.say(`resuming the interrupted transfer of ${transfer.name} (${transfer.chunksDone}/${transfer.chunksTotal} chunks done)`)
-      this.inBackground(transfer.rootCid)
+      this.inBackground(rootCid, (ok) => {
+        if (ok || ++retry.attempts >= RESUME_ATTEMPTS) {
+          this.toResume.delete(rootCid)
+          if (!ok) this.init.say(`gave up resuming ${transfer.name} after ${RESUME_ATTEMPTS} attempts; \`hgmig image fetch ${transfer.name}\` resumes it`)
+          return
+        }
+        retry.nextAt = Date.now() + RESUME_BACKOFF_MS * 2 ** (retry.attempts - 1)
+      })
     }
   }
 
@@ -221,10 +253,13 @@ export class ImageTransfers {
     return { accepted: true }
   }
 
-  private inBackground (rootCid: string): void {
+  private inBackground (rootCid: string, ended?: (ok: boolean) => void): void {
     if (this.background.has(rootCid) || this.abandoning.has(rootCid)) return
     const running = this.fetch(rootCid)
-      .catch((err: Error) => { this.init.say(`transfer of ${rootCid} failed: ${err.message}`) })
+      .then(() => { ended?.(true) }, (err: Error) => {
+        this.init.say(`transfer of ${rootCid} failed: ${err.message}`)
+        ended?.(false)
+      })
       .finally(() => { this.background.delete(rootCid) })
     this.background.set(rootCid, running)
   }

@@ -169,7 +169,11 @@ class LocalApiServer implements ApiServer {
 
   async stop (): Promise<void> {
     for (const client of this.sockets.clients) client.close(1001, 'agent stopping')
+    // A client that does not answer the close (a stopped CLI, a backed-up reader) would hold the
+    // agent's stop for ws's 30 s close timeout: after a second it is cut off.
+    const grace = setTimeout(() => { for (const client of this.sockets.clients) client.terminate() }, 1000)
     await new Promise<void>((resolve) => { this.sockets.close(() => { resolve() }) })
+    clearTimeout(grace)
     if (!this.server.listening) return
     const closed = new Promise<void>((resolve) => { this.server.close(() => { resolve() }) })
     this.server.closeAllConnections()

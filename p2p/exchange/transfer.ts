@@ -340,9 +340,14 @@ export class Transfer {
       if (addrs.length > 0) await node.peerStore.merge(source.peerId, { multiaddrs: addrs })
       const hello = encodeHello(this.request.context)
       const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS)
-      const streams = await Promise.all(Array.from({ length: this.deps.streamsPerSource }, async () => await node.dialProtocol(source.peerId, protocol, { signal })))
-      if (this.finished || source.state === 'dropped') {
+      // Every dial settles before any is used: the streams of a source whose other dial failed are
+      // aborted, not left open against the source's per-connection stream limit.
+      const opened = await Promise.allSettled(Array.from({ length: this.deps.streamsPerSource }, async () => await node.dialProtocol(source.peerId, protocol, { signal })))
+      const streams = opened.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+      const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (failed !== undefined || this.finished || source.state === 'dropped') {
         for (const stream of streams) stream.abort(new Error('transfer over'))
+        if (failed !== undefined) throw failed.reason
         return
       }
       for (const stream of streams) {
@@ -656,8 +661,23 @@ export class Transfer {
       this.writesPending -= batch.length
       if (this.writesPending === 0) for (const wake of this.writesIdle.splice(0)) wake()
     }
+    const notStored = (err: Error, what: (root: string) => string): void => {
+      // Not stored (or not recorded as stored): these chunks are not done, and the transfer stops
+      // (a resume finds what did reach the store). The batch gathered meanwhile still goes to the
+      // store: a finish() that came first waits for every pending write.
+      for (const { want } of batch) want.done = false
+      settled()
+      this.fail(new ExchangeError(`${what(this.rootCid)}: ${err.message}`))
+      if (this.unstored.length > 0) this.storeBatch()
+    }
     this.deps.store.adoptLeaves(this.adoption, batch.map(({ want, block }) => ({ cid: want.cid, block: block.bytes }))).then(() => {
-      this.deps.state.markDone(this.record.id, batch.map(({ want, source }) => ({ positions: want.positions, source: source.key })))
+      try {
+        this.deps.state.markDone(this.record.id, batch.map(({ want, source }) => ({ positions: want.positions, source: source.key })))
+      } catch (err) {
+        // A full disk can take the leaves' pack write and refuse the WAL append after it.
+        notStored(err as Error, (root) => `cannot record the chunks of ${root} as done (they are in the image store)`)
+        return
+      }
       for (const { want, source } of batch) {
         this.countDone(want.positions.length, want.length * want.positions.length)
         this.deps.onStored({ rootCid: this.rootCid, cid: want.key, peer: source.key, bytes: want.length })
@@ -668,12 +688,7 @@ export class Transfer {
       else if (this.unstored.length > 0 && this.commitTimer === null) this.commitTimer = setTimeout(() => { this.storeBatch() }, COMMIT_INTERVAL_MS)
       for (const source of new Set(batch.map((e) => e.source))) if (source.state === 'active') this.pump(source)
       this.maybeComplete()
-    }, (err: Error) => {
-      // Not stored: these chunks are not done, and the transfer stops (a resume fetches them again).
-      for (const { want } of batch) want.done = false
-      settled()
-      this.fail(new ExchangeError(`cannot store the chunks of ${this.rootCid} in the image store: ${err.message}`))
-    })
+    }, (err: Error) => { notStored(err, (root) => `cannot store the chunks of ${root} in the image store`) })
   }
 
   private maybeComplete (): void {
