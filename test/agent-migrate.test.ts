@@ -38,6 +38,8 @@ test('through the agents: a synthetic VM is created at A, migrated to B from the
     assert.equal(atTenth.bytesToSend.total, atFull.bytesToSend.total)
     assert.ok(atTenth.estimatedSeconds > atFull.estimatedSeconds, `${atTenth.estimatedSeconds} s at 10 MB/s vs ${atFull.estimatedSeconds} s at 100 MB/s`)
     await assert.rejects(a.client.migrationPlan('web', 'site-b', { bandwidth: -5 }), /"bandwidth" must be a positive integer/)
+    // A name the swarm's migration record could not hold is refused when the VM is created, not after its migration.
+    await assert.rejects(a.client.createVm({ name: 'v'.repeat(129), os: 'os', we: 'we', memoryBytes: 8 << 20 }), /"name" must be at most 128 characters \(got 129\)/)
 
     const result = JSON.parse(cli('migrate', 'web', '--to', 'site-b', '--max-downtime', '300ms', '--json', '--data', a.dir)) as { id: string, state: string }
     assert.equal(result.state, 'completed', JSON.stringify(result))
