@@ -1,10 +1,10 @@
 /** Runs `hgmig` commands and agent daemons as separate OS processes, for the agent and API tests. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ApiClient, type ApiFile } from '../../p2p/api/index.js'
+import { tempDir } from './temp-dir.js'
 import { eventually } from './peer-process.js'
 
 export const bin = fileURLToPath(new URL('../../../bin/hgmig.js', import.meta.url))
@@ -25,7 +25,7 @@ export function hgmigOk (...args: string[]): string {
 }
 
 export function tempDataDir (): string {
-  return join(mkdtempSync(join(tmpdir(), 'hgmig-agent-')), 'data')
+  return join(tempDir('hgmig-agent-'), 'data')
 }
 
 /** `hgmig swarm create --json` in `dataDir`; fails the test if it does not succeed. */

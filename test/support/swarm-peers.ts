@@ -1,10 +1,10 @@
 /** Swarms of gossip-peer.ts processes for the swarm layer's multi-process tests. */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { createSwarmKey } from '../../p2p/swarm/index.js'
+import { tempDir } from './temp-dir.js'
 import { eventually, PeerProcess } from './peer-process.js'
 
 const peerScript = fileURLToPath(new URL('./gossip-peer.js', import.meta.url))
@@ -15,7 +15,7 @@ export interface TestSwarm { dir: string, genesis: string }
 
 /** A genesis file with `members` fresh keys and a swarm key, in a new temporary directory. */
 export async function makeSwarm (members: number): Promise<TestSwarm> {
-  const dir = mkdtempSync(join(tmpdir(), 'hgmig-swarm-'))
+  const dir = tempDir('hgmig-swarm-')
   const keys = await Promise.all(Array.from({ length: members }, async () => await generateKeyPair('Ed25519')))
   const genesis = join(dir, 'genesis.json')
   writeFileSync(genesis, JSON.stringify({
