@@ -582,6 +582,11 @@ class SyntheticOutgoing implements OutgoingMigration {
   }
 }
 
+/** Why applying a stream at the target failed; the engine's own errors (a lost peer, a cancel) say it already. */
+function applyError (what: string, err: unknown): Error {
+  return err instanceof MigrationError ? err : new MigrationError(`applying the ${what} stream at the target failed: ${errorMessage(err)}`)
+}
+
 /** A disk frame: per unit (block or sector) its index and length, then the units' bytes. */
 function diskFrame (type: number, indices: number[], units: Buffer[]): Uint8Array {
   const headers = Buffer.alloc(indices.length * 8)
@@ -665,7 +670,7 @@ class SyntheticIncoming implements IncomingMigration {
   private applyFailed (what: string, err: unknown): void {
     // A source that went away or cancelled is the control stream's news, with its reason.
     if (this.abortController.signal.aborted || err instanceof PeerLostError || err instanceof MigrationCancelledError) return
-    this.failure.reject(new MigrationError(`applying the ${what} stream at the target failed: ${errorMessage(err)}`))
+    this.failure.reject(applyError(what, err))
   }
 
   private async applyDisk (stream: DuplexByteStream): Promise<void> {
@@ -723,7 +728,8 @@ class SyntheticIncoming implements IncomingMigration {
 
   async verify (expected: { memorySha256: string, diskSha256: string }): Promise<{ memorySha256: string, diskSha256: string }> {
     if (this.diskDone === undefined || this.memoryDone === undefined) throw new VmStateError('verify before both streams were attached')
-    await Promise.all([this.diskDone, this.memoryDone])
+    // A small VM can reach the switch-over before a failed write here ends the migration: the same reason either way.
+    await Promise.all([this.diskDone.catch((err) => { throw applyError('UD disk', err) }), this.memoryDone.catch((err) => { throw applyError('memory', err) })])
     const memorySha256 = this.pageDigests.combined(false)
     const diskSha256 = this.sectorDigests.combined(true)
     const wrong: string[] = []
