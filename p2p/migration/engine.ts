@@ -512,11 +512,6 @@ export class MigrationEngine {
     this.init.onEvent?.({ type: 'migration:state', detail: this.info(ctx.id, ctx.role) })
   }
 
-  /** `write`'s phases and log entries in one transaction: one flush where a paused VM waits. */
-  private phasesAtOnce (write: () => void): void {
-    this.openDb().atomically(write)
-  }
-
   /** An entry taken while the VM was paused, logged now that it is not (if it still waits). */
   private logPending (ctx: Context, phase: MigrationPhase, entry: Record<string, unknown> | undefined): void {
     if (entry !== undefined) this.log(ctx, 'info', phase, entry)
@@ -1095,7 +1090,8 @@ export class MigrationEngine {
         this.log(ctx, 'error', 'switchover', { error: `lost the source before its commit: ${errorMessage(err)}; asking it for the outcome` })
         await this.awaitOutcome(ctx, site, 'committed')
       }
-      this.phasesAtOnce(() => {
+      // One transaction: one flush while the VM waits, paused at the source.
+      this.openDb().atomically(() => {
         this.phase(ctx, 'switchover')
         this.log(ctx, 'info', 'switchover', verifiedEntry)
         this.phase(ctx, 'committed')
