@@ -25,8 +25,9 @@ test('an image held at A and C is fetched at B from both, byte-identical; replic
   try {
     const [a, b, c] = await foundingSwarm(['site-a', 'site-b', 'site-c'], agents) as [FoundingSite, FoundingSite, FoundingSite]
     const osFile = join(files, 'os.img')
-    // 192 chunks of 64 KiB, a quarter all-zero: enough for both sources to take a share.
-    await writePlan(randomImage('os', 192, 0.25, 7), osFile)
+    // 512 chunks of 64 KiB, a quarter all-zero: enough for both sources to take a share (with 192,
+    // one source once fetched them all on busy cores before the other's streams were open).
+    await writePlan(randomImage('os', 512, 0.25, 7), osFile)
     for (const site of [a, c]) cli('image', 'add', osFile, '--layer', 'os', '--name', 'debian-os', '--data', site.dir)
     const weFile = join(files, 'we.img')
     await writePlan(randomImage('we', 40, 0, 8), weFile)
